@@ -1,0 +1,259 @@
+"""PublicLoadBalancer: the ALB in front of the service, its target groups, listeners, TLS and DNS.
+
+One application load balancer in the public subnets with target groups of type `ip` whose port and
+health-check port are the container port (they come from one setting, so they cannot disagree). With a
+domain: an ACM certificate validated through Route 53, an HTTPS listener on a TLS 1.3 policy, HTTP
+redirected to HTTPS, and an alias record; without one, plain HTTP (and a warning). It can own several
+target groups and a test listener, which is what a CodeDeploy blue/green deployment needs.
+Security stance: invalid header fields dropped, desync mitigation on, deletion protection and access
+logs per config; the access-log bucket is private, encrypted, TLS-only and expires its objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.settings import DomainSettings, LoadBalancerSettings
+
+ACCESS_LOG_PREFIX = "alb"
+
+
+@dataclass(frozen=True)
+class PublicLoadBalancerArgs:
+    vpc_id: pulumi.Input[str]
+    public_subnet_ids: pulumi.Input[Sequence[str]]
+    security_group_id: pulumi.Input[str]
+    container_port: int
+    """The target port and health-check port: the container's one port."""
+    health_check_path: str
+    settings: LoadBalancerSettings
+    domain: DomainSettings | None
+    """Route 53 zone + hostname for HTTPS; None serves plain HTTP."""
+    account_id: pulumi.Input[str]
+    region: str
+    partition: str
+    target_group_roles: Sequence[str] = ("main",)
+    """One target group per role; the first receives production traffic. Blue/green uses two."""
+    test_listener_port: int | None = None
+    """A listener forwarding to the second target group, for validating a new version before the shift."""
+
+
+def listener_ports(domain: DomainSettings | None) -> tuple[int, ...]:
+    """The production listener ports: HTTP always (serving or redirecting), HTTPS with a domain."""
+    return (80, 443) if domain else (80,)
+
+
+class PublicLoadBalancer(pulumi.ComponentResource):
+    load_balancer: aws.lb.LoadBalancer
+    target_groups: dict[str, aws.lb.TargetGroup]
+    production_listener: aws.lb.Listener
+    test_listener: aws.lb.Listener | None
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PublicLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gantry:lb:PublicLoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        s = args.settings
+
+        access_logs = None
+        lb_depends: list[pulumi.Resource] = []
+        if s.access_logs:
+            bucket, bucket_policy = self._access_log_bucket(name, args, child)
+            access_logs = {"bucket": bucket.bucket, "prefix": ACCESS_LOG_PREFIX, "enabled": True}
+            lb_depends.append(bucket_policy)  # ELB test-writes the bucket when logging is enabled
+
+        self.load_balancer = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            internal=False,
+            ip_address_type="ipv4",
+            subnets=args.public_subnet_ids,
+            security_groups=[args.security_group_id],
+            drop_invalid_header_fields=True,
+            desync_mitigation_mode=s.desync_mitigation_mode,
+            enable_deletion_protection=s.deletion_protection,
+            idle_timeout=s.idle_timeout_seconds,
+            access_logs=access_logs,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=lb_depends),
+        )
+
+        hc = s.health_check
+        self.target_groups = {
+            role: aws.lb.TargetGroup(
+                f"{name}-{role}",
+                vpc_id=args.vpc_id,
+                target_type="ip",
+                protocol="HTTP",
+                port=args.container_port,
+                deregistration_delay=s.deregistration_delay_seconds,
+                # Inference requests vary widely in cost; send each to the task with the fewest in flight.
+                load_balancing_algorithm_type="least_outstanding_requests",
+                health_check={
+                    "enabled": True,
+                    "protocol": "HTTP",
+                    "path": args.health_check_path,
+                    "port": str(args.container_port),
+                    "matcher": "200",
+                    "interval": hc.interval_seconds,
+                    "timeout": hc.timeout_seconds,
+                    "healthy_threshold": hc.healthy_threshold,
+                    "unhealthy_threshold": hc.unhealthy_threshold,
+                },
+                opts=child,
+            )
+            for role in args.target_group_roles
+        }
+        primary = self.target_groups[args.target_group_roles[0]]
+        forward = [{"type": "forward", "target_group_arn": primary.arn}]
+
+        if args.domain is None:
+            pulumi.log.warn(
+                "gantry: no domain is configured, so the service is served over plain HTTP. Set "
+                "gantry:domain (hostedZoneId, hostname) for TLS before sending real traffic.",
+                self,
+            )
+            self.production_listener = aws.lb.Listener(
+                f"{name}-http", load_balancer_arn=self.load_balancer.arn, port=80, protocol="HTTP",
+                default_actions=forward, opts=child,
+            )
+            self.url = self.load_balancer.dns_name.apply(lambda dns: f"http://{dns}")
+        else:
+            certificate_arn = self._certificate(name, args.domain, child)
+            aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=self.load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[
+                    {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"}}
+                ],
+                opts=child,
+            )
+            self.production_listener = aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=self.load_balancer.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=s.tls_policy,
+                certificate_arn=certificate_arn,
+                default_actions=forward,
+                opts=child,
+            )
+            aws.route53.Record(
+                f"{name}-alias",
+                zone_id=args.domain.hosted_zone_id,
+                name=args.domain.hostname,
+                type="A",
+                aliases=[
+                    {
+                        "name": self.load_balancer.dns_name,
+                        "zone_id": self.load_balancer.zone_id,
+                        "evaluate_target_health": True,
+                    }
+                ],
+                opts=child,
+            )
+            self.url = pulumi.Output.from_input(f"https://{args.domain.hostname}")
+
+        self.test_listener = None
+        if args.test_listener_port is not None:
+            if len(args.target_group_roles) < 2:
+                raise ValueError("a test listener needs a second target group to forward to")
+            self.test_listener = aws.lb.Listener(
+                f"{name}-test",
+                load_balancer_arn=self.load_balancer.arn,
+                port=args.test_listener_port,
+                protocol="HTTP",
+                default_actions=[
+                    {"type": "forward", "target_group_arn": self.target_groups[args.target_group_roles[1]].arn}
+                ],
+                opts=child,
+            )
+
+        self.register_outputs({"url": self.url, "dnsName": self.load_balancer.dns_name})
+
+    def _access_log_bucket(self, name: str, args: PublicLoadBalancerArgs, child: pulumi.ResourceOptions):
+        bucket = aws.s3.Bucket(f"{name}-access-logs", opts=child)
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-access-logs-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-access-logs-ownership",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
+        )
+        # ALB log delivery supports SSE-S3 only (not SSE-KMS).
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-access-logs-encryption",
+            bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-access-logs-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "id": "expire-access-logs",
+                    "status": "Enabled",
+                    "filter": {"prefix": f"{ACCESS_LOG_PREFIX}/"},
+                    "expiration": {"days": args.settings.access_log_retention_days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
+                }
+            ],
+            opts=child,
+        )
+        bucket_policy = aws.s3.BucketPolicy(
+            f"{name}-access-logs-policy",
+            bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, args.account_id).apply(
+                lambda v: json.dumps(
+                    policies.alb_access_log_bucket_policy(
+                        bucket_arn=v[0],
+                        prefix=ACCESS_LOG_PREFIX,
+                        account_id=v[1],
+                        region=args.region,
+                        partition=args.partition,
+                    )
+                )
+            ),
+            opts=child,
+        )
+        return bucket, bucket_policy
+
+    def _certificate(self, name: str, domain: DomainSettings, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        certificate = aws.acm.Certificate(
+            f"{name}-certificate", domain_name=domain.hostname, validation_method="DNS", opts=child
+        )
+        # One hostname, so exactly one validation record.
+        option = certificate.domain_validation_options.apply(lambda options: options[0])
+        record = aws.route53.Record(
+            f"{name}-certificate-validation",
+            zone_id=domain.hosted_zone_id,
+            name=option.apply(lambda o: o.resource_record_name),
+            type=option.apply(lambda o: o.resource_record_type),
+            records=[option.apply(lambda o: o.resource_record_value)],
+            ttl=300,
+            allow_overwrite=True,
+            opts=child,
+        )
+        validation = aws.acm.CertificateValidation(
+            f"{name}-certificate-validated",
+            certificate_arn=certificate.arn,
+            validation_record_fqdns=[record.fqdn],
+            opts=child,
+        )
+        return validation.certificate_arn

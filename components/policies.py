@@ -1,0 +1,232 @@
+"""IAM, S3 and ECR policy documents as pure functions of plain strings.
+
+Components call these inside `Output.all(...).apply(...)` and json-encode the result, so every
+document can be tested on its own, and the tests see exactly what AWS will see. Security stance:
+every Allow names exact resource ARNs; the single `*` is `ecr:GetAuthorizationToken`, which accepts
+nothing else. Trust policies pin the calling service to this account (and, where the service sets it,
+to this account's resources) against the confused-deputy problem. No AWS managed policies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from components.settings import PolicyStatement
+
+VERSION = "2012-10-17"
+
+# Elastic Load Balancing's log-delivery account per region, for regions opened before August 2022
+# (AWS "Enable access logs for your Application Load Balancer"). Newer regions deliver as the
+# logdelivery.elasticloadbalancing.amazonaws.com service principal instead.
+ELB_LOG_DELIVERY_ACCOUNTS: Mapping[str, str] = {
+    "us-east-1": "127311923021",
+    "us-east-2": "033677994240",
+    "us-west-1": "027434742980",
+    "us-west-2": "797873946194",
+    "af-south-1": "098369216593",
+    "ap-east-1": "754344448648",
+    "ap-southeast-3": "589379963580",
+    "ap-south-1": "718504428378",
+    "ap-northeast-3": "383597477331",
+    "ap-northeast-2": "600734575887",
+    "ap-southeast-1": "114774131450",
+    "ap-southeast-2": "783225319266",
+    "ap-northeast-1": "582318560864",
+    "ca-central-1": "985666609251",
+    "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806",
+    "eu-west-2": "652711504416",
+    "eu-south-1": "635631232127",
+    "eu-west-3": "009996457667",
+    "eu-north-1": "897822967062",
+    "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+    "us-gov-west-1": "048591011584",
+    "us-gov-east-1": "190560391635",
+    "cn-north-1": "638102146993",
+    "cn-northwest-1": "037604701340",
+}
+
+ECR_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+
+
+def _dns_suffix(partition: str) -> str:
+    return "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+
+
+def ecs_tasks_trust_policy(*, account_id: str, region: str, partition: str) -> dict[str, Any]:
+    """Who may assume the execution and task roles: ECS tasks of this account, in this region."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "EcsTasksOfThisAccount",
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {"aws:SourceArn": f"arn:{partition}:ecs:{region}:{account_id}:*"},
+                },
+            }
+        ],
+    }
+
+
+def log_stream_resources(log_group_arn: str) -> list[str]:
+    """The log group and its streams: CreateLogStream is checked on the group, PutLogEvents on a stream."""
+    return [log_group_arn, f"{log_group_arn}:log-stream:*"]
+
+
+def execution_role_policy(
+    *,
+    repository_arn: str,
+    log_group_arn: str,
+    secret_arns: Sequence[str],
+    ssm_parameter_arns: Sequence[str],
+    kms_key_arns: Sequence[str],
+    region: str,
+    partition: str,
+) -> dict[str, Any]:
+    """What ECS needs to start the task: pull one image, write one log group, read the declared secrets."""
+    statements: list[dict[str, Any]] = [
+        {
+            # GetAuthorizationToken is account-wide by design: it supports no resource-level scoping.
+            "Sid": "EcrAuthorizationToken",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {"Sid": "PullServiceImage", "Effect": "Allow", "Action": list(ECR_PULL_ACTIONS), "Resource": repository_arn},
+        {
+            "Sid": "WriteServiceLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": log_stream_resources(log_group_arn),
+        },
+    ]
+    if secret_arns:
+        statements.append(
+            {
+                "Sid": "ReadDeclaredSecrets",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": sorted(secret_arns),
+            }
+        )
+    if ssm_parameter_arns:
+        statements.append(
+            {
+                "Sid": "ReadDeclaredParameters",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameters",
+                "Resource": sorted(ssm_parameter_arns),
+            }
+        )
+    if kms_key_arns:
+        suffix = _dns_suffix(partition)
+        statements.append(
+            {
+                "Sid": "DecryptDeclaredSecrets",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": sorted(set(kms_key_arns)),
+                # Only on behalf of the secret stores: the role cannot decrypt arbitrary ciphertext.
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": [f"secretsmanager.{region}.{suffix}", f"ssm.{region}.{suffix}"]
+                    }
+                },
+            }
+        )
+    return {"Version": VERSION, "Statement": statements}
+
+
+def task_role_policy(statements: Sequence[PolicyStatement]) -> dict[str, Any] | None:
+    """The application's own AWS permissions, exactly as declared in config; None when it declares none."""
+    if not statements:
+        return None
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {"Sid": s.sid, "Effect": "Allow", "Action": list(s.actions), "Resource": list(s.resources)}
+            for s in statements
+        ],
+    }
+
+
+def flow_logs_trust_policy(*, account_id: str, region: str, partition: str) -> dict[str, Any]:
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "VpcFlowLogsOfThisAccount",
+                "Effect": "Allow",
+                "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {"aws:SourceArn": f"arn:{partition}:ec2:{region}:{account_id}:vpc-flow-log/*"},
+                },
+            }
+        ],
+    }
+
+
+def flow_logs_policy(*, log_group_arn: str) -> dict[str, Any]:
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "DeliverFlowLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": log_stream_resources(log_group_arn),
+            }
+        ],
+    }
+
+
+def alb_access_log_bucket_policy(
+    *, bucket_arn: str, prefix: str, account_id: str, region: str, partition: str
+) -> dict[str, Any]:
+    """Lets this account's load balancers write access logs under `prefix`, and refuses plain HTTP."""
+    if region in ELB_LOG_DELIVERY_ACCOUNTS:
+        principal: dict[str, str] = {"AWS": f"arn:{partition}:iam::{ELB_LOG_DELIVERY_ACCOUNTS[region]}:root"}
+    else:
+        principal = {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "AlbAccessLogDelivery",
+                "Effect": "Allow",
+                "Principal": principal,
+                "Action": "s3:PutObject",
+                "Resource": f"{bucket_arn}/{prefix}/AWSLogs/{account_id}/*",
+            },
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ],
+    }
+
+
+def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
+    """Expire all but the newest `keep_images` images (tagged or not): bounded storage, recent rollbacks."""
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"Keep the newest {keep_images} images",
+                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep_images},
+                "action": {"type": "expire"},
+            }
+        ]
+    }

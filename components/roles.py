@@ -1,0 +1,91 @@
+"""TaskRoles: the two IAM roles of an ECS task, each with exactly the permissions it needs.
+
+The execution role is what ECS uses to start a task (pull the image, write the log group, read the
+declared secrets); the task role is the identity of the application code. Conflating them is the most
+common ECS mistake, so they are built apart. Security stance: inline policies from
+`components.policies` on exact ARNs, no AWS managed policies, trust limited to ECS tasks of this
+account and region; the task role has no permissions unless the app declares some in config.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.settings import PolicyStatement
+
+
+@dataclass(frozen=True)
+class TaskRolesArgs:
+    account_id: pulumi.Input[str]
+    region: str
+    partition: str
+    repository_arn: pulumi.Input[str]
+    """The one ECR repository the task's image comes from."""
+    log_group_arn: pulumi.Input[str]
+    """The one log group the container writes to."""
+    secret_arns: Sequence[pulumi.Input[str]] = ()
+    """Secrets Manager secrets the container references; default none."""
+    ssm_parameter_arns: Sequence[pulumi.Input[str]] = ()
+    """SSM parameters the container references; default none."""
+    kms_key_arns: Sequence[str] = ()
+    """Customer-managed keys those values are encrypted with; default none (AWS-managed keys need no grant)."""
+    task_statements: Sequence[PolicyStatement] = ()
+    """The application's own AWS permissions; default none."""
+
+
+class TaskRoles(pulumi.ComponentResource):
+    execution_role_arn: pulumi.Output[str]
+    task_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: TaskRolesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gantry:iam:TaskRoles", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        trust = pulumi.Output.from_input(args.account_id).apply(
+            lambda account: json.dumps(
+                policies.ecs_tasks_trust_policy(account_id=account, region=args.region, partition=args.partition)
+            )
+        )
+        execution = aws.iam.Role(
+            f"{name}-execution", assume_role_policy=trust, description="ECS starts gantry tasks with this", opts=child
+        )
+        aws.iam.RolePolicy(
+            f"{name}-execution-policy",
+            role=execution.id,
+            policy=pulumi.Output.all(
+                repo=args.repository_arn,
+                log_group=args.log_group_arn,
+                secrets=pulumi.Output.all(*args.secret_arns),
+                params=pulumi.Output.all(*args.ssm_parameter_arns),
+            ).apply(
+                lambda v: json.dumps(
+                    policies.execution_role_policy(
+                        repository_arn=v["repo"],
+                        log_group_arn=v["log_group"],
+                        secret_arns=v["secrets"],
+                        ssm_parameter_arns=v["params"],
+                        kms_key_arns=args.kms_key_arns,
+                        region=args.region,
+                        partition=args.partition,
+                    )
+                )
+            ),
+            opts=child,
+        )
+
+        task = aws.iam.Role(
+            f"{name}-task", assume_role_policy=trust, description="gantry application code runs as this", opts=child
+        )
+        document = policies.task_role_policy(args.task_statements)
+        if document is not None:
+            aws.iam.RolePolicy(f"{name}-task-policy", role=task.id, policy=json.dumps(document), opts=child)
+
+        self.execution_role_arn = execution.arn
+        self.task_role_arn = task.arn
+        self.register_outputs({"executionRoleArn": self.execution_role_arn, "taskRoleArn": self.task_role_arn})

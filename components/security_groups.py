@@ -1,0 +1,95 @@
+"""ServiceSecurityGroups: the load balancer's and the tasks' security groups, and the one path between them.
+
+Security stance: the ALB accepts only its listener ports, only from the configured CIDRs, and may
+send only to the task group on the container port; tasks accept only the ALB on the container port.
+Task egress is HTTPS to the internet through NAT (an AI service calls model APIs) or nothing at all
+when the VPC has no NAT; the VpcEndpoints component adds the egress its endpoints need. Every rule is
+its own resource, so components can add rules to a group without fighting over an inline rule list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class ServiceSecurityGroupsArgs:
+    vpc_id: pulumi.Input[str]
+    container_port: int
+    """The single port the container, target group and health check use."""
+    listener_ports: Sequence[int]
+    """Ports the ALB listens on (80, plus 443 when a domain is configured)."""
+    ingress_cidrs: Sequence[str]
+    """IPv4 ranges allowed to reach the listeners; default the internet, since it is a public endpoint."""
+    https_egress_to_internet: bool
+    """Let tasks open HTTPS connections to the internet (true when the VPC has NAT)."""
+
+
+class ServiceSecurityGroups(pulumi.ComponentResource):
+    alb_security_group_id: pulumi.Output[str]
+    task_security_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServiceSecurityGroupsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gantry:network:ServiceSecurityGroups", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        alb = aws.ec2.SecurityGroup(
+            f"{name}-alb", vpc_id=args.vpc_id, description="gantry load balancer: listeners only", opts=child
+        )
+        task = aws.ec2.SecurityGroup(
+            f"{name}-task", vpc_id=args.vpc_id, description="gantry tasks: reachable from the ALB only", opts=child
+        )
+        for port in args.listener_ports:
+            for cidr in args.ingress_cidrs:
+                # The rule is its (port, range): a changed range is a new rule, so the name carries both.
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-alb-in-{port}-{cidr.replace('/', '_')}",
+                    security_group_id=alb.id,
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    cidr_ipv4=cidr,
+                    description=f"listener {port}",
+                    opts=child,
+                )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-alb-to-task",
+            security_group_id=alb.id,
+            ip_protocol="tcp",
+            from_port=args.container_port,
+            to_port=args.container_port,
+            referenced_security_group_id=task.id,
+            description="to tasks on the container port",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-task-from-alb",
+            security_group_id=task.id,
+            ip_protocol="tcp",
+            from_port=args.container_port,
+            to_port=args.container_port,
+            referenced_security_group_id=alb.id,
+            description="from the ALB on the container port",
+            opts=child,
+        )
+        if args.https_egress_to_internet:
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-task-https-out",
+                security_group_id=task.id,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                cidr_ipv4="0.0.0.0/0",
+                description="HTTPS to AWS APIs and model providers through NAT",
+                opts=child,
+            )
+
+        self.alb_security_group_id = alb.id
+        self.task_security_group_id = task.id
+        self.register_outputs(
+            {"albSecurityGroupId": self.alb_security_group_id, "taskSecurityGroupId": self.task_security_group_id}
+        )
