@@ -1,0 +1,449 @@
+"""The HTTP API as a plain ASGI application: OpenAI-compatible embeddings, models and health.
+
+Three routes do not need a framework, and at several hundred requests per second per core the
+per-request overhead of one matters, so this is a direct ASGI callable served by uvicorn.
+
+Request path for `POST /v1/embeddings`: authenticate the bearer key -> per-tenant request rate ->
+read the body (bounded by MAX_REQUEST_BYTES) -> parse and validate as OpenAI does -> tokenize
+(the real tokenizer: this count is both the usage reported and the budget spent) -> refuse inputs
+longer than MAX_INPUT_TOKENS (they are never truncated) -> queue room -> per-tenant token budget
+-> dynamic batcher -> JSON or base64 response. Every refusal is a 4xx/503 with OpenAI's error body
+`{"error": {"message", "type", "param", "code"}}`; an unexpected failure is a 500 with the same
+shape and never takes the process down. Each request produces one JSON log line with tenant,
+inputs, tokens, latency and status — never the key or any input text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import traceback
+from typing import Any, Callable
+
+import numpy as np
+import orjson
+
+from worker import logs
+from worker.auth import Authenticator
+from worker.batcher import Batcher
+from worker.config import Settings
+from worker.limits import TenantLimits, retry_after_seconds
+from worker.metrics import Metrics
+from worker.model import DIMENSIONS, MODEL_ID, Embedder
+
+# Names clients may put in `model`; answers always name MODEL_ID.
+MODEL_ALIASES = frozenset({MODEL_ID, f"sentence-transformers/{MODEL_ID}"})
+_KNOWN_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "user"})
+# Tokenizing a large request inline would stall every other request on the event loop; above
+# this many characters it goes to a thread (below it, the thread hop costs more than it saves).
+_INLINE_TOKENIZE_CHARS = 8192
+
+_JSON = (b"content-type", b"application/json")
+
+
+class ApiError(Exception):
+    """A refusal with an HTTP status and an OpenAI-shaped error body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers or []
+
+    def body(self) -> bytes:
+        return orjson.dumps(
+            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        )
+
+
+class ClientDisconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+class _Log:
+    """Fields of the one log line written per request (safe fields only)."""
+
+    __slots__ = ("tenant", "inputs", "tokens", "batch", "code")
+
+    def __init__(self) -> None:
+        self.tenant: str | None = None
+        self.inputs = 0
+        self.tokens = 0
+        self.batch = 0
+        self.code: str | None = None
+
+
+class WorkerApp:
+    """ASGI app plus the worker's lifecycle state: loading -> ready -> draining (or failed)."""
+
+    def __init__(self, settings: Settings, on_fatal: Callable[[], None] | None = None):
+        self.settings = settings
+        self.auth = Authenticator(settings.api_keys, settings.auth_disabled)
+        self.limits = TenantLimits(settings.rate_limit_requests_per_minute, settings.token_budget_per_minute)
+        self.metrics = Metrics(settings.metrics_namespace, settings.service_name)
+        self.embedder: Embedder | None = None
+        self.batcher: Batcher | None = None
+        self.state = "loading"
+        self.in_flight = 0
+        self._on_fatal = on_fatal
+        self._started = time.monotonic()
+        self._loader: asyncio.Task | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def begin_drain(self) -> None:
+        """Stop taking new work; in-flight requests finish (the server waits for them)."""
+        if self.state != "draining":
+            self.state = "draining"
+            logs.event("draining", in_flight=self.in_flight)
+
+    async def _startup(self) -> None:
+        # Load in the background so /health can answer "loading" while the model comes up.
+        self._loader = asyncio.get_running_loop().create_task(self._load(), name="model-load")
+
+    async def _load(self) -> None:
+        settings = self.settings
+        try:
+            self.embedder = await asyncio.to_thread(Embedder, settings.model_dir, settings.inference_threads)
+        except Exception as exc:
+            self.state = "failed"
+            logs.event("model_load_failed", error=f"{type(exc).__name__}: {exc}")
+            if self._on_fatal is not None:
+                self._on_fatal()
+            return
+        self.batcher = Batcher(
+            self.embedder.embed_ids,
+            DIMENSIONS,
+            settings.max_batch_size,
+            settings.max_batch_wait_ms,
+            settings.max_queued_inputs,
+            on_batch=self.metrics.batch_ran,
+        )
+        self.batcher.start()
+        self.metrics.start()
+        if self.state == "loading":
+            self.state = "ready"
+        logs.event(
+            "ready",
+            seconds_since_start=round(time.monotonic() - self._started, 3),
+            model=MODEL_ID,
+            inference_threads=settings.inference_threads,
+            tenants=self.auth.tenants,
+            auth_disabled=settings.auth_disabled,
+        )
+
+    async def _shutdown(self) -> None:
+        if self._loader is not None and not self._loader.done():
+            self._loader.cancel()
+        if self.batcher is not None:
+            await self.batcher.stop()
+        await self.metrics.stop()
+        logs.event("stopped")
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # --- ASGI entry ----------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        method = scope["method"]
+        if path == "/health":
+            await self._health(method, send)
+            return
+
+        started = time.perf_counter()
+        log = _Log()
+        status = 500
+        self.in_flight += 1
+        self.metrics.request_started()
+        try:
+            status, body, headers = await self._route(path, method, scope, receive, log)
+        except ApiError as error:
+            status, body, headers = error.status, error.body(), error.headers
+            log.code = error.code
+        except ClientDisconnected:
+            status, body, headers = 499, b"", []
+            log.code = "client_disconnected"
+        except Exception as exc:
+            # Log where it failed, not the message: exception text could quote an input.
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            logs.event("internal_error", error=type(exc).__name__, at=f"{frame.filename}:{frame.lineno}")
+            error = ApiError(500, "internal error while embedding; retry the request", type="server_error", code="internal_error")
+            status, body, headers = 500, error.body(), []
+            log.code = error.code
+        finally:
+            self.in_flight -= 1
+        if self.state == "draining":
+            # Tell keep-alive clients (the load balancer) to reconnect elsewhere.
+            headers = [*headers, (b"connection", b"close")]
+        if status != 499:
+            await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
+            await send({"type": "http.response.body", "body": body})
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self.metrics.request_finished(log.tenant, status, log.tokens, latency_ms)
+        logs.event(
+            "request",
+            method=method,
+            path=path,
+            status=status,
+            tenant=log.tenant,
+            inputs=log.inputs,
+            tokens=log.tokens,
+            batch=log.batch,
+            latency_ms=round(latency_ms, 2),
+            code=log.code,
+        )
+
+    async def _health(self, method: str, send) -> None:
+        if method not in ("GET", "HEAD"):
+            error = ApiError(405, "use GET /health", code="method_not_allowed", headers=[(b"allow", b"GET, HEAD")])
+            status, body, headers = 405, error.body(), error.headers
+        else:
+            status = 200 if self.state == "ready" else 503
+            body = orjson.dumps({"status": self.state, "model": MODEL_ID, "model_loaded": self.embedder is not None})
+            headers = [(b"cache-control", b"no-store")]
+        await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        # Health probes are logged like any request so that a failing probe is visible.
+        logs.event("request", method=method, path="/health", status=status, state=self.state)
+
+    async def _route(self, path: str, method: str, scope, receive, log: _Log):
+        if path == "/v1/embeddings":
+            self._require(method, "POST")
+            return await self._embeddings(scope, receive, log)
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            self._require(method, "GET")
+            log.tenant = self._authenticate(scope)
+            return self._models(path[len("/v1/models/") :] if path != "/v1/models" else None)
+        raise ApiError(404, f"no route for {path}; this worker serves /v1/embeddings, /v1/models and /health", code="not_found")
+
+    @staticmethod
+    def _require(method: str, allowed: str) -> None:
+        if method != allowed:
+            raise ApiError(405, f"method {method} not allowed; use {allowed}", code="method_not_allowed", headers=[(b"allow", allowed.encode())])
+
+    def _authenticate(self, scope) -> str:
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+                break
+        tenant = self.auth.tenant_for(authorization)
+        if tenant is None:
+            raise ApiError(
+                401,
+                "missing or invalid API key; send it as 'Authorization: Bearer <key>'",
+                code="invalid_api_key",
+                headers=[(b"www-authenticate", b"Bearer")],
+            )
+        return tenant
+
+    def _models(self, model_id: str | None):
+        card = {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "gantry"}
+        if model_id is None:
+            return 200, orjson.dumps({"object": "list", "data": [card]}), []
+        if model_id not in MODEL_ALIASES:
+            raise ApiError(404, f"model {model_id!r} does not exist; this worker serves {MODEL_ID!r}", code="model_not_found", param="model")
+        return 200, orjson.dumps(card), []
+
+    # --- embeddings ----------------------------------------------------------------------------
+
+    async def _embeddings(self, scope, receive, log: _Log):
+        if self.state != "ready":
+            raise ApiError(
+                503,
+                f"worker is {self.state}; retry on another instance",
+                type="server_error",
+                code=self.state,
+                headers=[(b"retry-after", b"1")],
+            )
+        tenant = log.tenant = self._authenticate(scope)
+        wait = self.limits.admit_request(tenant)
+        if wait:
+            raise ApiError(
+                429,
+                f"rate limit of {self.limits.requests_per_minute} requests per minute reached for tenant {tenant}",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers=[(b"retry-after", str(retry_after_seconds(wait)).encode())],
+            )
+
+        request = self._parse(await self._read_body(scope, receive))
+        texts = request["input"]
+        log.inputs = len(texts)
+        if sum(map(len, texts)) <= _INLINE_TOKENIZE_CHARS:
+            token_ids = self.embedder.token_ids(texts)
+        else:
+            token_ids = await asyncio.to_thread(self.embedder.token_ids, texts)
+        limit = self.settings.max_input_tokens
+        for index, ids in enumerate(token_ids):
+            if len(ids) > limit:
+                raise ApiError(
+                    400,
+                    f"input[{index}] is {len(ids)} tokens long; the limit is {limit} tokens per input "
+                    "(special tokens included). Over-long input is refused, not truncated: split it",
+                    code="context_length_exceeded",
+                    param="input",
+                )
+        tokens = log.tokens = sum(map(len, token_ids))
+
+        batcher = self.batcher
+        if not batcher.has_room(len(texts)):
+            raise ApiError(
+                503,
+                "worker is at capacity (queued inputs limit); retry shortly",
+                type="server_error",
+                code="overloaded",
+                headers=[(b"retry-after", b"1")],
+            )
+        if tokens > self.limits.tokens_per_minute:
+            raise ApiError(
+                400,
+                f"request needs {tokens} tokens, more than the per-minute token budget "
+                f"({self.limits.tokens_per_minute}); split it into smaller requests",
+                code="token_budget_exceeded",
+                param="input",
+            )
+        wait = self.limits.admit_tokens(tenant, tokens)
+        if wait:
+            raise ApiError(
+                429,
+                f"token budget of {self.limits.tokens_per_minute} tokens per minute reached for tenant {tenant}",
+                type="tokens",
+                code="rate_limit_exceeded",
+                headers=[(b"retry-after", str(retry_after_seconds(wait)).encode())],
+            )
+        # No await since has_room(): the room is still there, and the budget is spent only now.
+        future = batcher.submit(token_ids)
+        self.metrics.queued(batcher.outstanding)
+        embeddings, log.batch = await future
+        return 200, self._response(embeddings, request["encoding_format"], tokens), []
+
+    async def _read_body(self, scope, receive) -> bytes:
+        limit = self.settings.max_request_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise ApiError(413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large")
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _parse(self, body: bytes) -> dict[str, Any]:
+        """Validate an embeddings request body; returns input as a list plus the encoding format."""
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(payload, dict):
+            raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+        unknown = sorted(set(payload) - _KNOWN_FIELDS)
+        if unknown:
+            raise ApiError(400, f"unrecognized request argument: {unknown[0]}", code="unknown_parameter", param=unknown[0])
+
+        if "model" not in payload:
+            raise ApiError(400, "you must provide a model parameter", code="missing_required_parameter", param="model")
+        model = payload["model"]
+        if not isinstance(model, str):
+            raise ApiError(400, "model must be a string", code="invalid_type", param="model")
+        if model not in MODEL_ALIASES:
+            raise ApiError(404, f"model {model!r} does not exist; this worker serves {MODEL_ID!r}", code="model_not_found", param="model")
+
+        encoding_format = payload.get("encoding_format")
+        if encoding_format is None:
+            encoding_format = "float"
+        if encoding_format not in ("float", "base64"):
+            raise ApiError(400, f"encoding_format must be 'float' or 'base64', got {encoding_format!r}", code="invalid_value", param="encoding_format")
+
+        dimensions = payload.get("dimensions")
+        if dimensions is not None and (type(dimensions) is not int or dimensions != DIMENSIONS):
+            raise ApiError(
+                400,
+                f"dimensions={dimensions!r} is not supported: {MODEL_ID} produces {DIMENSIONS}-dimensional "
+                f"embeddings and cannot shorten them; omit dimensions or send {DIMENSIONS}",
+                code="unsupported_dimensions",
+                param="dimensions",
+            )
+        if payload.get("user") is not None and not isinstance(payload["user"], str):
+            raise ApiError(400, "user must be a string", code="invalid_type", param="user")
+
+        if "input" not in payload:
+            raise ApiError(400, "you must provide an input parameter", code="missing_required_parameter", param="input")
+        raw = payload["input"]
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list):
+            raise ApiError(400, "input must be a string or an array of strings", code="invalid_type", param="input")
+        if not texts:
+            raise ApiError(400, "input must not be an empty array", code="empty_input", param="input")
+        limit = self.settings.max_inputs_per_request
+        if len(texts) > limit:
+            raise ApiError(400, f"input has {len(texts)} items; the limit is {limit} per request (MAX_INPUTS_PER_REQUEST)", code="too_many_inputs", param="input")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                if isinstance(text, int) or (isinstance(text, list) and all(isinstance(t, int) for t in text)):
+                    message = "token-id input is not supported (ids from another tokenizer would be meaningless); send text"
+                else:
+                    message = f"input[{index}] must be a string, got {_json_type(text)}"
+                raise ApiError(400, message, code="invalid_type", param="input")
+            if not text:
+                raise ApiError(400, f"input[{index}] is an empty string", code="empty_input", param="input")
+        return {"input": texts, "encoding_format": encoding_format}
+
+    @staticmethod
+    def _response(embeddings: np.ndarray, encoding_format: str, tokens: int) -> bytes:
+        if encoding_format == "base64":
+            # OpenAI's base64 format: the little-endian float32 bytes of each vector.
+            little = embeddings.astype("<f4", copy=False)
+            vectors = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+        else:
+            vectors = list(embeddings)
+        return orjson.dumps(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": index, "embedding": vector} for index, vector in enumerate(vectors)],
+                "model": MODEL_ID,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", bool: "boolean", float: "number", int: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
