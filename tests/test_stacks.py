@@ -1,0 +1,497 @@
+"""Whole-stack tests: the real __main__.py, run for each committed stack file, checked against the
+production checklist (seed 003) on the resource graph. Each test guards a property that a real
+mistake (a wrong port, a public subnet, a wildcard ARN, a lost rollback) would break."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+import yaml
+
+from conftest import (
+    ACCOUNT,
+    DIGEST,
+    PRIVATE_ROUTE_TABLES,
+    PRIVATE_SUBNETS,
+    PUBLIC_SUBNETS,
+    REGION,
+    ROOT,
+    TEST_SECRET_VALUE,
+    Graph,
+    run_program,
+    stack_config,
+    with_test_secrets,
+)
+
+STACKS = ["dev", "prod"]
+SECRET_SIG, SECRET_SIG_VALUE = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+
+def stack_values(stack: str, key: str) -> dict:
+    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"][f"gantry:{key}"]
+
+
+def container_def(g: Graph) -> dict:
+    defs = g.one("aws:ecs/taskDefinition:TaskDefinition").json("containerDefinitions")
+    assert len(defs) == 1
+    return defs[0]
+
+
+def statements(document: dict) -> list[dict]:
+    return document["Statement"]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def sg_ids(g: Graph) -> tuple[str, str, str]:
+    alb = g.named("gantry-sg-alb").outputs["id"]
+    task = g.named("gantry-sg-task").outputs["id"]
+    endpoints = g.named("gantry-endpoints-sg").outputs["id"]
+    return alb, task, endpoints
+
+
+@pytest.fixture(params=STACKS)
+def stack(request):
+    return request.param
+
+
+@pytest.fixture
+def graph(stack) -> Graph:
+    return run_program(stack)
+
+
+def test_tasks_run_in_private_subnets_without_public_ip(graph):
+    net = graph.one("aws:ecs/service:Service").inputs["networkConfiguration"]
+    assert net["subnets"] == PRIVATE_SUBNETS
+    assert not set(net["subnets"]) & set(PUBLIC_SUBNETS)
+    assert net["assignPublicIp"] is False
+    lb = graph.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert lb["subnets"] == PUBLIC_SUBNETS and lb["internal"] is False
+
+
+def test_task_security_group_admits_only_the_alb_on_the_container_port(graph, stack):
+    port = stack_values(stack, "container")["port"]
+    alb, task, _ = sg_ids(graph)
+    assert graph.one("aws:ecs/service:Service").inputs["networkConfiguration"]["securityGroups"] == [task]
+    into_task = [r.inputs for r in graph.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == task]
+    assert into_task == [
+        {
+            "securityGroupId": task,
+            "ipProtocol": "tcp",
+            "fromPort": port,
+            "toPort": port,
+            "referencedSecurityGroupId": alb,
+            "description": "from the ALB on the container port",
+        }
+    ]
+    # The ALB may send only to the task group, only on the container port.
+    from_alb = [r.inputs for r in graph.of_type(SG_EGRESS) if r.inputs["securityGroupId"] == alb]
+    assert [(e["referencedSecurityGroupId"], e["fromPort"], e["toPort"]) for e in from_alb] == [(task, port, port)]
+
+
+def test_alb_listens_only_on_http_from_configured_ranges_without_a_domain(graph, stack):
+    alb, _, _ = sg_ids(graph)
+    cidrs = stack_values(stack, "loadBalancer")["ingressCidrs"]
+    into_alb = [r.inputs for r in graph.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == alb]
+    assert sorted((r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in into_alb) == sorted((80, 80, c) for c in cidrs)
+
+
+def test_one_port_for_container_target_group_and_health_check(graph, stack):
+    port = stack_values(stack, "container")["port"]
+    container = container_def(graph)
+    tg = graph.one("aws:lb/targetGroup:TargetGroup")
+    service_lb = graph.one("aws:ecs/service:Service").inputs["loadBalancers"]
+    assert [m["containerPort"] for m in container["portMappings"]] == [port]
+    assert tg.inputs["port"] == port
+    assert tg.inputs["healthCheck"]["port"] == str(port)
+    assert tg.inputs["healthCheck"]["path"] == stack_values(stack, "container")["healthCheckPath"]
+    assert tg.inputs["targetType"] == "ip"
+    assert service_lb == [{"targetGroupArn": tg.outputs["arn"], "containerName": container["name"], "containerPort": port}]
+    assert {"name": "PORT", "value": str(port)} in container["environment"]
+
+
+def test_service_waits_for_a_listener_so_the_target_group_is_attached(graph):
+    tg_arn = graph.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
+    listener = graph.named("gantry-lb-http").inputs
+    assert listener["defaultActions"] == [{"type": "forward", "targetGroupArn": tg_arn}]
+    assert listener["loadBalancerArn"] == graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["arn"]
+
+
+def test_secrets_reach_the_container_only_through_ecs_secrets(graph):
+    secret = graph.one("aws:secretsmanager/secret:Secret")
+    version = graph.one("aws:secretsmanager/secretVersion:SecretVersion")
+    assert version.inputs["secretId"] == secret.outputs["id"]
+    # Marked secret on the wire (Pulumi's secret signature), so state stores it encrypted.
+    assert version.inputs["secretString"] == {SECRET_SIG: SECRET_SIG_VALUE, "value": TEST_SECRET_VALUE}
+    container = container_def(graph)
+    assert container["secrets"] == [{"name": "API_KEYS", "valueFrom": secret.outputs["arn"]}]
+    assert "API_KEYS" not in {e["name"] for e in container["environment"]}
+    # The value appears in exactly one resource input: the secret version.
+    holders = [r.name for r in graph.resources if "k-test-only-4f9c2e" in json.dumps(r.inputs)]
+    assert holders == [version.name]
+
+
+def test_execution_role_policy_names_exact_arns(graph):
+    repo_arn = graph.one("aws:ecr/repository:Repository").outputs["arn"]
+    log_arn = graph.named("gantry-logs").outputs["arn"]
+    secret_arn = graph.one("aws:secretsmanager/secret:Secret").outputs["arn"]
+    policy = graph.named("gantry-roles-execution-policy")
+    assert policy.inputs["role"] == graph.named("gantry-roles-execution").outputs["id"]
+    grants = {}
+    for st in statements(policy.json("policy")):
+        assert st["Effect"] == "Allow"
+        for action in as_list(st["Action"]):
+            grants[action] = as_list(st["Resource"])
+    assert grants == {
+        "ecr:GetAuthorizationToken": ["*"],
+        "ecr:BatchCheckLayerAvailability": [repo_arn],
+        "ecr:BatchGetImage": [repo_arn],
+        "ecr:GetDownloadUrlForLayer": [repo_arn],
+        "logs:CreateLogStream": [log_arn, f"{log_arn}:log-stream:*"],
+        "logs:PutLogEvents": [log_arn, f"{log_arn}:log-stream:*"],
+        "secretsmanager:GetSecretValue": [secret_arn],
+    }
+    assert not graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+
+
+def test_task_role_has_no_permissions_by_default(graph):
+    task_role = graph.named("gantry-roles-task")
+    assert not task_role.inputs.get("managedPolicyArns")
+    assert [p for p in graph.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == task_role.outputs["id"]] == []
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    assert td["taskRoleArn"] == task_role.outputs["arn"]
+    assert td["executionRoleArn"] == graph.named("gantry-roles-execution").outputs["arn"]
+    assert td["taskRoleArn"] != td["executionRoleArn"]
+
+
+def test_role_trust_is_conditioned_on_this_account_and_ecs(graph):
+    for name in ("gantry-roles-execution", "gantry-roles-task"):
+        (st,) = statements(graph.named(name).json("assumeRolePolicy"))
+        assert st["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert st["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+        assert st["Condition"]["ArnLike"] == {"aws:SourceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"}
+
+
+def test_every_log_group_has_retention(graph, stack):
+    groups = graph.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert groups and all(g.inputs.get("retentionInDays") for g in groups)
+    assert graph.named("gantry-logs").inputs["retentionInDays"] == stack_values(stack, "logs")["retentionDays"]
+    logs = container_def(graph)["logConfiguration"]
+    assert logs["logDriver"] == "awslogs"
+    assert logs["options"]["awslogs-group"] == graph.named("gantry-logs").outputs["name"]
+    assert logs["options"]["awslogs-region"] == REGION
+
+
+def test_rolling_deploys_roll_back_and_fail_the_up(graph):
+    svc = graph.one("aws:ecs/service:Service").inputs
+    assert svc["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert svc["waitForSteadyState"] is True
+    assert svc["deploymentController"] == {"type": "ECS"}
+    assert svc["platformVersion"] == "LATEST"
+    assert svc["taskDefinition"] == graph.one("aws:ecs/taskDefinition:TaskDefinition").outputs["arn"]
+
+
+def test_container_insights_on(graph):
+    cluster = graph.one("aws:ecs/cluster:Cluster")
+    assert {"name": "containerInsights", "value": "enabled"} in cluster.inputs["settings"]
+    assert graph.one("aws:ecs/service:Service").inputs["cluster"] == cluster.outputs["arn"]
+
+
+def test_ecr_is_immutable_scanned_encrypted_and_pruned(graph, stack):
+    repo = graph.one("aws:ecr/repository:Repository")
+    assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
+    assert repo.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
+    lifecycle = graph.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    assert lifecycle.inputs["repository"] == repo.outputs["name"]
+    (rule,) = lifecycle.json("policy")["rules"]
+    assert rule["selection"]["countNumber"] == stack_values(stack, "image")["keepImages"]
+    assert rule["action"] == {"type": "expire"}
+
+
+def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, stack):
+    arch = stack_values(stack, "container")["architecture"]
+    image = graph.one("awsx:ecr:Image").inputs
+    assert image["platform"] == {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}[arch]
+    assert image["repositoryUrl"] == graph.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
+    assert image["context"] == "app" and image["dockerfile"] == "app/Dockerfile"
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": arch}
+    assert container_def(graph)["image"].endswith(f"@{DIGEST}")
+    assert graph.exports["imageDigest"] == DIGEST
+
+
+def test_task_definition_hardening(graph, stack):
+    cfg = stack_values(stack, "container")
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    assert (td["cpu"], td["memory"]) == (str(cfg["cpu"]), str(cfg["memory"]))
+    assert td["networkMode"] == "awsvpc" and td["requiresCompatibilities"] == ["FARGATE"]
+    assert td["family"] == f"gantry-{stack}"
+    c = container_def(graph)
+    assert c["readonlyRootFilesystem"] is True
+    assert c["mountPoints"] == [{"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}]
+    assert td["volumes"] == [{"name": "tmp"}]
+    assert c["user"] == "10001:10001"
+    assert c["linuxParameters"]["initProcessEnabled"] is True
+    assert c["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["stopTimeout"] == cfg["stopTimeoutSeconds"]
+    env = {e["name"]: e["value"] for e in c["environment"]}
+    assert int(env["DRAIN_TIMEOUT_SECONDS"]) < cfg["stopTimeoutSeconds"]
+    assert c["healthCheck"]["command"][0] == "CMD"
+
+
+def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
+    cfg = stack_values(stack, "autoscaling")
+    cluster = graph.one("aws:ecs/cluster:Cluster").outputs["name"]
+    service = graph.one("aws:ecs/service:Service").outputs["name"]
+    target = graph.one("aws:appautoscaling/target:Target").inputs
+    assert (target["minCapacity"], target["maxCapacity"]) == (cfg["minCapacity"], cfg["maxCapacity"])
+    assert target["resourceId"] == f"service/{cluster}/{service}"
+    assert target["scalableDimension"] == "ecs:service:DesiredCount"
+    policies = {p.name: p.inputs["targetTrackingScalingPolicyConfiguration"] for p in graph.of_type("aws:appautoscaling/policy:Policy")}
+    cpu = policies["gantry-scale-on-cpu"]
+    assert cpu["predefinedMetricSpecification"]["predefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    assert cpu["targetValue"] == cfg["cpuTargetPercent"]
+    requests = policies["gantry-scale-on-requests"]
+    alb = graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["arnSuffix"]
+    tg = graph.one("aws:lb/targetGroup:TargetGroup").outputs["arnSuffix"]
+    assert requests["predefinedMetricSpecification"] == {
+        "predefinedMetricType": "ALBRequestCountPerTarget",
+        "resourceLabel": f"{alb}/{tg}",
+    }
+    assert requests["targetValue"] == cfg["requestsPerTarget"]
+    assert all(p["scaleInCooldown"] == cfg["scaleInCooldownSeconds"] for p in policies.values())
+    svc = graph.one("aws:ecs/service:Service").inputs
+    assert cfg["minCapacity"] <= svc["desiredCount"] <= cfg["maxCapacity"]
+
+
+def test_endpoint_security_group_admits_only_the_task_group(graph):
+    _, task, endpoints = sg_ids(graph)
+    into = [r.inputs for r in graph.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == endpoints]
+    assert [(r["referencedSecurityGroupId"], r["fromPort"], r["toPort"], r["ipProtocol"]) for r in into] == [
+        (task, 443, 443, "tcp")
+    ]
+    assert not [r for r in into if "cidrIpv4" in r]
+    for ep in graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint"):
+        if ep.inputs["vpcEndpointType"] == "Interface":
+            assert ep.inputs["securityGroupIds"] == [endpoints]
+            assert ep.inputs["subnetIds"] == PRIVATE_SUBNETS
+            assert ep.inputs["privateDnsEnabled"] is True
+        else:
+            assert ep.inputs["serviceName"] == f"com.amazonaws.{REGION}.s3"
+            assert ep.inputs["routeTableIds"] == PRIVATE_ROUTE_TABLES
+
+
+def test_default_security_group_is_stripped(graph):
+    default = graph.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup").inputs
+    assert default.get("ingress", []) == [] and default.get("egress", []) == []
+
+
+def test_flow_logs_go_to_a_retained_log_group_through_a_scoped_role(graph):
+    flow = graph.one("aws:ec2/flowLog:FlowLog").inputs
+    group = graph.named("gantry-network-flow-logs")
+    role = graph.named("gantry-network-flow-logs-role")
+    assert flow["logDestination"] == group.outputs["arn"] and flow["iamRoleArn"] == role.outputs["arn"]
+    assert flow["trafficType"] == "ALL"
+    (st,) = statements(role.json("assumeRolePolicy"))
+    assert st["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert st["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    policy = graph.named("gantry-network-flow-logs-policy").json("policy")
+    assert {r for s in statements(policy) for r in as_list(s["Resource"])} == {
+        group.outputs["arn"],
+        f"{group.outputs['arn']}:log-stream:*",
+    }
+
+
+def test_alb_protections(graph, stack):
+    cfg = stack_values(stack, "loadBalancer")
+    lb = graph.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert lb["dropInvalidHeaderFields"] is True
+    assert lb["desyncMitigationMode"] == cfg["desyncMitigationMode"]
+    assert lb["enableDeletionProtection"] is cfg["deletionProtection"]
+    assert lb["securityGroups"] == [sg_ids(graph)[0]]
+    tg = graph.one("aws:lb/targetGroup:TargetGroup").inputs
+    assert tg["deregistrationDelay"] == cfg["deregistrationDelaySeconds"]
+    assert tg["healthCheck"]["interval"] == cfg["healthCheck"]["intervalSeconds"]
+    svc = graph.one("aws:ecs/service:Service").inputs
+    assert svc["healthCheckGracePeriodSeconds"] == stack_values(stack, "service")["healthCheckGracePeriodSeconds"]
+
+
+def test_stack_outputs(graph):
+    assert graph.exports["serviceUrl"] == "http://" + graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["dnsName"]
+    assert graph.exports["clusterName"] == graph.one("aws:ecs/cluster:Cluster").outputs["name"]
+    assert graph.exports["serviceName"] == graph.one("aws:ecs/service:Service").outputs["name"]
+    assert graph.exports["logGroupName"] == graph.named("gantry-logs").outputs["name"]
+    assert graph.exports["repositoryUrl"] == graph.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
+
+
+# ---- dev vs prod -------------------------------------------------------------------------------
+
+
+def test_dev_and_prod_differ_where_cost_and_resilience_trade_off():
+    dev, prod = run_program("dev"), run_program("prod")
+
+    def nat(g):
+        return g.one("awsx:ec2:Vpc").inputs["natGateways"]["strategy"]
+
+    def interface_endpoints(g):
+        return sorted(
+            e.inputs["serviceName"].rsplit(".", 2)[-2] + "." + e.inputs["serviceName"].rsplit(".", 1)[-1]
+            if e.inputs["serviceName"].endswith((".api", ".dkr"))
+            else e.inputs["serviceName"].rsplit(".", 1)[-1]
+            for e in g.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+            if e.inputs["vpcEndpointType"] == "Interface"
+        )
+
+    def providers(g):
+        return {p["capacityProvider"] for p in g.one("aws:ecs/service:Service").inputs["capacityProviderStrategies"]}
+
+    assert (nat(dev), nat(prod)) == ("Single", "OnePerAz")
+    assert dev.one("awsx:ec2:Vpc").inputs["numberOfAvailabilityZones"] == 2
+    assert prod.one("awsx:ec2:Vpc").inputs["numberOfAvailabilityZones"] == 3
+    assert interface_endpoints(dev) == []
+    assert interface_endpoints(prod) == ["ecr.api", "ecr.dkr", "logs", "secretsmanager"]
+    assert providers(dev) == {"FARGATE", "FARGATE_SPOT"} and providers(prod) == {"FARGATE"}
+    assert dev.one("aws:lb/loadBalancer:LoadBalancer").inputs["enableDeletionProtection"] is False
+    assert prod.one("aws:lb/loadBalancer:LoadBalancer").inputs["enableDeletionProtection"] is True
+    assert not dev.one("aws:lb/loadBalancer:LoadBalancer").inputs.get("accessLogs")
+    assert not dev.of_type("aws:s3/bucket:Bucket")
+
+
+def test_prod_access_logs_land_in_a_private_encrypted_expiring_bucket():
+    g = run_program("prod")
+    bucket = g.one("aws:s3/bucket:Bucket").outputs
+    logs = g.one("aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]
+    assert logs == {"bucket": bucket["bucket"], "prefix": "alb", "enabled": True}
+    block = g.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    sse = g.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    (rule,) = g.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    assert rule["expiration"]["days"] == stack_values("prod", "loadBalancer")["accessLogRetentionDays"]
+    policy = g.one("aws:s3/bucketPolicy:BucketPolicy").json("policy")
+    allow, deny = statements(policy)
+    assert allow["Principal"] == {"AWS": "arn:aws:iam::156460612806:root"}  # ELB's eu-west-1 account
+    assert allow["Resource"] == f"{bucket['arn']}/alb/AWSLogs/{ACCOUNT}/*"
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# ---- variants of the committed stacks ----------------------------------------------------------
+
+
+def variant(stack: str, **changes) -> Graph:
+    config, secret_keys = with_test_secrets(stack_config(stack))
+    for key, value in changes.items():
+        config[f"gantry:{key}"] = value
+    return run_program(stack, config, secret_keys)
+
+
+def test_domain_brings_tls13_https_redirect_and_alias():
+    g = variant("dev", domain={"hostedZoneId": "Z0123456789ABCDEFGHIJ", "hostname": "embed.gantry-ai.dev"})
+    https = g.named("gantry-lb-https").inputs
+    validation = g.one("aws:acm/certificateValidation:CertificateValidation")
+    cert = g.one("aws:acm/certificate:Certificate")
+    assert https["protocol"] == "HTTPS" and https["port"] == 443
+    assert https["sslPolicy"].startswith("ELBSecurityPolicy-TLS13-")
+    assert https["certificateArn"] == validation.outputs["certificateArn"] == cert.outputs["arn"]
+    assert https["defaultActions"][0]["targetGroupArn"] == g.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
+    assert cert.inputs == {"domainName": "embed.gantry-ai.dev", "validationMethod": "DNS"}
+    http = g.named("gantry-lb-http").inputs
+    assert http["defaultActions"] == [
+        {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}
+    ]
+    alias = g.named("gantry-lb-alias").inputs
+    lb = g.one("aws:lb/loadBalancer:LoadBalancer").outputs
+    assert alias["aliases"] == [{"name": lb["dnsName"], "zoneId": lb["zoneId"], "evaluateTargetHealth": True}]
+    assert alias["zoneId"] == "Z0123456789ABCDEFGHIJ" and alias["name"] == "embed.gantry-ai.dev"
+    record = g.named("gantry-lb-certificate-validation").inputs
+    assert validation.inputs["validationRecordFqdns"] == [record["name"]]
+    alb, _, _ = sg_ids(g)
+    ports = sorted(r.inputs["fromPort"] for r in g.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == alb)
+    assert ports == [80, 443]
+    assert g.exports["serviceUrl"] == "https://embed.gantry-ai.dev"
+
+
+def test_no_nat_keeps_tasks_on_endpoints_only():
+    network = {**stack_values("prod", "network"), "natStrategy": "none"}
+    g = variant("prod", network=network)
+    _, task, endpoints = sg_ids(g)
+    out_of_task = [r.inputs for r in g.of_type(SG_EGRESS) if r.inputs["securityGroupId"] == task]
+    assert not [e for e in out_of_task if e.get("cidrIpv4")]
+    assert {e.get("referencedSecurityGroupId") or e.get("prefixListId") for e in out_of_task} == {
+        endpoints,
+        g.named("gantry-endpoints-s3").outputs["prefixListId"],
+    }
+    assert all((e["fromPort"], e["toPort"]) == (443, 443) for e in out_of_task)
+
+
+def test_nat_stacks_let_tasks_out_on_https_only(graph):
+    _, task, _ = sg_ids(graph)
+    out = [r.inputs for r in graph.of_type(SG_EGRESS) if r.inputs["securityGroupId"] == task and r.inputs.get("cidrIpv4")]
+    assert [(e["cidrIpv4"], e["fromPort"], e["toPort"], e["ipProtocol"]) for e in out] == [("0.0.0.0/0", 443, 443, "tcp")]
+
+
+def test_declared_task_permissions_and_existing_secrets_are_granted_exactly():
+    secret_arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:openai-key-Q1w2E3"
+    key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    bucket = "arn:aws:s3:::gantry-corpus-eu/*"
+    g = variant(
+        "dev",
+        secrets=[
+            {"name": "API_KEYS", "create": True},
+            {"name": "OPENAI_API_KEY", "secretsManagerArn": secret_arn, "kmsKeyArn": key_arn},
+        ],
+        taskRolePolicy=[{"sid": "ReadCorpus", "actions": ["s3:GetObject"], "resources": [bucket]}],
+    )
+    container = container_def(g)
+    assert {"name": "OPENAI_API_KEY", "valueFrom": secret_arn} in container["secrets"]
+    execution = statements(g.named("gantry-roles-execution-policy").json("policy"))
+    read = next(s for s in execution if s["Action"] == "secretsmanager:GetSecretValue")
+    assert sorted(read["Resource"]) == sorted([secret_arn, g.one("aws:secretsmanager/secret:Secret").outputs["arn"]])
+    decrypt = next(s for s in execution if s["Action"] == "kms:Decrypt")
+    assert decrypt["Resource"] == [key_arn]
+    task_policy = g.named("gantry-roles-task-policy")
+    assert task_policy.inputs["role"] == g.named("gantry-roles-task").outputs["id"]
+    assert statements(task_policy.json("policy")) == [
+        {"Sid": "ReadCorpus", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [bucket]}
+    ]
+
+
+# ---- bad config stops everything ---------------------------------------------------------------
+
+
+def test_invalid_config_fails_before_any_resource_is_registered():
+    config, secret_keys = with_test_secrets(stack_config("dev"))
+    config["gantry:container"] = {**stack_values("dev", "container"), "memory": 1000}
+    graph = Graph()
+    with pytest.raises(pulumi.RunError) as err:
+        run_program("dev", config, secret_keys, graph)
+    assert graph.resources == [] and graph.calls == []
+    assert "gantry:container.memory" in str(err.value)
+    assert "1000" in str(err.value) and "2048" in str(err.value)
+
+
+def test_committed_stack_without_its_secret_value_names_the_command_to_run():
+    with pytest.raises(pulumi.RunError) as err:
+        run_program("prod", stack_config("prod"), [])
+    assert "gantry:secretValues.API_KEYS" in str(err.value)
+    assert "pulumi config set --secret --path 'secretValues.API_KEYS'" in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["network", "container", "loadBalancer"])
+def test_a_placeholder_in_a_stack_file_is_refused(key):
+    for stack in STACKS:
+        config, secret_keys = with_test_secrets(stack_config(stack))
+        values = dict(config[f"gantry:{key}"])
+        first = next(k for k, v in values.items() if isinstance(v, str))
+        values[first] = "REPLACE_ME"
+        config[f"gantry:{key}"] = values
+        with pytest.raises(pulumi.RunError) as err:
+            run_program(stack, config, secret_keys)
+        assert f"gantry:{key}.{first}" in str(err.value)
