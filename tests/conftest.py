@@ -52,6 +52,7 @@ class Graph:
     resources: list[Res] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     exports: dict[str, Any] = field(default_factory=dict)
+    call_args: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Res]:
         return [r for r in self.resources if r.typ == typ]
@@ -151,6 +152,7 @@ class GantryMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.graph.calls.append(args.token)
+        self.graph.call_args.append((args.token, dict(args.args)))
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAEXAMPLE"}
         if args.token == "aws:ec2/getRouteTables:getRouteTables":
