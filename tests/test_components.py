@@ -23,7 +23,7 @@ from components.settings import (
     LoadBalancerSettings,
     SecretSpec,
 )
-from conftest import ACCOUNT, DIGEST, REGION, run_component
+from harness import ACCOUNT, DIGEST, REGION, run_component
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"

@@ -10,7 +10,7 @@ import pulumi
 import pytest
 import yaml
 
-from conftest import (
+from harness import (
     ACCOUNT,
     DIGEST,
     PRIVATE_ROUTE_TABLES,
