@@ -203,11 +203,10 @@ class WorkerApp:
         if self.state == "draining":
             # Tell keep-alive clients (the load balancer) to reconnect elsewhere.
             headers = [*headers, (b"connection", b"close")]
-        if status != 499:
-            await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
-            await send({"type": "http.response.body", "body": body})
         latency_ms = (time.perf_counter() - started) * 1000.0
         self.metrics.request_finished(log.tenant, status, log.tokens, latency_ms)
+        # Logged before the response goes out, so that a client that has its answer can rely on
+        # the line being there (the send itself is the kernel's buffer copy, not worth timing).
         logs.event(
             "request",
             method=method,
@@ -220,6 +219,9 @@ class WorkerApp:
             latency_ms=round(latency_ms, 2),
             code=log.code,
         )
+        if status != 499:
+            await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
+            await send({"type": "http.response.body", "body": body})
 
     async def _health(self, method: str, send) -> None:
         if method not in ("GET", "HEAD"):
@@ -229,10 +231,10 @@ class WorkerApp:
             status = 200 if self.state == "ready" else 503
             body = orjson.dumps({"status": self.state, "model": MODEL_ID, "model_loaded": self.embedder is not None})
             headers = [(b"cache-control", b"no-store")]
-        await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         # Health probes are logged like any request so that a failing probe is visible.
         logs.event("request", method=method, path="/health", status=status, state=self.state)
+        await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
     async def _route(self, path: str, method: str, scope, receive, log: _Log):
         if path == "/v1/embeddings":
