@@ -76,14 +76,19 @@ _PLACEHOLDER = re.compile(
     re.IGNORECASE,
 )
 _SECRETISH_ENV = re.compile(
-    r"(SECRET|PASSWORD|PASSWD|API_?KEYS?|PRIVATE_KEY|ACCESS_KEY(_ID)?|_TOKEN|CREDENTIALS?)$"
+    r"(SECRET|SECRET_KEY|SIGNING_KEY|ENCRYPTION_KEY|PASSWORD|PASSWD|API_?KEYS?|PRIVATE_KEY|ACCESS_KEY(_ID)?"
+    r"|_TOKEN|CREDENTIALS?)$"
 )
+# RFC 1918 ranges: `ipaddress.is_private` would also admit loopback, link-local (the metadata
+# endpoints) and reserved ranges.
+_RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):([a-z0-9-]+):([a-z0-9-]*):(\d{12}|aws)?:(.+)$")
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9*]+$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _ZONE_ID = re.compile(r"^Z[0-9A-Z]{1,31}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+# Commercial and GovCloud regions; the ISO partitions are out of scope (their ARNs differ).
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
 
 class ConfigError(ValueError):
@@ -347,16 +352,16 @@ def az_subnet_prefix(cidr_prefix: int, availability_zones: int) -> int:
     return cidr_prefix + math.ceil(math.log2(availability_zones))
 
 
-def find_placeholders(value: Any, path: str) -> list[str]:
-    """Config paths whose string value (or map key) looks like a placeholder left in by mistake."""
-    found: list[str] = []
+def find_placeholders(value: Any, path: str) -> list[tuple[str, str]]:
+    """(config path, string) pairs whose value or map key looks like a placeholder left in by mistake."""
+    found: list[tuple[str, str]] = []
     if isinstance(value, str):
         if _PLACEHOLDER.search(value):
-            found.append(path)
+            found.append((path, value))
     elif isinstance(value, Mapping):
         for k, v in value.items():
             if isinstance(k, str) and _PLACEHOLDER.search(k):
-                found.append(f"{path}.{k} (the key itself)")
+                found.append((f"{path}.{k}", k))
             found.extend(find_placeholders(v, f"{path}.{k}"))
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
@@ -489,15 +494,19 @@ def decode_raw_config(raw: Mapping[str, Any], problems: _Problems) -> dict[str, 
         if key not in CONFIG_KEYS:
             problems.add(key, _unknown_message(key, list(CONFIG_KEYS)))
             continue
+        # secretValues holds secrets: describe what is wrong with it, never echo it.
+        shown = "(value not shown)" if key == "secretValues" else None
         if isinstance(value, str):
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                problems.add(key, f"is not valid JSON/YAML structure: {value!r}")
+                problems.add(key, f"is not a structured value: {shown or repr(value)}")
                 continue
         expected = CONFIG_KEYS[key]
         if not isinstance(value, expected):
-            problems.add(key, f"must be {'an object' if expected is dict else 'a list'}, got {_show(value)}")
+            wanted = "an object" if expected is dict else "a list"
+            hint = " (set each entry with --path 'secretValues.<NAME>')" if shown else ""
+            problems.add(key, f"must be {wanted}, got {shown or _show(value)}{hint}")
             continue
         decoded[key] = value
     return decoded
@@ -527,9 +536,9 @@ def load_settings(raw: Mapping[str, Any], *, region: str | None, secret_keys: Se
                     if find_placeholders(secret, ""):
                         problems.add(f"secretValues.{name}", "looks like a placeholder value (value not shown)")
             continue
-        for path in find_placeholders(value, key):
-            problems.add(path, "looks like a placeholder (REPLACE_ME, TODO, xxx, 123456789012, example.com, "
-                         "<...>); set a real value or remove the setting")
+        for path, found in find_placeholders(value, key):
+            problems.add(path, f"{found!r} looks like a placeholder (REPLACE_ME, TODO, xxx, 123456789012, "
+                         "example.com, <...>); set a real value or remove the setting")
 
     network = _network(_Obj("network", cfg.get("network"), problems))
     endpoints = _endpoints(_Obj("vpcEndpoints", cfg.get("vpcEndpoints"), problems))
@@ -542,8 +551,11 @@ def load_settings(raw: Mapping[str, Any], *, region: str | None, secret_keys: Se
     logs = _Obj("logs", cfg.get("logs"), problems)
     log_retention = logs.choice("retentionDays", 30, LOG_RETENTION_DAYS, "a value CloudWatch Logs accepts")
     logs.finish()
+    secrets_unreadable = "secrets" in {k.split(":", 1)[-1] for k in raw} and "secrets" not in cfg
+    before = len(problems)
     secrets = _secrets(cfg.get("secrets", []), region, partition, problems)
-    secret_values = _secret_values(cfg.get("secretValues"), secrets, secret_keys, problems)
+    secrets_ok = len(problems) == before and not secrets_unreadable
+    secret_values = _secret_values(cfg.get("secretValues"), secrets, secret_keys, problems, secrets_ok)
     task_policy = _task_policy(cfg.get("taskRolePolicy", []), partition, problems)
 
     _cross_checks(network, endpoints, container, service, autoscaling, secrets, problems)
@@ -576,8 +588,10 @@ def _network(o: _Obj) -> NetworkSettings:
             net = ipaddress.IPv4Network(value, strict=True)
         except ValueError as exc:
             return f"not an IPv4 network in CIDR form ({exc})"
-        if not net.is_private:
-            return "must be a private (RFC 1918) range"
+        if not any(net.subnet_of(r) for r in _RFC1918):
+            return "must lie in a private RFC 1918 range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)"
+        if net.prefixlen < 16:
+            return "AWS allows VPC ranges from /16 to /28"
         if az_subnet_prefix(net.prefixlen, azs) > 19:
             return (
                 f"too small for {azs} AZs: each AZ needs a /19 slice (a /20 private and a /24 public "
@@ -765,10 +779,9 @@ def _domain(o: _Obj) -> DomainSettings | None:
         None,
         lambda v: None if _HOSTNAME.match(v) else "must be a lower-case fully qualified name such as api.acme.io",
     )
-    if zone is None:
-        o.problems.add("domain.hostedZoneId", "is required when domain is set")
-    if host is None:
-        o.problems.add("domain.hostname", "is required when domain is set")
+    for field_name in ("hostedZoneId", "hostname"):
+        if field_name not in o.value:
+            o.problems.add(f"domain.{field_name}", "is required when domain is set")
     o.finish()
     if zone is None or host is None:
         return None
@@ -845,7 +858,9 @@ def _secrets(raw: Any, region: str, partition: str, problems: _Problems) -> tupl
     return tuple(specs)
 
 
-def _secret_values(raw: Any, secrets: Sequence[SecretSpec], secret_keys: Sequence[str], problems: _Problems):
+def _secret_values(
+    raw: Any, secrets: Sequence[SecretSpec], secret_keys: Sequence[str], problems: _Problems, secrets_ok: bool
+):
     values = raw or {}
     if values and not any(k in (f"{NAMESPACE}:secretValues", "secretValues") for k in secret_keys):
         problems.add("secretValues", "is stored in plain text; set each value with "
@@ -854,7 +869,8 @@ def _secret_values(raw: Any, secrets: Sequence[SecretSpec], secret_keys: Sequenc
     for name in sorted(created - set(values)):
         problems.add(f"secretValues.{name}", f"is missing: secret {name} is created by the stack; run "
                      f"`pulumi config set --secret --path 'secretValues.{name}' '<value>'`")
-    for name in sorted(set(values) - created):
+    # An orphan value is only worth reporting when the secrets list itself was understood.
+    for name in sorted(set(values) - created) if secrets_ok else ():
         problems.add(f"secretValues.{name}", "has no matching secrets entry with create: true "
                      f"(declared: {', '.join(sorted(created)) or 'none'})")
     for name, value in values.items():
@@ -884,6 +900,9 @@ def _task_policy(raw: Any, partition: str, problems: _Problems) -> tuple[PolicyS
             parts = parse_arn(resource)
             if resource == "*" or parts is None:
                 problems.add(f"{key}.resources", f"{resource!r} is not allowed: must be an ARN; '*' is refused")
+            elif parts["resource"] == "*":
+                problems.add(f"{key}.resources", f"{resource!r} is not allowed: it names every {parts['service']} "
+                             "resource; list the ARNs the app uses")
             elif parts["partition"] != partition:
                 problems.add(f"{key}.resources", f"{resource!r} is not in the stack's partition {partition}")
         statements.append(PolicyStatement(sid, actions, resources))
