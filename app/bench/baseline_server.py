@@ -55,9 +55,7 @@ def build_app(model_path: str):
 
         def encode():
             with torch.inference_mode():
-                vectors = model.encode(
-                    texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True
-                )
+                vectors = model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True)
             tokens = sum(len(ids) for ids in model.tokenizer(texts, truncation=True)["input_ids"])
             return vectors, tokens
 
@@ -75,9 +73,7 @@ def build_app(model_path: str):
             }
         )
 
-    return Starlette(
-        routes=[Route("/health", health), Route("/v1/embeddings", embeddings, methods=["POST"])]
-    )
+    return Starlette(routes=[Route("/health", health), Route("/v1/embeddings", embeddings, methods=["POST"])])
 
 
 def main() -> None:

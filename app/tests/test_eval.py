@@ -1,32 +1,29 @@
 """Tests for the eval gate: it passes against the real worker and fails for the right reasons.
 
-The passing case runs the real worker (`python -m worker`, int8 model built by
-the session fixture) as a subprocess and the real `python -m worker.eval` CLI
-against it. The failure paths use a small in-process HTTP server that plays
-the embeddings endpoint with controlled vectors (random, perturbed, erroring),
-which is the only way to make the served model deliberately bad; those tests
-use synthetic references so they need no model. Exit codes are read from the
-real CLI process: 0 pass, 1 threshold missed, 2 usage/connection/protocol error.
+The passing case runs the real worker (`python -m worker` with the int8 model
+of the session fixture `model_dir`, via conftest's `shared_worker`) and the
+real `python -m worker.eval` CLI against it. The failure paths use a small
+in-process HTTP server that plays the embeddings endpoint with controlled
+vectors (random, drifted, erroring), the only way to make a served model
+deliberately bad; they use synthetic references, so they need no model. Exit
+codes are read from the real CLI process: 0 pass, 1 threshold missed, 2 usage,
+connection or protocol error.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from worker_harness import TENANT_KEYS, free_port
 
 from worker.golden import load_golden, reference_texts
 
@@ -47,10 +44,37 @@ def run_eval(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# --- the real worker with the built int8 model
+
+
+def test_eval_passes_against_the_real_worker(shared_worker, model_dir):
+    result = run_eval(
+        "--url", shared_worker.base_url, "--json",
+        env={"MODEL_DIR": str(model_dir), "EVAL_API_KEY": TENANT_KEYS["team-a"]},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = report(result)
+    assert data["failed"] == []
+    assert data["texts"] == len(reference_texts(load_golden()))
+    # The dataset is meant to be unambiguous for the fp32 model itself: every case ranks right.
+    assert data["reference_top1_correct"] == data["cases"]
+    # The key went in a header only: it must not be echoed in the report.
+    assert TENANT_KEYS["team-a"] not in result.stdout + result.stderr
+
+
+def test_eval_text_report_against_the_real_worker(shared_worker, model_dir):
+    result = run_eval(
+        "--url", shared_worker.base_url + "/v1", "--api-key", TENANT_KEYS["team-b"], env={"MODEL_DIR": str(model_dir)}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "RESULT: PASS" in result.stdout
+    assert "cosine vs fp32 (min)" in result.stdout
+
+
+def test_eval_without_a_key_is_refused_by_the_real_worker(shared_worker, model_dir):
+    result = run_eval("--url", shared_worker.base_url, env={"MODEL_DIR": str(model_dir)})
+    assert result.returncode == 2
+    assert "rejected the API key (401" in result.stderr
 
 
 # --- synthetic references and a fake embeddings server for the failure paths
@@ -69,7 +93,7 @@ def synthetic(tmp_path_factory):
     matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
     path = tmp_path_factory.mktemp("refs") / "references.npz"
     np.savez(path, texts=np.array(texts, dtype=str), embeddings=matrix.astype(np.float32))
-    return {"path": path, "cases": cases, "vectors": dict(zip(texts, matrix))}
+    return {"path": path, "cases": cases, "vectors": dict(zip(texts, matrix, strict=True))}
 
 
 @contextmanager
@@ -122,8 +146,16 @@ def report(result: subprocess.CompletedProcess) -> dict:
 
 def test_exact_references_pass(synthetic):
     with fake_server(serve_vectors(synthetic["vectors"].__getitem__)) as (url, calls):
-        result = run_eval("--url", url, "--references", str(synthetic["path"]), "--json", "--batch-size", "50",
-                          env={"EVAL_API_KEY": "k-123"})
+        result = run_eval(
+            "--url",
+            url,
+            "--references",
+            str(synthetic["path"]),
+            "--json",
+            "--batch-size",
+            "50",
+            env={"EVAL_API_KEY": "k-123"},
+        )
     assert result.returncode == 0, result.stderr
     data = report(result)
     assert data["passed"] and data["failed"] == []

@@ -78,7 +78,8 @@ def test_duplicate_id_names_both_lines(tmp_path):
 @pytest.mark.parametrize("value", ["", "   ", None, 7])
 def test_empty_or_non_string_field_is_named(tmp_path, field, value):
     path = write_cases(tmp_path, dict(GOOD, **{field: value}))
-    with pytest.raises(GoldenDataError, match=rf"golden.jsonl:1: case '.*': field '{field}' must be a non-empty string"):
+    message = rf"golden.jsonl:1: case '.*': field '{field}' must be a non-empty string"
+    with pytest.raises(GoldenDataError, match=message):
         load_golden(path)
 
 
@@ -120,7 +121,7 @@ def test_unknown_field_is_named(tmp_path):
 
 def test_bad_json_names_the_line(tmp_path):
     path = tmp_path / "golden.jsonl"
-    path.write_text(json.dumps(GOOD) + "\n{\"id\": \"c2\", \"query\": \n", encoding="utf-8")
+    path.write_text(json.dumps(GOOD) + '\n{"id": "c2", "query": \n', encoding="utf-8")
     with pytest.raises(GoldenDataError, match=r"golden.jsonl:2: invalid JSON: .*column"):
         load_golden(path)
 

@@ -76,16 +76,13 @@ class Report:
     def to_text(self) -> str:
         lines = [
             f"Eval gate against {self.url} (model {self.model!r})",
-            f"golden set: {self.cases} cases, {self.texts} texts, "
-            f"{self.requests} requests in {self.seconds:.2f} s",
+            f"golden set: {self.cases} cases, {self.texts} texts, {self.requests} requests in {self.seconds:.2f} s",
             "",
             f"  {'check':<28}{'value':>10}   {'threshold':<12}result",
         ]
         for check in self.checks:
             verdict = "PASS" if check.passed else "FAIL"
-            lines.append(
-                f"  {check.name:<28}{check.value:>10.4f}   >= {check.threshold:<9g}{verdict}"
-            )
+            lines.append(f"  {check.name:<28}{check.value:>10.4f}   >= {check.threshold:<9g}{verdict}")
         lines.append("")
         lines.append(
             f"retrieval top-1: served {self.top1_correct}/{self.cases}, "
@@ -158,15 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--references",
         type=Path,
         default=Path(os.environ["MODEL_DIR"]) / "references.npz" if os.environ.get("MODEL_DIR") else None,
-        help="references.npz written by `python -m worker.build_model` "
-        "(default: $MODEL_DIR/references.npz)",
+        help="references.npz written by `python -m worker.build_model` (default: $MODEL_DIR/references.npz)",
     )
-    parser.add_argument(
-        "--golden", type=Path, default=None, help="golden dataset (default: the packaged golden.jsonl)"
-    )
-    parser.add_argument(
-        "--model", default="all-MiniLM-L6-v2", help="value of the request's `model` field"
-    )
+    parser.add_argument("--golden", type=Path, default=None, help="golden dataset (default: the packaged golden.jsonl)")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="value of the request's `model` field")
     parser.add_argument(
         "--min-top1",
         type=_unit_interval,
@@ -195,9 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=32,
         help="texts per request; keep it within the server's limit on inputs per request",
     )
-    parser.add_argument(
-        "--timeout", type=_positive_float, default=30.0, help="seconds to wait for each response"
-    )
+    parser.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds to wait for each response")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 

@@ -68,9 +68,7 @@ def load_golden(path: str | Path | None = None) -> list[GoldenCase]:
             raise GoldenDataError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from exc
         case = _parse_case(raw, where)
         if case.id in seen:
-            raise GoldenDataError(
-                f"{where}: case {case.id!r}: field 'id' duplicates the case on line {seen[case.id]}"
-            )
+            raise GoldenDataError(f"{where}: case {case.id!r}: field 'id' duplicates the case on line {seen[case.id]}")
         seen[case.id] = lineno
         cases.append(case)
 
