@@ -24,9 +24,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 # Upper bound on batch rows x padded length per run. Attention memory grows with
-# batch * length^2; for long texts per-text cost dominates, so capping the padded size bounds RSS
-# without costing throughput (32 short texts still fit in one run).
-MAX_BATCH_CELLS = 4096
+# batch * length^2, and for long texts the per-text cost dominates anyway: measured on one core,
+# 16 x 122-token texts per run embed as fast as 33 while peak RSS drops from 200 to 170 MB.
+# 32 texts of up to 64 tokens still share one run.
+MAX_BATCH_CELLS = 2048
 
 
 @dataclass
