@@ -83,7 +83,7 @@ def test_concurrent_requests_are_merged_into_batches(start_worker):
     # Merging must not change what a text means. It does move the vector slightly: int8
     # activations are quantized with one scale per batch, so the company a text keeps matters
     # (cosine about 0.99); the bound is the eval gate's minimum agreement with fp32.
-    for text, (_, _, body) in zip(texts, results):
+    for text, (_, _, body) in zip(texts, results, strict=True):
         if text in alone:
             assert float(alone[text] @ np.array(body["data"][0]["embedding"])) > 0.97
     assert worker.terminate() == 0
