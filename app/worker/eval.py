@@ -137,7 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
             "fp32 reference embeddings. Exit 0 if every threshold is met, 1 if one is "
             "missed, 2 on usage, connection or protocol errors."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--url",
@@ -158,36 +157,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="references.npz written by `python -m worker.build_model` (default: $MODEL_DIR/references.npz)",
     )
     parser.add_argument("--golden", type=Path, default=None, help="golden dataset (default: the packaged golden.jsonl)")
-    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="value of the request's `model` field")
+    parser.add_argument(
+        "--model", default="all-MiniLM-L6-v2", help="value of the request's `model` field, default %(default)s"
+    )
     parser.add_argument(
         "--min-top1",
         type=_unit_interval,
         default=0.95,
-        help="minimum share of cases whose positive passage ranks first. fp32 gets every "
-        "case right; 0.95 tolerates the few near-ties that quantisation may flip, while "
-        "a broken tokenizer, pooling or export falls far below",
+        help="minimum share of cases whose positive passage ranks first. fp32 and the "
+        "per-channel int8 worker rank all 67 cases right; 0.95 tolerates a few near-ties "
+        "flipped by quantisation. It is the coarse, task-level check: even per-tensor int8 "
+        "keeps 66/67, which only the cosine thresholds catch; default %(default)s",
     )
     parser.add_argument(
         "--min-cosine",
         type=_unit_interval,
         default=0.97,
         help="minimum cosine between any served embedding and its fp32 reference: per-channel "
-        "int8 stays above it, default per-tensor int8 (about 0.86) does not",
+        "int8 measures 0.987 on the golden texts, default per-tensor int8 0.93 (both on an AVX2 "
+        "build host); default %(default)s",
     )
     parser.add_argument(
         "--mean-cosine",
         type=_unit_interval,
         default=0.985,
         help="minimum mean cosine to the fp32 references over all texts: catches a drift "
-        "spread over every text that the minimum alone would let through",
+        "spread over every text that the minimum alone would let through (per-channel "
+        "int8: 0.993, per-tensor int8: 0.966); default %(default)s",
     )
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
         default=32,
-        help="texts per request; keep it within the server's limit on inputs per request",
+        help="texts per request, default %(default)s; keep it within the server's limit on inputs per request",
     )
-    parser.add_argument("--timeout", type=_positive_float, default=30.0, help="seconds to wait for each response")
+    parser.add_argument(
+        "--timeout", type=_positive_float, default=30.0, help="seconds to wait for each response, default %(default)s"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
