@@ -27,12 +27,12 @@ KEYS = {"team-a": "a" * 20, "team-b": "b" * 20}
 def env(tmp_path):
     for name in ("model.onnx", "tokenizer.json", "manifest.json"):
         (tmp_path / name).write_text("{}")
-    return {"PORT": "8080", "MODEL_DIR": str(tmp_path), "API_KEYS": json.dumps(KEYS)}
+    return {"PORT": "8000", "MODEL_DIR": str(tmp_path), "API_KEYS": json.dumps(KEYS)}
 
 
 def test_defaults(env):
     settings = load_settings(env, cpus=3)
-    assert settings.port == 8080 and settings.inference_threads == 3
+    assert settings.port == 8000 and settings.inference_threads == 3
     assert settings.max_batch_size == 32 and settings.max_input_tokens == 256
     assert settings.auth_disabled is False and dict(settings.api_keys) == KEYS
     assert "a" * 20 not in repr(settings)
@@ -182,14 +182,14 @@ def test_batcher_bounds_queue_and_fails_requests_not_itself():
 
 
 def test_startup_refuses_bad_configuration_with_a_clear_message(tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "PORT": "8080", "MODEL_DIR": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "PORT": "8000", "MODEL_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "worker"], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "MODEL_DIR" in result.stderr and "has no model.onnx" in result.stderr
 
 
 def test_startup_without_keys_or_opt_in_is_refused(model_dir):
-    env = {"PATH": "/usr/bin:/bin", "PORT": "8080", "MODEL_DIR": str(model_dir)}
+    env = {"PATH": "/usr/bin:/bin", "PORT": "8000", "MODEL_DIR": str(model_dir)}
     result = subprocess.run([sys.executable, "-m", "worker"], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "API_KEYS is required" in result.stderr and "AUTH_DISABLED=true" in result.stderr

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--url",
         required=True,
-        help="base URL of the server, e.g. http://127.0.0.1:8080; "
+        help="base URL of the server, e.g. http://127.0.0.1:8000; "
         "requests go to URL/v1/embeddings (a trailing /v1 is accepted too)",
     )
     parser.add_argument(
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _endpoint(url: str) -> str:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise EvalError(f"--url must be an http(s) URL such as http://127.0.0.1:8080, got {url!r}")
+        raise EvalError(f"--url must be an http(s) URL such as http://127.0.0.1:8000, got {url!r}")
     base = url.rstrip("/")
     if base.endswith("/v1"):
         base = base[: -len("/v1")]
