@@ -5,6 +5,8 @@ secrets -> image -> load balancer -> service -> outputs. Config is read and vali
 before any resource is registered; components receive typed Args and never read config themselves.
 """
 
+from pathlib import Path
+
 import pulumi
 import pulumi_aws as aws
 from pulumi.runtime import config as runtime_config
@@ -12,7 +14,7 @@ from pulumi.runtime import config as runtime_config
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
 from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
 from components.network import Network, NetworkArgs
-from components.registry import ImageRepository, ImageRepositoryArgs
+from components.registry import ImageRepository, ImageRepositoryArgs, content_tag
 from components.secrets import AppSecrets, AppSecretsArgs
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
 from components.service import FargateService, FargateServiceArgs
@@ -77,13 +79,17 @@ endpoints = VpcEndpoints(
 
 secrets = AppSecrets("gantry-secrets", AppSecretsArgs(specs=settings.secrets, values=settings.secret_values))
 
+project_dir = Path(__file__).resolve().parent
+platform = ARCHITECTURES[settings.container.architecture]
 image = ImageRepository(
     "gantry-image",
     ImageRepositoryArgs(
         context=settings.image.context,
         dockerfile=settings.image.dockerfile,
-        platform=ARCHITECTURES[settings.container.architecture],
+        platform=platform,
         keep_images=settings.image.keep_images,
+        image_tag=content_tag(project_dir / settings.image.context, project_dir / settings.image.dockerfile, platform),
+        force_delete=settings.image.force_delete,
     ),
 )
 

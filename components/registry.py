@@ -7,8 +7,10 @@ encryption at rest, and a lifecycle policy that bounds storage while keeping rec
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
@@ -25,6 +27,19 @@ def image_digest(image_uri: str) -> str:
     return digest
 
 
+def content_tag(context: Path, dockerfile: Path, platform: str) -> str:
+    """A tag that changes whenever anything the build can see changes.
+
+    The repository's tags are immutable, so every build that differs must push a new tag; awsx's
+    default tag depends only on the paths, which would make the second deploy's push fail.
+    """
+    digest = hashlib.sha256(f"{platform}\0".encode())
+    files = sorted(p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path, name in [(dockerfile, "Dockerfile"), *((p, p.relative_to(context).as_posix()) for p in files)]:
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"build-{digest.hexdigest()[:32]}"
+
+
 @dataclass(frozen=True)
 class ImageRepositoryArgs:
     context: str
@@ -35,6 +50,10 @@ class ImageRepositoryArgs:
     """linux/arm64 or linux/amd64, derived from the task's cpu architecture so the two cannot disagree."""
     keep_images: int
     """How many images the lifecycle policy keeps; default 30."""
+    image_tag: str
+    """Content-derived tag (see `content_tag`); the task definition still uses the digest."""
+    force_delete: bool = False
+    """Let `pulumi destroy` remove the repository with its images; default false."""
 
 
 class ImageRepository(pulumi.ComponentResource):
@@ -53,6 +72,7 @@ class ImageRepository(pulumi.ComponentResource):
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "KMS"}],
+            force_delete=args.force_delete,
             opts=child,
         )
         aws.ecr.LifecyclePolicy(
@@ -67,6 +87,7 @@ class ImageRepository(pulumi.ComponentResource):
             context=args.context,
             dockerfile=args.dockerfile,
             platform=args.platform,
+            image_tag=args.image_tag,
             opts=child,
         )
 

@@ -11,7 +11,7 @@ import pytest
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
 from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
 from components.network import Network, NetworkArgs
-from components.registry import ImageRepository, ImageRepositoryArgs, image_digest
+from components.registry import ImageRepository, ImageRepositoryArgs, content_tag, image_digest
 from components.roles import TaskRoles, TaskRolesArgs
 from components.secrets import AppSecrets, AppSecretsArgs
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
@@ -41,6 +41,7 @@ LB_SETTINGS = LoadBalancerSettings(
     tls_policy="ELBSecurityPolicy-TLS13-1-3-2021-06",
     deregistration_delay_seconds=20,
     health_check=HealthCheckSettings(10, 4, 2, 3),
+    allow_plain_http=False,
 )
 CONTAINER = ContainerSettings(
     port=9000,
@@ -111,7 +112,7 @@ def test_endpoints_admit_each_client_and_give_each_client_egress_only_to_them():
     assert g.named("ep-s3").inputs["routeTableIds"] == ["rtb-a", "rtb-b"]
 
 
-def test_s3_gateway_only_adds_no_interface_egress():
+def test_s3_gateway_only_needs_no_endpoint_security_group():
     g = run_component(
         lambda: VpcEndpoints(
             "ep",
@@ -119,6 +120,7 @@ def test_s3_gateway_only_adds_no_interface_egress():
         )
     )
     assert [r.inputs.get("prefixListId") for r in g.of_type(SG_EGRESS)] == ["pl-6da54004"]
+    assert not g.of_type("aws:ec2/securityGroup:SecurityGroup") and not g.of_type(SG_INGRESS)
 
 
 def test_security_groups_open_every_listener_to_every_range_and_nothing_else():
@@ -187,10 +189,33 @@ def test_app_secrets_create_or_reference_and_collect_arns_by_store():
 
 def test_image_repository_builds_for_the_given_platform():
     g = run_component(
-        lambda: ImageRepository("img", ImageRepositoryArgs("svc", "svc/Dockerfile", "linux/amd64", 5))
+        lambda: ImageRepository(
+            "img", ImageRepositoryArgs("svc", "svc/Dockerfile", "linux/amd64", 5, "build-abc", force_delete=True)
+        )
     )
     image = g.one("awsx:ecr:Image").inputs
     assert (image["context"], image["dockerfile"], image["platform"]) == ("svc", "svc/Dockerfile", "linux/amd64")
+    assert image["imageTag"] == "build-abc"
+    assert g.one("aws:ecr/repository:Repository").inputs["forceDelete"] is True
+
+
+def test_content_tag_changes_with_anything_the_build_sees(tmp_path):
+    context = tmp_path / "app"
+    (context / "worker" / "__pycache__").mkdir(parents=True)
+    (context / "worker" / "api.py").write_text("v1")
+    dockerfile = context / "Dockerfile"
+    dockerfile.write_text("FROM scratch")
+    first = content_tag(context, dockerfile, "linux/arm64")
+    assert first == content_tag(context, dockerfile, "linux/arm64")
+    assert len(first) <= 128 and first.startswith("build-")
+    (context / "worker" / "__pycache__" / "api.cpython-311.pyc").write_bytes(b"cache")
+    assert content_tag(context, dockerfile, "linux/arm64") == first  # bytecode caches are not build input
+    assert content_tag(context, dockerfile, "linux/amd64") != first
+    (context / "worker" / "api.py").write_text("v2")
+    second = content_tag(context, dockerfile, "linux/arm64")
+    assert second != first
+    (context / "worker" / "api.py").rename(context / "worker" / "app.py")
+    assert content_tag(context, dockerfile, "linux/arm64") != second  # a rename is a change too
 
 
 def test_image_digest_refuses_tag_only_uris():
