@@ -171,6 +171,9 @@ class ImageSettings:
     keep_images: int
     """`image.keepImages`, default 30: the ECR lifecycle policy expires older images (enough to roll
     back a month of daily deploys)."""
+    force_delete: bool
+    """`image.forceDelete`, default false: let `pulumi destroy` delete the repository with its images
+    (for throwaway stacks; a production repository keeps its rollback images)."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,9 @@ class LoadBalancerSettings:
     """`loadBalancer.deregistrationDelaySeconds`, default 30: in-flight requests finish before a task
     is stopped."""
     health_check: HealthCheckSettings
+    allow_plain_http: bool
+    """`loadBalancer.allowPlainHttp`, default false: without a domain there is no certificate, so the
+    public endpoint would carry API keys in clear text; a stack must opt in to that by name."""
 
 
 @dataclass(frozen=True)
@@ -475,6 +481,11 @@ class _Obj:
             self.problems.add(f"{self.key}.{unknown}", _unknown_message(unknown, self.seen))
 
 
+def _keys_with_problems(problems: Sequence[str]) -> set[str]:
+    """Top-level keys already reported, so one mistake does not also produce follow-on complaints."""
+    return {p.split(":", 2)[1].split(".", 1)[0].split("[", 1)[0] for p in problems if p.startswith(f"{NAMESPACE}:")}
+
+
 def _unknown_message(name: str, known: set[str] | Sequence[str]) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -559,6 +570,9 @@ def load_settings(raw: Mapping[str, Any], *, region: str | None, secret_keys: Se
     task_policy = _task_policy(cfg.get("taskRolePolicy", []), partition, problems)
 
     _cross_checks(network, endpoints, container, service, autoscaling, secrets, problems)
+    if domain is None and not load_balancer.allow_plain_http and "domain" not in _keys_with_problems(problems):
+        problems.add("domain", "is not set, so the public endpoint would serve API keys over plain HTTP; set "
+                     "domain.hostedZoneId and domain.hostname, or opt in with loadBalancer.allowPlainHttp: true")
 
     if problems:
         raise ConfigError(problems)
@@ -682,8 +696,9 @@ def _image(o: _Obj) -> ImageSettings:
     context = o.str("context", "app", relative)
     dockerfile = o.str("dockerfile", "app/Dockerfile", relative)
     keep = o.int("keepImages", 30, 1, 1000)
+    force_delete = o.bool("forceDelete", False)
     o.finish()
-    return ImageSettings(context, dockerfile, keep)
+    return ImageSettings(context, dockerfile, keep, force_delete)
 
 
 def _service(o: _Obj) -> ServiceSettings:
@@ -764,9 +779,10 @@ def _load_balancer(o: _Obj) -> LoadBalancerSettings:
             f"{health.timeout_seconds} must be below intervalSeconds ({health.interval_seconds})",
         )
     hc.finish()
+    plain_http = o.bool("allowPlainHttp", False)
     o.finish()
     return LoadBalancerSettings(
-        cidrs, idle, protection, access_logs, access_retention, desync, tls, dereg, health
+        cidrs, idle, protection, access_logs, access_retention, desync, tls, dereg, health, plain_http
     )
 
 

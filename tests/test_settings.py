@@ -562,9 +562,22 @@ def test_settings_are_frozen(dev: Settings):
 # --------------------------------------------------------------------------------------------------
 
 
+# Without a domain, a stack must opt in to plain HTTP by name; everything else stays at its default.
+PLAIN_HTTP = {"gantry:loadBalancer": {"allowPlainHttp": True}}
+
+
 @pytest.fixture(scope="module")
 def defaults() -> Settings:
-    return load_settings({}, region="eu-west-1")
+    return load_settings(PLAIN_HTTP, region="eu-west-1")
+
+
+def test_plain_http_is_never_a_silent_default():
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, region="eu-west-1")
+    (problem,) = info.value.problems
+    assert problem.startswith("gantry:domain:") and "loadBalancer.allowPlainHttp: true" in problem
+    with_domain = {"gantry:domain": {"hostedZoneId": "Z0123456789ABC", "hostname": "api.gantry-ai.dev"}}
+    assert load_settings(with_domain, region="eu-west-1").load_balancer.allow_plain_http is False
 
 
 def test_defaults_are_the_documented_safe_ones(defaults: Settings):
@@ -608,6 +621,7 @@ def test_pulumi_yaml_declares_exactly_the_keys_settings_reads():
 
 def test_pulumi_yaml_defaults_load_to_the_same_settings_as_no_config(defaults: Settings):
     declared = {f"gantry:{k}": json.dumps(v["default"]) for k, v in _pulumi_yaml_config().items()}
+    declared.update({k: json.dumps(v) for k, v in PLAIN_HTTP.items()})
     assert load_settings(declared, region="eu-west-1") == defaults
 
 
@@ -736,9 +750,12 @@ def test_partition_for_region(region: str, partition: str):
 
 
 def test_gov_cloud_region_loads_in_its_partition_and_needs_its_arns():
-    settings = load_settings({}, region="us-gov-west-1")
+    settings = load_settings(PLAIN_HTTP, region="us-gov-west-1")
     assert settings.partition == "aws-us-gov"
     commercial = SM_ARN.replace(REGION, "us-gov-west-1")
     with pytest.raises(ConfigError) as info:
-        load_settings({"gantry:secrets": [{"name": "TOKEN", "secretsManagerArn": commercial}]}, region="us-gov-west-1")
+        load_settings(
+            {**PLAIN_HTTP, "gantry:secrets": [{"name": "TOKEN", "secretsManagerArn": commercial}]},
+            region="us-gov-west-1",
+        )
     assert any("partition aws" in p and "aws-us-gov" in p for p in info.value.problems)
