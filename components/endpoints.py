@@ -33,7 +33,7 @@ class VpcEndpointsArgs:
 
 
 class VpcEndpoints(pulumi.ComponentResource):
-    security_group_id: pulumi.Output[str]
+    security_group_id: pulumi.Output[str] | None
     endpoints: dict[str, aws.ec2.VpcEndpoint]
 
     def __init__(self, name: str, args: VpcEndpointsArgs, opts: pulumi.ResourceOptions | None = None):
@@ -41,23 +41,25 @@ class VpcEndpoints(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.endpoints = {}
 
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-sg", vpc_id=args.vpc_id, description="gantry VPC endpoints: HTTPS from tasks only", opts=child
-        )
-        self.security_group_id = sg.id
-
-        for role, client_sg in args.clients.items():
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-from-{role}",
-                security_group_id=sg.id,
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
-                referenced_security_group_id=client_sg,
-                description=f"HTTPS from {role}",
+        # The endpoints' security group exists only with interface endpoints; the gateway needs none.
+        self.security_group_id = None
+        if args.interface_services:
+            sg = aws.ec2.SecurityGroup(
+                f"{name}-sg", vpc_id=args.vpc_id, description="gantry VPC endpoints: HTTPS from tasks only",
                 opts=child,
             )
-            if args.interface_services:
+            self.security_group_id = sg.id
+            for role, client_sg in args.clients.items():
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-from-{role}",
+                    security_group_id=sg.id,
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    referenced_security_group_id=client_sg,
+                    description=f"HTTPS from {role}",
+                    opts=child,
+                )
                 aws.vpc.SecurityGroupEgressRule(
                     f"{name}-{role}-to-endpoints",
                     security_group_id=client_sg,
@@ -68,18 +70,17 @@ class VpcEndpoints(pulumi.ComponentResource):
                     description="HTTPS to the VPC interface endpoints",
                     opts=child,
                 )
-
-        for service in args.interface_services:
-            self.endpoints[service] = aws.ec2.VpcEndpoint(
-                f"{name}-{service.replace('.', '-')}",
-                vpc_id=args.vpc_id,
-                service_name=f"com.amazonaws.{args.region}.{service}",
-                vpc_endpoint_type="Interface",
-                private_dns_enabled=True,
-                subnet_ids=args.subnet_ids,
-                security_group_ids=[sg.id],
-                opts=child,
-            )
+            for service in args.interface_services:
+                self.endpoints[service] = aws.ec2.VpcEndpoint(
+                    f"{name}-{service.replace('.', '-')}",
+                    vpc_id=args.vpc_id,
+                    service_name=f"com.amazonaws.{args.region}.{service}",
+                    vpc_endpoint_type="Interface",
+                    private_dns_enabled=True,
+                    subnet_ids=args.subnet_ids,
+                    security_group_ids=[sg.id],
+                    opts=child,
+                )
 
         if args.s3_gateway:
             s3 = aws.ec2.VpcEndpoint(
@@ -103,4 +104,4 @@ class VpcEndpoints(pulumi.ComponentResource):
                     opts=child,
                 )
 
-        self.register_outputs({"securityGroupId": self.security_group_id})
+        self.register_outputs({"interfaceEndpoints": sorted(args.interface_services)})

@@ -180,7 +180,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
 
     def _access_log_bucket(self, name: str, args: PublicLoadBalancerArgs, child: pulumi.ResourceOptions):
         bucket = aws.s3.Bucket(f"{name}-access-logs", opts=child)
-        aws.s3.BucketPublicAccessBlock(
+        public_access = aws.s3.BucketPublicAccessBlock(
             f"{name}-access-logs-public-access",
             bucket=bucket.id,
             block_public_acls=True,
@@ -230,7 +230,8 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                     )
                 )
             ),
-            opts=child,
+            # S3 refuses concurrent policy and public-access-block changes (OperationAborted).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
         )
         return bucket, bucket_policy
 

@@ -118,7 +118,13 @@ class Network(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-flow-logs-policy",
             role=role.id,
-            policy=log_group.arn.apply(lambda arn: json.dumps(policies.flow_logs_policy(log_group_arn=arn))),
+            policy=pulumi.Output.all(log_group.arn, args.account_id).apply(
+                lambda v: json.dumps(
+                    policies.flow_logs_policy(
+                        log_group_arn=v[0], account_id=v[1], region=args.region, partition=args.partition
+                    )
+                )
+            ),
             opts=child,
         )
         aws.ec2.FlowLog(

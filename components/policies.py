@@ -174,7 +174,9 @@ def flow_logs_trust_policy(*, account_id: str, region: str, partition: str) -> d
     }
 
 
-def flow_logs_policy(*, log_group_arn: str) -> dict[str, Any]:
+def flow_logs_policy(*, log_group_arn: str, account_id: str, region: str, partition: str) -> dict[str, Any]:
+    """Write one log group; DescribeLogGroups, which the delivery service also calls, lists and so takes
+    the account's log-group pattern (it reads names, never log data)."""
     return {
         "Version": VERSION,
         "Statement": [
@@ -183,7 +185,13 @@ def flow_logs_policy(*, log_group_arn: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 "Resource": log_stream_resources(log_group_arn),
-            }
+            },
+            {
+                "Sid": "FindFlowLogGroup",
+                "Effect": "Allow",
+                "Action": "logs:DescribeLogGroups",
+                "Resource": f"arn:{partition}:logs:{region}:{account_id}:log-group:*",
+            },
         ],
     }
 

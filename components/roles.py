@@ -55,7 +55,7 @@ class TaskRoles(pulumi.ComponentResource):
         execution = aws.iam.Role(
             f"{name}-execution", assume_role_policy=trust, description="ECS starts gantry tasks with this", opts=child
         )
-        aws.iam.RolePolicy(
+        execution_policy = aws.iam.RolePolicy(
             f"{name}-execution-policy",
             role=execution.id,
             policy=pulumi.Output.all(
@@ -83,9 +83,14 @@ class TaskRoles(pulumi.ComponentResource):
             f"{name}-task", assume_role_policy=trust, description="gantry application code runs as this", opts=child
         )
         document = policies.task_role_policy(args.task_statements)
+        task_policies: list[pulumi.Output] = []
         if document is not None:
-            aws.iam.RolePolicy(f"{name}-task-policy", role=task.id, policy=json.dumps(document), opts=child)
+            task_policies.append(
+                aws.iam.RolePolicy(f"{name}-task-policy", role=task.id, policy=json.dumps(document), opts=child).id
+            )
 
-        self.execution_role_arn = execution.arn
-        self.task_role_arn = task.arn
+        # The ARNs resolve only once the roles' policies are attached, so a task definition that uses
+        # them cannot start tasks that lack their permissions.
+        self.execution_role_arn = pulumi.Output.all(execution.arn, execution_policy.id).apply(lambda v: v[0])
+        self.task_role_arn = pulumi.Output.all(task.arn, *task_policies).apply(lambda v: v[0])
         self.register_outputs({"executionRoleArn": self.execution_role_arn, "taskRoleArn": self.task_role_arn})

@@ -51,13 +51,14 @@ class AppSecrets(pulumi.ComponentResource):
                     recovery_window_in_days=args.recovery_window_days,
                     opts=child,
                 )
-                aws.secretsmanager.SecretVersion(
+                version = aws.secretsmanager.SecretVersion(
                     f"{name}-{spec.name.lower().replace('_', '-')}-value",
                     secret_id=secret.id,
                     secret_string=pulumi.Output.secret(args.values[spec.name]),
                     opts=child,
                 )
-                arn: pulumi.Output[str] = secret.arn
+                # Hand out the ARN only once the value exists: a task started earlier fails to fetch it.
+                arn: pulumi.Output[str] = pulumi.Output.all(secret.arn, version.id).apply(lambda v: v[0])
                 self.secrets_manager_arns.append(arn)
             else:
                 arn = pulumi.Output.from_input(spec.arn)

@@ -236,13 +236,15 @@ def test_flow_logs_trust_is_pinned_to_this_accounts_flow_logs(region, partition)
 
 
 def test_flow_logs_policy_writes_only_its_log_group():
-    document = policies.flow_logs_policy(log_group_arn=LOG_GROUP)
+    document = policies.flow_logs_policy(log_group_arn=LOG_GROUP, account_id=ACCOUNT, region=REGION, partition="aws")
     assert_well_formed(document)
     expected = {LOG_GROUP, f"{LOG_GROUP}:log-stream:*"}
-    for action in all_actions(document):
+    for action in all_actions(document) - {"logs:DescribeLogGroups"}:
         assert action.startswith("logs:") and "*" not in action
         assert resources_for(document, action) == expected
     assert {"logs:CreateLogStream", "logs:PutLogEvents"} <= all_actions(document)
+    # The one list call is confined to this account's log groups in this region.
+    assert resources_for(document, "logs:DescribeLogGroups") == {f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:*"}
 
 
 # --------------------------------------------------------------------------------------------------

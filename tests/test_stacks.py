@@ -49,11 +49,12 @@ def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def sg_ids(g: Graph) -> tuple[str, str, str]:
+def sg_ids(g: Graph) -> tuple[str, str, str | None]:
+    """ALB, task and (with interface endpoints) endpoint security group ids."""
     alb = g.named("gantry-sg-alb").outputs["id"]
     task = g.named("gantry-sg-task").outputs["id"]
-    endpoints = g.named("gantry-endpoints-sg").outputs["id"]
-    return alb, task, endpoints
+    endpoints = [r.outputs["id"] for r in g.resources if r.name == "gantry-endpoints-sg"]
+    return alb, task, endpoints[0] if endpoints else None
 
 
 @pytest.fixture(params=STACKS)
@@ -221,6 +222,7 @@ def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, 
     assert image["platform"] == {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}[arch]
     assert image["repositoryUrl"] == graph.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
     assert image["context"] == "app" and image["dockerfile"] == "app/Dockerfile"
+    assert image["imageTag"].startswith("build-")  # content-derived: a changed build never reuses a tag
     td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
     assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": arch}
     assert container_def(graph)["image"].endswith(f"@{DIGEST}")
@@ -271,8 +273,11 @@ def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
     assert cfg["minCapacity"] <= svc["desiredCount"] <= cfg["maxCapacity"]
 
 
-def test_endpoint_security_group_admits_only_the_task_group(graph):
+def test_endpoint_security_group_admits_only_the_task_group(graph, stack):
     _, task, endpoints = sg_ids(graph)
+    if not stack_values(stack, "vpcEndpoints")["interface"]:
+        assert endpoints is None  # no interface endpoints, no group to leave open
+        return
     into = [r.inputs for r in graph.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == endpoints]
     assert [(r["referencedSecurityGroupId"], r["fromPort"], r["toPort"], r["ipProtocol"]) for r in into] == [
         (task, 443, 443, "tcp")
@@ -303,10 +308,8 @@ def test_flow_logs_go_to_a_retained_log_group_through_a_scoped_role(graph):
     assert st["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
     assert st["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
     policy = graph.named("gantry-network-flow-logs-policy").json("policy")
-    assert {r for s in statements(policy) for r in as_list(s["Resource"])} == {
-        group.outputs["arn"],
-        f"{group.outputs['arn']}:log-stream:*",
-    }
+    writes = [s for s in statements(policy) if "logs:PutLogEvents" in as_list(s["Action"])]
+    assert [as_list(s["Resource"]) for s in writes] == [[group.outputs["arn"], f"{group.outputs['arn']}:log-stream:*"]]
 
 
 def test_alb_protections(graph, stack):
