@@ -55,23 +55,33 @@ def _dns_suffix(partition: str) -> str:
     return "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
 
 
-def ecs_tasks_trust_policy(*, account_id: str, region: str, partition: str) -> dict[str, Any]:
-    """Who may assume the execution and task roles: ECS tasks of this account, in this region."""
+def service_trust_policy(*, sid: str, service: str, source_arn: str, account_id: str) -> dict[str, Any]:
+    """Let one AWS service assume a role, only on behalf of this account's resources matching `source_arn`."""
     return {
         "Version": VERSION,
         "Statement": [
             {
-                "Sid": "EcsTasksOfThisAccount",
+                "Sid": sid,
                 "Effect": "Allow",
-                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Principal": {"Service": service},
                 "Action": "sts:AssumeRole",
                 "Condition": {
                     "StringEquals": {"aws:SourceAccount": account_id},
-                    "ArnLike": {"aws:SourceArn": f"arn:{partition}:ecs:{region}:{account_id}:*"},
+                    "ArnLike": {"aws:SourceArn": source_arn},
                 },
             }
         ],
     }
+
+
+def ecs_tasks_trust_policy(*, account_id: str, region: str, partition: str) -> dict[str, Any]:
+    """Who may assume the execution and task roles: ECS tasks of this account, in this region."""
+    return service_trust_policy(
+        sid="EcsTasksOfThisAccount",
+        service="ecs-tasks.amazonaws.com",
+        source_arn=f"arn:{partition}:ecs:{region}:{account_id}:*",
+        account_id=account_id,
+    )
 
 
 def log_stream_resources(log_group_arn: str) -> list[str]:
@@ -157,21 +167,13 @@ def task_role_policy(statements: Sequence[PolicyStatement]) -> dict[str, Any] | 
 
 
 def flow_logs_trust_policy(*, account_id: str, region: str, partition: str) -> dict[str, Any]:
-    return {
-        "Version": VERSION,
-        "Statement": [
-            {
-                "Sid": "VpcFlowLogsOfThisAccount",
-                "Effect": "Allow",
-                "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-                "Condition": {
-                    "StringEquals": {"aws:SourceAccount": account_id},
-                    "ArnLike": {"aws:SourceArn": f"arn:{partition}:ec2:{region}:{account_id}:vpc-flow-log/*"},
-                },
-            }
-        ],
-    }
+    """Who may assume the flow-log role: VPC Flow Logs, for this account's flow logs in this region."""
+    return service_trust_policy(
+        sid="VpcFlowLogsOfThisAccount",
+        service="vpc-flow-logs.amazonaws.com",
+        source_arn=f"arn:{partition}:ec2:{region}:{account_id}:vpc-flow-log/*",
+        account_id=account_id,
+    )
 
 
 def flow_logs_policy(*, log_group_arn: str, account_id: str, region: str, partition: str) -> dict[str, Any]:
