@@ -170,7 +170,7 @@ class FargateService(pulumi.ComponentResource):
                 container_definitions(
                     image=v["image"],
                     container=args.container,
-                    secrets=dict(zip(names, v["arns"])),
+                    secrets=dict(zip(names, v["arns"], strict=True)),
                     log_group_name=v["log_group"],
                     region=args.region,
                     # ECS allows at most 300 s; past the grace period the ALB decides anyway.
