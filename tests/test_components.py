@@ -15,13 +15,22 @@ from components.registry import ImageRepository, ImageRepositoryArgs, content_ta
 from components.roles import TaskRoles, TaskRolesArgs
 from components.secrets import AppSecrets, AppSecretsArgs
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
-from components.service import container_definitions, service_resource_options
+from components.service import (
+    FargateService,
+    FargateServiceArgs,
+    container_definitions,
+    service_resource_options,
+)
 from components.settings import (
+    AutoscalingSettings,
+    CapacityProvider,
     ContainerSettings,
     DomainSettings,
     HealthCheckSettings,
     LoadBalancerSettings,
+    PolicyStatement,
     SecretSpec,
+    ServiceSettings,
 )
 from harness import ACCOUNT, DIGEST, REGION, run_component
 
@@ -307,3 +316,49 @@ def test_container_definition_derives_port_and_drain_and_keeps_secrets_out_of_en
     assert c["portMappings"] == [{"name": "http", "containerPort": 9000, "protocol": "tcp"}]
     assert c["healthCheck"]["startPeriod"] == 60
     assert c["stopTimeout"] == 60
+
+
+def test_fargate_service_alone_wires_roles_secrets_and_scaling():
+    def build():
+        FargateService(
+            "svc",
+            FargateServiceArgs(
+                family="svc-test",
+                account_id=ACCOUNT,
+                region=REGION,
+                partition="aws",
+                subnet_ids=["subnet-a", "subnet-b"],
+                security_group_id="sg-task",
+                image_uri=f"repo@{DIGEST}",
+                repository_arn=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/svc",
+                container=CONTAINER,
+                service=ServiceSettings(4, 50, 150, 90, (CapacityProvider("FARGATE_SPOT", 0, 1),)),
+                autoscaling=AutoscalingSettings(2, 8, 50, 1200, 600, 30),
+                log_retention_days=7,
+                target_group_arn="arn:tg",
+                request_count_resource_label="app/lb/1/targetgroup/tg/2",
+                secrets={"DB_PASSWORD": SECRET_ARN},
+                secrets_manager_arns=[SECRET_ARN],
+                task_statements=(PolicyStatement("Read", ("s3:GetObject",), ("arn:aws:s3:::corpus/*",)),),
+            ),
+        )
+
+    g = run_component(build)
+    svc = g.one("aws:ecs/service:Service").inputs
+    assert (svc["desiredCount"], svc["deploymentMinimumHealthyPercent"], svc["deploymentMaximumPercent"]) == (4, 50, 150)
+    assert svc["capacityProviderStrategies"] == [{"capacityProvider": "FARGATE_SPOT", "base": 0, "weight": 1}]
+    assert svc["loadBalancers"] == [{"targetGroupArn": "arn:tg", "containerName": "app", "containerPort": 9000}]
+    td = g.one("aws:ecs/taskDefinition:TaskDefinition")
+    (container,) = td.json("containerDefinitions")
+    assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": SECRET_ARN}]
+    assert td.inputs["runtimePlatform"]["cpuArchitecture"] == "X86_64"
+    assert (td.inputs["cpu"], td.inputs["memory"]) == ("512", "1024")
+    assert g.one("aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 7
+    task_policy = g.named("svc-roles-task-policy").json("policy")
+    assert task_policy["Statement"][0]["Resource"] == ["arn:aws:s3:::corpus/*"]
+    assert td.inputs["taskRoleArn"] == g.named("svc-roles-task").outputs["arn"]
+    target = g.one("aws:appautoscaling/target:Target").inputs
+    assert (target["minCapacity"], target["maxCapacity"]) == (2, 8)
+    requests = g.named("svc-scale-on-requests").inputs["targetTrackingScalingPolicyConfiguration"]
+    assert requests["predefinedMetricSpecification"]["resourceLabel"] == "app/lb/1/targetgroup/tg/2"
+    assert requests["targetValue"] == 1200 and requests["scaleOutCooldown"] == 30
