@@ -25,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from worker import logs
+from worker.background import cancel_and_wait
 
 FLUSH_SECONDS = 10.0
 
@@ -100,12 +101,7 @@ class Metrics:
 
     async def stop(self) -> None:
         """Stop the periodic flush and write what the last interval collected."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         await self.flush()
 
     async def _run(self) -> None:
