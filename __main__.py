@@ -1,57 +1,30 @@
 """gantry: one containerised AI service on ECS Fargate behind an ALB, per stack config.
 
 Reads like the architecture: config -> settings -> network -> security groups -> VPC endpoints ->
-secrets -> image -> load balancer -> service -> outputs. Config is read and validated here, once,
-before any resource is registered; components receive typed Args and never read config themselves.
+secrets -> image -> load balancer -> cluster -> service -> outputs. Config is read and validated here,
+once, before any resource is registered (what validation needs from AWS is looked up first, with
+invokes); components receive typed Args and never read config themselves. This file holds no
+arithmetic, string building or indexing: a value that needs computing belongs to the box that owns it.
 """
 
-from pathlib import Path
-
 import pulumi
-import pulumi_aws as aws
-from pulumi.runtime import config as runtime_config
 
+from components.cluster import Cluster
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
+from components.env import AwsEnv
 from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
 from components.network import Network, NetworkArgs
-from components.registry import ImageRepository, ImageRepositoryArgs, content_tag
+from components.registry import ImageRepository, ImageRepositoryArgs
+from components.scaling import standard_rules
 from components.secrets import AppSecrets, AppSecretsArgs
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
 from components.service import FargateService, FargateServiceArgs
-from components.settings import ARCHITECTURES, NAMESPACE, ConfigError, load_settings
+from components.stack_config import PROJECT_DIR, settings_from_stack_config
 
+settings = settings_from_stack_config()
+env = AwsEnv.current(settings)
 
-def raw_config() -> tuple[dict, list[str]]:
-    """Every `gantry:*` key the CLI passed in (however it passed them), and which keys are secret."""
-    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    values = {k: v for k, v in merged.items() if k.startswith(f"{NAMESPACE}:")}
-    secret_keys = set(runtime_config.get_config_secret_keys_env())
-    secret_keys.update(k for k in values if runtime_config.is_config_secret(k))
-    return values, sorted(secret_keys)
-
-
-values, secret_keys = raw_config()
-try:
-    settings = load_settings(values, region=pulumi.Config("aws").get("region"), secret_keys=secret_keys)
-except ConfigError as error:
-    raise pulumi.RunError(str(error)) from None
-
-account_id = aws.get_caller_identity_output().account_id
-stack = pulumi.get_stack()
-
-network = Network(
-    "gantry-network",
-    NetworkArgs(
-        cidr_block=settings.network.cidr_block,
-        availability_zones=settings.network.availability_zones,
-        nat_strategy=settings.network.nat_strategy,
-        flow_logs=settings.network.flow_logs,
-        flow_log_retention_days=settings.network.flow_log_retention_days,
-        account_id=account_id,
-        region=settings.region,
-        partition=settings.partition,
-    ),
-)
+network = Network("gantry-network", NetworkArgs(env=env, settings=settings.network))
 
 security_groups = ServiceSecurityGroups(
     "gantry-sg",
@@ -60,86 +33,64 @@ security_groups = ServiceSecurityGroups(
         container_port=settings.container.port,
         listener_ports=listener_ports(settings.domain),
         ingress_cidrs=settings.load_balancer.ingress_cidrs,
-        https_egress_to_internet=settings.network.nat_strategy != "none",
+        https_egress_to_internet=settings.network.has_nat,
     ),
 )
 
 endpoints = VpcEndpoints(
     "gantry-endpoints",
     VpcEndpointsArgs(
-        vpc_id=network.vpc_id,
-        region=settings.region,
-        subnet_ids=network.private_subnet_ids,
-        route_table_ids=network.private_route_table_ids,
-        interface_services=settings.endpoints.interface,
-        s3_gateway=settings.endpoints.s3_gateway,
+        env=env,
+        vpc=network,
+        settings=settings.endpoints,
         clients={"service": security_groups.task_security_group_id},
     ),
 )
 
 secrets = AppSecrets("gantry-secrets", AppSecretsArgs(specs=settings.secrets, values=settings.secret_values))
 
-project_dir = Path(__file__).resolve().parent
-platform = ARCHITECTURES[settings.container.architecture]
 image = ImageRepository(
     "gantry-image",
-    ImageRepositoryArgs(
-        context=settings.image.context,
-        dockerfile=settings.image.dockerfile,
-        platform=platform,
-        keep_images=settings.image.keep_images,
-        image_tag=content_tag(project_dir / settings.image.context, project_dir / settings.image.dockerfile, platform),
-        force_delete=settings.image.force_delete,
-    ),
+    ImageRepositoryArgs(settings=settings.image, platform=settings.container.platform, project_dir=PROJECT_DIR),
 )
 
 load_balancer = PublicLoadBalancer(
     "gantry-lb",
     PublicLoadBalancerArgs(
-        vpc_id=network.vpc_id,
-        public_subnet_ids=network.public_subnet_ids,
+        env=env,
+        vpc=network,
         security_group_id=security_groups.alb_security_group_id,
-        container_port=settings.container.port,
-        health_check_path=settings.container.health_check_path,
+        container=settings.container,
         settings=settings.load_balancer,
         domain=settings.domain,
-        account_id=account_id,
-        region=settings.region,
-        partition=settings.partition,
     ),
 )
-target_group = load_balancer.target_groups["main"]
+attachment = load_balancer.attachment("main")
+
+cluster = Cluster("gantry")
 
 service = FargateService(
     "gantry",
     FargateServiceArgs(
-        family=f"gantry-{stack}",
-        account_id=account_id,
-        region=settings.region,
-        partition=settings.partition,
-        subnet_ids=network.private_subnet_ids,
+        env=env,
+        cluster=cluster,
+        vpc=network,
         security_group_id=security_groups.task_security_group_id,
-        image_uri=image.image_uri,
-        repository_arn=image.repository_arn,
+        image=image,
         container=settings.container,
         service=settings.service,
         autoscaling=settings.autoscaling,
-        log_retention_days=settings.log_retention_days,
-        target_group_arn=target_group.arn,
-        request_count_resource_label=pulumi.Output.concat(
-            load_balancer.load_balancer.arn_suffix, "/", target_group.arn_suffix
-        ),
-        secrets=secrets.env_arns,
-        secrets_manager_arns=secrets.secrets_manager_arns,
-        ssm_parameter_arns=secrets.ssm_parameter_arns,
-        kms_key_arns=secrets.kms_key_arns,
+        logs=settings.logs,
+        secrets=secrets.refs,
         task_statements=settings.task_policy,
-        service_dependencies=[load_balancer.production_listener, endpoints],
+        load_balancer=attachment,
+        scaling_rules=standard_rules(settings.autoscaling, attachment.request_count_label),
+        start_after=[endpoints],
     ),
 )
 
 pulumi.export("serviceUrl", load_balancer.url)
-pulumi.export("clusterName", service.cluster.name)
+pulumi.export("clusterName", cluster.name)
 pulumi.export("serviceName", service.service.name)
 pulumi.export("logGroupName", service.log_group.name)
 pulumi.export("repositoryUrl", image.repository_url)

@@ -9,25 +9,26 @@ groups it is given, and each client group gets egress to the endpoints (and to S
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from components.env import AwsEnv
+from components.network import VpcHandles
+from components.security_groups import allow
+from components.settings import EndpointSettings
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class VpcEndpointsArgs:
-    vpc_id: pulumi.Input[str]
-    region: str
-    subnet_ids: pulumi.Input[Sequence[str]]
-    """Private subnets: one endpoint network interface per AZ."""
-    route_table_ids: pulumi.Input[Sequence[str]]
-    """Private route tables the S3 gateway endpoint is attached to."""
-    interface_services: Sequence[str]
-    """Short service names (ecr.api, ecr.dkr, logs, secretsmanager, ssm); default none."""
-    s3_gateway: bool
-    """Create the (free) S3 gateway endpoint; default true."""
+    env: AwsEnv
+    vpc: VpcHandles
+    """The VPC: interface endpoints get one network interface per private subnet (AZ); the S3 gateway
+    attaches to the private route tables."""
+    settings: EndpointSettings
+    """Which interface endpoints (default none) and whether the free S3 gateway exists (default yes)."""
     clients: Mapping[str, pulumi.Input[str]]
     """Security groups allowed to use the endpoints, by a stable role name (e.g. {"service": sg_id})."""
 
@@ -43,52 +44,42 @@ class VpcEndpoints(pulumi.ComponentResource):
 
         # The endpoints' security group exists only with interface endpoints; the gateway needs none.
         self.security_group_id = None
-        if args.interface_services:
+        if args.settings.interface:
             sg = aws.ec2.SecurityGroup(
-                f"{name}-sg", vpc_id=args.vpc_id, description="gantry VPC endpoints: HTTPS from tasks only",
+                f"{name}-sg", vpc_id=args.vpc.vpc_id, description="gantry VPC endpoints: HTTPS from tasks only",
                 opts=child,
             )
             self.security_group_id = sg.id
             for role, client_sg in args.clients.items():
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-from-{role}",
-                    security_group_id=sg.id,
-                    ip_protocol="tcp",
-                    from_port=443,
-                    to_port=443,
-                    referenced_security_group_id=client_sg,
-                    description=f"HTTPS from {role}",
+                allow(
+                    source=client_sg,
+                    target=sg.id,
+                    port=443,
+                    egress_name=f"{name}-{role}-to-endpoints",
+                    ingress_name=f"{name}-from-{role}",
+                    source_label=role,
+                    target_label="the VPC interface endpoints",
                     opts=child,
                 )
-                aws.vpc.SecurityGroupEgressRule(
-                    f"{name}-{role}-to-endpoints",
-                    security_group_id=client_sg,
-                    ip_protocol="tcp",
-                    from_port=443,
-                    to_port=443,
-                    referenced_security_group_id=sg.id,
-                    description="HTTPS to the VPC interface endpoints",
-                    opts=child,
-                )
-            for service in args.interface_services:
+            for service in args.settings.interface:
                 self.endpoints[service] = aws.ec2.VpcEndpoint(
                     f"{name}-{service.replace('.', '-')}",
-                    vpc_id=args.vpc_id,
-                    service_name=f"com.amazonaws.{args.region}.{service}",
+                    vpc_id=args.vpc.vpc_id,
+                    service_name=f"com.amazonaws.{args.env.region}.{service}",
                     vpc_endpoint_type="Interface",
                     private_dns_enabled=True,
-                    subnet_ids=args.subnet_ids,
+                    subnet_ids=args.vpc.private_subnet_ids,
                     security_group_ids=[sg.id],
                     opts=child,
                 )
 
-        if args.s3_gateway:
+        if args.settings.s3_gateway:
             s3 = aws.ec2.VpcEndpoint(
                 f"{name}-s3",
-                vpc_id=args.vpc_id,
-                service_name=f"com.amazonaws.{args.region}.s3",
+                vpc_id=args.vpc.vpc_id,
+                service_name=f"com.amazonaws.{args.env.region}.s3",
                 vpc_endpoint_type="Gateway",
-                route_table_ids=args.route_table_ids,
+                route_table_ids=args.vpc.private_route_table_ids,
                 opts=child,
             )
             self.endpoints["s3"] = s3
@@ -104,4 +95,4 @@ class VpcEndpoints(pulumi.ComponentResource):
                     opts=child,
                 )
 
-        self.register_outputs({"interfaceEndpoints": sorted(args.interface_services)})
+        self.register_outputs({"interfaceEndpoints": sorted(args.settings.interface)})

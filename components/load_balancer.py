@@ -19,25 +19,37 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.settings import DomainSettings, LoadBalancerSettings
+from components.env import AwsEnv
+from components.network import VpcHandles
+from components.settings import ContainerSettings, DomainSettings, LoadBalancerSettings
 
 ACCESS_LOG_PREFIX = "alb"
 
 
-@dataclass(frozen=True)
-class PublicLoadBalancerArgs:
-    vpc_id: pulumi.Input[str]
-    public_subnet_ids: pulumi.Input[Sequence[str]]
-    security_group_id: pulumi.Input[str]
+@dataclass(frozen=True, kw_only=True)
+class TargetAttachment:
+    """What a service needs to put its tasks behind one target group."""
+
+    target_group_arn: pulumi.Input[str]
     container_port: int
-    """The target port and health-check port: the container's one port."""
-    health_check_path: str
+    request_count_label: pulumi.Input[str]
+    """`<alb arn suffix>/<target group arn suffix>`, for ALBRequestCountPerTarget scaling."""
+    listener: aws.lb.Listener
+    """The listener forwarding to the group: ECS refuses a target group no listener uses, so tasks
+    register only after it exists."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublicLoadBalancerArgs:
+    env: AwsEnv
+    vpc: VpcHandles
+    """The load balancer goes into the VPC's public subnets; target groups into the VPC."""
+    security_group_id: pulumi.Input[str]
+    container: ContainerSettings
+    """The container's one port is the target and health-check port; its health path is checked."""
     settings: LoadBalancerSettings
     domain: DomainSettings | None
-    """Route 53 zone + hostname for HTTPS; None serves plain HTTP."""
-    account_id: pulumi.Input[str]
-    region: str
-    partition: str
+    """Route 53 zone + hostname for HTTPS; None serves plain HTTP (only when the stack opts in)."""
     target_group_roles: Sequence[str] = ("main",)
     """One target group per role; the first receives production traffic. Blue/green uses two."""
     test_listener_port: int | None = None
@@ -73,7 +85,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             load_balancer_type="application",
             internal=False,
             ip_address_type="ipv4",
-            subnets=args.public_subnet_ids,
+            subnets=args.vpc.public_subnet_ids,
             security_groups=[args.security_group_id],
             drop_invalid_header_fields=True,
             desync_mitigation_mode=s.desync_mitigation_mode,
@@ -87,18 +99,18 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         self.target_groups = {
             role: aws.lb.TargetGroup(
                 f"{name}-{role}",
-                vpc_id=args.vpc_id,
+                vpc_id=args.vpc.vpc_id,
                 target_type="ip",
                 protocol="HTTP",
-                port=args.container_port,
+                port=args.container.port,
                 deregistration_delay=s.deregistration_delay_seconds,
                 # Inference requests vary widely in cost; send each to the task with the fewest in flight.
                 load_balancing_algorithm_type="least_outstanding_requests",
                 health_check={
                     "enabled": True,
                     "protocol": "HTTP",
-                    "path": args.health_check_path,
-                    "port": str(args.container_port),
+                    "path": args.container.health_check_path,
+                    "port": str(args.container.port),
                     "matcher": "200",
                     "interval": hc.interval_seconds,
                     "timeout": hc.timeout_seconds,
@@ -176,7 +188,21 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 opts=child,
             )
 
+        self._container_port = args.container.port
         self.register_outputs({"url": self.url, "dnsName": self.load_balancer.dns_name})
+
+    def attachment(self, role: str) -> TargetAttachment:
+        """The target group of `role` as a service attaches to it (the production listener for the
+        first role, the test listener for the second)."""
+        group = self.target_groups[role]
+        roles = list(self.target_groups)
+        listener = self.production_listener if role == roles[0] or self.test_listener is None else self.test_listener
+        return TargetAttachment(
+            target_group_arn=group.arn,
+            container_port=self._container_port,
+            request_count_label=pulumi.Output.concat(self.load_balancer.arn_suffix, "/", group.arn_suffix),
+            listener=listener,
+        )
 
     def _access_log_bucket(self, name: str, args: PublicLoadBalancerArgs, child: pulumi.ResourceOptions):
         bucket = aws.s3.Bucket(f"{name}-access-logs", opts=child)
@@ -219,15 +245,9 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         bucket_policy = aws.s3.BucketPolicy(
             f"{name}-access-logs-policy",
             bucket=bucket.id,
-            policy=pulumi.Output.all(bucket.arn, args.account_id).apply(
-                lambda v: json.dumps(
-                    policies.alb_access_log_bucket_policy(
-                        bucket_arn=v[0],
-                        prefix=ACCESS_LOG_PREFIX,
-                        account_id=v[1],
-                        region=args.region,
-                        partition=args.partition,
-                    )
+            policy=bucket.arn.apply(
+                lambda arn: json.dumps(
+                    policies.alb_access_log_bucket_policy(args.env, bucket_arn=arn, prefix=ACCESS_LOG_PREFIX)
                 )
             ),
             # S3 refuses concurrent policy and public-access-block changes (OperationAborted).

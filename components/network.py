@@ -10,13 +10,17 @@ members and all egress, can no longer be attached by accident to anything useful
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_awsx as awsx
 
 from components import policies
+from components.env import AwsEnv
+from components.settings import NetworkSettings
 
 NAT_STRATEGY = {
     "none": awsx.ec2.NatGatewayStrategy.NONE,
@@ -27,22 +31,21 @@ PUBLIC_SUBNET_MASK = 24  # ALB and NAT only: a /24 leaves ample room for ALB sca
 PRIVATE_SUBNET_MASK = 20  # 4,091 task IPs per AZ: every Fargate task takes one.
 
 
-@dataclass(frozen=True)
+class VpcHandles(Protocol):
+    """What other components take from the network: the VPC, its subnets and private route tables."""
+
+    vpc_id: pulumi.Input[str]
+    public_subnet_ids: pulumi.Input[Sequence[str]]
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    private_route_table_ids: pulumi.Input[Sequence[str]]
+
+
+@dataclass(frozen=True, kw_only=True)
 class NetworkArgs:
-    cidr_block: str
-    """The VPC range (validated private, large enough for the AZ count)."""
-    availability_zones: int
-    """Number of AZs; default 2 (the ALB minimum)."""
-    nat_strategy: str
-    """none | single | per-az. single is one point of failure for egress (fine for dev); per-az keeps
-    each AZ's egress inside the AZ (prod); none relies on VPC endpoints alone."""
-    flow_logs: bool
-    """Record VPC flow logs to CloudWatch; default true."""
-    flow_log_retention_days: int
-    """Retention of the flow-log group."""
-    account_id: pulumi.Input[str]
-    region: str
-    partition: str
+    env: AwsEnv
+    settings: NetworkSettings
+    """AZs (default 2), range (default 10.0.0.0/16), NAT strategy (default single: one point of failure
+    for egress, fine for dev; per-az for prod; none relies on VPC endpoints alone), flow logs (default on)."""
 
 
 class Network(pulumi.ComponentResource):
@@ -57,11 +60,11 @@ class Network(pulumi.ComponentResource):
 
         vpc = awsx.ec2.Vpc(
             f"{name}-vpc",
-            cidr_block=args.cidr_block,
-            number_of_availability_zones=args.availability_zones,
+            cidr_block=args.settings.cidr_block,
+            number_of_availability_zones=args.settings.availability_zones,
             enable_dns_hostnames=True,  # interface endpoints with private DNS need both DNS flags
             enable_dns_support=True,
-            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=NAT_STRATEGY[args.nat_strategy]),
+            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(strategy=NAT_STRATEGY[args.settings.nat_strategy]),
             subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
             subnet_specs=[
                 awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, cidr_mask=PUBLIC_SUBNET_MASK),
@@ -91,7 +94,7 @@ class Network(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[vpc]),
         ).ids
 
-        if args.flow_logs:
+        if args.settings.flow_logs:
             self._flow_logs(name, args, vpc.vpc_id, child)
 
         self.register_outputs(
@@ -104,27 +107,17 @@ class Network(pulumi.ComponentResource):
 
     def _flow_logs(self, name: str, args: NetworkArgs, vpc_id: pulumi.Output[str], child: pulumi.ResourceOptions):
         log_group = aws.cloudwatch.LogGroup(
-            f"{name}-flow-logs", retention_in_days=args.flow_log_retention_days, opts=child
+            f"{name}-flow-logs", retention_in_days=args.settings.flow_log_retention_days, opts=child
         )
         role = aws.iam.Role(
             f"{name}-flow-logs-role",
-            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
-                lambda account: json.dumps(
-                    policies.flow_logs_trust_policy(account_id=account, region=args.region, partition=args.partition)
-                )
-            ),
+            assume_role_policy=json.dumps(policies.flow_logs_trust_policy(args.env)),
             opts=child,
         )
         aws.iam.RolePolicy(
             f"{name}-flow-logs-policy",
             role=role.id,
-            policy=pulumi.Output.all(log_group.arn, args.account_id).apply(
-                lambda v: json.dumps(
-                    policies.flow_logs_policy(
-                        log_group_arn=v[0], account_id=v[1], region=args.region, partition=args.partition
-                    )
-                )
-            ),
+            policy=log_group.arn.apply(lambda arn: json.dumps(policies.flow_logs_policy(args.env, log_group_arn=arn))),
             opts=child,
         )
         aws.ec2.FlowLog(

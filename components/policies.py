@@ -3,16 +3,21 @@
 Components call these inside `Output.all(...).apply(...)` and json-encode the result, so every
 document can be tested on its own, and the tests see exactly what AWS will see. Security stance:
 every Allow names exact resource ARNs; the single `*` is `ecr:GetAuthorizationToken`, which accepts
-nothing else. Trust policies pin the calling service to this account (and, where the service sets it,
-to this account's resources) against the confused-deputy problem. No AWS managed policies.
+nothing else. Trust policies pin the calling service to this account's resources against the
+confused-deputy problem wherever AWS documents that the service sends that context (the task role,
+flow logs), and use AWS's documented trust where it does not (the execution role). No AWS managed
+policies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.settings import PolicyStatement
+
+if TYPE_CHECKING:
+    from components.env import AwsEnv
 
 VERSION = "2012-10-17"
 
@@ -74,14 +79,41 @@ def service_trust_policy(*, sid: str, service: str, source_arn: str, account_id:
     }
 
 
-def ecs_tasks_trust_policy(*, account_id: str, region: str, partition: str) -> dict[str, Any]:
-    """Who may assume the execution and task roles: ECS tasks of this account, in this region."""
+def ecs_task_role_trust_policy(env: AwsEnv) -> dict[str, Any]:
+    """Who may assume the task role: ECS tasks of this account, in this region.
+
+    AWS documents the confused-deputy conditions for the task role: "Task IAM role", trust policy with
+    `aws:SourceArn` arn:aws:ecs:<region>:<account>:* and `aws:SourceAccount`
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-iam-roles.html)."""
     return service_trust_policy(
         sid="EcsTasksOfThisAccount",
         service="ecs-tasks.amazonaws.com",
-        source_arn=f"arn:{partition}:ecs:{region}:{account_id}:*",
-        account_id=account_id,
+        source_arn=env.arn("ecs", "*"),
+        account_id=env.account_id,
     )
+
+
+def ecs_execution_role_trust_policy() -> dict[str, Any]:
+    """Who may assume the execution role: the ECS and Fargate agents, with the trust AWS documents.
+
+    "Amazon ECS task execution IAM role" shows only the ecs-tasks.amazonaws.com principal, no
+    SourceArn/SourceAccount conditions
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html): the
+    agent does not promise that context when it assumes this role, and a condition it does not send
+    would stop every task from starting. The role is safe unconditioned because only this account's
+    task definitions can name it, and it can do nothing but pull one image, write one log group and
+    read the declared secrets."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "EcsAgentStartsTasks",
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
 
 
 def log_stream_resources(log_group_arn: str) -> list[str]:
@@ -90,14 +122,13 @@ def log_stream_resources(log_group_arn: str) -> list[str]:
 
 
 def execution_role_policy(
+    env: AwsEnv,
     *,
     repository_arn: str,
     log_group_arn: str,
     secret_arns: Sequence[str],
     ssm_parameter_arns: Sequence[str],
     kms_key_arns: Sequence[str],
-    region: str,
-    partition: str,
 ) -> dict[str, Any]:
     """What ECS needs to start the task: pull one image, write one log group, read the declared secrets."""
     statements: list[dict[str, Any]] = [
@@ -135,7 +166,7 @@ def execution_role_policy(
             }
         )
     if kms_key_arns:
-        suffix = _dns_suffix(partition)
+        suffix, region = _dns_suffix(env.partition), env.region
         statements.append(
             {
                 "Sid": "DecryptDeclaredSecrets",
@@ -166,17 +197,18 @@ def task_role_policy(statements: Sequence[PolicyStatement]) -> dict[str, Any] | 
     }
 
 
-def flow_logs_trust_policy(*, account_id: str, region: str, partition: str) -> dict[str, Any]:
-    """Who may assume the flow-log role: VPC Flow Logs, for this account's flow logs in this region."""
+def flow_logs_trust_policy(env: AwsEnv) -> dict[str, Any]:
+    """Who may assume the flow-log role: VPC Flow Logs, for this account's flow logs in this region
+    (conditions as AWS documents them in "IAM role for publishing flow logs to CloudWatch Logs")."""
     return service_trust_policy(
         sid="VpcFlowLogsOfThisAccount",
         service="vpc-flow-logs.amazonaws.com",
-        source_arn=f"arn:{partition}:ec2:{region}:{account_id}:vpc-flow-log/*",
-        account_id=account_id,
+        source_arn=env.arn("ec2", "vpc-flow-log/*"),
+        account_id=env.account_id,
     )
 
 
-def flow_logs_policy(*, log_group_arn: str, account_id: str, region: str, partition: str) -> dict[str, Any]:
+def flow_logs_policy(env: AwsEnv, *, log_group_arn: str) -> dict[str, Any]:
     """Write one log group; DescribeLogGroups, which the delivery service also calls, lists and so takes
     the account's log-group pattern (it reads names, never log data)."""
     return {
@@ -192,16 +224,15 @@ def flow_logs_policy(*, log_group_arn: str, account_id: str, region: str, partit
                 "Sid": "FindFlowLogGroup",
                 "Effect": "Allow",
                 "Action": "logs:DescribeLogGroups",
-                "Resource": f"arn:{partition}:logs:{region}:{account_id}:log-group:*",
+                "Resource": env.arn("logs", "log-group:*"),
             },
         ],
     }
 
 
-def alb_access_log_bucket_policy(
-    *, bucket_arn: str, prefix: str, account_id: str, region: str, partition: str
-) -> dict[str, Any]:
+def alb_access_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, prefix: str) -> dict[str, Any]:
     """Lets this account's load balancers write access logs under `prefix`, and refuses plain HTTP."""
+    region, partition, account_id = env.region, env.partition, env.account_id
     if region in ELB_LOG_DELIVERY_ACCOUNTS:
         principal: dict[str, str] = {"AWS": f"arn:{partition}:iam::{ELB_LOG_DELIVERY_ACCOUNTS[region]}:root"}
     else:

@@ -1,8 +1,13 @@
 """ImageRepository: the ECR repository and the image `pulumi up` builds from `app/` and pushes to it.
 
 The task definition uses the pushed image by digest, so what runs is exactly what was built and
-scanned, whatever happens to tags later. Security stance: immutable tags, scan on push, KMS
-encryption at rest, and a lifecycle policy that bounds storage while keeping recent rollbacks.
+scanned, whatever happens to tags later. The image resource has one stable logical name and is
+registered with `retain_on_delete`: a new tag updates it in place, and neither an update, a replace
+nor a `pulumi destroy` deletes a pushed image, so every earlier digest stays there to roll back to.
+Pruning is the ECR lifecycle policy's job alone. (awsx's `ecr.Image` named its build child after the
+tag, so each new tag replaced the child and the delete removed the previous image from ECR.)
+Security stance: immutable tags, scan on push, KMS encryption at rest, a lifecycle policy that bounds
+storage while keeping recent rollbacks, and a short-lived ECR token as the only push credential.
 """
 
 from __future__ import annotations
@@ -14,46 +19,45 @@ from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_awsx as awsx
+import pulumi_docker_build as docker_build
 
 from components import policies
+from components.dockerignore import context_files
+from components.settings import ImageSettings
 
 
-def image_digest(image_uri: str) -> str:
-    """The sha256 digest of a `repository@sha256:...` URI; refuses a tag-only URI (deploys are by digest)."""
-    _, sep, digest = image_uri.partition("@")
-    if not sep or not digest.startswith("sha256:"):
-        raise ValueError(f"image URI {image_uri!r} does not pin a sha256 digest")
-    return digest
+def pinned_uri(repository_url: str, digest: str) -> str:
+    """`repository@sha256:...`; refuses anything but a sha256 digest (deploys are by digest, never tag)."""
+    if not digest.startswith("sha256:") or len(digest) != len("sha256:") + 64:
+        raise ValueError(f"image digest {digest!r} is not a sha256 digest")
+    return f"{repository_url}@{digest}"
 
 
 def content_tag(context: Path, dockerfile: Path, platform: str) -> str:
-    """A tag that changes whenever anything the build can see changes.
+    """A tag that changes exactly when something the build sees changes.
 
-    The repository's tags are immutable, so every build that differs must push a new tag; awsx's
-    default tag depends only on the paths, which would make the second deploy's push fail.
-    """
+    The repository's tags are immutable, so every build that differs must push a new tag; the hash
+    covers the platform, the Dockerfile and the files the context sends after `.dockerignore`."""
     digest = hashlib.sha256(f"{platform}\0".encode())
-    files = sorted(p for p in context.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    for path, name in [(dockerfile, "Dockerfile"), *((p, p.relative_to(context).as_posix()) for p in files)]:
+    for name, path in [("Dockerfile", dockerfile), *context_files(context)]:
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"build-{digest.hexdigest()[:32]}"
 
 
-@dataclass(frozen=True)
+def image_resource_options(parent: pulumi.Resource) -> pulumi.ResourceOptions:
+    """Pushed images are never deleted by Pulumi: rollbacks need them, the lifecycle policy prunes them."""
+    return pulumi.ResourceOptions(parent=parent, retain_on_delete=True)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImageRepositoryArgs:
-    context: str
-    """Docker build context; default "app"."""
-    dockerfile: str
-    """Dockerfile path; default "app/Dockerfile"."""
+    settings: ImageSettings
+    """Build context and Dockerfile (default app/, app/Dockerfile), images kept (default 30), whether
+    destroy may delete the repository with its images (default no)."""
     platform: str
     """linux/arm64 or linux/amd64, derived from the task's cpu architecture so the two cannot disagree."""
-    keep_images: int
-    """How many images the lifecycle policy keeps; default 30."""
-    image_tag: str
-    """Content-derived tag (see `content_tag`); the task definition still uses the digest."""
-    force_delete: bool = False
-    """Let `pulumi destroy` remove the repository with its images; default false."""
+    project_dir: Path
+    """The directory `settings.context` and `settings.dockerfile` are relative to."""
 
 
 class ImageRepository(pulumi.ComponentResource):
@@ -62,37 +66,49 @@ class ImageRepository(pulumi.ComponentResource):
     image_uri: pulumi.Output[str]
     """repository@sha256:digest of the pushed image."""
     image_digest: pulumi.Output[str]
+    image_tag: str
 
     def __init__(self, name: str, args: ImageRepositoryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:registry:ImageRepository", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        s = args.settings
 
         repo = aws.ecr.Repository(
             f"{name}-repo",
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "KMS"}],
-            force_delete=args.force_delete,
+            force_delete=s.force_delete,
             opts=child,
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
             repository=repo.name,
-            policy=json.dumps(policies.ecr_lifecycle_policy(args.keep_images)),
+            policy=json.dumps(policies.ecr_lifecycle_policy(s.keep_images)),
             opts=child,
         )
-        image = awsx.ecr.Image(
+        context = args.project_dir / s.context
+        self.image_tag = content_tag(context, args.project_dir / s.dockerfile, args.platform)
+        token = aws.ecr.get_authorization_token_output(
+            registry_id=repo.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        image = docker_build.Image(
             f"{name}-image",
-            repository_url=repo.repository_url,
-            context=args.context,
-            dockerfile=args.dockerfile,
-            platform=args.platform,
-            image_tag=args.image_tag,
-            opts=child,
+            push=True,
+            tags=[repo.repository_url.apply(lambda url: f"{url}:{self.image_tag}")],
+            context={"location": str(context)},
+            dockerfile={"location": str(args.project_dir / s.dockerfile)},
+            platforms=[args.platform],
+            registries=[
+                {"address": repo.repository_url, "username": token.user_name, "password": token.password}
+            ],
+            # The build runs during `pulumi up` only: a preview never spends ten minutes exporting a model.
+            build_on_preview=False,
+            opts=image_resource_options(self),
         )
 
         self.repository_url = repo.repository_url
         self.repository_arn = repo.arn
-        self.image_uri = image.image_uri
-        self.image_digest = image.image_uri.apply(image_digest)
+        self.image_digest = image.digest
+        self.image_uri = pulumi.Output.all(repo.repository_url, image.digest).apply(lambda v: pinned_uri(*v))
         self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})

@@ -17,24 +17,20 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.env import AwsEnv
+from components.secrets import SecretRefs
 from components.settings import PolicyStatement
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TaskRolesArgs:
-    account_id: pulumi.Input[str]
-    region: str
-    partition: str
+    env: AwsEnv
     repository_arn: pulumi.Input[str]
     """The one ECR repository the task's image comes from."""
     log_group_arn: pulumi.Input[str]
     """The one log group the container writes to."""
-    secret_arns: Sequence[pulumi.Input[str]] = ()
-    """Secrets Manager secrets the container references; default none."""
-    ssm_parameter_arns: Sequence[pulumi.Input[str]] = ()
-    """SSM parameters the container references; default none."""
-    kms_key_arns: Sequence[str] = ()
-    """Customer-managed keys those values are encrypted with; default none (AWS-managed keys need no grant)."""
+    secrets: SecretRefs = SecretRefs()
+    """The secrets the container references (and their customer-managed KMS keys); default none."""
     task_statements: Sequence[PolicyStatement] = ()
     """The application's own AWS permissions; default none."""
 
@@ -47,13 +43,11 @@ class TaskRoles(pulumi.ComponentResource):
         super().__init__("gantry:iam:TaskRoles", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        trust = pulumi.Output.from_input(args.account_id).apply(
-            lambda account: json.dumps(
-                policies.ecs_tasks_trust_policy(account_id=account, region=args.region, partition=args.partition)
-            )
-        )
         execution = aws.iam.Role(
-            f"{name}-execution", assume_role_policy=trust, description="ECS starts gantry tasks with this", opts=child
+            f"{name}-execution",
+            assume_role_policy=json.dumps(policies.ecs_execution_role_trust_policy()),
+            description="ECS starts gantry tasks with this",
+            opts=child,
         )
         execution_policy = aws.iam.RolePolicy(
             f"{name}-execution-policy",
@@ -61,18 +55,17 @@ class TaskRoles(pulumi.ComponentResource):
             policy=pulumi.Output.all(
                 repo=args.repository_arn,
                 log_group=args.log_group_arn,
-                secrets=pulumi.Output.all(*args.secret_arns),
-                params=pulumi.Output.all(*args.ssm_parameter_arns),
+                secrets=pulumi.Output.all(*args.secrets.of_store("secretsmanager")),
+                params=pulumi.Output.all(*args.secrets.of_store("ssm")),
             ).apply(
                 lambda v: json.dumps(
                     policies.execution_role_policy(
+                        args.env,
                         repository_arn=v["repo"],
                         log_group_arn=v["log_group"],
                         secret_arns=v["secrets"],
                         ssm_parameter_arns=v["params"],
-                        kms_key_arns=args.kms_key_arns,
-                        region=args.region,
-                        partition=args.partition,
+                        kms_key_arns=args.secrets.kms_key_arns,
                     )
                 )
             ),
@@ -80,7 +73,10 @@ class TaskRoles(pulumi.ComponentResource):
         )
 
         task = aws.iam.Role(
-            f"{name}-task", assume_role_policy=trust, description="gantry application code runs as this", opts=child
+            f"{name}-task",
+            assume_role_policy=json.dumps(policies.ecs_task_role_trust_policy(args.env)),
+            description="gantry application code runs as this",
+            opts=child,
         )
         document = policies.task_role_policy(args.task_statements)
         task_policies: list[pulumi.Output] = []

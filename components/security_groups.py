@@ -4,7 +4,8 @@ Security stance: the ALB accepts only its listener ports, only from the configur
 send only to the task group on the container port; tasks accept only the ALB on the container port.
 Task egress is HTTPS to the internet through NAT (an AI service calls model APIs) or nothing at all
 when the VPC has no NAT; the VpcEndpoints component adds the egress its endpoints need. Every rule is
-its own resource, so components can add rules to a group without fighting over an inline rule list.
+its own resource, so components can add rules to a group without fighting over an inline rule list,
+and every group-to-group path is written by `allow`, so its two halves cannot disagree.
 """
 
 from __future__ import annotations
@@ -16,7 +17,44 @@ import pulumi
 import pulumi_aws as aws
 
 
-@dataclass(frozen=True)
+def allow(
+    *,
+    source: pulumi.Input[str],
+    target: pulumi.Input[str],
+    port: int,
+    egress_name: str,
+    ingress_name: str,
+    source_label: str,
+    target_label: str,
+    opts: pulumi.ResourceOptions,
+) -> tuple[aws.vpc.SecurityGroupEgressRule, aws.vpc.SecurityGroupIngressRule]:
+    """Both halves of one TCP path between two security groups: egress on the source, ingress on the
+    target. A path needs both (security groups are stateful per group, not per path), and a half
+    written alone is either dead or an opening nobody uses."""
+    egress = aws.vpc.SecurityGroupEgressRule(
+        egress_name,
+        security_group_id=source,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        referenced_security_group_id=target,
+        description=f"to {target_label} on port {port}",
+        opts=opts,
+    )
+    ingress = aws.vpc.SecurityGroupIngressRule(
+        ingress_name,
+        security_group_id=target,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        referenced_security_group_id=source,
+        description=f"from {source_label} on port {port}",
+        opts=opts,
+    )
+    return egress, ingress
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceSecurityGroupsArgs:
     vpc_id: pulumi.Input[str]
     container_port: int
@@ -56,24 +94,14 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
                     description=f"listener {port}",
                     opts=child,
                 )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-alb-to-task",
-            security_group_id=alb.id,
-            ip_protocol="tcp",
-            from_port=args.container_port,
-            to_port=args.container_port,
-            referenced_security_group_id=task.id,
-            description="to tasks on the container port",
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-task-from-alb",
-            security_group_id=task.id,
-            ip_protocol="tcp",
-            from_port=args.container_port,
-            to_port=args.container_port,
-            referenced_security_group_id=alb.id,
-            description="from the ALB on the container port",
+        allow(
+            source=alb.id,
+            target=task.id,
+            port=args.container_port,
+            egress_name=f"{name}-alb-to-task",
+            ingress_name=f"{name}-task-from-alb",
+            source_label="the ALB",
+            target_label="the tasks",
             opts=child,
         )
         if args.https_egress_to_internet:

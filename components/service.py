@@ -1,9 +1,10 @@
-"""FargateService: the ECS cluster, task definition, service and autoscaling for one container.
+"""FargateService: the task definition, ECS service and autoscaling for one container in a shared Cluster.
 
 Built from plain pulumi_aws resources (not `awsx.ecs.FargateService`, whose children are invisible to
 tests, whose default security group is open to the world, and which cannot hand deployments to
 CodeDeploy). Rolling deploys run with the circuit breaker and rollback on, and `pulumi up` waits for
-steady state, so a release that never gets healthy fails the `up` and is rolled back by ECS.
+steady state, so a release that never gets healthy fails the `up` and is rolled back by ECS. A
+service may sit behind a target group or have no ingress at all (a queue worker).
 Security stance: tasks in private subnets without public IPs, a read-only root filesystem with only
 /tmp writable, a non-root user, all Linux capabilities dropped, secrets only through ECS `secrets`,
 and the two IAM roles from `TaskRoles` scoped to this task's image, log group and secrets.
@@ -13,13 +14,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 import pulumi
 import pulumi_aws as aws
 
+from components.cluster import Cluster
+from components.env import AwsEnv
+from components.load_balancer import TargetAttachment
+from components.network import VpcHandles
 from components.roles import TaskRoles, TaskRolesArgs
-from components.settings import AutoscalingSettings, ContainerSettings, PolicyStatement, ServiceSettings
+from components.scaling import ScalingRule, target_tracking_configuration
+from components.secrets import SecretRefs, version_labels
+from components.settings import (
+    AutoscalingSettings,
+    ContainerSettings,
+    LogsSettings,
+    PolicyStatement,
+    ServiceSettings,
+)
 
 CONTAINER_NAME = "app"
 TMP_VOLUME = "tmp"
@@ -45,13 +59,15 @@ def container_definitions(
     image: str,
     container: ContainerSettings,
     secrets: Mapping[str, str],
+    secret_versions: Mapping[str, str],
     log_group_name: str,
     region: str,
     health_check_start_period: int,
 ) -> list[dict]:
-    """The task's single container, as ECS's JSON. PORT and DRAIN_TIMEOUT_SECONDS derive from settings."""
+    """The task's single container, as ECS's JSON. PORT and DRAIN_TIMEOUT_SECONDS derive from settings;
+    the secrets' versions are labels, so a new secret value is a new task definition revision."""
     environment = {
-        **container.environment,
+        **container.variables,
         "PORT": str(container.port),
         "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds),
     }
@@ -63,6 +79,7 @@ def container_definitions(
             "portMappings": [{"name": "http", "containerPort": container.port, "protocol": "tcp"}],
             "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
             "secrets": [{"name": k, "valueFrom": arn} for k, arn in sorted(secrets.items())],
+            "dockerLabels": version_labels(secret_versions),
             "logConfiguration": {
                 "logDriver": "awslogs",
                 "options": {
@@ -90,38 +107,37 @@ def container_definitions(
     ]
 
 
-@dataclass(frozen=True)
-class FargateServiceArgs:
-    family: str
-    """Task definition family (one per stack, so revisions of dev and prod never interleave)."""
-    account_id: pulumi.Input[str]
-    region: str
-    partition: str
-    subnet_ids: pulumi.Input[Sequence[str]]
-    """Private subnets; tasks get no public IP."""
-    security_group_id: pulumi.Input[str]
+class ImageHandles(Protocol):
     image_uri: pulumi.Input[str]
     """repository@sha256:digest."""
     repository_arn: pulumi.Input[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FargateServiceArgs:
+    env: AwsEnv
+    cluster: Cluster
+    vpc: VpcHandles
+    """Tasks run in the VPC's private subnets and get no public IP."""
+    security_group_id: pulumi.Input[str]
+    image: ImageHandles
     container: ContainerSettings
     service: ServiceSettings
     autoscaling: AutoscalingSettings
-    log_retention_days: int
-    target_group_arn: pulumi.Input[str]
-    request_count_resource_label: pulumi.Input[str]
-    """`<alb arn suffix>/<target group arn suffix>`, for ALBRequestCountPerTarget scaling."""
-    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    """Environment variable -> secret ARN; default none."""
-    secrets_manager_arns: Sequence[pulumi.Input[str]] = ()
-    ssm_parameter_arns: Sequence[pulumi.Input[str]] = ()
-    kms_key_arns: Sequence[str] = ()
+    logs: LogsSettings
+    secrets: SecretRefs = SecretRefs()
+    """The container's secrets (environment variable -> secret); default none."""
     task_statements: Sequence[PolicyStatement] = ()
-    service_dependencies: Sequence[pulumi.Resource] = ()
-    """What must exist before tasks start: the listener that attaches the target group, the VPC endpoints."""
+    """The application's own AWS permissions; default none."""
+    load_balancer: TargetAttachment | None = None
+    """The target group the tasks register with; default none (a worker without ingress)."""
+    scaling_rules: Sequence[ScalingRule] = ()
+    """Target-tracking rules on the task count (see `components.scaling`); default none."""
+    start_after: Sequence[pulumi.Resource] = ()
+    """What tasks need before they start, beyond their own roles and secrets: the VPC endpoints."""
 
 
 class FargateService(pulumi.ComponentResource):
-    cluster: aws.ecs.Cluster
     service: aws.ecs.Service
     task_definition: aws.ecs.TaskDefinition
     log_group: aws.cloudwatch.LogGroup
@@ -130,49 +146,37 @@ class FargateService(pulumi.ComponentResource):
     def __init__(self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:ecs:FargateService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        secrets = dict(args.secrets)
 
-        self.cluster = aws.ecs.Cluster(
-            f"{name}-cluster", settings=[{"name": "containerInsights", "value": "enabled"}], opts=child
-        )
-        capacity = aws.ecs.ClusterCapacityProviders(
-            f"{name}-capacity-providers",
-            cluster_name=self.cluster.name,
-            capacity_providers=["FARGATE", "FARGATE_SPOT"],
-            opts=child,
-        )
         self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs", retention_in_days=args.log_retention_days, opts=child
+            f"{name}-logs", retention_in_days=args.logs.retention_days, opts=child
         )
         self.roles = TaskRoles(
             f"{name}-roles",
             TaskRolesArgs(
-                account_id=args.account_id,
-                region=args.region,
-                partition=args.partition,
-                repository_arn=args.repository_arn,
+                env=args.env,
+                repository_arn=args.image.repository_arn,
                 log_group_arn=self.log_group.arn,
-                secret_arns=args.secrets_manager_arns,
-                ssm_parameter_arns=args.ssm_parameter_arns,
-                kms_key_arns=args.kms_key_arns,
+                secrets=args.secrets,
                 task_statements=args.task_statements,
             ),
             opts=child,
         )
 
-        names = sorted(secrets)
+        refs = args.secrets.refs
         definitions = pulumi.Output.all(
-            image=args.image_uri,
+            image=args.image.image_uri,
             log_group=self.log_group.name,
-            arns=pulumi.Output.all(*[secrets[n] for n in names]),
+            arns=pulumi.Output.all(*[r.arn for r in refs]),
+            versions=pulumi.Output.all(*[r.version for r in refs]),
         ).apply(
             lambda v: json.dumps(
                 container_definitions(
                     image=v["image"],
                     container=args.container,
-                    secrets=dict(zip(names, v["arns"], strict=True)),
+                    secrets=dict(zip([r.name for r in refs], v["arns"], strict=True)),
+                    secret_versions=dict(zip([r.name for r in refs], v["versions"], strict=True)),
                     log_group_name=v["log_group"],
-                    region=args.region,
+                    region=args.env.region,
                     # ECS allows at most 300 s; past the grace period the ALB decides anyway.
                     health_check_start_period=min(args.service.health_check_grace_period_seconds, 300),
                 )
@@ -180,7 +184,7 @@ class FargateService(pulumi.ComponentResource):
         )
         self.task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=args.family,
+            family=f"{name}-{args.env.stack}",
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
             cpu=str(args.container.cpu),
@@ -194,38 +198,48 @@ class FargateService(pulumi.ComponentResource):
         )
 
         svc = args.service
+        attachment = args.load_balancer
+        start_after = [args.cluster.capacity_providers, *args.start_after]
+        if attachment is not None:
+            start_after.append(attachment.listener)
         self.service = aws.ecs.Service(
             f"{name}-service",
-            cluster=self.cluster.arn,
+            cluster=args.cluster.arn,
             task_definition=self.task_definition.arn,
             desired_count=svc.desired_count,
             platform_version="LATEST",
             capacity_provider_strategies=[
                 {"capacity_provider": p.provider, "base": p.base, "weight": p.weight} for p in svc.capacity_providers
             ],
+            # The provider refuses a capacity-provider strategy update without it ("Updating this argument
+            # requires force_new_deployment = true", pulumi_aws ecs.Service); every other update starts a
+            # deployment anyway.
+            force_new_deployment=True,
             network_configuration={
-                "subnets": args.subnet_ids,
+                "subnets": args.vpc.private_subnet_ids,
                 "security_groups": [args.security_group_id],
                 "assign_public_ip": False,
             },
             load_balancers=[
                 {
-                    "target_group_arn": args.target_group_arn,
+                    "target_group_arn": attachment.target_group_arn,
                     "container_name": CONTAINER_NAME,
-                    "container_port": args.container.port,
+                    "container_port": attachment.container_port,
                 }
-            ],
+            ]
+            if attachment is not None
+            else None,
             deployment_controller={"type": "ECS"},
             deployment_circuit_breaker={"enable": True, "rollback": True},
             deployment_minimum_healthy_percent=svc.min_healthy_percent,
             deployment_maximum_percent=svc.max_percent,
-            health_check_grace_period_seconds=svc.health_check_grace_period_seconds,
+            health_check_grace_period_seconds=svc.health_check_grace_period_seconds if attachment else None,
             availability_zone_rebalancing="ENABLED",
             wait_for_steady_state=True,
             enable_execute_command=False,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
-            opts=service_resource_options(self, [capacity, *args.service_dependencies]),
+            opts=service_resource_options(self, start_after),
         )
 
         scaling = args.autoscaling
@@ -233,33 +247,24 @@ class FargateService(pulumi.ComponentResource):
             f"{name}-scaling",
             service_namespace="ecs",
             scalable_dimension="ecs:service:DesiredCount",
-            resource_id=pulumi.Output.concat("service/", self.cluster.name, "/", self.service.name),
+            resource_id=pulumi.Output.concat("service/", args.cluster.name, "/", self.service.name),
             min_capacity=scaling.min_capacity,
             max_capacity=scaling.max_capacity,
             opts=child,
         )
-        for policy_name, metric, target_value, label in (
-            ("cpu", "ECSServiceAverageCPUUtilization", scaling.cpu_target_percent, None),
-            ("requests", "ALBRequestCountPerTarget", scaling.requests_per_target, args.request_count_resource_label),
-        ):
+        for rule in args.scaling_rules:
             aws.appautoscaling.Policy(
-                f"{name}-scale-on-{policy_name}",
+                f"{name}-scale-on-{rule.name}",
                 policy_type="TargetTrackingScaling",
                 resource_id=target.resource_id,
                 scalable_dimension=target.scalable_dimension,
                 service_namespace=target.service_namespace,
-                target_tracking_scaling_policy_configuration={
-                    "predefined_metric_specification": {"predefined_metric_type": metric, "resource_label": label},
-                    "target_value": target_value,
-                    "scale_in_cooldown": scaling.scale_in_cooldown_seconds,
-                    "scale_out_cooldown": scaling.scale_out_cooldown_seconds,
-                },
+                target_tracking_scaling_policy_configuration=target_tracking_configuration(rule),
                 opts=child,
             )
 
         self.register_outputs(
             {
-                "clusterName": self.cluster.name,
                 "serviceName": self.service.name,
                 "logGroupName": self.log_group.name,
                 "taskDefinitionArn": self.task_definition.arn,

@@ -5,18 +5,23 @@ stack file (Pulumi.yaml defaults, then Pulumi.<stack>.yaml, objects JSON-encoded
 marked), and returns every registered resource. The mocks answer like AWS would in shape: ARNs in the
 real per-service formats, DNS names, ARN suffixes, digests, so tests can assert the wiring between
 resources (an ARN in a policy is the ARN of the resource it means), not just inputs echoed back.
+Every registration also passes through `CapturingMonitor`, which records what mocks never see:
+dependencies, property dependencies and resource options (ignore_changes, retain_on_delete, protect,
+aliases), so ordering and options are assertable on the whole program.
 """
 
 from __future__ import annotations
 
 import json
 import runpy
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pulumi
 import yaml
+from pulumi.runtime.mocks import MockMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,9 +31,29 @@ PRIVATE_SUBNETS = ["subnet-private-a", "subnet-private-b", "subnet-private-c"]
 PUBLIC_SUBNETS = ["subnet-public-a", "subnet-public-b", "subnet-public-c"]
 PRIVATE_ROUTE_TABLES = ["rtb-private-a", "rtb-private-b", "rtb-private-c"]
 VPC_ID = "vpc-0gantry"
+AVAILABILITY_ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+# The hosted zones the mocked account has (id -> name); domain variants use these.
+HOSTED_ZONES = {"Z0GANTRYTEST01": "acme.io"}
+VERSION_ID = "3f1b5c9e-7d2a-4e8f-9b6c-1a2d3e4f5a6b"
 DIGEST = "sha256:" + "ab" * 32
 # Stand-in for what an operator sets with `pulumi config set --secret --path 'secretValues.<NAME>'`.
 TEST_SECRET_VALUE = '{"tenant-a": "k-test-only-4f9c2e"}'
+
+
+@dataclass
+class Options:
+    """What a resource was registered with beyond its inputs: only the monitor sees these."""
+
+    urn: str
+    parent: str
+    dependencies: frozenset[str]
+    property_dependencies: dict[str, frozenset[str]]
+    ignore_changes: tuple[str, ...]
+    retain_on_delete: bool
+    protect: bool
+    delete_before_replace: bool
+    replace_on_changes: tuple[str, ...]
+    aliases: tuple[Any, ...]
 
 
 @dataclass
@@ -37,9 +62,21 @@ class Res:
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    options: Options | None = None
 
     def json(self, key: str) -> Any:
         return json.loads(self.inputs[key])
+
+    @property
+    def urn(self) -> str:
+        assert self.options is not None, f"{self.name} was not registered through the capturing monitor"
+        return self.options.urn
+
+    def depends_on(self, other: Res) -> bool:
+        """True when `other` is among this resource's dependencies (explicit or through an input)."""
+        assert self.options is not None
+        every = set(self.options.dependencies).union(*self.options.property_dependencies.values())
+        return other.urn in every
 
 
 @dataclass
@@ -62,58 +99,74 @@ class Graph:
         assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
         return found[0]
 
+    def components(self) -> list[Res]:
+        return [r for r in self.resources if r.typ.startswith("gantry:")]
+
+    def children_of(self, parent: Res) -> list[Res]:
+        return [r for r in self.resources if r.options is not None and r.options.parent == parent.urn]
+
     def by_id(self, resource_id: str) -> Res:
         found = [r for r in self.resources if r.outputs.get("id") == resource_id]
         assert len(found) == 1, f"no single resource has id {resource_id}"
         return found[0]
 
 
-def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """Outputs AWS computes, in AWS's formats."""
-    region = inputs.get("region") or REGION
-    arn = f"arn:aws:{typ.split(':')[1].split('/')[0]}:{region}:{ACCOUNT}:{name}"
-    out: dict[str, Any] = {"arn": arn, "name": inputs.get("name") or name}
-    if typ == "aws:ecr/repository:Repository":
-        out["arn"] = f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{name}"
-        out["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{name}"
-    elif typ == "aws:cloudwatch/logGroup:LogGroup":
-        out["arn"] = f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{name}"
-    elif typ == "aws:secretsmanager/secret:Secret":
-        out["arn"] = f"arn:aws:secretsmanager:{region}:{ACCOUNT}:secret:{name}-Ab12Cd"
-    elif typ == "aws:iam/role:Role":
-        out["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
-    elif typ == "aws:lb/loadBalancer:LoadBalancer":
-        out["arn"] = f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT}:loadbalancer/app/{name}/50dc6c495c0c9188"
-        out["arnSuffix"] = f"app/{name}/50dc6c495c0c9188"
-        out["dnsName"] = f"{name}-1234567890.{region}.elb.amazonaws.com"
-        out["zoneId"] = "Z32O12XQLNTSW2"
-    elif typ == "aws:lb/targetGroup:TargetGroup":
-        out["arn"] = f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT}:targetgroup/{name}/73e2d6bc24d8a067"
-        out["arnSuffix"] = f"targetgroup/{name}/73e2d6bc24d8a067"
-    elif typ == "aws:lb/listener:Listener":
-        out["arn"] = f"arn:aws:elasticloadbalancing:{region}:{ACCOUNT}:listener/app/{name}/1"
-    elif typ == "aws:ecs/cluster:Cluster":
-        out["arn"] = f"arn:aws:ecs:{region}:{ACCOUNT}:cluster/{name}"
-    elif typ == "aws:ecs/taskDefinition:TaskDefinition":
-        out["arn"] = f"arn:aws:ecs:{region}:{ACCOUNT}:task-definition/{inputs.get('family')}:1"
-    elif typ == "aws:s3/bucket:Bucket":
-        out["arn"] = f"arn:aws:s3:::{name}-bucket"
-        out["bucket"] = f"{name}-bucket"
-    elif typ == "aws:ec2/vpcEndpoint:VpcEndpoint":
-        out["prefixListId"] = "pl-6da54004"
-    elif typ == "aws:acm/certificate:Certificate":
-        out["domainValidationOptions"] = [
+def _arn(service: str, resource: str, region: str | None = REGION) -> str:
+    return f"arn:aws:{service}:{region or ''}:{'' if service == 's3' else ACCOUNT}:{resource}"
+
+
+# Outputs AWS computes, per resource type, in AWS's own formats: (name, inputs) -> outputs.
+COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
+    "aws:ecr/repository:Repository": lambda n, i: {
+        "arn": _arn("ecr", f"repository/{n}"),
+        "repositoryUrl": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{n}",
+        "registryId": ACCOUNT,
+    },
+    "aws:cloudwatch/logGroup:LogGroup": lambda n, i: {"arn": _arn("logs", f"log-group:{n}")},
+    "aws:secretsmanager/secret:Secret": lambda n, i: {"arn": _arn("secretsmanager", f"secret:{n}-Ab12Cd")},
+    "aws:secretsmanager/secretVersion:SecretVersion": lambda n, i: {"versionId": f"{n}-{VERSION_ID}"},
+    "aws:iam/role:Role": lambda n, i: {"arn": f"arn:aws:iam::{ACCOUNT}:role/{n}"},
+    "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {
+        "arn": _arn("elasticloadbalancing", f"loadbalancer/app/{n}/50dc6c495c0c9188"),
+        "arnSuffix": f"app/{n}/50dc6c495c0c9188",
+        "dnsName": f"{n}-1234567890.{REGION}.elb.amazonaws.com",
+        "zoneId": "Z32O12XQLNTSW2",
+    },
+    "aws:lb/targetGroup:TargetGroup": lambda n, i: {
+        "arn": _arn("elasticloadbalancing", f"targetgroup/{n}/73e2d6bc24d8a067"),
+        "arnSuffix": f"targetgroup/{n}/73e2d6bc24d8a067",
+    },
+    "aws:lb/listener:Listener": lambda n, i: {"arn": _arn("elasticloadbalancing", f"listener/app/{n}/1")},
+    "aws:ecs/cluster:Cluster": lambda n, i: {"arn": _arn("ecs", f"cluster/{n}")},
+    "aws:ecs/service:Service": lambda n, i: {"arn": _arn("ecs", f"service/{n}/{n}")},
+    "aws:ecs/taskDefinition:TaskDefinition": lambda n, i: {
+        "arn": _arn("ecs", f"task-definition/{i.get('family')}:1"),
+        "revision": 1,
+    },
+    "aws:s3/bucket:Bucket": lambda n, i: {"arn": f"arn:aws:s3:::{n}-bucket", "bucket": f"{n}-bucket"},
+    "aws:ec2/vpcEndpoint:VpcEndpoint": lambda n, i: {"prefixListId": "pl-6da54004"},
+    "aws:acm/certificate:Certificate": lambda n, i: {
+        "domainValidationOptions": [
             {
-                "domainName": inputs["domainName"],
-                "resourceRecordName": f"_x1.{inputs['domainName']}.",
+                "domainName": i["domainName"],
+                "resourceRecordName": f"_x1.{i['domainName']}.",
                 "resourceRecordType": "CNAME",
                 "resourceRecordValue": "_x2.acm-validations.aws.",
             }
         ]
-    elif typ == "aws:route53/record:Record":
-        out["fqdn"] = inputs["name"]
-    elif typ == "aws:acm/certificateValidation:CertificateValidation":
-        out["certificateArn"] = inputs["certificateArn"]
+    },
+    "aws:route53/record:Record": lambda n, i: {"fqdn": i["name"]},
+    "aws:acm/certificateValidation:CertificateValidation": lambda n, i: {"certificateArn": i["certificateArn"]},
+    "docker-build:index:Image": lambda n, i: {"digest": DIGEST, "ref": f"{i['tags'][0].split(':')[0]}@{DIGEST}"},
+}
+
+
+def _computed(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Outputs AWS computes, in AWS's formats; a type without an entry gets a generic ARN."""
+    service = typ.split(":")[1].split("/")[0]
+    out: dict[str, Any] = {"arn": _arn(service, name), "name": inputs.get("name") or name}
+    if typ in COMPUTED:
+        out.update(COMPUTED[typ](name, inputs))
     return out
 
 
@@ -123,10 +176,39 @@ AWSX_OUTPUTS: dict[str, Callable[[str], dict[str, Any]]] = {
         "privateSubnetIds": PRIVATE_SUBNETS,
         "publicSubnetIds": PUBLIC_SUBNETS,
     },
-    "awsx:ecr:Image": lambda name: {
-        "imageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/gantry-image-repo@{DIGEST}"
-    },
 }
+
+
+class CapturingMonitor(MockMonitor):
+    """The SDK's mock monitor, keeping what `new_resource` never sees: dependencies and options."""
+
+    def __init__(self, mocks: GantryMocks):
+        super().__init__(mocks)
+        self.graph = mocks.graph
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request):  # noqa: N802 - the gRPC method name
+        response = super().RegisterResource(request)
+        options = Options(
+            urn=response.urn,
+            parent=request.parent,
+            dependencies=frozenset(request.dependencies),
+            property_dependencies={k: frozenset(v.urns) for k, v in request.propertyDependencies.items()},
+            ignore_changes=tuple(request.ignoreChanges),
+            retain_on_delete=bool(request.retainOnDelete),
+            protect=bool(request.protect),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            replace_on_changes=tuple(request.replaceOnChanges),
+            aliases=tuple(request.aliases),
+        )
+        with self._lock:
+            if request.type == "pulumi:pulumi:Stack":
+                return response
+            # new_resource (called inside super()) recorded the resource; attach what only we see.
+            [res] = [r for r in self.graph.resources if r.typ == request.type and r.name == request.name
+                     and r.options is None]
+            res.options = options
+        return response
 
 
 class GantryMocks(pulumi.runtime.Mocks):
@@ -152,6 +234,23 @@ class GantryMocks(pulumi.runtime.Mocks):
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAEXAMPLE"}
         if args.token == "aws:ec2/getRouteTables:getRouteTables":
             return {"id": VPC_ID, "ids": PRIVATE_ROUTE_TABLES}
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"id": REGION, "names": AVAILABILITY_ZONES, "zoneIds": [f"euw1-az{i}" for i in (1, 2, 3)]}
+        if args.token == "aws:route53/getZone:getZone":
+            zone_id = args.args.get("zoneId")
+            if zone_id not in HOSTED_ZONES:
+                raise Exception(f"no matching Route 53 Hosted Zone found: {zone_id}")
+            return {"zoneId": zone_id, "name": HOSTED_ZONES[zone_id], "id": zone_id}
+        if args.token == "aws:secretsmanager/getSecretVersions:getSecretVersions":
+            return {"arn": args.args["secretId"], "id": args.args["secretId"], "name": "referenced", "versions": [
+                {"versionId": "0ld-version", "versionStages": ["AWSPREVIOUS"], "createdTime": "", "lastAccessedDate": ""},
+                {"versionId": VERSION_ID, "versionStages": ["AWSCURRENT"], "createdTime": "", "lastAccessedDate": ""},
+            ]}
+        if args.token == "aws:ssm/getParameter:getParameter":
+            return {"arn": args.args["name"], "id": args.args["name"], "name": args.args["name"], "version": 4,
+                    "type": "SecureString", "value": "ciphertext", "insecureValue": "", "withDecryption": False}
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"id": ACCOUNT, "userName": "AWS", "password": "mock-ecr-token", "proxyEndpoint": "https://ecr"}
         raise NotImplementedError(f"no mock answer for {args.token}")
 
 
@@ -180,7 +279,8 @@ def with_test_secrets(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]
 
 def run_with_mocks(program: Callable[[], Any], stack: str = "test", graph: Graph | None = None) -> Graph:
     graph = graph if graph is not None else Graph()
-    pulumi.runtime.set_mocks(GantryMocks(graph), project="gantry", stack=stack, preview=False)
+    mocks = GantryMocks(graph)
+    pulumi.runtime.set_mocks(mocks, project="gantry", stack=stack, preview=False, monitor=CapturingMonitor(mocks))
     pulumi.runtime.test(program)()
     return graph
 

@@ -1,20 +1,25 @@
 """Each component built alone under mocks, with Args a stack would not use, plus the pure helpers
-the components are made of (container definitions, service options, digest pinning)."""
+the components are made of (container definitions, service options, digest pinning, .dockerignore)."""
 
 from __future__ import annotations
 
-from types import MappingProxyType
+from dataclasses import dataclass
 
 import pulumi
+import pulumi_aws as aws
 import pytest
 
+from components.cluster import Cluster
+from components.dockerignore import context_files, excluded, parse
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
-from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
+from components.env import AwsEnv
+from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, TargetAttachment, listener_ports
 from components.network import Network, NetworkArgs
-from components.registry import ImageRepository, ImageRepositoryArgs, content_tag, image_digest
+from components.registry import ImageRepository, ImageRepositoryArgs, content_tag, pinned_uri
 from components.roles import TaskRoles, TaskRolesArgs
-from components.secrets import AppSecrets, AppSecretsArgs
-from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
+from components.scaling import standard_rules, target_tracking_configuration
+from components.secrets import AppSecrets, AppSecretsArgs, SecretRef, SecretRefs, version_labels
+from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs, allow
 from components.service import (
     FargateService,
     FargateServiceArgs,
@@ -26,19 +31,24 @@ from components.settings import (
     CapacityProvider,
     ContainerSettings,
     DomainSettings,
+    EndpointSettings,
     HealthCheckSettings,
+    ImageSettings,
     LoadBalancerSettings,
+    LogsSettings,
+    NetworkSettings,
     PolicyStatement,
     SecretSpec,
     ServiceSettings,
 )
-from harness import ACCOUNT, DIGEST, REGION, run_component
+from harness import ACCOUNT, DIGEST, REGION, ROOT, VERSION_ID, run_component
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:db-password-Xy12Zw"
 PARAM_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/gantry/hf-token"
 KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/11112222-3333-4444-5555-666677778888"
+ENV = AwsEnv(account_id=ACCOUNT, region=REGION, partition="aws", stack="test")
 
 LB_SETTINGS = LoadBalancerSettings(
     ingress_cidrs=("203.0.113.0/24",),
@@ -49,7 +59,7 @@ LB_SETTINGS = LoadBalancerSettings(
     desync_mitigation_mode="strictest",
     tls_policy="ELBSecurityPolicy-TLS13-1-3-2021-06",
     deregistration_delay_seconds=20,
-    health_check=HealthCheckSettings(10, 4, 2, 3),
+    health_check=HealthCheckSettings(interval_seconds=10, timeout_seconds=4, healthy_threshold=2, unhealthy_threshold=3),
     allow_plain_http=False,
 )
 CONTAINER = ContainerSettings(
@@ -61,8 +71,22 @@ CONTAINER = ContainerSettings(
     architecture="X86_64",
     stop_timeout_seconds=60,
     user="10001:10001",
-    environment=MappingProxyType({"LOG_LEVEL": "info"}),
+    environment={"LOG_LEVEL": "info"},
 )
+
+
+@dataclass(frozen=True)
+class FakeVpc:
+    vpc_id: str = "vpc-1"
+    public_subnet_ids: tuple[str, ...] = ("subnet-pub-a", "subnet-pub-b")
+    private_subnet_ids: tuple[str, ...] = ("subnet-a", "subnet-b")
+    private_route_table_ids: tuple[str, ...] = ("rtb-a", "rtb-b")
+
+
+@dataclass(frozen=True)
+class FakeImage:
+    image_uri: str = f"repo@{DIGEST}"
+    repository_arn: str = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/svc"
 
 
 def test_network_without_flow_logs_or_nat():
@@ -70,14 +94,10 @@ def test_network_without_flow_logs_or_nat():
         lambda: Network(
             "net",
             NetworkArgs(
-                cidr_block="10.50.0.0/16",
-                availability_zones=3,
-                nat_strategy="none",
-                flow_logs=False,
-                flow_log_retention_days=30,
-                account_id=ACCOUNT,
-                region=REGION,
-                partition="aws",
+                env=ENV,
+                settings=NetworkSettings(
+                    cidr_block="10.50.0.0/16", availability_zones=3, nat_strategy="none", flow_logs=False
+                ),
             ),
         )
     )
@@ -97,12 +117,9 @@ def test_endpoints_admit_each_client_and_give_each_client_egress_only_to_them():
         lambda: VpcEndpoints(
             "ep",
             VpcEndpointsArgs(
-                vpc_id="vpc-1",
-                region="us-east-2",
-                subnet_ids=["subnet-a", "subnet-b"],
-                route_table_ids=["rtb-a", "rtb-b"],
-                interface_services=("ecr.api", "ssm"),
-                s3_gateway=True,
+                env=AwsEnv(account_id=ACCOUNT, region="us-east-2", partition="aws", stack="test"),
+                vpc=FakeVpc(),
+                settings=EndpointSettings(interface=("ecr.api", "ssm"), s3_gateway=True),
                 clients={"api": "sg-api", "worker": "sg-worker"},
             ),
         )
@@ -125,7 +142,9 @@ def test_s3_gateway_only_needs_no_endpoint_security_group():
     g = run_component(
         lambda: VpcEndpoints(
             "ep",
-            VpcEndpointsArgs("vpc-1", REGION, ["subnet-a"], ["rtb-a"], (), True, {"service": "sg-task"}),
+            VpcEndpointsArgs(
+                env=ENV, vpc=FakeVpc(), settings=EndpointSettings(s3_gateway=True), clients={"service": "sg-task"}
+            ),
         )
     )
     assert [r.inputs.get("prefixListId") for r in g.of_type(SG_EGRESS)] == ["pl-6da54004"]
@@ -156,13 +175,12 @@ def test_roles_grant_ssm_and_kms_only_when_declared():
         lambda: TaskRoles(
             "roles",
             TaskRolesArgs(
-                account_id=ACCOUNT,
-                region=REGION,
-                partition="aws",
+                env=ENV,
                 repository_arn=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/svc",
                 log_group_arn=f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:svc",
-                ssm_parameter_arns=[PARAM_ARN],
-                kms_key_arns=[KEY_ARN],
+                secrets=SecretRefs(
+                    (SecretRef(name="HF_TOKEN", store="ssm", arn=PARAM_ARN, version="3", kms_key_arn=KEY_ARN),)
+                ),
             ),
         )
     )
@@ -174,63 +192,140 @@ def test_roles_grant_ssm_and_kms_only_when_declared():
     assert not [p for p in g.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "roles-task-policy"]
 
 
-def test_app_secrets_create_or_reference_and_collect_arns_by_store():
+def test_app_secrets_create_or_reference_and_carry_each_version():
     specs = (
-        SecretSpec("API_KEYS", "create", None, KEY_ARN),
-        SecretSpec("DB_PASSWORD", "secretsmanager", SECRET_ARN, None),
-        SecretSpec("HF_TOKEN", "ssm", PARAM_ARN, KEY_ARN),
+        SecretSpec(name="API_KEYS", create=True, kms_key_arn=KEY_ARN),
+        SecretSpec(name="DB_PASSWORD", secrets_manager_arn=SECRET_ARN),
+        SecretSpec(name="HF_TOKEN", ssm_parameter_arn=PARAM_ARN, kms_key_arn=KEY_ARN),
     )
-    built = {}
+    built: dict = {}
 
     def build():
         built["s"] = AppSecrets("sec", AppSecretsArgs(specs=specs, values={"API_KEYS": "{}"}))
-        return pulumi.Output.all(**built["s"].env_arns).apply(built.update)
+        refs = built["s"].refs.refs
+        return pulumi.Output.all(
+            arns=pulumi.Output.all(*[r.arn for r in refs]), versions=pulumi.Output.all(*[r.version for r in refs])
+        ).apply(built.update)
 
     g = run_component(build)
     created = g.one("aws:secretsmanager/secret:Secret")
+    version = g.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert created.inputs["kmsKeyId"] == KEY_ARN and created.inputs["recoveryWindowInDays"] == 7
-    assert built["API_KEYS"] == created.outputs["arn"]
-    assert built["DB_PASSWORD"] == SECRET_ARN and built["HF_TOKEN"] == PARAM_ARN
-    assert built["s"].ssm_parameter_arns == [PARAM_ARN]
-    assert built["s"].kms_key_arns == [KEY_ARN]
-    assert len(built["s"].secrets_manager_arns) == 2
+    assert built["arns"] == [created.outputs["arn"], SECRET_ARN, PARAM_ARN]
+    # Created: the new version's id; referenced: AWSCURRENT's id (never the value); SSM: the version.
+    assert built["versions"] == [version.outputs["versionId"], VERSION_ID, "4"]
+    refs = built["s"].refs
+    assert refs.of_store("ssm") == [PARAM_ARN]
+    assert refs.kms_key_arns == [KEY_ARN]
+    assert len(refs.of_store("secretsmanager")) == 2
+    ((_, ssm_args),) = [c for c in g.call_args if c[0] == "aws:ssm/getParameter:getParameter"]
+    assert ssm_args["withDecryption"] is False
 
 
-def test_image_repository_builds_for_the_given_platform():
+def test_version_labels_make_a_new_value_a_new_revision():
+    assert version_labels({"B": "2", "A": "v1"}) == {"gantry.secret-version.A": "v1", "gantry.secret-version.B": "2"}
+    assert version_labels({"A": "v1"}) != version_labels({"A": "v2"})
+
+
+def test_image_repository_keeps_every_pushed_image():
     g = run_component(
         lambda: ImageRepository(
-            "img", ImageRepositoryArgs("svc", "svc/Dockerfile", "linux/amd64", 5, "build-abc", force_delete=True)
+            "img",
+            ImageRepositoryArgs(
+                settings=ImageSettings(context="app", dockerfile="app/Dockerfile", keep_images=5, force_delete=True),
+                platform="linux/amd64",
+                project_dir=ROOT,
+            ),
         )
     )
-    image = g.one("awsx:ecr:Image").inputs
-    assert (image["context"], image["dockerfile"], image["platform"]) == ("svc", "svc/Dockerfile", "linux/amd64")
-    assert image["imageTag"] == "build-abc"
-    assert g.one("aws:ecr/repository:Repository").inputs["forceDelete"] is True
+    image = g.one("docker-build:index:Image")
+    assert image.inputs["platforms"] == ["linux/amd64"]
+    assert image.inputs["context"] == {"location": str(ROOT / "app")}
+    assert image.inputs["buildOnPreview"] is False
+    repo = g.one("aws:ecr/repository:Repository")
+    assert repo.inputs["forceDelete"] is True
+    (tag,) = image.inputs["tags"]
+    assert tag == f"{repo.outputs['repositoryUrl']}:{content_tag(ROOT / 'app', ROOT / 'app/Dockerfile', 'linux/amd64')}"
+    # One stable logical name, never deleted by Pulumi: a new tag updates it, and the previous image
+    # stays in ECR for rollbacks until the lifecycle policy expires it.
+    assert image.name == "img-image"
+    assert image.options.retain_on_delete is True
+    (registry,) = image.inputs["registries"]
+    assert registry["address"] == repo.outputs["repositoryUrl"] and registry["username"] == "AWS"
 
 
-def test_content_tag_changes_with_anything_the_build_sees(tmp_path):
+def test_content_tag_changes_exactly_with_what_the_build_sees(tmp_path):
     context = tmp_path / "app"
     (context / "worker" / "__pycache__").mkdir(parents=True)
+    (context / "tests").mkdir()
+    (context / ".venv" / "lib").mkdir(parents=True)
     (context / "worker" / "api.py").write_text("v1")
+    (context / ".dockerignore").write_text("**/__pycache__\ntests/\n*.md\n.venv\n")
     dockerfile = context / "Dockerfile"
     dockerfile.write_text("FROM scratch")
     first = content_tag(context, dockerfile, "linux/arm64")
     assert first == content_tag(context, dockerfile, "linux/arm64")
     assert len(first) <= 128 and first.startswith("build-")
+    # What .dockerignore leaves out never changes the tag...
     (context / "worker" / "__pycache__" / "api.cpython-311.pyc").write_bytes(b"cache")
-    assert content_tag(context, dockerfile, "linux/arm64") == first  # bytecode caches are not build input
-    assert content_tag(context, dockerfile, "linux/amd64") != first
-    (context / "worker" / "api.py").write_text("v2")
+    (context / "tests" / "test_api.py").write_text("assert True")
+    (context / "README.md").write_text("# notes")
+    (context / ".venv" / "lib" / "site.py").write_text("x = 1")
+    assert content_tag(context, dockerfile, "linux/arm64") == first
+    # ...but a README below the top level is sent (`*.md` is top-level only in Docker's rules).
+    (context / "worker" / "NOTES.md").write_text("sent")
     second = content_tag(context, dockerfile, "linux/arm64")
     assert second != first
+    assert content_tag(context, dockerfile, "linux/amd64") != second
+    (context / "worker" / "api.py").write_text("v2")
+    third = content_tag(context, dockerfile, "linux/arm64")
+    assert third != second
     (context / "worker" / "api.py").rename(context / "worker" / "app.py")
-    assert content_tag(context, dockerfile, "linux/arm64") != second  # a rename is a change too
+    assert content_tag(context, dockerfile, "linux/arm64") != third  # a rename is a change too
+    dockerfile.write_text("FROM scratch\nUSER 10001")
+    assert content_tag(context, dockerfile, "linux/arm64") != third
 
 
-def test_image_digest_refuses_tag_only_uris():
-    assert image_digest(f"repo@{DIGEST}") == DIGEST
-    with pytest.raises(ValueError, match="does not pin a sha256 digest"):
-        image_digest("repo:latest")
+@pytest.mark.parametrize(
+    "path, ignored",
+    [
+        ("tests/test_api.py", True),
+        ("README.md", True),
+        ("worker/README.md", False),
+        ("worker/__pycache__/api.cpython-311.pyc", True),
+        ("worker/api.pyc", True),
+        ("bench/benchmark.py", True),
+        ("worker/api.py", False),
+        ("requirements.txt", False),
+        (".venv/bin/python", True),
+        ("worker/keep.md", False),
+    ],
+)
+def test_the_sample_workers_dockerignore_follows_dockers_rules(path: str, ignored: bool):
+    rules = parse((ROOT / "app" / ".dockerignore").read_text())
+    assert excluded(path, rules) is ignored
+
+
+def test_dockerignore_exceptions_and_double_star():
+    rules = parse("# comment\n\n**/*.log\n!keep/important.log\ndata/\n/build\nmodel?.bin\n")
+    assert excluded("a/b/c.log", rules) and excluded("c.log", rules)
+    assert not excluded("keep/important.log", rules)
+    assert excluded("data/x/y", rules) and excluded("build/z", rules)
+    assert excluded("model1.bin", rules) and not excluded("model10.bin", rules)
+    assert not excluded("src/data.py", rules)
+
+
+def test_the_sample_worker_context_sends_the_worker_and_its_lock():
+    sent = {name for name, _ in context_files(ROOT / "app")}
+    assert "worker/api.py" in sent and "requirements.txt" in sent
+    assert not any(name.startswith(("tests/", "bench/")) or name.endswith(".pyc") for name in sent)
+
+
+def test_pinned_uri_refuses_anything_but_a_sha256_digest():
+    assert pinned_uri("repo", DIGEST) == f"repo@{DIGEST}"
+    for bad in ("latest", "sha256:abc", "md5:" + "a" * 64):
+        with pytest.raises(ValueError, match="not a sha256 digest"):
+            pinned_uri("repo", bad)
 
 
 def test_load_balancer_can_own_a_blue_green_pair_and_a_test_listener():
@@ -240,16 +335,12 @@ def test_load_balancer_can_own_a_blue_green_pair_and_a_test_listener():
         built["lb"] = PublicLoadBalancer(
             "lb",
             PublicLoadBalancerArgs(
-                vpc_id="vpc-1",
-                public_subnet_ids=["subnet-a", "subnet-b"],
+                env=ENV,
+                vpc=FakeVpc(),
                 security_group_id="sg-alb",
-                container_port=9000,
-                health_check_path="/ready",
+                container=CONTAINER,
                 settings=LB_SETTINGS,
-                domain=DomainSettings("Z111111111", "api.gantry-ai.dev"),
-                account_id=ACCOUNT,
-                region=REGION,
-                partition="aws",
+                domain=DomainSettings(hosted_zone_id="Z111111111", hostname="api.acme.io"),
                 target_group_roles=("blue", "green"),
                 test_listener_port=8443,
             ),
@@ -266,6 +357,7 @@ def test_load_balancer_can_own_a_blue_green_pair_and_a_test_listener():
     test = g.named("lb-test").inputs
     assert test["port"] == 8443 and test["defaultActions"][0]["targetGroupArn"] == green.outputs["arn"]
     assert set(built["lb"].target_groups) == {"blue", "green"}
+    assert g.one("aws:lb/loadBalancer:LoadBalancer").inputs["subnets"] == list(FakeVpc().public_subnet_ids)
 
 
 def test_a_test_listener_needs_a_second_target_group():
@@ -273,7 +365,12 @@ def test_a_test_listener_needs_a_second_target_group():
         PublicLoadBalancer(
             "lb",
             PublicLoadBalancerArgs(
-                "vpc-1", ["subnet-a"], "sg-alb", 9000, "/ready", LB_SETTINGS, None, ACCOUNT, REGION, "aws",
+                env=ENV,
+                vpc=FakeVpc(),
+                security_group_id="sg-alb",
+                container=CONTAINER,
+                settings=LB_SETTINGS,
+                domain=None,
                 test_listener_port=8443,
             ),
         )
@@ -284,7 +381,7 @@ def test_a_test_listener_needs_a_second_target_group():
 
 def test_listener_ports_follow_the_domain():
     assert listener_ports(None) == (80,)
-    assert listener_ports(DomainSettings("Z1", "a.b.dev")) == (80, 443)
+    assert listener_ports(DomainSettings(hosted_zone_id="Z1", hostname="a.b.dev")) == (80, 443)
 
 
 def test_service_options_leave_desired_count_to_autoscaling():
@@ -306,6 +403,7 @@ def test_container_definition_derives_port_and_drain_and_keeps_secrets_out_of_en
         image=f"repo@{DIGEST}",
         container=CONTAINER,
         secrets={"Z_KEY": SECRET_ARN, "A_TOKEN": PARAM_ARN},
+        secret_versions={"Z_KEY": "v9", "A_TOKEN": "3"},
         log_group_name="svc-logs",
         region=REGION,
         health_check_start_period=60,
@@ -314,43 +412,74 @@ def test_container_definition_derives_port_and_drain_and_keeps_secrets_out_of_en
     assert env == {"LOG_LEVEL": "info", "PORT": "9000", "DRAIN_TIMEOUT_SECONDS": "55"}
     assert c["secrets"] == [{"name": "A_TOKEN", "valueFrom": PARAM_ARN}, {"name": "Z_KEY", "valueFrom": SECRET_ARN}]
     assert c["portMappings"] == [{"name": "http", "containerPort": 9000, "protocol": "tcp"}]
+    assert c["dockerLabels"] == {"gantry.secret-version.A_TOKEN": "3", "gantry.secret-version.Z_KEY": "v9"}
     assert c["healthCheck"]["startPeriod"] == 60
     assert c["stopTimeout"] == 60
 
 
+AUTOSCALING = AutoscalingSettings(
+    min_capacity=2, max_capacity=8, cpu_target_percent=50, requests_per_target=1200,
+    scale_in_cooldown_seconds=600, scale_out_cooldown_seconds=30,
+)
+
+
+def service_args(**changes) -> FargateServiceArgs:
+    defaults = dict(
+        env=ENV,
+        vpc=FakeVpc(),
+        security_group_id="sg-task",
+        image=FakeImage(),
+        container=CONTAINER,
+        service=ServiceSettings(
+            desired_count=4,
+            min_healthy_percent=50,
+            max_percent=150,
+            health_check_grace_period_seconds=90,
+            capacity_providers=(CapacityProvider(provider="FARGATE_SPOT", base=0, weight=1),),
+        ),
+        autoscaling=AUTOSCALING,
+        logs=LogsSettings(retention_days=7),
+    )
+    return FargateServiceArgs(**{**defaults, **changes})
+
+
 def test_fargate_service_alone_wires_roles_secrets_and_scaling():
     def build():
+        cluster = Cluster("shared")
+        listener = aws.lb.Listener("listener", load_balancer_arn="arn:lb", port=80, default_actions=[])
+        attachment = TargetAttachment(
+            target_group_arn="arn:tg", container_port=9000, request_count_label="app/lb/1/targetgroup/tg/2",
+            listener=listener,
+        )
         FargateService(
             "svc",
-            FargateServiceArgs(
-                family="svc-test",
-                account_id=ACCOUNT,
-                region=REGION,
-                partition="aws",
-                subnet_ids=["subnet-a", "subnet-b"],
-                security_group_id="sg-task",
-                image_uri=f"repo@{DIGEST}",
-                repository_arn=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/svc",
-                container=CONTAINER,
-                service=ServiceSettings(4, 50, 150, 90, (CapacityProvider("FARGATE_SPOT", 0, 1),)),
-                autoscaling=AutoscalingSettings(2, 8, 50, 1200, 600, 30),
-                log_retention_days=7,
-                target_group_arn="arn:tg",
-                request_count_resource_label="app/lb/1/targetgroup/tg/2",
-                secrets={"DB_PASSWORD": SECRET_ARN},
-                secrets_manager_arns=[SECRET_ARN],
-                task_statements=(PolicyStatement("Read", ("s3:GetObject",), ("arn:aws:s3:::corpus/*",)),),
+            service_args(
+                cluster=cluster,
+                secrets=SecretRefs((SecretRef(name="DB_PASSWORD", store="secretsmanager", arn=SECRET_ARN, version="v2"),)),
+                task_statements=(
+                    PolicyStatement(sid="Read", actions=("s3:GetObject",), resources=("arn:aws:s3:::corpus/*",)),
+                ),
+                load_balancer=attachment,
+                scaling_rules=standard_rules(AUTOSCALING, attachment.request_count_label),
             ),
         )
 
     g = run_component(build)
-    svc = g.one("aws:ecs/service:Service").inputs
-    assert (svc["desiredCount"], svc["deploymentMinimumHealthyPercent"], svc["deploymentMaximumPercent"]) == (4, 50, 150)
-    assert svc["capacityProviderStrategies"] == [{"capacityProvider": "FARGATE_SPOT", "base": 0, "weight": 1}]
-    assert svc["loadBalancers"] == [{"targetGroupArn": "arn:tg", "containerName": "app", "containerPort": 9000}]
+    svc = g.one("aws:ecs/service:Service")
+    inputs = svc.inputs
+    assert (inputs["desiredCount"], inputs["deploymentMinimumHealthyPercent"], inputs["deploymentMaximumPercent"]) == (
+        4, 50, 150)
+    assert inputs["capacityProviderStrategies"] == [{"capacityProvider": "FARGATE_SPOT", "base": 0, "weight": 1}]
+    # A strategy change is refused by the provider without a forced deployment.
+    assert inputs["forceNewDeployment"] is True
+    assert inputs["loadBalancers"] == [{"targetGroupArn": "arn:tg", "containerName": "app", "containerPort": 9000}]
+    assert inputs["cluster"] == g.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    assert svc.depends_on(g.named("listener")) and svc.depends_on(g.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"))
     td = g.one("aws:ecs/taskDefinition:TaskDefinition")
+    assert td.inputs["family"] == "svc-test"
     (container,) = td.json("containerDefinitions")
     assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": SECRET_ARN}]
+    assert container["dockerLabels"] == {"gantry.secret-version.DB_PASSWORD": "v2"}
     assert td.inputs["runtimePlatform"]["cpuArchitecture"] == "X86_64"
     assert (td.inputs["cpu"], td.inputs["memory"]) == ("512", "1024")
     assert g.one("aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] == 7
@@ -362,3 +491,78 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
     requests = g.named("svc-scale-on-requests").inputs["targetTrackingScalingPolicyConfiguration"]
     assert requests["predefinedMetricSpecification"]["resourceLabel"] == "app/lb/1/targetgroup/tg/2"
     assert requests["targetValue"] == 1200 and requests["scaleOutCooldown"] == 30
+
+
+def test_a_service_without_a_load_balancer_has_no_target_group_and_no_request_scaling():
+    def build():
+        FargateService(
+            "worker",
+            service_args(cluster=Cluster("shared"), scaling_rules=standard_rules(AUTOSCALING, None)),
+        )
+
+    g = run_component(build)
+    inputs = g.one("aws:ecs/service:Service").inputs
+    assert not inputs.get("loadBalancers")
+    assert "healthCheckGracePeriodSeconds" not in inputs  # ECS allows it only with a load balancer
+    assert inputs["networkConfiguration"]["assignPublicIp"] is False
+    policies = [p.name for p in g.of_type("aws:appautoscaling/policy:Policy")]
+    assert policies == ["worker-scale-on-cpu"]
+
+
+def test_two_services_share_one_cluster():
+    def build():
+        cluster = Cluster("shared")
+        FargateService("api", service_args(cluster=cluster))
+        FargateService("worker", service_args(cluster=cluster))
+
+    g = run_component(build)
+    cluster = g.one("aws:ecs/cluster:Cluster")
+    services = g.of_type("aws:ecs/service:Service")
+    assert len(services) == 2 and {s.inputs["cluster"] for s in services} == {cluster.outputs["arn"]}
+    assert {t.inputs["family"] for t in g.of_type("aws:ecs/taskDefinition:TaskDefinition")} == {"api-test", "worker-test"}
+
+
+def test_cluster_resources_keep_their_identity_across_the_split():
+    g = run_component(lambda: Cluster("gantry"))
+    for res in (g.one("aws:ecs/cluster:Cluster"), g.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")):
+        # The same logical names as when they were children of FargateService("gantry"); the alias
+        # names that old parent, so a live stack moves them without a replacement.
+        assert res.name in ("gantry-cluster", "gantry-capacity-providers")
+        (alias,) = res.options.aliases
+        assert alias.spec.parentUrn == "urn:pulumi:test::gantry::gantry:ecs:FargateService::gantry"
+
+
+def test_scaling_rules_are_specs_of_the_target_tracking_policy():
+    settings = AutoscalingSettings(cpu_target_percent=55, requests_per_target=900)
+    cpu, requests = standard_rules(settings, "app/lb/1/targetgroup/tg/2")
+    assert target_tracking_configuration(cpu) == {
+        "predefined_metric_specification": {"predefined_metric_type": "ECSServiceAverageCPUUtilization"},
+        "target_value": 55,
+        "scale_in_cooldown": 300,
+        "scale_out_cooldown": 60,
+    }
+    assert target_tracking_configuration(requests)["predefined_metric_specification"] == {
+        "predefined_metric_type": "ALBRequestCountPerTarget",
+        "resource_label": "app/lb/1/targetgroup/tg/2",
+    }
+    assert [r.name for r in standard_rules(settings, None)] == ["cpu"]
+
+
+def test_allow_writes_both_halves_of_one_path():
+    def build():
+        allow(source="sg-a", target="sg-b", port=5432, egress_name="a-to-b", ingress_name="b-from-a",
+              source_label="the app", target_label="the database", opts=pulumi.ResourceOptions())
+
+    g = run_component(build)
+    egress, ingress = g.named("a-to-b").inputs, g.named("b-from-a").inputs
+    assert (egress["securityGroupId"], egress["referencedSecurityGroupId"]) == ("sg-a", "sg-b")
+    assert (ingress["securityGroupId"], ingress["referencedSecurityGroupId"]) == ("sg-b", "sg-a")
+    assert {(r["fromPort"], r["toPort"], r["ipProtocol"]) for r in (egress, ingress)} == {(5432, 5432, "tcp")}
+    assert egress["description"] == "to the database on port 5432"
+    assert ingress["description"] == "from the app on port 5432"
+
+
+def test_aws_env_builds_arns_of_its_own_account_and_partition():
+    gov = AwsEnv(account_id=ACCOUNT, region="us-gov-west-1", partition="aws-us-gov", stack="prod")
+    assert gov.arn("ecs", "*") == f"arn:aws-us-gov:ecs:us-gov-west-1:{ACCOUNT}:*"
+    assert ENV.arn("iam", "role/x", regional=False) == f"arn:aws:iam::{ACCOUNT}:role/x"

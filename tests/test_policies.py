@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from components import policies
+from components.env import AwsEnv
 from components.settings import PolicyStatement
 
 ACCOUNT = "210987654321"
@@ -28,6 +29,10 @@ SECRET_B = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gantry/upstream-to
 PARAM = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/gantry/model-endpoint"
 KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 BUCKET = "arn:aws:s3:::gantry-lb-access-logs-bucket"
+
+
+def aws_env(region: str = REGION, partition: str = "aws") -> AwsEnv:
+    return AwsEnv(account_id=ACCOUNT, region=region, partition=partition, stack="dev")
 
 
 def as_list(value: Any) -> list[Any]:
@@ -75,13 +80,12 @@ def execution(
     partition: str = "aws",
 ) -> dict[str, Any]:
     document = policies.execution_role_policy(
+        aws_env(region, partition),
         repository_arn=REPO,
         log_group_arn=LOG_GROUP,
         secret_arns=list(secret_arns),
         ssm_parameter_arns=list(ssm_parameter_arns),
         kms_key_arns=list(kms_key_arns),
-        region=region,
-        partition=partition,
     )
     assert_well_formed(document)
     return document
@@ -206,10 +210,8 @@ def _only_trust_statement(document: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("region, partition", TRUST_CASES)
-def test_ecs_tasks_trust_is_pinned_to_this_account_and_region(region, partition):
-    statement = _only_trust_statement(
-        policies.ecs_tasks_trust_policy(account_id=ACCOUNT, region=region, partition=partition)
-    )
+def test_task_role_trust_is_pinned_to_this_account_and_region(region, partition):
+    statement = _only_trust_statement(policies.ecs_task_role_trust_policy(aws_env(region, partition)))
     assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     condition = statement["Condition"]
     assert condition["StringEquals"]["aws:SourceAccount"] == ACCOUNT
@@ -221,10 +223,18 @@ def test_ecs_tasks_trust_is_pinned_to_this_account_and_region(region, partition)
     assert not fnmatchcase(f"arn:{partition}:ec2:{region}:{ACCOUNT}:instance/i-0f1e", source_arn)
 
 
+def test_execution_role_trust_is_the_one_aws_documents():
+    # No SourceArn/SourceAccount: AWS documents none for the execution role, and a condition the
+    # agent does not satisfy would keep every task from starting.
+    statement = _only_trust_statement(policies.ecs_execution_role_trust_policy())
+    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert "Condition" not in statement
+
+
 @pytest.mark.parametrize("region, partition", TRUST_CASES)
 def test_flow_logs_trust_is_pinned_to_this_accounts_flow_logs(region, partition):
     statement = _only_trust_statement(
-        policies.flow_logs_trust_policy(account_id=ACCOUNT, region=region, partition=partition)
+        policies.flow_logs_trust_policy(aws_env(region, partition))
     )
     assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
     condition = statement["Condition"]
@@ -236,7 +246,7 @@ def test_flow_logs_trust_is_pinned_to_this_accounts_flow_logs(region, partition)
 
 
 def test_flow_logs_policy_writes_only_its_log_group():
-    document = policies.flow_logs_policy(log_group_arn=LOG_GROUP, account_id=ACCOUNT, region=REGION, partition="aws")
+    document = policies.flow_logs_policy(aws_env(), log_group_arn=LOG_GROUP)
     assert_well_formed(document)
     expected = {LOG_GROUP, f"{LOG_GROUP}:log-stream:*"}
     for action in all_actions(document) - {"logs:DescribeLogGroups"}:
@@ -262,8 +272,8 @@ def test_task_role_policy_grants_exactly_what_config_declares():
     queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:gantry-jobs"
     document = policies.task_role_policy(
         [
-            PolicyStatement("ReadModels", ("s3:GetObject",), (models,)),
-            PolicyStatement("Jobs", ("sqs:ReceiveMessage", "sqs:DeleteMessage"), (queue,)),
+            PolicyStatement(sid="ReadModels", actions=("s3:GetObject",), resources=(models,)),
+            PolicyStatement(sid="Jobs", actions=("sqs:ReceiveMessage", "sqs:DeleteMessage"), resources=(queue,)),
         ]
     )
     assert document is not None
@@ -283,9 +293,7 @@ def test_task_role_policy_grants_exactly_what_config_declares():
 
 
 def bucket_policy(region: str, partition: str = "aws", bucket: str = BUCKET) -> dict[str, Any]:
-    document = policies.alb_access_log_bucket_policy(
-        bucket_arn=bucket, prefix="alb", account_id=ACCOUNT, region=region, partition=partition
-    )
+    document = policies.alb_access_log_bucket_policy(aws_env(region, partition), bucket_arn=bucket, prefix="alb")
     assert_well_formed(document)
     return document
 

@@ -17,21 +17,22 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from harness import ROOT, TEST_SECRET_VALUE, stack_config, with_test_secrets
 
-from components import settings as settings_module
 from components.settings import (
     CONFIG_KEYS,
     ConfigError,
     SecretSpec,
     SecretValues,
     Settings,
-    fargate_memory_options,
-    find_placeholders,
     load_settings,
     partition_for_region,
     required_interface_endpoints,
 )
+from components.settings.base import find_placeholders
+from components.settings import reference
+from components.settings.workload import FARGATE_CPUS, fargate_memory_options
 
 ACCOUNT = "210987654321"
 REGION = "eu-west-1"
@@ -183,9 +184,13 @@ BAD: list[Bad] = [
     Bad("one-az", put("network.availabilityZones", 1),
         "gantry:network.availabilityZones", ("1 ", "between 2 and 6", "two AZs")),
     Bad("alb-cidr-host-bits", put("loadBalancer.ingressCidrs", ["0.0.0.0/0", "203.0.113.7/24"]),
-        "gantry:loadBalancer.ingressCidrs", ("'203.0.113.7/24'", "IPv4 CIDR")),
+        "gantry:loadBalancer.ingressCidrs[1]", ("'203.0.113.7/24'", "IPv4 CIDR", "host bits")),
     Bad("alb-cidr-word", put("loadBalancer.ingressCidrs", ["internet"]),
-        "gantry:loadBalancer.ingressCidrs", ("'internet'", "IPv4 CIDR")),
+        "gantry:loadBalancer.ingressCidrs[0]", ("'internet'", "IPv4 CIDR", "explicit prefix")),
+    Bad("alb-cidr-no-prefix", put("loadBalancer.ingressCidrs", ["203.0.113.7"]),
+        "gantry:loadBalancer.ingressCidrs[0]", ("'203.0.113.7'", "explicit prefix")),
+    Bad("alb-cidr-twice", put("loadBalancer.ingressCidrs", ["203.0.113.0/24", "203.0.113.0/24"]),
+        "gantry:loadBalancer.ingressCidrs", ("lists a range twice",)),
     Bad("alb-cidr-empty", put("loadBalancer.ingressCidrs", []),
         "gantry:loadBalancer.ingressCidrs", ("at least one CIDR", "0.0.0.0/0")),
     # ARNs.
@@ -209,7 +214,7 @@ BAD: list[Bad] = [
     Bad("kms-arn-other-region", put("secrets.0.kmsKeyArn", KMS_ARN.replace(REGION, "eu-west-2")),
         "gantry:secrets[0].kmsKeyArn", ("region eu-west-2", f"stack's region {REGION}")),
     Bad("secret-two-sources", put("secrets.0.secretsManagerArn", SM_ARN),
-        "gantry:secrets[0]", ("API_KEYS", "exactly one", "create, secretsManagerArn")),
+        "gantry:secrets[0]", ("API_KEYS", "exactly one", "create: true, secretsManagerArn")),
     # NAT and VPC endpoints.
     Bad("nat-none-without-endpoints", put("network.natStrategy", "none"),
         "gantry:vpcEndpoints.interface", ("natStrategy is none", "add ecr.api, ecr.dkr, logs, secretsmanager")),
@@ -229,7 +234,7 @@ BAD: list[Bad] = [
     Bad("ssm-endpoint-without-ssm-secret", put("vpcEndpoints.interface", ["ssm"]),
         "gantry:vpcEndpoints.interface", ("ssm", "no secret references an SSM parameter")),
     Bad("endpoint-unknown", put("vpcEndpoints.interface", ["sqs"]),
-        "gantry:vpcEndpoints.interface", ("'sqs'", "ecr.api, ecr.dkr, logs, secretsmanager, ssm")),
+        "gantry:vpcEndpoints.interface[0]", ("'sqs'", "ecr.api, ecr.dkr, logs, secretsmanager, ssm")),
     # Retention values CloudWatch Logs accepts.
     Bad("log-retention-10", put("logs.retentionDays", 10),
         "gantry:logs.retentionDays", ("10 ", "1, 3, 5, 7, 14, 30", "3653", "CloudWatch")),
@@ -258,7 +263,7 @@ BAD: list[Bad] = [
     Bad("placeholder-health-path-todo", put("container.healthCheckPath", "/todo"),
         "gantry:container.healthCheckPath", (PLACEHOLDER_HELP,)),
     Bad("placeholder-alb-cidr-xxx", put("loadBalancer.ingressCidrs", ["xxx"]),
-        "gantry:loadBalancer.ingressCidrs[0]", (PLACEHOLDER_HELP,), also=("gantry:loadBalancer.ingressCidrs",)),
+        "gantry:loadBalancer.ingressCidrs[0]", (PLACEHOLDER_HELP,)),
     Bad("placeholder-arn-doc-account", add_secret({"name": "UPSTREAM_TOKEN", "secretsManagerArn": SM_ARN.replace(ACCOUNT, "123456789012")}),
         "gantry:secrets[1].secretsManagerArn", (PLACEHOLDER_HELP, "123456789012")),
     Bad("placeholder-kms-angle-brackets", put("secrets.0.kmsKeyArn", f"arn:aws:kms:{REGION}:<account-id>:key/abc"),
@@ -329,7 +334,7 @@ BAD: list[Bad] = [
     Bad("task-policy-star-action", put("taskRolePolicy", [{"actions": ["*"], "resources": ["arn:aws:s3:::models/*"]}]),
         "gantry:taskRolePolicy[0].actions", ("'*'", "service:Action")),
     Bad("task-policy-service-star", put("taskRolePolicy", [{"actions": ["s3:*"], "resources": ["arn:aws:s3:::models/*"]}]),
-        "gantry:taskRolePolicy[0].actions", ("'s3:*'", "'service:*' are refused")),
+        "gantry:taskRolePolicy[0].actions", ("'s3:*'", "'service:*'", "refused")),
     Bad("task-policy-star-resource", put("taskRolePolicy", [{"actions": ["s3:GetObject"], "resources": ["*"]}]),
         "gantry:taskRolePolicy[0].resources", ("'*'", "must be an ARN")),
     Bad("task-policy-bare-name", put("taskRolePolicy", [{"actions": ["s3:GetObject"], "resources": ["models-bucket"]}]),
@@ -348,7 +353,7 @@ BAD: list[Bad] = [
     Bad("user-root", put("container.user", "0:0"),
         "gantry:container.user", ("'0:0'", "non-root")),
     Bad("health-command-without-cmd", put("container.healthCheckCommand", ["curl", "-f", "localhost:8000/health"]),
-        "gantry:container.healthCheckCommand", ("'curl'", "CMD or CMD-SHELL")),
+        "gantry:container.healthCheckCommand", ("'curl'", "CMD (exec form) or CMD-SHELL")),
     # Wrong types.
     Bad("type-list-where-object", lambda c: c.__setitem__("gantry:container", [8000, 1024]),
         "gantry:container", ("must be an object", "[8000, 1024]")),
@@ -529,7 +534,7 @@ def test_dev_is_sized_for_cost_and_prod_for_availability(dev: Settings, prod: Se
     assert dev.network.availability_zones == 2
     assert prod.network.availability_zones == 3
     assert prod.autoscaling.min_capacity >= prod.network.availability_zones
-    assert prod.log_retention_days > dev.log_retention_days
+    assert prod.logs.retention_days > dev.logs.retention_days
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -551,7 +556,7 @@ def test_committed_stack_invariants(stack: str, dev: Settings, prod: Settings):
 
 
 def test_settings_are_frozen(dev: Settings):
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         dev.container.port = 80  # type: ignore[misc]
     with pytest.raises(TypeError):
         dev.container.environment["PORT"] = "80"  # type: ignore[index]
@@ -597,7 +602,7 @@ def test_defaults_are_the_documented_safe_ones(defaults: Settings):
     assert defaults.domain is None
     assert defaults.secrets == () and len(defaults.secret_values) == 0 and defaults.task_policy == ()
     assert [(p.provider, p.base) for p in defaults.service.capacity_providers] == [("FARGATE", 1)]
-    assert defaults.log_retention_days == 30
+    assert defaults.logs.retention_days == 30
     # The defaults must themselves pass the cross-checks they impose on config.
     assert defaults.autoscaling.min_capacity <= defaults.service.desired_count <= defaults.autoscaling.max_capacity
     assert defaults.service.max_percent > defaults.service.min_healthy_percent
@@ -608,44 +613,50 @@ def _pulumi_yaml_config() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
 
 
+def test_readme_and_pulumi_yaml_are_generated_from_the_models():
+    # Each setting is declared once; the README table and Pulumi.yaml descriptions are renderings.
+    assert reference.main([]) == 0, "run: python -m components.settings.reference --write"
+    table = reference.markdown_table()
+    for key, spec in CONFIG_KEYS.items():
+        assert f"| `gantry:{key}` |" in table
+        for name, field in (spec.model.model_fields.items() if spec.model else ()):
+            assert f"`gantry:{key}{'[]' if spec.is_list else ''}.{field.alias or name}`" in table
+
+
+def test_every_field_says_its_default_and_why():
+    for spec in CONFIG_KEYS.values():
+        for model in {spec.model} - {None}:
+            for path, _, default, why in reference.rows(model, "x"):
+                assert why, f"{path} has no docstring"
+                if default not in ("required", "see fields", "none"):
+                    assert why.startswith("Default"), f"{path}: the docstring must state the default and why"
+
+
+def test_a_documented_default_is_the_default_that_loads(defaults: Settings):
+    table = reference.markdown_table()
+    assert f"| `gantry:container.port` | integer | `{defaults.container.port}` |" in table
+    assert f"| `gantry:network.natStrategy` | none \\| single \\| per-az | `\"{defaults.network.nat_strategy}\"` |" in table
+    assert f"`{defaults.autoscaling.max_capacity}` | Default {defaults.autoscaling.max_capacity}." in table
+
+
 def test_pulumi_yaml_declares_exactly_the_keys_settings_reads():
     declared = _pulumi_yaml_config()
     assert set(declared) == set(CONFIG_KEYS)
-    yaml_types = {"object": dict, "array": list}
     for key, spec in declared.items():
-        assert yaml_types[spec["type"]] is CONFIG_KEYS[key], key
-        assert isinstance(spec.get("description"), str) and spec["description"].strip(), key
-        assert "default" in spec, key
-        assert isinstance(spec["default"], CONFIG_KEYS[key]), key
+        assert spec["type"] == ("array" if CONFIG_KEYS[key].is_list else "object"), key
+        assert spec["default"] == ([] if CONFIG_KEYS[key].is_list else {}), key
+
+
+def test_pulumi_yaml_refreshes_before_every_update():
+    # After a failed rollout the state holds the new task definition while ECS runs the old one;
+    # only a refresh makes the next `up` see the difference and deploy again.
+    assert yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["options"] == {"refresh": "always"}
 
 
 def test_pulumi_yaml_defaults_load_to_the_same_settings_as_no_config(defaults: Settings):
     declared = {f"gantry:{k}": json.dumps(v["default"]) for k, v in _pulumi_yaml_config().items()}
     declared.update({k: json.dumps(v) for k, v in PLAIN_HTTP.items()})
     assert load_settings(declared, region="eu-west-1") == defaults
-
-
-@pytest.mark.parametrize(
-    "key, documented",
-    [
-        ("container", lambda s: f"port ({s.container.port}"),
-        ("container", lambda s: f"cpu ({s.container.cpu})"),
-        ("container", lambda s: f"memory ({s.container.memory}"),
-        ("container", lambda s: f"stopTimeoutSeconds ({s.container.stop_timeout_seconds}"),
-        ("network", lambda s: f"cidrBlock ({s.network.cidr_block})"),
-        ("network", lambda s: f"({s.network.nat_strategy})"),
-        ("network", lambda s: f"flowLogRetentionDays ({s.network.flow_log_retention_days})"),
-        ("service", lambda s: f"desiredCount ({s.service.desired_count})"),
-        ("autoscaling", lambda s: f"minCapacity ({s.autoscaling.min_capacity}), maxCapacity ({s.autoscaling.max_capacity})"),
-        ("loadBalancer", lambda s: f"deregistrationDelaySeconds ({s.load_balancer.deregistration_delay_seconds})"),
-        ("loadBalancer", lambda s: f"({s.load_balancer.tls_policy})"),
-        ("logs", lambda s: f"retentionDays ({s.log_retention_days})"),
-        ("image", lambda s: f"keepImages ({s.image.keep_images})"),
-    ],
-)
-def test_pulumi_yaml_descriptions_state_the_real_defaults(key: str, documented, defaults: Settings):
-    description = " ".join(_pulumi_yaml_config()[key]["description"].split())
-    assert documented(defaults) in description
 
 
 # --------------------------------------------------------------------------------------------------
@@ -674,7 +685,7 @@ def test_fargate_memory_quarter_vcpu_and_unknown_cpu():
     assert 3072 not in fargate_memory_options(256)
     assert fargate_memory_options(3000) == ()
     assert fargate_memory_options(32768) == ()
-    assert max(m for cpu in settings_module.FARGATE_CPUS for m in fargate_memory_options(cpu)) == 120 * 1024
+    assert max(m for cpu in FARGATE_CPUS for m in fargate_memory_options(cpu)) == 120 * 1024
 
 
 def test_find_placeholders_reports_paths_in_objects_lists_and_keys():
@@ -715,9 +726,9 @@ def test_find_placeholders_leaves_real_values_alone(clean: Any):
 
 def test_required_interface_endpoints():
     base = ("ecr.api", "ecr.dkr", "logs")
-    created = SecretSpec("API_KEYS", "create", None, None)
-    referenced = SecretSpec("TOKEN", "secretsmanager", SM_ARN, None)
-    parameter = SecretSpec("MODEL", "ssm", SSM_ARN, KMS_ARN)
+    created = SecretSpec(name="API_KEYS", create=True)
+    referenced = SecretSpec(name="TOKEN", secrets_manager_arn=SM_ARN)
+    parameter = SecretSpec(name="MODEL", ssm_parameter_arn=SSM_ARN, kms_key_arn=KMS_ARN)
     assert required_interface_endpoints([]) == base
     assert required_interface_endpoints([created]) == (*base, "secretsmanager")
     assert required_interface_endpoints([referenced]) == (*base, "secretsmanager")

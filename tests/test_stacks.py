@@ -16,9 +16,10 @@ from harness import (
     PRIVATE_ROUTE_TABLES,
     PRIVATE_SUBNETS,
     PUBLIC_SUBNETS,
+    HOSTED_ZONES,
     REGION,
     ROOT,
-    TEST_SECRET_VALUE,
+    VERSION_ID,
     Graph,
     run_program,
     stack_config,
@@ -26,7 +27,7 @@ from harness import (
 )
 
 STACKS = ["dev", "prod"]
-SECRET_SIG, SECRET_SIG_VALUE = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
+[ZONE_ID] = HOSTED_ZONES
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 
@@ -88,7 +89,7 @@ def test_task_security_group_admits_only_the_alb_on_the_container_port(graph, st
             "fromPort": port,
             "toPort": port,
             "referencedSecurityGroupId": alb,
-            "description": "from the ALB on the container port",
+            "description": f"from the ALB on port {port}",
         }
     ]
     # The ALB may send only to the task group, only on the container port.
@@ -117,7 +118,7 @@ def test_one_port_for_container_target_group_and_health_check(graph, stack):
     assert {"name": "PORT", "value": str(port)} in container["environment"]
 
 
-def test_service_waits_for_a_listener_so_the_target_group_is_attached(graph):
+def test_the_production_listener_forwards_to_the_services_target_group(graph):
     tg_arn = graph.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
     listener = graph.named("gantry-lb-http").inputs
     assert listener["defaultActions"] == [{"type": "forward", "targetGroupArn": tg_arn}]
@@ -128,10 +129,11 @@ def test_secrets_reach_the_container_only_through_ecs_secrets(graph):
     secret = graph.one("aws:secretsmanager/secret:Secret")
     version = graph.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.inputs["secretId"] == secret.outputs["id"]
-    # Marked secret on the wire (Pulumi's secret signature), so state stores it encrypted.
-    assert version.inputs["secretString"] == {SECRET_SIG: SECRET_SIG_VALUE, "value": TEST_SECRET_VALUE}
     container = container_def(graph)
+    # valueFrom is the unversioned ARN (a task started later reads the current value, never a revoked
+    # one); the version the deploy saw is a label, so a new value is a new task definition revision.
     assert container["secrets"] == [{"name": "API_KEYS", "valueFrom": secret.outputs["arn"]}]
+    assert container["dockerLabels"] == {"gantry.secret-version.API_KEYS": version.outputs["versionId"]}
     assert "API_KEYS" not in {e["name"] for e in container["environment"]}
     # The value appears in exactly one resource input: the secret version.
     holders = [r.name for r in graph.resources if "k-test-only-4f9c2e" in json.dumps(r.inputs)]
@@ -171,12 +173,15 @@ def test_task_role_has_no_permissions_by_default(graph):
     assert td["taskRoleArn"] != td["executionRoleArn"]
 
 
-def test_role_trust_is_conditioned_on_this_account_and_ecs(graph):
-    for name in ("gantry-roles-execution", "gantry-roles-task"):
-        (st,) = statements(graph.named(name).json("assumeRolePolicy"))
-        assert st["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-        assert st["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
-        assert st["Condition"]["ArnLike"] == {"aws:SourceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"}
+def test_each_role_has_the_trust_aws_documents_for_it(graph):
+    (task,) = statements(graph.named("gantry-roles-task").json("assumeRolePolicy"))
+    assert task["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert task["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT}
+    assert task["Condition"]["ArnLike"] == {"aws:SourceArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:*"}
+    # The execution role is assumed by the ECS agent, for which AWS documents no such conditions.
+    (execution,) = statements(graph.named("gantry-roles-execution").json("assumeRolePolicy"))
+    assert execution["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert "Condition" not in execution
 
 
 def test_every_log_group_has_retention(graph, stack):
@@ -218,11 +223,15 @@ def test_ecr_is_immutable_scanned_encrypted_and_pruned(graph, stack):
 
 def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, stack):
     arch = stack_values(stack, "container")["architecture"]
-    image = graph.one("awsx:ecr:Image").inputs
-    assert image["platform"] == {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}[arch]
-    assert image["repositoryUrl"] == graph.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
-    assert image["context"] == "app" and image["dockerfile"] == "app/Dockerfile"
-    assert image["imageTag"].startswith("build-")  # content-derived: a changed build never reuses a tag
+    image = graph.one("docker-build:index:Image")
+    repo_url = graph.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
+    assert image.inputs["platforms"] == [{"ARM64": "linux/arm64", "X86_64": "linux/amd64"}[arch]]
+    assert image.inputs["push"] is True
+    (tag,) = image.inputs["tags"]
+    assert tag.startswith(f"{repo_url}:build-")  # content-derived: a changed build never reuses a tag
+    assert image.inputs["context"] == {"location": str(ROOT / "app")}
+    assert image.inputs["dockerfile"] == {"location": str(ROOT / "app/Dockerfile")}
+    assert [r["address"] for r in image.inputs["registries"]] == [repo_url]
     td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
     assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": arch}
     assert container_def(graph)["image"].endswith(f"@{DIGEST}")
@@ -290,7 +299,11 @@ def test_endpoint_security_group_admits_only_the_task_group(graph, stack):
             assert ep.inputs["privateDnsEnabled"] is True
         else:
             assert ep.inputs["serviceName"] == f"com.amazonaws.{REGION}.s3"
+            # The route tables are looked up by their association with the PRIVATE subnets (a lookup
+            # by VPC alone would attach the gateway to the public route table too).
             assert ep.inputs["routeTableIds"] == PRIVATE_ROUTE_TABLES
+            ((_, lookup),) = [c for c in graph.call_args if c[0] == "aws:ec2/getRouteTables:getRouteTables"]
+            assert lookup["filters"] == [{"name": "association.subnet-id", "values": PRIVATE_SUBNETS}]
 
 
 def test_default_security_group_is_stripped(graph):
@@ -396,15 +409,15 @@ def variant(stack: str, **changes) -> Graph:
 
 
 def test_domain_brings_tls13_https_redirect_and_alias():
-    g = variant("dev", domain={"hostedZoneId": "Z0123456789ABCDEFGHIJ", "hostname": "embed.gantry-ai.dev"})
+    g = variant("dev", domain={"hostedZoneId": ZONE_ID, "hostname": "embed.acme.io"})
     https = g.named("gantry-lb-https").inputs
     validation = g.one("aws:acm/certificateValidation:CertificateValidation")
     cert = g.one("aws:acm/certificate:Certificate")
     assert https["protocol"] == "HTTPS" and https["port"] == 443
     assert https["sslPolicy"].startswith("ELBSecurityPolicy-TLS13-")
-    assert https["certificateArn"] == validation.outputs["certificateArn"] == cert.outputs["arn"]
+    # That the listener waits for the validated certificate is held in test_ordering.py.
     assert https["defaultActions"][0]["targetGroupArn"] == g.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
-    assert cert.inputs == {"domainName": "embed.gantry-ai.dev", "validationMethod": "DNS"}
+    assert cert.inputs == {"domainName": "embed.acme.io", "validationMethod": "DNS"}
     http = g.named("gantry-lb-http").inputs
     assert http["defaultActions"] == [
         {"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}
@@ -412,13 +425,13 @@ def test_domain_brings_tls13_https_redirect_and_alias():
     alias = g.named("gantry-lb-alias").inputs
     lb = g.one("aws:lb/loadBalancer:LoadBalancer").outputs
     assert alias["aliases"] == [{"name": lb["dnsName"], "zoneId": lb["zoneId"], "evaluateTargetHealth": True}]
-    assert alias["zoneId"] == "Z0123456789ABCDEFGHIJ" and alias["name"] == "embed.gantry-ai.dev"
+    assert alias["zoneId"] == ZONE_ID and alias["name"] == "embed.acme.io"
     record = g.named("gantry-lb-certificate-validation").inputs
     assert validation.inputs["validationRecordFqdns"] == [record["name"]]
     alb, _, _ = sg_ids(g)
     ports = sorted(r.inputs["fromPort"] for r in g.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == alb)
     assert ports == [80, 443]
-    assert g.exports["serviceUrl"] == "https://embed.gantry-ai.dev"
+    assert g.exports["serviceUrl"] == "https://embed.acme.io"
 
 
 def test_no_nat_keeps_tasks_on_endpoints_only():
@@ -454,6 +467,8 @@ def test_declared_task_permissions_and_existing_secrets_are_granted_exactly():
     )
     container = container_def(g)
     assert {"name": "OPENAI_API_KEY", "valueFrom": secret_arn} in container["secrets"]
+    # The referenced secret's AWSCURRENT version is looked up (never its value) and labels the revision.
+    assert container["dockerLabels"]["gantry.secret-version.OPENAI_API_KEY"] == VERSION_ID
     execution = statements(g.named("gantry-roles-execution-policy").json("policy"))
     read = next(s for s in execution if s["Action"] == "secretsmanager:GetSecretValue")
     assert sorted(read["Resource"]) == sorted([secret_arn, g.one("aws:secretsmanager/secret:Secret").outputs["arn"]])
@@ -475,7 +490,9 @@ def test_invalid_config_fails_before_any_resource_is_registered():
     graph = Graph()
     with pytest.raises(pulumi.RunError) as err:
         run_program("dev", config, secret_keys, graph)
-    assert graph.resources == [] and graph.calls == []
+    # Only the look-ups validation needs ran; nothing was created.
+    assert graph.resources == []
+    assert set(graph.calls) <= {"aws:index/getAvailabilityZones:getAvailabilityZones", "aws:route53/getZone:getZone"}
     assert "gantry:container.memory" in str(err.value)
     assert "1000" in str(err.value) and "2048" in str(err.value)
 

@@ -1,0 +1,74 @@
+"""AwsEnv: the one context value every component takes — which account, region and partition it is in.
+
+Built once in `__main__.py` from the caller's identity and the validated region, so no component looks
+either up on its own or builds an ARN for the wrong partition. Security stance: policies and trust
+conditions scope to exactly this account and region, which only this value knows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.settings import AwsFacts, Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwsEnv:
+    account_id: str
+    """The 12-digit account the credentials deploy into."""
+    region: str
+    """The stack's region (validated `aws:region`)."""
+    partition: str
+    """aws or aws-us-gov, derived from the region."""
+    stack: str
+    """The Pulumi stack name; names per-stack things such as the task definition family."""
+
+    @classmethod
+    def current(cls, settings: Settings) -> AwsEnv:
+        """The caller's account (an invoke, so it runs during preview too) with the settings' region."""
+        return cls(
+            account_id=aws.get_caller_identity().account_id,
+            region=settings.region,
+            partition=settings.partition,
+            stack=pulumi.get_stack(),
+        )
+
+    def arn(self, service: str, resource: str, *, regional: bool = True) -> str:
+        """An ARN of this account (and region, unless the service is global)."""
+        region = self.region if regional else ""
+        return f"arn:{self.partition}:{service}:{region}:{self.account_id}:{resource}"
+
+
+def lookup_aws_facts(values: Mapping[str, Any], region: str | None) -> AwsFacts:
+    """What validation needs from AWS, looked up with invokes before any resource is registered:
+    the region's available AZs, and the name of the hosted zone `gantry:domain` names."""
+    if not region:
+        return AwsFacts()
+    zones: dict[str, str | None] = {}
+    domain = values.get("gantry:domain")
+    zone_id = _zone_id(domain)
+    if zone_id:
+        try:
+            zones[zone_id] = aws.route53.get_zone(zone_id=zone_id).name
+        except Exception:  # noqa: BLE001 - any failure means "this zone cannot be used"; validation says so
+            zones[zone_id] = None
+    names = aws.get_availability_zones(state="available").names
+    return AwsFacts(zone_names=zones, availability_zones=tuple(names))
+
+
+def _zone_id(domain: Any) -> str | None:
+    if isinstance(domain, str):
+        try:
+            domain = json.loads(domain)
+        except ValueError:
+            return None
+    zone = domain.get("hostedZoneId") if isinstance(domain, dict) else None
+    # Only look up what could be a zone id; validation reports anything else by itself.
+    return zone if isinstance(zone, str) and re.fullmatch(r"Z[0-9A-Z]{1,31}", zone) else None

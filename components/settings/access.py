@@ -1,0 +1,183 @@
+"""Settings of what the tasks may reach: `secrets`, `secretValues` and `taskRolePolicy`.
+
+Security stance: a secret reaches the container only through ECS `secrets`, from a Secrets Manager
+secret or SSM parameter named by its full ARN in the stack's own region; created secrets' values must
+arrive encrypted (`pulumi config set --secret`) and are never echoed. The application's IAM
+permissions name exact actions on exact resources: wildcards that grant a whole service's resources
+(`secret:*`, `arn:aws:s3:::*/*`, `role/*`) or action families (`s3:Put*`) are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
+
+from components.settings.base import Section, Token, Where, parse_arn
+
+# The worker's rules for API_KEYS (app/worker/config.py); tests/test_app_contract.py holds the two together.
+API_KEYS_MIN_KEY_LENGTH = 16
+API_KEYS_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Actions whose resource is an IAM role that then acts with its own permissions: a wildcard there is
+# privilege escalation, so it must name roles exactly.
+_EXACT_RESOURCE_ACTIONS = frozenset({"iam:PassRole", "sts:AssumeRole"})
+
+
+def _env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+        raise ValueError("must be an upper-case environment variable name such as API_KEYS")
+    return value
+
+
+class SecretSpec(Section):
+    """One entry of `secrets`: an environment variable the container receives through ECS `secrets`."""
+
+    name: Annotated[Token, AfterValidator(_env_name)]
+    """The environment variable the container reads."""
+    create: bool = False
+    """Default false. true: the stack creates a Secrets Manager secret from `secretValues.<name>`."""
+    secrets_manager_arn: Token | None = None
+    """An existing Secrets Manager secret: its full ARN (ending in the 6-character suffix)."""
+    ssm_parameter_arn: Token | None = None
+    """An existing SSM parameter (SecureString): its ARN."""
+    kms_key_arn: Token | None = None
+    """The customer-managed KMS key the value is encrypted with, if any (grants kms:Decrypt on it)."""
+
+    @property
+    def source(self) -> Literal["create", "secretsmanager", "ssm"]:
+        if self.create:
+            return "create"
+        return "secretsmanager" if self.secrets_manager_arn else "ssm"
+
+    @property
+    def arn(self) -> str | None:
+        return self.secrets_manager_arn or self.ssm_parameter_arn
+
+    def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        region, partition = where.region, where.partition
+        sources = [
+            label
+            for label, present in (
+                ("create: true", self.create),
+                ("secretsManagerArn", self.secrets_manager_arn),
+                ("ssmParameterArn", self.ssm_parameter_arn),
+            )
+            if present
+        ]
+        if len(sources) != 1:
+            yield "", (f"{self.name}: set exactly one of create: true, secretsManagerArn or ssmParameterArn "
+                       f"(got {', '.join(sources) or 'none'})")
+        for field, arn, service, prefix in (
+            ("secretsManagerArn", self.secrets_manager_arn, "secretsmanager", "secret:"),
+            ("ssmParameterArn", self.ssm_parameter_arn, "ssm", "parameter/"),
+            ("kmsKeyArn", self.kms_key_arn, "kms", "key/"),
+        ):
+            if arn is not None:
+                yield from ((field, p) for p in arn_problems(arn, service, prefix, region, partition))
+        if self.secrets_manager_arn and parse_arn(self.secrets_manager_arn) and not re.search(r"-[A-Za-z0-9]{6}$", self.secrets_manager_arn):
+            # IAM matches the full ARN, which ends in a 6-character suffix; a partial ARN would grant nothing.
+            yield "secretsManagerArn", (f"{self.secrets_manager_arn!r} is a partial ARN: use the full ARN ending "
+                                        "in the 6-character suffix Secrets Manager adds")
+
+
+def arn_problems(arn: str, service: str, resource_prefix: str, region: str, partition: str) -> list[str]:
+    """Why `arn` is not an ARN of `service` in the stack's partition, region and a real account."""
+    parts = parse_arn(arn)
+    if parts is None or parts["service"] != service or not parts["resource"].startswith(resource_prefix):
+        return [f"{arn!r} is not a well-formed {service} ARN (arn:{partition}:{service}:{region}:<account>:"
+                f"{resource_prefix}...)"]
+    if parts["partition"] != partition:
+        return [f"{arn!r} is in partition {parts['partition']}, but the stack's region {region} is in {partition}"]
+    if parts["region"] != region:
+        return [f"{arn!r} is in region {parts['region'] or '(none)'}, not the stack's region {region}: tasks "
+                "would fetch it across regions, outside the VPC endpoints"]
+    if not re.fullmatch(r"\d{12}", parts["account"]):
+        return [f"{arn!r} has no 12-digit account id"]
+    if "*" in parts["resource"]:
+        return [f"{arn!r} is a wildcard: name one {service} resource"]
+    return []
+
+
+def _sid(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9]+", value):
+        raise ValueError("must be alphanumeric (A-Z, a-z, 0-9)")
+    return value
+
+
+class PolicyStatement(Section):
+    """One entry of `taskRolePolicy`: AWS calls the application makes at run time."""
+
+    sid: Annotated[Token, AfterValidator(_sid)] | None = None
+    """Default App<index>: a unique alphanumeric statement id."""
+    actions: tuple[Token, ...] = ()
+    """Default none, and at least one is required: exact actions (service:Action), no wildcards."""
+    resources: tuple[Token, ...] = ()
+    """Default none, and at least one is required: exact resource ARNs; a wildcard only after a fixed resource name or prefix (the objects of one
+    named bucket, `arn:aws:s3:::my-bucket/*`; `table/orders*`), never for a whole service or type."""
+
+    def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        partition = where.partition
+        if not self.actions:
+            yield "actions", "must list at least one action, such as s3:GetObject"
+        if not self.resources:
+            yield "resources", "must list at least one resource ARN"
+        for action in self.actions:
+            if not re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action):
+                yield "actions", (f"{action!r} is not allowed: name exact actions (service:Action); '*', "
+                                  "'service:*' and partial wildcards such as 's3:Put*' are refused")
+        for resource in self.resources:
+            problem = resource_too_broad(resource, exact=bool(_EXACT_RESOURCE_ACTIONS & set(self.actions)))
+            if problem:
+                yield "resources", f"{resource!r} is not allowed: {problem}"
+            elif (parts := parse_arn(resource)) and parts["partition"] != partition:
+                yield "resources", f"{resource!r} is not in the stack's partition {partition}"
+
+
+
+
+def resource_too_broad(arn: str, *, exact: bool = False) -> str | None:
+    """Why a task-role resource grants more than one named resource (or a named prefix of one), or None.
+
+    `exact` (for iam:PassRole and sts:AssumeRole) refuses any wildcard at all."""
+    parts = parse_arn(arn)
+    if parts is None:
+        return "must be an ARN; '*' is refused"
+    if "*" in parts["region"] or "*" in parts["account"]:
+        return "a wildcard region or account names every copy of the resource; name the region and account"
+    resource = parts["resource"]
+    if "*" not in resource and "?" not in resource:
+        return None
+    if exact:
+        return "iam:PassRole and sts:AssumeRole must name exact role ARNs (a wildcard lets the app act as any role)"
+    if parts["service"] == "s3":
+        bucket = resource.partition("/")[0]
+        if "*" in bucket or "?" in bucket:
+            return "it names every bucket that matches; name the bucket (its keys may end in *)"
+        return None
+    # "secret:*", "table/*", "role/*", "log-group:*": a resource type followed only by a wildcard.
+    name = re.split(r"[:/]", resource, maxsplit=1)
+    if len(name) < 2 or not name[1] or name[1][0] in "*?":
+        return f"it names every {parts['service']} resource of that type; list the ARNs the app uses"
+    return None
+
+
+def api_keys_problem(value: str) -> str | None:
+    """Why the sample worker would refuse this API_KEYS value at start, or None (the value is never echoed)."""
+    try:
+        keys = json.loads(value)
+    except ValueError:
+        return "is not valid JSON: expected an object of tenant name -> key"
+    if not isinstance(keys, Mapping) or not keys:
+        return "must be a non-empty JSON object of tenant name -> key"
+    for tenant, key in keys.items():
+        if not API_KEYS_TENANT.match(tenant):
+            return (f"tenant {tenant!r} is invalid: 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit")
+        if not isinstance(key, str) or len(key) < API_KEYS_MIN_KEY_LENGTH or key != key.strip():
+            return (f"the key of tenant {tenant!r} must be a string of at least {API_KEYS_MIN_KEY_LENGTH} "
+                    "characters without surrounding spaces (value not shown)")
+    if len(set(keys.values())) != len(keys):
+        return "gives two tenants the same key; each tenant needs its own"
+    return None

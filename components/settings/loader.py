@@ -1,0 +1,491 @@
+"""Stack config -> validated `Settings`, or one `ConfigError` listing every problem.
+
+`load_settings` takes the raw `gantry:*` config as the Pulumi CLI hands it to the program (objects and
+arrays JSON-encoded), validates each section against its model, runs the rules that span sections,
+and checks what needs AWS (does the hosted zone hold the hostname, does the region have that many
+AZs) against facts the program looked up with invokes before registering anything. Every problem is
+reported at once, each line naming `gantry:<key.path>`, the bad value and what is allowed. Security
+stance: secret values are never echoed, must arrive encrypted, and placeholders are refused anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+
+from components.settings.access import PolicyStatement, SecretSpec, api_keys_problem, resource_too_broad
+from components.settings.base import NAMESPACE, ConfigError, Section, Where, find_placeholders
+from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
+from components.settings.network import EndpointSettings, NetworkSettings
+from components.settings.workload import (
+    AutoscalingSettings,
+    ContainerSettings,
+    ImageSettings,
+    LogsSettings,
+    ServiceSettings,
+)
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One top-level `gantry:` key: the model of one entry and whether the key holds a list of them."""
+
+    model: type[Section] | None
+    summary: str
+    is_list: bool = False
+
+
+# Every key gantry reads. Pulumi.yaml and the README's reference are generated from this table and
+# the models (python -m components.settings.reference --write); a test keeps them in step.
+CONFIG_KEYS: Mapping[str, ConfigKey] = {
+    "network": ConfigKey(NetworkSettings, "The VPC: AZs, range, NAT and flow logs."),
+    "vpcEndpoints": ConfigKey(EndpointSettings, "Private paths from the tasks to AWS APIs."),
+    "container": ConfigKey(ContainerSettings, "The task's one container: port, size, user, health, environment."),
+    "image": ConfigKey(ImageSettings, "The image `pulumi up` builds and pushes to ECR."),
+    "service": ConfigKey(ServiceSettings, "The ECS service: task count, rolling limits, capacity providers."),
+    "autoscaling": ConfigKey(AutoscalingSettings, "Target-tracking bounds and targets."),
+    "loadBalancer": ConfigKey(LoadBalancerSettings, "The public application load balancer."),
+    "domain": ConfigKey(DomainSettings, "hostedZoneId + hostname for HTTPS; {} for none."),
+    "logs": ConfigKey(LogsSettings, "The service's log group."),
+    "secrets": ConfigKey(SecretSpec, "Secrets the container receives as environment variables.", is_list=True),
+    "secretValues": ConfigKey(
+        None,
+        "Values of the secrets with create: true; set each with "
+        "`pulumi config set --secret --path 'secretValues.<NAME>' '<value>'`.",
+    ),
+    "taskRolePolicy": ConfigKey(PolicyStatement, "The application's own AWS permissions.", is_list=True),
+}
+
+
+@dataclass(frozen=True)
+class AwsFacts:
+    """What the program looked up in AWS before validating: hosted-zone names and the region's AZs."""
+
+    zone_names: Mapping[str, str | None] = field(default_factory=dict)
+    """Hosted zone id -> its domain name, or None when the zone does not exist for these credentials."""
+    availability_zones: tuple[str, ...] | None = None
+    """The region's available AZ names; None when not looked up."""
+
+    @classmethod
+    def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
+        if facts is None or isinstance(facts, AwsFacts):
+            return facts or cls()
+        azs = (facts.get("availability_zones") or {}).get(region)
+        return cls(zone_names=dict(facts.get("zones") or {}), availability_zones=tuple(azs) if azs else None)
+
+
+class SecretValues(Mapping[str, str]):
+    """Plaintext values of stack-created secrets; never shown in a repr, log or error."""
+
+    def __init__(self, values: Mapping[str, str]):
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> str:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"SecretValues({sorted(self._values)!r}, values hidden)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    region: str
+    partition: str
+    network: NetworkSettings
+    endpoints: EndpointSettings
+    container: ContainerSettings
+    image: ImageSettings
+    service: ServiceSettings
+    autoscaling: AutoscalingSettings
+    load_balancer: LoadBalancerSettings
+    domain: DomainSettings | None
+    logs: LogsSettings
+    secrets: tuple[SecretSpec, ...]
+    secret_values: SecretValues
+    task_policy: tuple[PolicyStatement, ...]
+
+
+def partition_for_region(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def required_interface_endpoints(secrets: Sequence[SecretSpec]) -> tuple[str, ...]:
+    """Interface endpoints a task needs to start when the VPC has no NAT route to AWS's public APIs."""
+    needed = {"ecr.api", "ecr.dkr", "logs"}
+    if any(s.source in ("create", "secretsmanager") for s in secrets):
+        needed.add("secretsmanager")
+    if any(s.source == "ssm" for s in secrets):
+        needed.add("ssm")
+    return tuple(sorted(needed))
+
+
+# --------------------------------------------------------------------------------------------------
+# Error lines.
+# --------------------------------------------------------------------------------------------------
+
+
+class _Problems(list):
+    def add(self, key: str, message: str) -> None:
+        self.append(f"{NAMESPACE}:{key}: {message}")
+
+    def keys(self) -> set[str]:
+        """Top-level keys already reported, so one mistake does not also produce follow-on complaints."""
+        return {p.split(":", 2)[1].split(".", 1)[0].split("[", 1)[0] for p in self}
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else json.dumps(value)
+
+
+def _unknown_message(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    return f"unknown setting{hint} Allowed: {', '.join(sorted(known))}"
+
+
+def _field_at(model: type[BaseModel], loc: Sequence[str | int]) -> FieldInfo | None:
+    """The field an error at `loc` is about (for its bounds and the reason they are what they are)."""
+    names = [p for p in loc if isinstance(p, str)]
+    if not names:
+        return None
+    parent = _model_at(model, loc[: max(i for i, p in enumerate(loc) if isinstance(p, str))])
+    if parent is None:
+        return None
+    return {f.alias or n: f for n, f in parent.model_fields.items()}.get(names[-1])
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The model whose fields the error at `loc` is about (for did-you-mean on unknown fields)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {f.alias or n: f for n, f in current.model_fields.items()}
+        if part not in fields:
+            return None
+        annotation = fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return None
+        current = nested[0]
+    return current
+
+
+# Pydantic's union branches and validator wrappers show up as loc parts; the user never wrote them.
+_BRANCH = re.compile(r"^(str|int|float|bool|none|list\[.*\]|tuple\[.*\]|dict\[.*\]|function-\w+\[.*\]|.*\(.*\).*)$")
+
+
+def _messages(key: str, model: type[BaseModel], error: ValidationError, secret: bool) -> list[tuple[str, str]]:
+    by_path: dict[str, list[str]] = {}
+    for err in error.errors(include_url=False):
+        loc = [p for p in err["loc"] if isinstance(p, int) or not _BRANCH.match(p)]
+        if loc and loc[-1] == "[key]":
+            loc = loc[:-1]
+            text = "is not allowed as a name: must be upper-case letters, digits and _, not starting with a digit"
+            by_path.setdefault(_path(key, loc), []).append(text)
+            continue
+        kind, message = err["type"], err["msg"]
+        if kind == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            known = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
+            by_path.setdefault(_path(key, loc), []).append(_unknown_message(str(loc[-1]), known))
+            continue
+        if kind == "missing":
+            by_path.setdefault(_path(key, loc), []).append("is required")
+            continue
+        message = re.sub(r"^Value error, ", "", message)
+        message = re.sub(r"^Input should be ", "must be ", message)
+        message = message.replace("a valid integer", "a whole number").replace("a valid boolean", "true or false")
+        message = message.replace("a valid string", "a string")
+        if kind == "too_short" and any(
+            len(other["loc"]) > len(err["loc"]) and other["loc"][: len(err["loc"])] == err["loc"]
+            for other in error.errors()
+        ):
+            continue  # the list is short only because an item failed, which is reported itself
+        if kind == "literal_error":
+            message = "must be one of " + ", ".join(str(v).strip("'") for v in re.split(r", | or ", message[8:]))
+        if kind in ("model_type", "dict_type"):
+            message = "must be an object"
+        if kind in ("tuple_type", "list_type"):
+            message = "must be a list"
+        field = _field_at(model, loc)
+        if kind in ("greater_than_equal", "less_than_equal") and field is not None:
+            bounds = {type(m).__name__: m for m in field.metadata}
+            if "Ge" in bounds and "Le" in bounds:
+                message = f"must be between {bounds['Ge'].ge} and {bounds['Le'].le}"
+        extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("why") and kind not in ("int_type", "bool_type", "string_type", "int_from_float"):
+            message = f"{message} ({extra['why']})"
+        shown = "(value not shown)" if secret else _show(err.get("input"))
+        by_path.setdefault(_path(key, loc), []).append(f"{shown} is not allowed: {message}")
+    lines = []
+    for path, texts in by_path.items():
+        # An optional field's "or None" branch says nothing the other branch does not.
+        useful = list(dict.fromkeys(t for t in texts if not t.endswith("must be None"))) or texts
+        shown = {t.split(" is not allowed: ", 1)[0] for t in useful}
+        if len(useful) > 1 and len(shown) == 1 and all(" is not allowed: must be " in t for t in useful):
+            # One value that fits no branch of a union: say what each branch accepts, once.
+            wanted = " or ".join(t.split(" is not allowed: must be ", 1)[1] for t in useful)
+            useful = [f"{shown.pop()} is not allowed: must be {wanted}"]
+        lines.append((path, "; ".join(useful)))
+    return lines
+
+
+def _path(key: str, loc: Sequence[str | int]) -> str:
+    return key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+
+
+# --------------------------------------------------------------------------------------------------
+# The loader.
+# --------------------------------------------------------------------------------------------------
+
+
+def decode_raw_config(raw: Mapping[str, Any], problems: _Problems) -> dict[str, Any]:
+    """Strip the namespace, JSON-decode object/array values, refuse unknown keys."""
+    decoded: dict[str, Any] = {}
+    for full_key, value in raw.items():
+        key = full_key.split(":", 1)[1] if ":" in full_key else full_key
+        if key not in CONFIG_KEYS:
+            problems.add(key, _unknown_message(key, list(CONFIG_KEYS)))
+            continue
+        # secretValues holds secrets: describe what is wrong with it, never echo it.
+        shown = "(value not shown)" if key == "secretValues" else None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                problems.add(key, f"is not a structured value: {shown or repr(value)}")
+                continue
+        expected = list if CONFIG_KEYS[key].is_list else dict
+        if not isinstance(value, expected):
+            wanted = "an object" if expected is dict else "a list"
+            hint = " (set each entry with --path 'secretValues.<NAME>')" if shown else ""
+            problems.add(key, f"must be {wanted}, got {shown or _show(value)}{hint}")
+            continue
+        decoded[key] = value
+    return decoded
+
+
+def _validate(key: str, model: type[Section], value: Any, problems: _Problems, context: dict) -> Any:
+    try:
+        return model.model_validate_json(json.dumps(value), context=context, by_alias=True, by_name=False)
+    except ValidationError as error:
+        for path, message in _messages(key, model, error, secret=False):
+            problems.add(path, message)
+        return None
+
+
+def load_settings(
+    raw: Mapping[str, Any],
+    *,
+    region: str | None,
+    secret_keys: Sequence[str] = (),
+    aws_facts: Mapping[str, Any] | AwsFacts | None = None,
+    project_dir: Path | None = None,
+) -> Settings:
+    """Validate `gantry:*` config (keys with or without the namespace) into Settings, or raise ConfigError.
+
+    `secret_keys` lists the config keys the CLI marked secret; `secretValues` must be among them.
+    `aws_facts` carries what the program looked up before validating (see `AwsFacts`); checks that
+    need a fact not given are skipped. `project_dir` is where image paths must lie (default: this repo).
+    """
+    problems = _Problems()
+    if not region:
+        problems.append("aws:region: is not set; run `pulumi config set aws:region <region>`")
+        region = "us-east-1"
+    elif not _REGION.match(region):
+        problems.append(f"aws:region: {region!r} is not an AWS region name (e.g. eu-west-1)")
+    partition = partition_for_region(region)
+    if partition == "aws-cn":
+        problems.append(f"aws:region: {region} is not supported: VPC endpoint service names and ELB log "
+                        "delivery differ in the China partition")
+    facts = AwsFacts.from_mapping(aws_facts, region)
+    cfg = decode_raw_config(raw, problems)
+    _placeholders(cfg, problems)
+    context = {"project_dir": project_dir or PROJECT_DIR}
+    where = Where(region=region, partition=partition)
+
+    sections: dict[str, Any] = {}
+    for key, spec in CONFIG_KEYS.items():
+        if spec.model is None:
+            continue
+        value = cfg.get(key, [] if spec.is_list else {})
+        if key == "domain" and not value:
+            sections[key] = None
+            continue
+        if spec.is_list:
+            items = [_validate(f"{key}[{i}]", spec.model, item, problems, context) for i, item in enumerate(value)]
+            sections[key] = None if any(item is None for item in items) else tuple(items)
+        else:
+            sections[key] = _validate(key, spec.model, value, problems, context)
+        for item_key, item in _entries(key, sections[key]):
+            checks = getattr(item, "checks", None)
+            for field_name, problem in checks(where) if checks else ():
+                problems.add(f"{item_key}.{field_name}".rstrip("."), problem)
+
+    # A secrets list that could not be read says nothing about which secretValues are orphans.
+    secrets = sections["secrets"] if "secrets" not in problems.keys() else None
+    secret_values = _secret_values(cfg, secrets, secret_keys, sections["image"], problems)
+    _cross_checks(sections, secrets, problems)
+    _fact_checks(sections, facts, region, problems)
+    if sections["domain"] is None and sections["loadBalancer"] is not None and "domain" not in problems.keys():
+        if not sections["loadBalancer"].allow_plain_http:
+            problems.add("domain", "is not set, so the public endpoint would serve API keys over plain HTTP; set "
+                         "domain.hostedZoneId and domain.hostname, or opt in with loadBalancer.allowPlainHttp: true")
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        region=region,
+        partition=partition,
+        network=sections["network"],
+        endpoints=sections["vpcEndpoints"],
+        container=sections["container"],
+        image=sections["image"],
+        service=sections["service"],
+        autoscaling=sections["autoscaling"],
+        load_balancer=sections["loadBalancer"],
+        domain=sections["domain"],
+        logs=sections["logs"],
+        secrets=secrets,
+        secret_values=secret_values,
+        task_policy=tuple(
+            s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
+        ),
+    )
+
+
+def _entries(key: str, value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, tuple):
+        yield from ((f"{key}[{i}]", item) for i, item in enumerate(value))
+    elif value is not None:
+        yield key, value
+
+
+def _placeholders(cfg: Mapping[str, Any], problems: _Problems) -> None:
+    for key, value in cfg.items():
+        if key == "secretValues":
+            for name, secret in value.items():
+                if find_placeholders(secret, ""):
+                    problems.add(f"secretValues.{name}", "looks like a placeholder value (value not shown)")
+            continue
+        for path, found in find_placeholders(value, key):
+            problems.add(path, f"{found!r} looks like a placeholder (REPLACE_ME, TODO, xxx, an AWS documentation "
+                         "account id, example.com, your-domain, <...>); set a real value or remove the setting")
+
+
+def _secret_values(
+    cfg: Mapping[str, Any],
+    secrets: tuple[SecretSpec, ...] | None,
+    secret_keys: Sequence[str],
+    image: ImageSettings | None,
+    problems: _Problems,
+) -> SecretValues:
+    values = cfg.get("secretValues") or {}
+    if values and not any(k in (f"{NAMESPACE}:secretValues", "secretValues") for k in secret_keys):
+        problems.add("secretValues", "is stored in plain text; set each value with "
+                     "`pulumi config set --secret --path 'secretValues.<NAME>' <value>`")
+    if secrets is None:
+        return SecretValues({})
+    created = {s.name for s in secrets if s.create}
+    for name in sorted(created - set(values)):
+        problems.add(f"secretValues.{name}", f"is missing: secret {name} is created by the stack; run "
+                     f"`pulumi config set --secret --path 'secretValues.{name}' '<value>'`")
+    for name in sorted(set(values) - created):
+        problems.add(f"secretValues.{name}", "has no matching secrets entry with create: true "
+                     f"(declared: {', '.join(sorted(created)) or 'none'})")
+    for name, value in values.items():
+        if not isinstance(value, str) or not value.strip():
+            problems.add(f"secretValues.{name}", "must be a non-empty string (value not shown)")
+        elif name == "API_KEYS" and image is not None and image.context == "app" and name in created:
+            # The stack builds the sample worker, which refuses to start on a malformed API_KEYS.
+            problem = api_keys_problem(value)
+            if problem:
+                problems.add("secretValues.API_KEYS", f"{problem} (the sample worker would refuse to start)")
+    return SecretValues({k: v for k, v in values.items() if k in created and isinstance(v, str)})
+
+
+def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] | None, problems: _Problems) -> None:
+    network, endpoints = sections["network"], sections["vpcEndpoints"]
+    container, service, autoscaling = sections["container"], sections["service"], sections["autoscaling"]
+    if secrets is not None:
+        names = [s.name for s in secrets]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            problems.add("secrets", f"{dup} is declared twice")
+        for reserved in sorted(set(names) & {"PORT", "DRAIN_TIMEOUT_SECONDS"}):
+            problems.add("secrets", f"{reserved} is set by gantry itself and cannot be a secret")
+        if container is not None:
+            for s in secrets:
+                if s.name in container.environment:  # the raw names, as written
+                    problems.add(f"container.environment.{s.name}", "is also declared as a secret; secrets reach "
+                                 "the container only through ECS secrets, never environment")
+    policy = sections["taskRolePolicy"]
+    if policy is not None:
+        sids = [s.sid for s in policy if s.sid]
+        for dup in sorted({s for s in sids if sids.count(s) > 1}):
+            problems.add("taskRolePolicy", f"sid {dup} is used twice")
+    if network is not None and endpoints is not None and secrets is not None:
+        if network.nat_strategy == "none":
+            missing = sorted(set(required_interface_endpoints(secrets)) - set(endpoints.interface))
+            if missing:
+                problems.add("vpcEndpoints.interface", f"natStrategy is none, so tasks can reach AWS only through "
+                             f"endpoints; add {', '.join(missing)}")
+            if not endpoints.s3_gateway:
+                problems.add("vpcEndpoints.s3Gateway", "natStrategy is none and ECR serves image layers from S3; "
+                             "set s3Gateway: true")
+        if "ssm" in endpoints.interface and not any(s.source == "ssm" for s in secrets):
+            problems.add("vpcEndpoints.interface", "lists ssm, but no secret references an SSM parameter "
+                         "(an unused endpoint costs money in every AZ)")
+    if service is not None and autoscaling is not None:
+        if not autoscaling.min_capacity <= service.desired_count <= autoscaling.max_capacity:
+            problems.add("service.desiredCount", f"{service.desired_count} must lie between autoscaling.minCapacity "
+                         f"({autoscaling.min_capacity}) and autoscaling.maxCapacity ({autoscaling.max_capacity})")
+
+
+def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, problems: _Problems) -> None:
+    network, domain = sections["network"], sections["domain"]
+    if network is not None and facts.availability_zones is not None:
+        if network.availability_zones > len(facts.availability_zones):
+            problems.add("network.availabilityZones", f"{network.availability_zones} is more than {region} has "
+                         f"({len(facts.availability_zones)}: {', '.join(facts.availability_zones)})")
+    if domain is not None and domain.hosted_zone_id in facts.zone_names:
+        zone = facts.zone_names[domain.hosted_zone_id]
+        if zone is None:
+            problems.add("domain.hostedZoneId", f"{domain.hosted_zone_id!r} is not a hosted zone these credentials "
+                         "can see (check the id in the Route 53 console and the AWS account)")
+        elif not within_zone(domain.hostname, zone):
+            problems.add("domain.hostname", f"{domain.hostname!r} is not inside hosted zone "
+                         f"{domain.hosted_zone_id} ({zone.rstrip('.')}): use a name ending in .{zone.rstrip('.')}")
+
+
+__all__ = [
+    "CONFIG_KEYS",
+    "AwsFacts",
+    "ConfigError",
+    "Settings",
+    "load_settings",
+    "required_interface_endpoints",
+    "resource_too_broad",
+]

@@ -1,0 +1,249 @@
+"""Settings of the workload: `container`, `image`, `service`, `autoscaling` and `logs`.
+
+Security stance: the container runs as a non-root uid on a port of 1024 or above, its plain
+environment may hold no credentials (by name or by value), its health check is in exec form, and the
+image is built only from inside the project.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, JsonValue, ValidationInfo, field_validator
+
+from components.settings.base import (
+    Section,
+    Text,
+    Token,
+    Where,
+    because,
+    between,
+    secret_looking_name,
+    secret_looking_value,
+)
+from components.settings.network import RetentionDays
+
+ARCHITECTURES = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
+CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+FARGATE_CPUS = (256, 512, 1024, 2048, 4096, 8192, 16384)
+# Environment variables gantry sets itself from other settings, so they cannot drift apart.
+RESERVED_ENV = ("PORT", "DRAIN_TIMEOUT_SECONDS")
+# Seconds between SIGTERM and the end of the app's drain window: ECS sends SIGKILL at stopTimeout, so
+# the app must have finished (and flushed its logs) a little before that.
+DRAIN_MARGIN_SECONDS = 5
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def fargate_memory_options(cpu: int) -> tuple[int, ...]:
+    """The memory sizes (MiB) Fargate accepts for a task CPU size (Linux), empty for an unknown CPU."""
+    gib = 1024
+    matrix = {
+        256: (512, gib, 2 * gib),
+        512: tuple(range(1 * gib, 4 * gib + 1, gib)),
+        1024: tuple(range(2 * gib, 8 * gib + 1, gib)),
+        2048: tuple(range(4 * gib, 16 * gib + 1, gib)),
+        4096: tuple(range(8 * gib, 30 * gib + 1, gib)),
+        8192: tuple(range(16 * gib, 60 * gib + 1, 4 * gib)),
+        16384: tuple(range(32 * gib, 120 * gib + 1, 8 * gib)),
+    }
+    return matrix.get(cpu, ())
+
+
+def _url_path(value: str) -> str:
+    if not value.startswith("/") or len(value) > 1024 or any(c.isspace() for c in value):
+        raise ValueError("must be an absolute URL path such as /health (no spaces, at most 1024 characters)")
+    return value
+
+
+def _exec_form(value: tuple[str, ...]) -> tuple[str, ...]:
+    """ECS health checks: ["CMD", executable, args...] or ["CMD-SHELL", "one shell command"]."""
+    if not value:
+        raise ValueError('must not be empty: use ["CMD", "<executable>", "<arg>", ...]')
+    head, rest = value[0], value[1:]
+    if head == "CMD":
+        if not rest or not all(part.strip() for part in rest):
+            raise ValueError('needs the executable after "CMD", such as ["CMD", "python", "-m", "worker.healthcheck"]')
+        if " " in rest[0].strip():
+            raise ValueError(f"{rest[0]!r} is a shell command line, not an executable: split it into list items")
+    elif head == "CMD-SHELL":
+        if len(rest) != 1 or not rest[0].strip():
+            raise ValueError('"CMD-SHELL" takes exactly one non-empty shell command string')
+    else:
+        raise ValueError(f"must start with CMD (exec form) or CMD-SHELL, got {head!r}")
+    return value
+
+
+def _non_root_user(value: str) -> str:
+    if not re.fullmatch(r"\d+(:\d+)?", value) or value.split(":")[0] == "0":
+        raise ValueError('must be a numeric non-root uid or uid:gid, such as "10001:10001"')
+    return value
+
+
+class ContainerSettings(Section):
+    port: int = between(8000, 1024, 65535, "the container runs as a non-root user, which cannot bind below 1024")
+    """Default 8000: the one port of the container, the target group, the load balancer's health check
+    and the app's PORT variable (a mismatch is the classic healthy-infra 502). 1024 or above: the
+    container runs as a non-root user, which cannot bind below 1024."""
+    health_check_path: Annotated[Text, AfterValidator(_url_path)] = "/health"
+    """Default /health: the target-group health-check path (answers 200 when the task can serve)."""
+    health_check_command: Annotated[tuple[str, ...], AfterValidator(_exec_form)] = (
+        "CMD", "python", "-m", "worker.healthcheck",
+    )
+    """Default ["CMD", "python", "-m", "worker.healthcheck"]: the in-container check ECS runs, in exec
+    form (the slim image ships no curl or shell tools)."""
+    cpu: Literal[256, 512, 1024, 2048, 4096, 8192, 16384] = because(1024, "Fargate task CPU units")
+    """Default 1024 CPU units (1 vCPU); must pair with memory as the Fargate matrix allows."""
+    memory: int = Field(2048, ge=512, le=122880)
+    """Default 2048 MiB."""
+    architecture: Literal["ARM64", "X86_64"] = "ARM64"
+    """Default ARM64 (Graviton: about 20% cheaper per vCPU on Fargate); the image is built for it."""
+    stop_timeout_seconds: int = between(
+        30, DRAIN_MARGIN_SECONDS + 1, 120, "Fargate's maximum is 120; the app needs a drain window of at least 1 s"
+    )
+    """Default 30 (Fargate allows up to 120): time between SIGTERM and SIGKILL; the app gets
+    DRAIN_TIMEOUT_SECONDS = this minus 5 to finish in-flight requests."""
+    user: Annotated[Token, AfterValidator(_non_root_user)] = "10001:10001"
+    """Default "10001:10001": the non-root uid:gid the image is built for."""
+    environment: dict[str, JsonValue] = Field(default_factory=dict)
+    """Default {}: plain, non-secret variables (strings or numbers). Credentials go in `secrets`:
+    names and values that look like one are refused here."""
+
+    @field_validator("environment", mode="after")
+    @classmethod
+    def _read_only(cls, value: dict[str, JsonValue]) -> MappingProxyType[str, JsonValue]:
+        return MappingProxyType(value)
+
+    @property
+    def variables(self) -> MappingProxyType[str, str]:
+        """The environment as the container gets it (validated: every value a string or number)."""
+        return MappingProxyType({name: str(value) for name, value in self.environment.items()})
+
+    @property
+    def drain_timeout_seconds(self) -> int:
+        return self.stop_timeout_seconds - DRAIN_MARGIN_SECONDS
+
+    @property
+    def platform(self) -> str:
+        """The Docker platform the image is built for; derived, so it cannot disagree with the task's."""
+        return ARCHITECTURES[self.architecture]
+
+    def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        for name, value in self.environment.items():
+            key = f"environment.{name}"
+            if not re.fullmatch(ENV_NAME, name):
+                yield key, "is not a valid environment variable name (letters, digits and _, not starting with a digit)"
+            elif name in RESERVED_ENV:
+                yield key, f"is set by gantry from other settings ({', '.join(RESERVED_ENV)}); remove it"
+            elif secret_looking_name(name):
+                yield key, ("looks like a secret; declare it under gantry:secrets so it never sits in plain text "
+                            "in the task definition")
+            elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                yield key, f"{json.dumps(value)} is not allowed: must be a string or number"
+            elif kind := secret_looking_value(str(value)):
+                yield key, f"holds what looks like {kind} (value not shown); move it to gantry:secrets"
+        options = fargate_memory_options(self.cpu)
+        if self.memory not in options:
+            yield "memory", (
+                f"{self.memory} MiB is not a valid Fargate size for cpu {self.cpu}: allowed "
+                f"{', '.join(str(m) for m in options)}"
+            )
+
+
+def _inside_project(value: str, info: ValidationInfo) -> str:
+    if value.startswith("/") or "\\" in value:
+        raise ValueError("must be a path relative to the project directory")
+    project = (info.context or {}).get("project_dir")
+    if project is None:
+        return value
+    root = Path(project).resolve()
+    resolved = (root / value).resolve()
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"leaves the project directory ({root})")
+    if info.field_name == "context" and not resolved.is_dir():
+        raise ValueError("is not a directory in the project")
+    if info.field_name == "dockerfile" and not resolved.is_file():
+        raise ValueError("is not a file in the project")
+    return value
+
+
+class ImageSettings(Section):
+    context: Annotated[Text, AfterValidator(_inside_project)] = "app"
+    """Default "app": the Docker build context, a directory inside the project."""
+    dockerfile: Annotated[Text, AfterValidator(_inside_project)] = "app/Dockerfile"
+    """Default "app/Dockerfile": a file inside the project."""
+    keep_images: int = Field(30, ge=1, le=1000)
+    """Default 30: the ECR lifecycle policy expires older images (a month of daily deploys to roll
+    back to); pushed images are never deleted by `pulumi up` itself."""
+    force_delete: bool = False
+    """Default false: let `pulumi destroy` delete the repository with its images (throwaway stacks
+    only; a production repository keeps its rollback images)."""
+
+
+class CapacityProvider(Section):
+    provider: Literal["FARGATE", "FARGATE_SPOT"]
+    """FARGATE (on-demand) or FARGATE_SPOT (up to ~70% cheaper, interruptible with two minutes' notice)."""
+    base: int = Field(0, ge=0, le=100000)
+    """Default 0: tasks placed on this provider before weights apply."""
+    weight: int = Field(1, ge=0, le=1000)
+    """Default 1: share of the tasks beyond the bases."""
+
+
+class ServiceSettings(Section):
+    desired_count: int = Field(2, ge=1, le=1000)
+    """Default 2: initial task count; autoscaling owns it after creation."""
+    min_healthy_percent: int = Field(100, ge=0, le=100)
+    """Default 100: a rolling deploy never drops below capacity."""
+    max_percent: int = Field(200, ge=100, le=200)
+    """Default 200: new tasks start beside the old ones."""
+    health_check_grace_period_seconds: int = Field(60, ge=0, le=3600)
+    """Default 60: how long ECS ignores load-balancer health checks for a starting task (model load
+    plus the first checks)."""
+    capacity_providers: tuple[CapacityProvider, ...] = (CapacityProvider(provider="FARGATE", base=1, weight=1),)
+    """Default [{provider: FARGATE, base: 1, weight: 1}]. Changing it on a live stack starts a new
+    deployment (ECS requires one for a strategy change)."""
+
+    def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        names = [p.provider for p in self.capacity_providers]
+        if not names:
+            yield "capacityProviders", "must list at least one of FARGATE, FARGATE_SPOT"
+        if len(set(names)) != len(names):
+            yield "capacityProviders", "lists a provider twice"
+        if sum(1 for p in self.capacity_providers if p.base > 0) > 1:
+            yield "capacityProviders", "only one provider may have a base above 0 (an ECS rule)"
+        if names and not any(p.weight > 0 for p in self.capacity_providers):
+            yield "capacityProviders", "at least one provider needs a weight above 0"
+        if self.max_percent <= self.min_healthy_percent:
+            yield "maxPercent", (
+                f"{self.max_percent} must exceed minHealthyPercent ({self.min_healthy_percent}), or a deploy "
+                "can never start a task"
+            )
+
+
+class AutoscalingSettings(Section):
+    min_capacity: int = Field(2, ge=1, le=1000)
+    """Default 2."""
+    max_capacity: int = Field(6, ge=1, le=1000)
+    """Default 6."""
+    cpu_target_percent: int = Field(60, ge=10, le=90)
+    """Default 60: leaves headroom for a burst while scaling out."""
+    requests_per_target: int = Field(6000, ge=1, le=1_000_000)
+    """Default 6000: ALBRequestCountPerTarget target, requests per task per minute (~100 req/s, a third
+    of what one vCPU of the sample worker serves)."""
+    scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600)
+    """Default 300: scale in slowly to avoid thrashing."""
+    scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600)
+    """Default 60: scale out quickly."""
+
+    def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        if self.min_capacity > self.max_capacity:
+            yield "minCapacity", f"{self.min_capacity} exceeds maxCapacity ({self.max_capacity})"
+
+
+class LogsSettings(Section):
+    retention_days: RetentionDays = because(30, "a value CloudWatch Logs accepts")
+    """Default 30: retention of the service's CloudWatch log group (a value CloudWatch Logs accepts)."""
