@@ -60,7 +60,7 @@ def lookup_aws_facts(values: Mapping[str, Any], region: str | None) -> AwsFacts:
         except Exception:  # noqa: BLE001 - any failure means "this zone cannot be used"; validation says so
             zones[zone_id] = None
     names = aws.get_availability_zones(state="available").names
-    return AwsFacts(zone_names=zones, availability_zones=tuple(names))
+    return AwsFacts(zone_names=zones, availability_zones=tuple(names), zones_looked_up=True)
 
 
 def _zone_id(domain: Any) -> str | None:

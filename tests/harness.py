@@ -254,12 +254,35 @@ class GantryMocks(pulumi.runtime.Mocks):
         raise NotImplementedError(f"no mock answer for {args.token}")
 
 
+# A team's own service instead of the sample worker (tests/own_service: the image contract and nothing
+# else): the dev stack with that image, its port, its health command and its own secret. The
+# whole-stack checks run on it too, so they are about the contract, not about the sample.
+OWN_SERVICE = "own-service"
+OWN_SERVICE_CHANGES: dict[str, Any] = {
+    "gantry:image": {"context": "tests/own_service", "dockerfile": "tests/own_service/Dockerfile", "keepImages": 10},
+    "gantry:container": {
+        "port": 8080,
+        "healthCheckPath": "/health",
+        "healthCheckCommand": ["CMD", "python", "healthcheck.py"],
+        "cpu": 512,
+        "memory": 1024,
+        "architecture": "X86_64",
+        "stopTimeoutSeconds": 20,
+        "environment": {"LOG_FORMAT": "json", "UPSTREAM_BASE_URL": "https://api.openai.com/v1"},
+    },
+    "gantry:secrets": [{"name": "UPSTREAM_TOKEN", "create": True}],
+}
+
+
 def stack_config(stack: str) -> dict[str, Any]:
-    """What the CLI passes for a committed stack: project defaults overlaid by the stack file."""
+    """What the CLI passes for a committed stack: project defaults overlaid by the stack file (and, for
+    OWN_SERVICE, the dev stack file with the own-service changes)."""
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     config = {f"{project['name']}:{k}": v["default"] for k, v in project["config"].items()}
-    stack_file = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    stack_file = yaml.safe_load((ROOT / f"Pulumi.{'dev' if stack == OWN_SERVICE else stack}.yaml").read_text())
     config.update(stack_file["config"])
+    if stack == OWN_SERVICE:
+        config.update(OWN_SERVICE_CHANGES)
     return config
 
 

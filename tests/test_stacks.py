@@ -5,12 +5,14 @@ mistake (a wrong port, a public subnet, a wildcard ARN, a lost rollback) would b
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pulumi
 import pytest
 import yaml
 
 from harness import (
+    OWN_SERVICE,
     ACCOUNT,
     DIGEST,
     PRIVATE_ROUTE_TABLES,
@@ -26,14 +28,21 @@ from harness import (
     with_test_secrets,
 )
 
-STACKS = ["dev", "prod"]
+# The committed stacks, and a team's own (non-worker) service on the dev stack: every check below is
+# about gantry's contract, so it must hold for all three.
+STACKS = ["dev", "prod", OWN_SERVICE]
 [ZONE_ID] = HOSTED_ZONES
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 
 
-def stack_values(stack: str, key: str) -> dict:
-    return yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"][f"gantry:{key}"]
+def stack_values(stack: str, key: str) -> Any:
+    return stack_config(stack)[f"gantry:{key}"]
+
+
+def secret_name(stack: str) -> str:
+    (spec,) = stack_values(stack, "secrets")
+    return spec["name"]
 
 
 def container_def(g: Graph) -> dict:
@@ -125,16 +134,17 @@ def test_the_production_listener_forwards_to_the_services_target_group(graph):
     assert listener["loadBalancerArn"] == graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["arn"]
 
 
-def test_secrets_reach_the_container_only_through_ecs_secrets(graph):
+def test_secrets_reach_the_container_only_through_ecs_secrets(graph, stack):
     secret = graph.one("aws:secretsmanager/secret:Secret")
     version = graph.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert version.inputs["secretId"] == secret.outputs["id"]
     container = container_def(graph)
     # valueFrom is the unversioned ARN (a task started later reads the current value, never a revoked
     # one); the version the deploy saw is a label, so a new value is a new task definition revision.
-    assert container["secrets"] == [{"name": "API_KEYS", "valueFrom": secret.outputs["arn"]}]
-    assert container["dockerLabels"] == {"gantry.secret-version.API_KEYS": version.outputs["versionId"]}
-    assert "API_KEYS" not in {e["name"] for e in container["environment"]}
+    name = secret_name(stack)
+    assert container["secrets"] == [{"name": name, "valueFrom": secret.outputs["arn"]}]
+    assert container["dockerLabels"] == {f"gantry.secret-version.{name}": version.outputs["versionId"]}
+    assert name not in {e["name"] for e in container["environment"]}
     # The value appears in exactly one resource input: the secret version.
     holders = [r.name for r in graph.resources if "k-test-only-4f9c2e" in json.dumps(r.inputs)]
     assert holders == [version.name]
@@ -229,8 +239,9 @@ def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, 
     assert image.inputs["push"] is True
     (tag,) = image.inputs["tags"]
     assert tag.startswith(f"{repo_url}:build-")  # content-derived: a changed build never reuses a tag
-    assert image.inputs["context"] == {"location": str(ROOT / "app")}
-    assert image.inputs["dockerfile"] == {"location": str(ROOT / "app/Dockerfile")}
+    settings = {"context": "app", "dockerfile": "app/Dockerfile", **stack_values(stack, "image")}
+    assert image.inputs["context"] == {"location": str(ROOT / settings["context"])}
+    assert image.inputs["dockerfile"] == {"location": str(ROOT / settings["dockerfile"])}
     assert [r["address"] for r in image.inputs["registries"]] == [repo_url]
     td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
     assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": arch}

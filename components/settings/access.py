@@ -9,18 +9,14 @@ permissions name exact actions on exact resources: wildcards that grant a whole 
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator
 
 from components.settings.base import Section, Token, Where, parse_arn
 
-# The worker's rules for API_KEYS (app/worker/config.py); tests/test_app_contract.py holds the two together.
-API_KEYS_MIN_KEY_LENGTH = 16
-API_KEYS_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Actions whose resource is an IAM role that then acts with its own permissions: a wildcard there is
 # privilege escalation, so it must name roles exactly.
 _EXACT_RESOURCE_ACTIONS = frozenset({"iam:PassRole", "sts:AssumeRole"})
@@ -161,23 +157,4 @@ def resource_too_broad(arn: str, *, exact: bool = False) -> str | None:
     name = re.split(r"[:/]", resource, maxsplit=1)
     if len(name) < 2 or not name[1] or name[1][0] in "*?":
         return f"it names every {parts['service']} resource of that type; list the ARNs the app uses"
-    return None
-
-
-def api_keys_problem(value: str) -> str | None:
-    """Why the sample worker would refuse this API_KEYS value at start, or None (the value is never echoed)."""
-    try:
-        keys = json.loads(value)
-    except ValueError:
-        return "is not valid JSON: expected an object of tenant name -> key"
-    if not isinstance(keys, Mapping) or not keys:
-        return "must be a non-empty JSON object of tenant name -> key"
-    for tenant, key in keys.items():
-        if not API_KEYS_TENANT.match(tenant):
-            return (f"tenant {tenant!r} is invalid: 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit")
-        if not isinstance(key, str) or len(key) < API_KEYS_MIN_KEY_LENGTH or key != key.strip():
-            return (f"the key of tenant {tenant!r} must be a string of at least {API_KEYS_MIN_KEY_LENGTH} "
-                    "characters without surrounding spaces (value not shown)")
-    if len(set(keys.values())) != len(keys):
-        return "gives two tenants the same key; each tenant needs its own"
     return None

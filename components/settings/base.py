@@ -120,6 +120,18 @@ def _arn(value: str) -> str:
 Arn = Annotated[Token, AfterValidator(_arn)]
 
 
+def one_of(values: tuple[Any, ...], why: str = "") -> AfterValidator:
+    """Only these values. (Unlike Literal, a strict int field still refuses 1024.0 from YAML.)"""
+
+    def check(value: Any) -> Any:
+        if value not in values:
+            suffix = f" ({why})" if why else ""
+            raise ValueError(f"must be one of {', '.join(map(str, values))}{suffix}")
+        return value
+
+    return AfterValidator(check)
+
+
 def between(default: int, lo: int, hi: int, why: str = "") -> Any:
     """An integer field with bounds; `why` is said with the error when a value falls outside them."""
     return Field(default, ge=lo, le=hi, json_schema_extra={"why": why} if why else None)
@@ -145,11 +157,23 @@ PLACEHOLDER = re.compile(
 )
 
 
+# RFC 5737's address ranges for examples: copied from documentation, never a real client.
+_DOCUMENTATION_NETS = tuple(ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+
+
+def _documentation_address(value: str) -> bool:
+    try:
+        net = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        return False
+    return any(net.subnet_of(d) for d in _DOCUMENTATION_NETS)
+
+
 def find_placeholders(value: Any, path: str) -> list[tuple[str, str]]:
     """(config path, string) pairs whose value or map key looks like a placeholder left in by mistake."""
     found: list[tuple[str, str]] = []
     if isinstance(value, str):
-        if PLACEHOLDER.search(value):
+        if PLACEHOLDER.search(value) or _documentation_address(value):
             found.append((path, value))
     elif isinstance(value, dict):
         for k, v in value.items():
@@ -171,9 +195,13 @@ _SECRET_LAST_WORDS = frozenset(
 _SECRET_ANY_WORDS = frozenset({"SECRET", "SECRETS", "PASSWORD", "PASSWD", "CREDENTIALS", "PRIVATE"})
 
 
+# ...unless the last word says the variable names or points at a secret rather than holding one.
+_REFERENCE_LAST_WORDS = frozenset({"ARN", "ID", "NAME", "PATH", "FILE", "REGION", "PREFIX", "LENGTH", "HEADER"})
+
+
 def secret_looking_name(name: str) -> bool:
     words = [w for w in name.upper().split("_") if w]
-    if not words:
+    if not words or words[-1] in _REFERENCE_LAST_WORDS:
         return False
     return words[-1] in _SECRET_LAST_WORDS or bool(_SECRET_ANY_WORDS & set(words))
 
@@ -189,6 +217,11 @@ _SECRET_VALUES = (
     ("a GitHub token", re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})")),
     ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
     ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}")),
+    ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    ("a webhook URL (whoever holds it can post)", re.compile(
+        r"hooks\.slack\.com/services/|discord(?:app)?\.com/api/webhooks/|outlook\.office\.com/webhook/", re.IGNORECASE)),
+    ("a credential in a query string", re.compile(
+        r"[?&](?:api[_-]?key|key|token|access_token|secret|sig|signature|password)=[^&\s]{8,}", re.IGNORECASE)),
     ("a JSON web token", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}")),
     ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
 )

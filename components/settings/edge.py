@@ -29,6 +29,11 @@ TLS13_POLICIES = (
 )
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _ZONE_ID = re.compile(r"^Z[0-9A-Z]{1,31}$")
+# Names that never resolve publicly (RFC 6761, RFC 6762, ICANN's .internal), so ACM cannot validate them.
+_PRIVATE_TLDS = ("internal", "local", "localhost", "test", "example", "invalid", "lan", "home", "corp", "intranet")
+# ACM: "the length of the domain name (technically, the Common Name) ... cannot exceed 64 octets
+# (characters), including periods" (RequestCertificate, DomainName; RFC 5280).
+ACM_MAX_DOMAIN_LENGTH = 64
 
 
 class HealthCheckSettings(Section):
@@ -87,6 +92,11 @@ class LoadBalancerSettings(Section):
 def _hostname(value: str) -> str:
     if not _HOSTNAME.match(value):
         raise ValueError("must be a lower-case fully qualified name such as api.acme.io")
+    if len(value) > ACM_MAX_DOMAIN_LENGTH:
+        raise ValueError(f"has {len(value)} characters; ACM certificates allow at most {ACM_MAX_DOMAIN_LENGTH}")
+    if value.rsplit(".", 1)[-1] in _PRIVATE_TLDS:
+        raise ValueError(f"ends in .{value.rsplit('.', 1)[-1]}, which never resolves publicly, so ACM cannot "
+                         "validate a certificate for it")
     return value
 
 

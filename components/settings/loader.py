@@ -11,6 +11,7 @@ stance: secret values are never echoed, must arrive encrypted, and placeholders 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from components.settings.access import PolicyStatement, SecretSpec, api_keys_problem, resource_too_broad
+from components.settings.access import PolicyStatement, SecretSpec, resource_too_broad
 from components.settings.base import NAMESPACE, ConfigError, Section, Where, find_placeholders
 from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
 from components.settings.network import EndpointSettings, NetworkSettings
+from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
 from components.settings.workload import (
     AutoscalingSettings,
     ContainerSettings,
@@ -76,13 +79,19 @@ class AwsFacts:
     """Hosted zone id -> its domain name, or None when the zone does not exist for these credentials."""
     availability_zones: tuple[str, ...] | None = None
     """The region's available AZ names; None when not looked up."""
+    zones_looked_up: bool = False
+    """True when `zone_names` is the answer to a look-up: a zone id absent from it does not exist."""
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
         if facts is None or isinstance(facts, AwsFacts):
             return facts or cls()
         azs = (facts.get("availability_zones") or {}).get(region)
-        return cls(zone_names=dict(facts.get("zones") or {}), availability_zones=tuple(azs) if azs else None)
+        return cls(
+            zone_names=dict(facts.get("zones") or {}),
+            availability_zones=tuple(azs) if azs else None,
+            zones_looked_up="zones" in facts,
+        )
 
 
 class SecretValues(Mapping[str, str]):
@@ -122,6 +131,13 @@ class Settings:
     task_policy: tuple[PolicyStatement, ...]
 
 
+@functools.cache
+def known_regions() -> tuple[str, ...]:
+    """Regions with ECS in the commercial and GovCloud partitions, from botocore's offline endpoint data."""
+    session = botocore.session.get_session()
+    return tuple(r for partition in ("aws", "aws-us-gov") for r in session.get_available_regions("ecs", partition))
+
+
 def partition_for_region(region: str) -> str:
     if region.startswith("cn-"):
         return "aws-cn"
@@ -159,7 +175,9 @@ def _show(value: Any) -> str:
 
 
 def _unknown_message(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
+    close = difflib.get_close_matches(name, sorted(known), n=1) or [
+        k for k in sorted(known) if name.lower() in k.lower() or k.lower().startswith(name.lower())
+    ][:1]
     hint = f"; did you mean {close[0]!r}?" if close else "."
     return f"unknown setting{hint} Allowed: {', '.join(sorted(known))}"
 
@@ -317,6 +335,9 @@ def load_settings(
         region = "us-east-1"
     elif not _REGION.match(region):
         problems.append(f"aws:region: {region!r} is not an AWS region name (e.g. eu-west-1)")
+    elif region not in known_regions() and not region.startswith("cn-"):
+        close = difflib.get_close_matches(region, known_regions(), n=3)
+        problems.append(f"aws:region: {region!r} is not a region ECS runs in (closest: {', '.join(close)})")
     partition = partition_for_region(region)
     if partition == "aws-cn":
         problems.append(f"aws:region: {region} is not supported: VPC endpoint service names and ELB log "
@@ -347,8 +368,9 @@ def load_settings(
 
     # A secrets list that could not be read says nothing about which secretValues are orphans.
     secrets = sections["secrets"] if "secrets" not in problems.keys() else None
-    secret_values = _secret_values(cfg, secrets, secret_keys, sections["image"], problems)
+    secret_values = _secret_values(cfg, secrets, secret_keys, problems)
     _cross_checks(sections, secrets, problems)
+    _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
     if sections["domain"] is None and sections["loadBalancer"] is not None and "domain" not in problems.keys():
         if not sections["loadBalancer"].allow_plain_http:
@@ -393,14 +415,13 @@ def _placeholders(cfg: Mapping[str, Any], problems: _Problems) -> None:
             continue
         for path, found in find_placeholders(value, key):
             problems.add(path, f"{found!r} looks like a placeholder (REPLACE_ME, TODO, xxx, an AWS documentation "
-                         "account id, example.com, your-domain, <...>); set a real value or remove the setting")
+                         "account id or address range, example.com, your-domain, <...>); set a real value or remove the setting")
 
 
 def _secret_values(
     cfg: Mapping[str, Any],
     secrets: tuple[SecretSpec, ...] | None,
     secret_keys: Sequence[str],
-    image: ImageSettings | None,
     problems: _Problems,
 ) -> SecretValues:
     values = cfg.get("secretValues") or {}
@@ -419,11 +440,6 @@ def _secret_values(
     for name, value in values.items():
         if not isinstance(value, str) or not value.strip():
             problems.add(f"secretValues.{name}", "must be a non-empty string (value not shown)")
-        elif name == "API_KEYS" and image is not None and image.context == "app" and name in created:
-            # The stack builds the sample worker, which refuses to start on a malformed API_KEYS.
-            problem = api_keys_problem(value)
-            if problem:
-                problems.add("secretValues.API_KEYS", f"{problem} (the sample worker would refuse to start)")
     return SecretValues({k: v for k, v in values.items() if k in created and isinstance(v, str)})
 
 
@@ -464,14 +480,25 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
                          f"({autoscaling.min_capacity}) and autoscaling.maxCapacity ({autoscaling.max_capacity})")
 
 
+def _sample_worker_checks(
+    sections: Mapping[str, Any], secret_values: SecretValues, project_dir: Path, problems: _Problems
+) -> None:
+    image, container = sections["image"], sections["container"]
+    if image is None or container is None or image.context != SAMPLE_CONTEXT or "container" in problems.keys():
+        return
+    gantry_set = {"PORT": str(container.port), "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds)}
+    for key, problem in worker_problems(project_dir, container.variables, gantry_set, secret_values.get("API_KEYS")):
+        problems.add(key, problem)
+
+
 def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, problems: _Problems) -> None:
     network, domain = sections["network"], sections["domain"]
     if network is not None and facts.availability_zones is not None:
         if network.availability_zones > len(facts.availability_zones):
             problems.add("network.availabilityZones", f"{network.availability_zones} is more than {region} has "
                          f"({len(facts.availability_zones)}: {', '.join(facts.availability_zones)})")
-    if domain is not None and domain.hosted_zone_id in facts.zone_names:
-        zone = facts.zone_names[domain.hosted_zone_id]
+    if domain is not None and (facts.zones_looked_up or domain.hosted_zone_id in facts.zone_names):
+        zone = facts.zone_names.get(domain.hosted_zone_id)
         if zone is None:
             problems.add("domain.hostedZoneId", f"{domain.hosted_zone_id!r} is not a hosted zone these credentials "
                          "can see (check the id in the Route 53 console and the AWS account)")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Iterator
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import field_validator
 
-from components.settings.base import Cidr, Section, Where, because, between
+from components.settings.base import Cidr, Section, Where, between, one_of
 
 NAT_STRATEGIES = ("none", "single", "per-az")
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "ssm")
@@ -23,9 +23,7 @@ LOG_RETENTION_DAYS = (
 """The values CloudWatch Logs accepts for retentionInDays. 0 ("never expire") is deliberately absent:
 unbounded retention is a silent cost leak."""
 
-RetentionDays = Literal[
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653
-]
+RetentionDays = Annotated[int, one_of(LOG_RETENTION_DAYS, "a value CloudWatch Logs accepts")]
 
 # RFC 1918 ranges: `ipaddress.is_private` would also admit loopback, link-local (the metadata
 # endpoints) and reserved ranges.
@@ -48,7 +46,7 @@ class NetworkSettings(Section):
     dev; per-az keeps each AZ's egress inside the AZ (prod); none relies on VPC endpoints alone."""
     flow_logs: bool = True
     """Default true: VPC flow logs to CloudWatch, for incident forensics."""
-    flow_log_retention_days: RetentionDays = because(90, "a value CloudWatch Logs accepts")
+    flow_log_retention_days: RetentionDays = 90
     """Default 90 days of flow logs."""
 
     @field_validator("cidr_block")

@@ -21,8 +21,8 @@ from components.settings.base import (
     Text,
     Token,
     Where,
-    because,
     between,
+    one_of,
     secret_looking_name,
     secret_looking_value,
 )
@@ -36,7 +36,10 @@ RESERVED_ENV = ("PORT", "DRAIN_TIMEOUT_SECONDS")
 # Seconds between SIGTERM and the end of the app's drain window: ECS sends SIGKILL at stopTimeout, so
 # the app must have finished (and flushed its logs) a little before that.
 DRAIN_MARGIN_SECONDS = 5
-ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+ENV_NAME = r"[A-Z_][A-Z0-9_]*"
+# Set by ECS and Fargate themselves (AWS_REGION, AWS_CONTAINER_CREDENTIALS_*, ECS_CONTAINER_METADATA_URI):
+# overriding one sends SDK calls to another region or breaks the task's credentials.
+RESERVED_ENV_PREFIXES = ("AWS_", "ECS_")
 
 
 def fargate_memory_options(cpu: int) -> tuple[int, ...]:
@@ -96,7 +99,7 @@ class ContainerSettings(Section):
     )
     """Default ["CMD", "python", "-m", "worker.healthcheck"]: the in-container check ECS runs, in exec
     form (the slim image ships no curl or shell tools)."""
-    cpu: Literal[256, 512, 1024, 2048, 4096, 8192, 16384] = because(1024, "Fargate task CPU units")
+    cpu: Annotated[int, one_of(FARGATE_CPUS, "Fargate task CPU units")] = 1024
     """Default 1024 CPU units (1 vCPU); must pair with memory as the Fargate matrix allows."""
     memory: int = Field(2048, ge=512, le=122880)
     """Default 2048 MiB."""
@@ -136,7 +139,11 @@ class ContainerSettings(Section):
         for name, value in self.environment.items():
             key = f"environment.{name}"
             if not re.fullmatch(ENV_NAME, name):
-                yield key, "is not a valid environment variable name (letters, digits and _, not starting with a digit)"
+                yield key, ("is not allowed as a name: upper-case letters, digits and _, not starting with a digit "
+                            "(the convention every SDK and the sample worker read)")
+            elif name.startswith(RESERVED_ENV_PREFIXES):
+                yield key, (f"is set by ECS itself ({', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)}): overriding "
+                            "it sends SDK calls elsewhere or breaks the task's credentials; remove it")
             elif name in RESERVED_ENV:
                 yield key, f"is set by gantry from other settings ({', '.join(RESERVED_ENV)}); remove it"
             elif secret_looking_name(name):
@@ -245,5 +252,5 @@ class AutoscalingSettings(Section):
 
 
 class LogsSettings(Section):
-    retention_days: RetentionDays = because(30, "a value CloudWatch Logs accepts")
+    retention_days: RetentionDays = 30
     """Default 30: retention of the service's CloudWatch log group (a value CloudWatch Logs accepts)."""

@@ -1,0 +1,101 @@
+"""The sample worker's own start-up checks, run on a stack's container environment before deploying.
+
+When a stack builds the bundled worker (`image.context: app`), its environment and API_KEYS must be
+what the worker accepts at start, or the deploy ends in a crash loop. Rather than restate the
+worker's rules here, this runs the worker's own config loader (`app/worker/config.py`, stdlib only)
+on exactly the environment the task definition will carry, and also refuses variables the worker
+never reads (a typo is otherwise silently ignored). A stack that deploys its own image skips this.
+Security stance: the worker's messages name variables and tenants, never key values; AUTH_DISABLED,
+which serves without keys, is for local runs only and is refused in a deployed stack.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib.util
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+SAMPLE_CONTEXT = "app"
+LOCAL_ONLY = ("AUTH_DISABLED",)
+# A well-formed stand-in when the stack's own API_KEYS value is missing (that is reported elsewhere).
+_STAND_IN_KEYS = '{"stand-in": "0123456789abcdef0123"}'
+
+
+class _Recording(Mapping[str, str]):
+    """An environment that remembers which variables the worker asked for."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values = values
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return self.values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return self.values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return key in self.values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@functools.cache
+def _worker_config(project_dir: Path) -> ModuleType:
+    """The worker's config module, loaded from its file (the Pulumi program does not install the app)."""
+    path = project_dir / SAMPLE_CONTEXT / "worker" / "config.py"
+    name = f"gantry_sample_worker_config_{abs(hash(path))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their annotations through the module
+    spec.loader.exec_module(module)
+    return module
+
+
+def worker_problems(
+    project_dir: Path, variables: Mapping[str, str], gantry_set: Mapping[str, str], api_keys: str | None
+) -> list[tuple[str, str]]:
+    """(config key, problem) for what the sample worker would refuse or ignore at start."""
+    problems = [(f"container.environment.{name}", "serves without API keys and is for local runs only; remove it")
+                for name in LOCAL_ONLY if name in variables]
+    if problems:
+        return problems
+    config = _worker_config(project_dir)
+    with tempfile.TemporaryDirectory() as model_dir:
+        env = _Recording({**variables, **gantry_set, "API_KEYS": api_keys or _STAND_IN_KEYS, "MODEL_DIR": model_dir})
+        # The loader only checks that the model build's files exist; create each one it names.
+        for _ in range(10):
+            try:
+                config.load_settings(env, cpus=1)
+                break
+            except config.ConfigError as error:
+                missing = re.search(r"has no (\S+?);", str(error))
+                if missing and str(error).startswith("MODEL_DIR="):
+                    (Path(model_dir) / missing.group(1)).write_text("{}")
+                    continue
+                name = re.match(r"[A-Z_]+", str(error))
+                variable = name.group(0) if name else "environment"
+                key = "secretValues.API_KEYS" if variable == "API_KEYS" else f"container.environment.{variable}"
+                return [(key, f"the sample worker refuses to start: {error}")]
+    read = env.read - {"MODEL_DIR", "API_KEYS"}
+    for name in sorted(set(variables) - read):
+        close = difflib.get_close_matches(name.upper(), sorted(read), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append((f"container.environment.{name}", f"is not read by the sample worker{hint} It reads: "
+                         f"{', '.join(sorted(read - set(gantry_set)))}"))
+    return problems
