@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from worker_harness import TENANT_KEYS, free_port
 
 from worker.golden import load_golden, reference_texts
+from worker_harness import TENANT_KEYS, free_port
 
 APP_DIR = Path(__file__).resolve().parent.parent
 DIM = 384

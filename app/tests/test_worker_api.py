@@ -65,7 +65,9 @@ def test_dimensions_equal_to_native_size_is_accepted(shared_worker):
 
 
 def test_model_aliases_and_models_endpoint(shared_worker):
-    status, _, body = call(shared_worker, "POST", "/v1/embeddings", {"model": f"sentence-transformers/{MODEL}", "input": "x y"})
+    status, _, body = call(
+        shared_worker, "POST", "/v1/embeddings", {"model": f"sentence-transformers/{MODEL}", "input": "x y"}
+    )
     assert status == 200 and body["model"] == MODEL
     status, _, body = call(shared_worker, "GET", "/v1/models")
     assert status == 200 and [card["id"] for card in body["data"]] == [MODEL]
@@ -157,7 +159,9 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("body, status, code", [case[1:] for case in BAD_REQUESTS], ids=[case[0] for case in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    "body, status, code", [case[1:] for case in BAD_REQUESTS], ids=[case[0] for case in BAD_REQUESTS]
+)
 def test_bad_input_gets_a_clear_4xx_and_the_worker_survives(shared_worker, body, status, code):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     got, _, response = call(shared_worker, "POST", "/v1/embeddings", raw=raw)

@@ -74,6 +74,36 @@ def test_dockerfile_structure():
     assert {"tests/", "bench/", "build/"} <= set(ignored)
 
 
+def test_dockerfile_installs_only_hash_locked_requirements():
+    """Every pip install in the image takes a hash-locked file, so no unpinned file can enter it."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    installs = [
+        command.strip()
+        for line in text.splitlines()
+        if line.startswith("RUN ")
+        for command in line[4:].split("&&")
+        if re.search(r"\bpip install\b", command)
+    ]
+    assert installs, "the Dockerfile installs nothing with pip"
+    takes_value = {"-r", "--requirement", "-c", "--constraint", "--index-url", "--extra-index-url"}
+    for command in installs:
+        words = iter(command.split()[command.split().index("install") + 1 :])
+        locks, packages = [], []
+        for word in words:
+            if word in takes_value:
+                value = next(words)
+                if word in ("-r", "--requirement"):
+                    locks.append(value)
+            elif not word.startswith("-"):
+                packages.append(word)
+        assert "--require-hashes" in command.split(), command
+        assert locks and not packages, f"install only from lock files, not {packages}: {command}"
+        for lock in locks:
+            assert "--hash=sha256:" in (APP_DIR / lock).read_text(), f"{lock} is not hash-locked"
+    runtime = [command for command in installs if "/opt/venv/" in command]
+    assert len(runtime) == 1 and "--no-deps" in runtime[0].split(), runtime
+
+
 def _read_only_tree(root: Path) -> None:
     for path in [root, *root.rglob("*")]:
         path.chmod(0o555 if path.is_dir() else 0o444)
@@ -104,7 +134,19 @@ def read_only(paths: list[Path], command: list[str]) -> list[str]:
         'while [ "$1" != -- ]; do mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"; shift; done; '
         'shift; exec "$@"'
     )
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *map(str, paths), "--", *command]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        *map(str, paths),
+        "--",
+        *command,
+    ]
 
 
 @pytest.fixture

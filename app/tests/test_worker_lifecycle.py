@@ -22,7 +22,11 @@ from worker_harness import APP_DIR, assert_openai_error, call, embed, spawn
 
 
 def emf_documents(worker, dimensions):
-    return [line for line in worker.log_lines() if "_aws" in line and line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == dimensions]
+    return [
+        line
+        for line in worker.log_lines()
+        if "_aws" in line and line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == dimensions
+    ]
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(start_worker):
@@ -78,7 +82,7 @@ def test_concurrent_requests_are_merged_into_batches(start_worker):
     with ThreadPoolExecutor(len(texts)) as pool:
         results = list(pool.map(one, texts))
     assert all(status == 200 for status, _, _ in results)
-    logged = worker.requests_logged()[-len(texts):]
+    logged = worker.requests_logged()[-len(texts) :]
     assert max(line["batch"] for line in logged) > 1, logged
     # Merging must not change what a text means. It does move the vector slightly: int8
     # activations are quantized with one scale per batch, so the company a text keeps matters
@@ -159,4 +163,9 @@ def test_healthcheck_module_exit_codes(shared_worker, tmp_path):
     from worker_harness import free_port
 
     assert healthcheck(free_port()) == 1
-    assert subprocess.run([sys.executable, "-m", "worker.healthcheck"], cwd=APP_DIR, env={}, capture_output=True).returncode == 1
+    assert (
+        subprocess.run(
+            [sys.executable, "-m", "worker.healthcheck"], cwd=APP_DIR, env={}, capture_output=True
+        ).returncode
+        == 1
+    )

@@ -183,14 +183,18 @@ def test_batcher_bounds_queue_and_fails_requests_not_itself():
 
 def test_startup_refuses_bad_configuration_with_a_clear_message(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "PORT": "8000", "MODEL_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "worker"], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker"], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "MODEL_DIR" in result.stderr and "has no model.onnx" in result.stderr
 
 
 def test_startup_without_keys_or_opt_in_is_refused(model_dir):
     env = {"PATH": "/usr/bin:/bin", "PORT": "8000", "MODEL_DIR": str(model_dir)}
-    result = subprocess.run([sys.executable, "-m", "worker"], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "worker"], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "API_KEYS is required" in result.stderr and "AUTH_DISABLED=true" in result.stderr
     event = json.loads(result.stdout.splitlines()[-1])

@@ -73,11 +73,7 @@ class Worker:
         return lines
 
     def requests_logged(self) -> list[dict]:
-        return [
-            line
-            for line in self.log_lines()
-            if line.get("event") == "request" and line.get("path") != "/health"
-        ]
+        return [line for line in self.log_lines() if line.get("event") == "request" and line.get("path") != "/health"]
 
     def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait for the exit code; kill only if it does not exit in time."""
@@ -145,9 +141,7 @@ def call(
         connection.close()
 
 
-def embed(
-    worker: Worker, texts: Any, key: str | None = TENANT_KEYS["team-a"], timeout: float = 60.0, **fields: Any
-):
+def embed(worker: Worker, texts: Any, key: str | None = TENANT_KEYS["team-a"], timeout: float = 60.0, **fields: Any):
     """POST /v1/embeddings with the served model name, `input=texts` and any extra body fields."""
     body = {"model": MODEL, "input": texts, **fields}
     return call(worker, "POST", "/v1/embeddings", body, key=key, timeout=timeout)

@@ -25,7 +25,13 @@ def main() -> int:
     from worker.server import DrainingServer
 
     server: DrainingServer | None = None
-    app = WorkerApp(settings, on_fatal=lambda: server.fail())
+
+    def on_fatal() -> None:
+        # The app reports a fatal error only while serving, after `server` is assigned below.
+        if server is not None:
+            server.fail()
+
+    app = WorkerApp(settings, on_fatal=on_fatal)
     server = DrainingServer(app)
     logs.event("starting", port=settings.port, settings=_public(settings))
     server.run()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Mapping
+from collections.abc import Mapping
 
 ANONYMOUS = "anonymous"
 
@@ -19,9 +19,7 @@ ANONYMOUS = "anonymous"
 class Authenticator:
     def __init__(self, api_keys: Mapping[str, str], disabled: bool):
         self._disabled = disabled
-        self._digests = [
-            (tenant, hashlib.sha256(key.encode()).digest()) for tenant, key in api_keys.items()
-        ]
+        self._digests = [(tenant, hashlib.sha256(key.encode()).digest()) for tenant, key in api_keys.items()]
 
     @property
     def tenants(self) -> list[str]:

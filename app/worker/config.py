@@ -14,9 +14,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 # The model's attention window as trained by sentence-transformers; longer inputs are refused.
 MODEL_MAX_TOKENS = 256
@@ -175,8 +175,7 @@ def load_settings(env: Mapping[str, str] | None = None, cpus: int | None = None)
     for needed in ("model.onnx", "tokenizer.json", "manifest.json"):
         if not (model_dir / needed).is_file():
             raise ConfigError(
-                f"MODEL_DIR={raw_model_dir!r} has no {needed}; build it with "
-                "python -m worker.build_model --out DIR"
+                f"MODEL_DIR={raw_model_dir!r} has no {needed}; build it with python -m worker.build_model --out DIR"
             )
 
     api_keys, auth_disabled = _api_keys(env)
