@@ -46,7 +46,9 @@ class VpcEndpoints(pulumi.ComponentResource):
         self.security_group_id = None
         if args.settings.interface:
             sg = aws.ec2.SecurityGroup(
-                f"{name}-sg", vpc_id=args.vpc.vpc_id, description="gantry VPC endpoints: HTTPS from tasks only",
+                f"{name}-sg",
+                vpc_id=args.vpc.vpc_id,
+                description="gantry VPC endpoints: HTTPS from tasks only",
                 opts=child,
             )
             self.security_group_id = sg.id

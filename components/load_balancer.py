@@ -73,7 +73,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         s = args.settings
 
-        access_logs = None
+        access_logs: aws.lb.LoadBalancerAccessLogsArgsDict | None = None
         lb_depends: list[pulumi.Resource] = []
         if s.access_logs:
             bucket, bucket_policy = self._access_log_bucket(name, args, child)
@@ -122,7 +122,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             for role in args.target_group_roles
         }
         primary = self.target_groups[args.target_group_roles[0]]
-        forward = [{"type": "forward", "target_group_arn": primary.arn}]
+        forward: list[aws.lb.ListenerDefaultActionArgsDict] = [{"type": "forward", "target_group_arn": primary.arn}]
 
         if args.domain is None:
             pulumi.log.warn(
@@ -131,8 +131,12 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 self,
             )
             self.production_listener = aws.lb.Listener(
-                f"{name}-http", load_balancer_arn=self.load_balancer.arn, port=80, protocol="HTTP",
-                default_actions=forward, opts=child,
+                f"{name}-http",
+                load_balancer_arn=self.load_balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=forward,
+                opts=child,
             )
             self.url = self.load_balancer.dns_name.apply(lambda dns: f"http://{dns}")
         else:
@@ -264,9 +268,9 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         record = aws.route53.Record(
             f"{name}-certificate-validation",
             zone_id=domain.hosted_zone_id,
-            name=option.apply(lambda o: o.resource_record_name),
-            type=option.apply(lambda o: o.resource_record_type),
-            records=[option.apply(lambda o: o.resource_record_value)],
+            name=option.apply(lambda o: o.resource_record_name or ""),
+            type=option.apply(lambda o: o.resource_record_type or ""),
+            records=[option.apply(lambda o: o.resource_record_value or "")],
             ttl=300,
             allow_overwrite=True,
             opts=child,

@@ -34,10 +34,14 @@ PRIVATE_SUBNET_MASK = 20  # 4,091 task IPs per AZ: every Fargate task takes one.
 class VpcHandles(Protocol):
     """What other components take from the network: the VPC, its subnets and private route tables."""
 
-    vpc_id: pulumi.Input[str]
-    public_subnet_ids: pulumi.Input[Sequence[str]]
-    private_subnet_ids: pulumi.Input[Sequence[str]]
-    private_route_table_ids: pulumi.Input[Sequence[str]]
+    @property
+    def vpc_id(self) -> pulumi.Input[str]: ...
+    @property
+    def public_subnet_ids(self) -> pulumi.Input[Sequence[str]]: ...
+    @property
+    def private_subnet_ids(self) -> pulumi.Input[Sequence[str]]: ...
+    @property
+    def private_route_table_ids(self) -> pulumi.Input[Sequence[str]]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,9 +54,9 @@ class NetworkArgs:
 
 class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
-    public_subnet_ids: pulumi.Output[list[str]]
-    private_subnet_ids: pulumi.Output[list[str]]
-    private_route_table_ids: pulumi.Output[list[str]]
+    public_subnet_ids: pulumi.Output[Sequence[str]]
+    private_subnet_ids: pulumi.Output[Sequence[str]]
+    private_route_table_ids: pulumi.Output[Sequence[str]]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:network:Network", name, None, opts)
@@ -90,7 +94,9 @@ class Network(pulumi.ComponentResource):
         # route tables are private, so look them up by their subnet associations once the VPC exists.
         self.private_route_table_ids = aws.ec2.get_route_tables_output(
             vpc_id=vpc.vpc_id,
-            filters=[{"name": "association.subnet-id", "values": vpc.private_subnet_ids}],
+            filters=vpc.private_subnet_ids.apply(
+                lambda ids: [aws.ec2.GetRouteTablesFilterArgs(name="association.subnet-id", values=list(ids))]
+            ),
             opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[vpc]),
         ).ids
 

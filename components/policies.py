@@ -175,9 +175,7 @@ def execution_role_policy(
                 "Resource": sorted(set(kms_key_arns)),
                 # Only on behalf of the secret stores: the role cannot decrypt arbitrary ciphertext.
                 "Condition": {
-                    "StringEquals": {
-                        "kms:ViaService": [f"secretsmanager.{region}.{suffix}", f"ssm.{region}.{suffix}"]
-                    }
+                    "StringEquals": {"kms:ViaService": [f"secretsmanager.{region}.{suffix}", f"ssm.{region}.{suffix}"]}
                 },
             }
         )

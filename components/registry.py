@@ -98,10 +98,8 @@ class ImageRepository(pulumi.ComponentResource):
             tags=[repo.repository_url.apply(lambda url: f"{url}:{self.image_tag}")],
             context={"location": str(context)},
             dockerfile={"location": str(args.project_dir / s.dockerfile)},
-            platforms=[args.platform],
-            registries=[
-                {"address": repo.repository_url, "username": token.user_name, "password": token.password}
-            ],
+            platforms=[docker_build.Platform(args.platform)],
+            registries=[{"address": repo.repository_url, "username": token.user_name, "password": token.password}],
             # The build runs during `pulumi up` only: a preview never spends ten minutes exporting a model.
             build_on_preview=False,
             opts=image_resource_options(self),

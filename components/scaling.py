@@ -9,9 +9,9 @@ anything; scaling changes only the task count, inside the configured bounds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 from components.settings import AutoscalingSettings
 
@@ -29,26 +29,37 @@ class ScalingRule:
 
 def standard_rules(settings: AutoscalingSettings, request_count_label: pulumi.Input[str] | None) -> list[ScalingRule]:
     """CPU always; requests per target when the service sits behind a target group."""
-    cooldowns = {
-        "scale_in_cooldown_seconds": settings.scale_in_cooldown_seconds,
-        "scale_out_cooldown_seconds": settings.scale_out_cooldown_seconds,
-    }
+    scale_in, scale_out = settings.scale_in_cooldown_seconds, settings.scale_out_cooldown_seconds
     rules = [
-        ScalingRule(name="cpu", target_value=settings.cpu_target_percent,
-                    predefined_metric="ECSServiceAverageCPUUtilization", **cooldowns)
+        ScalingRule(
+            name="cpu",
+            target_value=settings.cpu_target_percent,
+            predefined_metric="ECSServiceAverageCPUUtilization",
+            scale_in_cooldown_seconds=scale_in,
+            scale_out_cooldown_seconds=scale_out,
+        )
     ]
     if request_count_label is not None:
         rules.append(
-            ScalingRule(name="requests", target_value=settings.requests_per_target,
-                        predefined_metric="ALBRequestCountPerTarget", resource_label=request_count_label,
-                        **cooldowns)
+            ScalingRule(
+                name="requests",
+                target_value=settings.requests_per_target,
+                predefined_metric="ALBRequestCountPerTarget",
+                resource_label=request_count_label,
+                scale_in_cooldown_seconds=scale_in,
+                scale_out_cooldown_seconds=scale_out,
+            )
         )
     return rules
 
 
-def target_tracking_configuration(rule: ScalingRule) -> dict[str, Any]:
+def target_tracking_configuration(
+    rule: ScalingRule,
+) -> aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgsDict:
     """The policy's `target_tracking_scaling_policy_configuration`."""
-    metric: dict[str, Any] = {"predefined_metric_type": rule.predefined_metric}
+    metric: aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgsDict = {
+        "predefined_metric_type": rule.predefined_metric
+    }
     if rule.resource_label is not None:
         metric["resource_label"] = rule.resource_label
     return {

@@ -93,22 +93,42 @@ class AppSecrets(pulumi.ComponentResource):
                 )
                 # Hand out the ARN only once the value exists: a task started earlier fails to fetch it.
                 arn: pulumi.Input[str] = pulumi.Output.all(secret.arn, value.id).apply(lambda v: v[0])
-                refs.append(SecretRef(name=spec.name, store="secretsmanager", arn=arn, version=value.version_id,
-                                      kms_key_arn=spec.kms_key_arn))
-            elif spec.source == "secretsmanager":
-                versions = aws.secretsmanager.get_secret_versions_output(
-                    secret_id=spec.arn, opts=pulumi.InvokeOutputOptions(parent=self)
+                refs.append(
+                    SecretRef(
+                        name=spec.name,
+                        store="secretsmanager",
+                        arn=arn,
+                        version=value.version_id,
+                        kms_key_arn=spec.kms_key_arn,
+                    )
                 )
-                refs.append(SecretRef(name=spec.name, store="secretsmanager", arn=spec.arn,
-                                      version=versions.versions.apply(current_version_id),
-                                      kms_key_arn=spec.kms_key_arn))
-            else:
+            elif spec.secrets_manager_arn is not None:
+                versions = aws.secretsmanager.get_secret_versions_output(
+                    secret_id=spec.secrets_manager_arn, opts=pulumi.InvokeOutputOptions(parent=self)
+                )
+                refs.append(
+                    SecretRef(
+                        name=spec.name,
+                        store="secretsmanager",
+                        arn=spec.secrets_manager_arn,
+                        version=versions.versions.apply(current_version_id),
+                        kms_key_arn=spec.kms_key_arn,
+                    )
+                )
+            elif spec.ssm_parameter_arn is not None:
                 # with_decryption=False: only the version is used; the value is never read by `pulumi up`.
                 parameter = aws.ssm.get_parameter_output(
-                    name=spec.arn, with_decryption=False, opts=pulumi.InvokeOutputOptions(parent=self)
+                    name=spec.ssm_parameter_arn, with_decryption=False, opts=pulumi.InvokeOutputOptions(parent=self)
                 )
-                refs.append(SecretRef(name=spec.name, store="ssm", arn=spec.arn,
-                                      version=parameter.version.apply(str), kms_key_arn=spec.kms_key_arn))
+                refs.append(
+                    SecretRef(
+                        name=spec.name,
+                        store="ssm",
+                        arn=spec.ssm_parameter_arn,
+                        version=parameter.version.apply(str),
+                        kms_key_arn=spec.kms_key_arn,
+                    )
+                )
 
         self.refs = SecretRefs(tuple(refs))
         self.register_outputs({"names": sorted(r.name for r in refs)})

@@ -108,9 +108,13 @@ def container_definitions(
 
 
 class ImageHandles(Protocol):
-    image_uri: pulumi.Input[str]
-    """repository@sha256:digest."""
-    repository_arn: pulumi.Input[str]
+    @property
+    def image_uri(self) -> pulumi.Input[str]:
+        """repository@sha256:digest."""
+        ...
+
+    @property
+    def repository_arn(self) -> pulumi.Input[str]: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,9 +151,7 @@ class FargateService(pulumi.ComponentResource):
         super().__init__("gantry:ecs:FargateService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs", retention_in_days=args.logs.retention_days, opts=child
-        )
+        self.log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=args.logs.retention_days, opts=child)
         self.roles = TaskRoles(
             f"{name}-roles",
             TaskRolesArgs(

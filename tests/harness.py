@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import runpy
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pulumi
 import yaml
@@ -66,6 +67,11 @@ class Res:
 
     def json(self, key: str) -> Any:
         return json.loads(self.inputs[key])
+
+    @property
+    def opts(self) -> Options:
+        assert self.options is not None, f"{self.name} was not registered through the capturing monitor"
+        return self.options
 
     @property
     def urn(self) -> str:
@@ -205,8 +211,11 @@ class CapturingMonitor(MockMonitor):
             if request.type == "pulumi:pulumi:Stack":
                 return response
             # new_resource (called inside super()) recorded the resource; attach what only we see.
-            [res] = [r for r in self.graph.resources if r.typ == request.type and r.name == request.name
-                     and r.options is None]
+            [res] = [
+                r
+                for r in self.graph.resources
+                if r.typ == request.type and r.name == request.name and r.options is None
+            ]
             res.options = options
         return response
 
@@ -242,13 +251,36 @@ class GantryMocks(pulumi.runtime.Mocks):
                 raise Exception(f"no matching Route 53 Hosted Zone found: {zone_id}")
             return {"zoneId": zone_id, "name": HOSTED_ZONES[zone_id], "id": zone_id}
         if args.token == "aws:secretsmanager/getSecretVersions:getSecretVersions":
-            return {"arn": args.args["secretId"], "id": args.args["secretId"], "name": "referenced", "versions": [
-                {"versionId": "0ld-version", "versionStages": ["AWSPREVIOUS"], "createdTime": "", "lastAccessedDate": ""},
-                {"versionId": VERSION_ID, "versionStages": ["AWSCURRENT"], "createdTime": "", "lastAccessedDate": ""},
-            ]}
+            return {
+                "arn": args.args["secretId"],
+                "id": args.args["secretId"],
+                "name": "referenced",
+                "versions": [
+                    {
+                        "versionId": "0ld-version",
+                        "versionStages": ["AWSPREVIOUS"],
+                        "createdTime": "",
+                        "lastAccessedDate": "",
+                    },
+                    {
+                        "versionId": VERSION_ID,
+                        "versionStages": ["AWSCURRENT"],
+                        "createdTime": "",
+                        "lastAccessedDate": "",
+                    },
+                ],
+            }
         if args.token == "aws:ssm/getParameter:getParameter":
-            return {"arn": args.args["name"], "id": args.args["name"], "name": args.args["name"], "version": 4,
-                    "type": "SecureString", "value": "ciphertext", "insecureValue": "", "withDecryption": False}
+            return {
+                "arn": args.args["name"],
+                "id": args.args["name"],
+                "name": args.args["name"],
+                "version": 4,
+                "type": "SecureString",
+                "value": "ciphertext",
+                "insecureValue": "",
+                "withDecryption": False,
+            }
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {"id": ACCOUNT, "userName": "AWS", "password": "mock-ecr-token", "proxyEndpoint": "https://ecr"}
         raise NotImplementedError(f"no mock answer for {args.token}")
@@ -320,7 +352,9 @@ def run_program(
     def program():
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         # The root stack outlives a test; collect this run's exports while their outputs resolve.
-        outputs = dict(pulumi.runtime.get_root_resource().outputs)
+        root = pulumi.runtime.get_root_resource()
+        assert isinstance(root, pulumi.runtime.stack.Stack)
+        outputs = dict(root.outputs)
         return pulumi.Output.all(**outputs).apply(graph.exports.update)
 
     return run_with_mocks(program, stack, graph)

@@ -19,35 +19,34 @@ import pytest
 from harness import ROOT, TEST_SECRET_VALUE, run_program
 
 sys.path.insert(0, str(ROOT / "app"))
-from worker import config as worker_config  # noqa: E402
-
 from components.settings import load_settings  # noqa: E402
+from worker import config as worker_config  # noqa: E402
 
 
 class RecordingEnv(Mapping):
     """An environment that remembers which variables the worker asked for."""
 
     def __init__(self, values: dict[str, str]):
-        self.values = values
+        self._values = values
         self.read: set[str] = set()
 
     def __getitem__(self, key):
         self.read.add(key)
-        return self.values[key]
+        return self._values[key]
 
     def get(self, key, default=None):
         self.read.add(key)
-        return self.values.get(key, default)
+        return self._values.get(key, default)
 
     def __contains__(self, key):
         self.read.add(key)
-        return key in self.values
+        return key in self._values
 
     def __iter__(self):
-        return iter(self.values)
+        return iter(self._values)
 
     def __len__(self):
-        return len(self.values)
+        return len(self._values)
 
 
 def final_stage(dockerfile: str) -> list[tuple[str, str]]:

@@ -49,7 +49,7 @@ def shape_errors(value, shape: Shape, path: str) -> list[str]:
 
 
 def policy_actions(graph: Graph) -> set[str]:
-    actions = set()
+    actions: set[str] = set()
     for res in graph.resources:
         for key in ("policy", "assumeRolePolicy"):
             if key in res.inputs and isinstance(res.inputs[key], str) and '"Statement"' in res.inputs[key]:

@@ -3,6 +3,7 @@ the components are made of (container definitions, service options, digest pinni
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -24,7 +25,6 @@ from components.service import (
     FargateService,
     FargateServiceArgs,
     container_definitions,
-    service_resource_options,
 )
 from components.settings import (
     AutoscalingSettings,
@@ -59,7 +59,9 @@ LB_SETTINGS = LoadBalancerSettings(
     desync_mitigation_mode="strictest",
     tls_policy="ELBSecurityPolicy-TLS13-1-3-2021-06",
     deregistration_delay_seconds=20,
-    health_check=HealthCheckSettings(interval_seconds=10, timeout_seconds=4, healthy_threshold=2, unhealthy_threshold=3),
+    health_check=HealthCheckSettings(
+        interval_seconds=10, timeout_seconds=4, healthy_threshold=2, unhealthy_threshold=3
+    ),
     allow_plain_http=False,
 )
 CONTAINER = ContainerSettings(
@@ -78,9 +80,9 @@ CONTAINER = ContainerSettings(
 @dataclass(frozen=True)
 class FakeVpc:
     vpc_id: str = "vpc-1"
-    public_subnet_ids: tuple[str, ...] = ("subnet-pub-a", "subnet-pub-b")
-    private_subnet_ids: tuple[str, ...] = ("subnet-a", "subnet-b")
-    private_route_table_ids: tuple[str, ...] = ("rtb-a", "rtb-b")
+    public_subnet_ids: Sequence[str] = ("subnet-pub-a", "subnet-pub-b")
+    private_subnet_ids: Sequence[str] = ("subnet-a", "subnet-b")
+    private_route_table_ids: Sequence[str] = ("rtb-a", "rtb-b")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ def test_network_without_flow_logs_or_nat():
     assert not g.of_type("aws:ec2/flowLog:FlowLog") and not g.of_type("aws:cloudwatch/logGroup:LogGroup")
     # Private route tables are found by their association with the private subnets, not guessed.
     ((token, args),) = [c for c in g.call_args if c[0].endswith("getRouteTables")]
-    assert args["filters"] == [{"name": "association.subnet-id", "values": ["subnet-private-a", "subnet-private-b", "subnet-private-c"]}]
+    assert args["filters"] == [
+        {"name": "association.subnet-id", "values": ["subnet-private-a", "subnet-private-b", "subnet-private-c"]}
+    ]
 
 
 def test_endpoints_admit_each_client_and_give_each_client_egress_only_to_them():
@@ -165,7 +169,11 @@ def test_security_groups_open_every_listener_to_every_range_and_nothing_else():
         )
     )
     alb = g.named("sg-alb").outputs["id"]
-    rules = sorted((r.inputs["fromPort"], r.inputs["cidrIpv4"]) for r in g.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == alb)
+    rules = sorted(
+        (r.inputs["fromPort"], r.inputs["cidrIpv4"])
+        for r in g.of_type(SG_INGRESS)
+        if r.inputs["securityGroupId"] == alb
+    )
     assert rules == [(80, "198.51.100.0/24"), (80, "203.0.113.0/24"), (443, "198.51.100.0/24"), (443, "203.0.113.0/24")]
     assert not [r for r in g.of_type(SG_EGRESS) if r.inputs.get("cidrIpv4")]
 
@@ -185,7 +193,9 @@ def test_roles_grant_ssm_and_kms_only_when_declared():
         )
     )
     policy = g.named("roles-execution-policy").json("policy")
-    by_action = {a: s for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    by_action = {
+        a: s for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
     assert by_action["ssm:GetParameters"]["Resource"] == [PARAM_ARN]
     assert by_action["kms:Decrypt"]["Resource"] == [KEY_ARN]
     assert "secretsmanager:GetSecretValue" not in by_action
@@ -249,7 +259,7 @@ def test_image_repository_keeps_every_pushed_image():
     # One stable logical name, never deleted by Pulumi: a new tag updates it, and the previous image
     # stays in ECR for rollbacks until the lifecycle policy expires it.
     assert image.name == "img-image"
-    assert image.options.retain_on_delete is True
+    assert image.opts.retain_on_delete is True
     (registry,) = image.inputs["registries"]
     assert registry["address"] == repo.outputs["repositoryUrl"] and registry["username"] == "AWS"
 
@@ -384,20 +394,6 @@ def test_listener_ports_follow_the_domain():
     assert listener_ports(DomainSettings(hosted_zone_id="Z1", hostname="a.b.dev")) == (80, 443)
 
 
-def test_service_options_leave_desired_count_to_autoscaling():
-    seen = {}
-
-    def build():
-        seen["parent"] = pulumi.ComponentResource("test:index:Parent", "parent")
-        seen["dependency"] = pulumi.ComponentResource("test:index:Listener", "listener")
-        seen["options"] = service_resource_options(seen["parent"], [seen["dependency"]])
-
-    run_component(build)
-    options = seen["options"]
-    assert options.ignore_changes == ["desiredCount"]
-    assert options.depends_on == [seen["dependency"]] and options.parent is seen["parent"]
-
-
 def test_container_definition_derives_port_and_drain_and_keeps_secrets_out_of_environment():
     (c,) = container_definitions(
         image=f"repo@{DIGEST}",
@@ -418,8 +414,12 @@ def test_container_definition_derives_port_and_drain_and_keeps_secrets_out_of_en
 
 
 AUTOSCALING = AutoscalingSettings(
-    min_capacity=2, max_capacity=8, cpu_target_percent=50, requests_per_target=1200,
-    scale_in_cooldown_seconds=600, scale_out_cooldown_seconds=30,
+    min_capacity=2,
+    max_capacity=8,
+    cpu_target_percent=50,
+    requests_per_target=1200,
+    scale_in_cooldown_seconds=600,
+    scale_out_cooldown_seconds=30,
 )
 
 
@@ -448,14 +448,18 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
         cluster = Cluster("shared")
         listener = aws.lb.Listener("listener", load_balancer_arn="arn:lb", port=80, default_actions=[])
         attachment = TargetAttachment(
-            target_group_arn="arn:tg", container_port=9000, request_count_label="app/lb/1/targetgroup/tg/2",
+            target_group_arn="arn:tg",
+            container_port=9000,
+            request_count_label="app/lb/1/targetgroup/tg/2",
             listener=listener,
         )
         FargateService(
             "svc",
             service_args(
                 cluster=cluster,
-                secrets=SecretRefs((SecretRef(name="DB_PASSWORD", store="secretsmanager", arn=SECRET_ARN, version="v2"),)),
+                secrets=SecretRefs(
+                    (SecretRef(name="DB_PASSWORD", store="secretsmanager", arn=SECRET_ARN, version="v2"),)
+                ),
                 task_statements=(
                     PolicyStatement(sid="Read", actions=("s3:GetObject",), resources=("arn:aws:s3:::corpus/*",)),
                 ),
@@ -468,13 +472,18 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
     svc = g.one("aws:ecs/service:Service")
     inputs = svc.inputs
     assert (inputs["desiredCount"], inputs["deploymentMinimumHealthyPercent"], inputs["deploymentMaximumPercent"]) == (
-        4, 50, 150)
+        4,
+        50,
+        150,
+    )
     assert inputs["capacityProviderStrategies"] == [{"capacityProvider": "FARGATE_SPOT", "base": 0, "weight": 1}]
     # A strategy change is refused by the provider without a forced deployment.
     assert inputs["forceNewDeployment"] is True
     assert inputs["loadBalancers"] == [{"targetGroupArn": "arn:tg", "containerName": "app", "containerPort": 9000}]
     assert inputs["cluster"] == g.one("aws:ecs/cluster:Cluster").outputs["arn"]
-    assert svc.depends_on(g.named("listener")) and svc.depends_on(g.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"))
+    assert svc.depends_on(g.named("listener")) and svc.depends_on(
+        g.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")
+    )
     td = g.one("aws:ecs/taskDefinition:TaskDefinition")
     assert td.inputs["family"] == "svc-test"
     (container,) = td.json("containerDefinitions")
@@ -519,7 +528,10 @@ def test_two_services_share_one_cluster():
     cluster = g.one("aws:ecs/cluster:Cluster")
     services = g.of_type("aws:ecs/service:Service")
     assert len(services) == 2 and {s.inputs["cluster"] for s in services} == {cluster.outputs["arn"]}
-    assert {t.inputs["family"] for t in g.of_type("aws:ecs/taskDefinition:TaskDefinition")} == {"api-test", "worker-test"}
+    assert {t.inputs["family"] for t in g.of_type("aws:ecs/taskDefinition:TaskDefinition")} == {
+        "api-test",
+        "worker-test",
+    }
 
 
 def test_cluster_resources_keep_their_identity_across_the_split():
@@ -528,7 +540,7 @@ def test_cluster_resources_keep_their_identity_across_the_split():
         # The same logical names as when they were children of FargateService("gantry"); the alias
         # names that old parent, so a live stack moves them without a replacement.
         assert res.name in ("gantry-cluster", "gantry-capacity-providers")
-        (alias,) = res.options.aliases
+        (alias,) = res.opts.aliases
         assert alias.spec.parentUrn == "urn:pulumi:test::gantry::gantry:ecs:FargateService::gantry"
 
 
@@ -550,8 +562,16 @@ def test_scaling_rules_are_specs_of_the_target_tracking_policy():
 
 def test_allow_writes_both_halves_of_one_path():
     def build():
-        allow(source="sg-a", target="sg-b", port=5432, egress_name="a-to-b", ingress_name="b-from-a",
-              source_label="the app", target_label="the database", opts=pulumi.ResourceOptions())
+        allow(
+            source="sg-a",
+            target="sg-b",
+            port=5432,
+            egress_name="a-to-b",
+            ingress_name="b-from-a",
+            source_label="the app",
+            target_label="the database",
+            opts=pulumi.ResourceOptions(),
+        )
 
     g = run_component(build)
     egress, ingress = g.named("a-to-b").inputs, g.named("b-from-a").inputs

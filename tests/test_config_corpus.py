@@ -37,9 +37,9 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from harness import TEST_SECRET_VALUE, Graph, run_program, stack_config, with_test_secrets
 
 from components.settings import ConfigError, load_settings
+from harness import TEST_SECRET_VALUE, Graph, run_program, stack_config, with_test_secrets
 
 CASES_DIR = Path(__file__).resolve().parent / "config_cases"
 MISTAKES: list[dict[str, Any]] = yaml.safe_load((CASES_DIR / "mistakes.yaml").read_text())
@@ -101,7 +101,7 @@ def _container(config: dict[str, Any], path: str) -> tuple[Any, str | int]:
     """The object or list holding the last step of `path`, creating missing objects on the way."""
     steps = _steps(path)
     node: Any = config
-    key: str | int = _config_key(steps[0])
+    key: str | int = _config_key(str(steps[0]))
     for step in steps[1:]:
         if isinstance(node, dict) and key not in node:
             node[key] = {}

@@ -11,8 +11,20 @@ import ast
 
 from harness import ROOT
 
-FORBIDDEN = (ast.BinOp, ast.JoinedStr, ast.Subscript, ast.Lambda, ast.ListComp, ast.DictComp, ast.IfExp,
-             ast.Compare, ast.If, ast.For, ast.While, ast.Try)
+FORBIDDEN = (
+    ast.BinOp,
+    ast.JoinedStr,
+    ast.Subscript,
+    ast.Lambda,
+    ast.ListComp,
+    ast.DictComp,
+    ast.IfExp,
+    ast.Compare,
+    ast.If,
+    ast.For,
+    ast.While,
+    ast.Try,
+)
 
 
 def test_main_holds_no_arithmetic_string_building_or_indexing():
@@ -24,8 +36,11 @@ def test_main_holds_no_arithmetic_string_building_or_indexing():
 def test_main_reads_no_config_itself():
     source = (ROOT / "__main__.py").read_text()
     assert "pulumi.Config" not in source and "runtime_config" not in source
-    calls = {node.func.attr for node in ast.walk(ast.parse(source))
-             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    calls = {
+        node.func.attr
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
     assert calls <= {"current", "attachment", "export"}, calls
 
 

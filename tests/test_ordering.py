@@ -29,8 +29,7 @@ def graph(stack) -> Graph:
 
 def through_input(res: Res, prop: str, other: Res) -> bool:
     """`other` reaches `res` through the input `prop` (so the engine orders them, and the value waits)."""
-    assert res.options is not None
-    return other.urn in res.options.property_dependencies.get(prop, frozenset())
+    return other.urn in res.opts.property_dependencies.get(prop, frozenset())
 
 
 def test_tasks_start_only_after_the_listener_the_endpoints_and_the_capacity_providers(graph, stack):
@@ -75,12 +74,12 @@ def test_the_https_listener_waits_for_a_validated_certificate():
 
 
 def test_pulumi_up_leaves_the_task_count_to_autoscaling(graph):
-    assert graph.one("aws:ecs/service:Service").options.ignore_changes == ("desiredCount",)
+    assert graph.one("aws:ecs/service:Service").opts.ignore_changes == ("desiredCount",)
 
 
 def test_pushed_images_are_never_deleted_by_pulumi(graph):
     image = graph.one("docker-build:index:Image")
-    assert image.options.retain_on_delete is True
+    assert image.opts.retain_on_delete is True
     assert image.name == "gantry-image-image"  # stable: a new tag updates it, never replaces it
 
 
@@ -91,15 +90,18 @@ def test_the_cluster_keeps_its_identity_across_the_cluster_service_split(graph, 
     old_parent = f"urn:pulumi:{stack}::gantry::gantry:ecs:FargateService::gantry"
     assert [r.name for r in graph.components() if r.typ == "gantry:ecs:FargateService"] == ["gantry"]
     cluster = next(r for r in graph.components() if r.typ == "gantry:ecs:Cluster")
-    for res in (graph.one("aws:ecs/cluster:Cluster"), graph.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")):
+    for res in (
+        graph.one("aws:ecs/cluster:Cluster"),
+        graph.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"),
+    ):
         assert res.name in ("gantry-cluster", "gantry-capacity-providers")  # logical names unchanged
-        (alias,) = res.options.aliases
+        (alias,) = res.opts.aliases
         assert alias.spec.parentUrn == old_parent
-        assert res.options.parent == cluster.urn  # now under the shared Cluster component
+        assert res.opts.parent == cluster.urn  # now under the shared Cluster component
 
 
 def test_nothing_is_protected_or_replaced_by_surprise(graph):
     # Deletion protection lives where AWS enforces it (the ALB, per stack); Pulumi's `protect` would
     # block `pulumi destroy` of dev as well, so no resource sets it.
-    assert not [r.name for r in graph.resources if r.options.protect]
-    assert not [r.name for r in graph.resources if r.options.delete_before_replace]
+    assert not [r.name for r in graph.resources if r.opts.protect]
+    assert not [r.name for r in graph.resources if r.opts.delete_before_replace]

@@ -91,7 +91,9 @@ def execution(
     return document
 
 
-FULL = dict(secret_arns=[SECRET_B, SECRET_A], ssm_parameter_arns=[PARAM], kms_key_arns=[KMS_KEY, KMS_KEY])
+FULL: dict[str, Any] = dict(
+    secret_arns=[SECRET_B, SECRET_A], ssm_parameter_arns=[PARAM], kms_key_arns=[KMS_KEY, KMS_KEY]
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,8 +183,12 @@ def test_kms_decrypt_only_with_a_customer_key():
 
 @pytest.mark.parametrize(
     "region, partition, suffix",
-    [("eu-west-1", "aws", "amazonaws.com"), ("us-east-2", "aws", "amazonaws.com"),
-     ("us-gov-west-1", "aws-us-gov", "amazonaws.com"), ("cn-north-1", "aws-cn", "amazonaws.com.cn")],
+    [
+        ("eu-west-1", "aws", "amazonaws.com"),
+        ("us-east-2", "aws", "amazonaws.com"),
+        ("us-gov-west-1", "aws-us-gov", "amazonaws.com"),
+        ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
+    ],
 )
 def test_kms_decrypt_only_via_the_secret_stores_of_this_region(region, partition, suffix):
     document = execution(secret_arns=[SECRET_A], kms_key_arns=[KMS_KEY], region=region, partition=partition)
@@ -233,9 +239,7 @@ def test_execution_role_trust_is_the_one_aws_documents():
 
 @pytest.mark.parametrize("region, partition", TRUST_CASES)
 def test_flow_logs_trust_is_pinned_to_this_accounts_flow_logs(region, partition):
-    statement = _only_trust_statement(
-        policies.flow_logs_trust_policy(aws_env(region, partition))
-    )
+    statement = _only_trust_statement(policies.flow_logs_trust_policy(aws_env(region, partition)))
     assert statement["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
     condition = statement["Condition"]
     assert condition["StringEquals"]["aws:SourceAccount"] == ACCOUNT

@@ -9,16 +9,15 @@ from typing import Any
 
 import pulumi
 import pytest
-import yaml
 
 from harness import (
-    OWN_SERVICE,
     ACCOUNT,
     DIGEST,
+    HOSTED_ZONES,
+    OWN_SERVICE,
     PRIVATE_ROUTE_TABLES,
     PRIVATE_SUBNETS,
     PUBLIC_SUBNETS,
-    HOSTED_ZONES,
     REGION,
     ROOT,
     VERSION_ID,
@@ -123,7 +122,9 @@ def test_one_port_for_container_target_group_and_health_check(graph, stack):
     assert tg.inputs["healthCheck"]["port"] == str(port)
     assert tg.inputs["healthCheck"]["path"] == stack_values(stack, "container")["healthCheckPath"]
     assert tg.inputs["targetType"] == "ip"
-    assert service_lb == [{"targetGroupArn": tg.outputs["arn"], "containerName": container["name"], "containerPort": port}]
+    assert service_lb == [
+        {"targetGroupArn": tg.outputs["arn"], "containerName": container["name"], "containerPort": port}
+    ]
     assert {"name": "PORT", "value": str(port)} in container["environment"]
 
 
@@ -176,7 +177,9 @@ def test_execution_role_policy_names_exact_arns(graph):
 def test_task_role_has_no_permissions_by_default(graph):
     task_role = graph.named("gantry-roles-task")
     assert not task_role.inputs.get("managedPolicyArns")
-    assert [p for p in graph.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == task_role.outputs["id"]] == []
+    assert [
+        p for p in graph.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == task_role.outputs["id"]
+    ] == []
     td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
     assert td["taskRoleArn"] == task_role.outputs["arn"]
     assert td["executionRoleArn"] == graph.named("gantry-roles-execution").outputs["arn"]
@@ -276,7 +279,10 @@ def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
     assert (target["minCapacity"], target["maxCapacity"]) == (cfg["minCapacity"], cfg["maxCapacity"])
     assert target["resourceId"] == f"service/{cluster}/{service}"
     assert target["scalableDimension"] == "ecs:service:DesiredCount"
-    policies = {p.name: p.inputs["targetTrackingScalingPolicyConfiguration"] for p in graph.of_type("aws:appautoscaling/policy:Policy")}
+    policies = {
+        p.name: p.inputs["targetTrackingScalingPolicyConfiguration"]
+        for p in graph.of_type("aws:appautoscaling/policy:Policy")
+    }
     cpu = policies["gantry-scale-on-cpu"]
     assert cpu["predefinedMetricSpecification"]["predefinedMetricType"] == "ECSServiceAverageCPUUtilization"
     assert cpu["targetValue"] == cfg["cpuTargetPercent"]
@@ -460,8 +466,12 @@ def test_no_nat_keeps_tasks_on_endpoints_only():
 
 def test_nat_stacks_let_tasks_out_on_https_only(graph):
     _, task, _ = sg_ids(graph)
-    out = [r.inputs for r in graph.of_type(SG_EGRESS) if r.inputs["securityGroupId"] == task and r.inputs.get("cidrIpv4")]
-    assert [(e["cidrIpv4"], e["fromPort"], e["toPort"], e["ipProtocol"]) for e in out] == [("0.0.0.0/0", 443, 443, "tcp")]
+    out = [
+        r.inputs for r in graph.of_type(SG_EGRESS) if r.inputs["securityGroupId"] == task and r.inputs.get("cidrIpv4")
+    ]
+    assert [(e["cidrIpv4"], e["fromPort"], e["toPort"], e["ipProtocol"]) for e in out] == [
+        ("0.0.0.0/0", 443, 443, "tcp")
+    ]
 
 
 def test_declared_task_permissions_and_existing_secrets_are_granted_exactly():

@@ -64,8 +64,13 @@ class SecretSpec(Section):
             if present
         ]
         if len(sources) != 1:
-            yield "", (f"{self.name}: set exactly one of create: true, secretsManagerArn or ssmParameterArn "
-                       f"(got {', '.join(sources) or 'none'})")
+            yield (
+                "",
+                (
+                    f"{self.name}: set exactly one of create: true, secretsManagerArn or ssmParameterArn "
+                    f"(got {', '.join(sources) or 'none'})"
+                ),
+            )
         for field, arn, service, prefix in (
             ("secretsManagerArn", self.secrets_manager_arn, "secretsmanager", "secret:"),
             ("ssmParameterArn", self.ssm_parameter_arn, "ssm", "parameter/"),
@@ -73,23 +78,36 @@ class SecretSpec(Section):
         ):
             if arn is not None:
                 yield from ((field, p) for p in arn_problems(arn, service, prefix, region, partition))
-        if self.secrets_manager_arn and parse_arn(self.secrets_manager_arn) and not re.search(r"-[A-Za-z0-9]{6}$", self.secrets_manager_arn):
+        if (
+            self.secrets_manager_arn
+            and parse_arn(self.secrets_manager_arn)
+            and not re.search(r"-[A-Za-z0-9]{6}$", self.secrets_manager_arn)
+        ):
             # IAM matches the full ARN, which ends in a 6-character suffix; a partial ARN would grant nothing.
-            yield "secretsManagerArn", (f"{self.secrets_manager_arn!r} is a partial ARN: use the full ARN ending "
-                                        "in the 6-character suffix Secrets Manager adds")
+            yield (
+                "secretsManagerArn",
+                (
+                    f"{self.secrets_manager_arn!r} is a partial ARN: use the full ARN ending "
+                    "in the 6-character suffix Secrets Manager adds"
+                ),
+            )
 
 
 def arn_problems(arn: str, service: str, resource_prefix: str, region: str, partition: str) -> list[str]:
     """Why `arn` is not an ARN of `service` in the stack's partition, region and a real account."""
     parts = parse_arn(arn)
     if parts is None or parts["service"] != service or not parts["resource"].startswith(resource_prefix):
-        return [f"{arn!r} is not a well-formed {service} ARN (arn:{partition}:{service}:{region}:<account>:"
-                f"{resource_prefix}...)"]
+        return [
+            f"{arn!r} is not a well-formed {service} ARN (arn:{partition}:{service}:{region}:<account>:"
+            f"{resource_prefix}...)"
+        ]
     if parts["partition"] != partition:
         return [f"{arn!r} is in partition {parts['partition']}, but the stack's region {region} is in {partition}"]
     if parts["region"] != region:
-        return [f"{arn!r} is in region {parts['region'] or '(none)'}, not the stack's region {region}: tasks "
-                "would fetch it across regions, outside the VPC endpoints"]
+        return [
+            f"{arn!r} is in region {parts['region'] or '(none)'}, not the stack's region {region}: tasks "
+            "would fetch it across regions, outside the VPC endpoints"
+        ]
     if not re.fullmatch(r"\d{12}", parts["account"]):
         return [f"{arn!r} has no 12-digit account id"]
     if "*" in parts["resource"]:
@@ -111,8 +129,9 @@ class PolicyStatement(Section):
     actions: tuple[Token, ...] = ()
     """Default none, and at least one is required: exact actions (service:Action), no wildcards."""
     resources: tuple[Token, ...] = ()
-    """Default none, and at least one is required: exact resource ARNs; a wildcard only after a fixed resource name or prefix (the objects of one
-    named bucket, `arn:aws:s3:::my-bucket/*`; `table/orders*`), never for a whole service or type."""
+    """Default none, and at least one is required: exact resource ARNs; a wildcard only after a fixed
+    resource name or prefix (the objects of one named bucket, `arn:aws:s3:::my-bucket/*`;
+    `table/orders*`), never for a whole service or type."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         partition = where.partition
@@ -122,16 +141,19 @@ class PolicyStatement(Section):
             yield "resources", "must list at least one resource ARN"
         for action in self.actions:
             if not re.fullmatch(r"[a-z0-9-]+:[A-Za-z0-9]+", action):
-                yield "actions", (f"{action!r} is not allowed: name exact actions (service:Action); '*', "
-                                  "'service:*' and partial wildcards such as 's3:Put*' are refused")
+                yield (
+                    "actions",
+                    (
+                        f"{action!r} is not allowed: name exact actions (service:Action); '*', "
+                        "'service:*' and partial wildcards such as 's3:Put*' are refused"
+                    ),
+                )
         for resource in self.resources:
             problem = resource_too_broad(resource, exact=bool(_EXACT_RESOURCE_ACTIONS & set(self.actions)))
             if problem:
                 yield "resources", f"{resource!r} is not allowed: {problem}"
             elif (parts := parse_arn(resource)) and parts["partition"] != partition:
                 yield "resources", f"{resource!r} is not in the stack's partition {partition}"
-
-
 
 
 def resource_too_broad(arn: str, *, exact: bool = False) -> str | None:

@@ -189,8 +189,22 @@ def find_placeholders(value: Any, path: str) -> list[tuple[str, str]]:
 # A variable is taken for a secret when its last word names one (`DB_PASS`, `OPENAI_KEY`, `HF_TOKEN`)
 # or any word is unmistakable (`SECRET`, `PASSWORD`); `TOKEN_BUDGET_PER_MINUTE` is not a secret.
 _SECRET_LAST_WORDS = frozenset(
-    {"PASS", "PASSWORD", "PASSWD", "PWD", "SECRET", "TOKEN", "KEY", "KEYS", "APIKEY", "CREDENTIAL",
-     "CREDENTIALS", "DSN", "PASSPHRASE", "COOKIE"}
+    {
+        "PASS",
+        "PASSWORD",
+        "PASSWD",
+        "PWD",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "KEYS",
+        "APIKEY",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "DSN",
+        "PASSPHRASE",
+        "COOKIE",
+    }
 )
 _SECRET_ANY_WORDS = frozenset({"SECRET", "SECRETS", "PASSWORD", "PASSWD", "CREDENTIALS", "PRIVATE"})
 
@@ -218,10 +232,19 @@ _SECRET_VALUES = (
     ("a Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
     ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}")),
     ("a Hugging Face token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
-    ("a webhook URL (whoever holds it can post)", re.compile(
-        r"hooks\.slack\.com/services/|discord(?:app)?\.com/api/webhooks/|outlook\.office\.com/webhook/", re.IGNORECASE)),
-    ("a credential in a query string", re.compile(
-        r"[?&](?:api[_-]?key|key|token|access_token|secret|sig|signature|password)=[^&\s]{8,}", re.IGNORECASE)),
+    (
+        "a webhook URL (whoever holds it can post)",
+        re.compile(
+            r"hooks\.slack\.com/services/|discord(?:app)?\.com/api/webhooks/|outlook\.office\.com/webhook/",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "a credential in a query string",
+        re.compile(
+            r"[?&](?:api[_-]?key|key|token|access_token|secret|sig|signature|password)=[^&\s]{8,}", re.IGNORECASE
+        ),
+    ),
     ("a JSON web token", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}")),
     ("a private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
 )

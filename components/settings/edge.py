@@ -95,8 +95,10 @@ def _hostname(value: str) -> str:
     if len(value) > ACM_MAX_DOMAIN_LENGTH:
         raise ValueError(f"has {len(value)} characters; ACM certificates allow at most {ACM_MAX_DOMAIN_LENGTH}")
     if value.rsplit(".", 1)[-1] in _PRIVATE_TLDS:
-        raise ValueError(f"ends in .{value.rsplit('.', 1)[-1]}, which never resolves publicly, so ACM cannot "
-                         "validate a certificate for it")
+        raise ValueError(
+            f"ends in .{value.rsplit('.', 1)[-1]}, which never resolves publicly, so ACM cannot "
+            "validate a certificate for it"
+        )
     return value
 
 

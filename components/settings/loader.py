@@ -165,7 +165,7 @@ class _Problems(list):
     def add(self, key: str, message: str) -> None:
         self.append(f"{NAMESPACE}:{key}: {message}")
 
-    def keys(self) -> set[str]:
+    def reported_keys(self) -> set[str]:
         """Top-level keys already reported, so one mistake does not also produce follow-on complaints."""
         return {p.split(":", 2)[1].split(".", 1)[0].split("[", 1)[0] for p in self}
 
@@ -175,9 +175,10 @@ def _show(value: Any) -> str:
 
 
 def _unknown_message(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1) or [
-        k for k in sorted(known) if name.lower() in k.lower() or k.lower().startswith(name.lower())
-    ][:1]
+    close = (
+        difflib.get_close_matches(name, sorted(known), n=1)
+        or [k for k in sorted(known) if name.lower() in k.lower() or k.lower().startswith(name.lower())][:1]
+    )
     hint = f"; did you mean {close[0]!r}?" if close else "."
     return f"unknown setting{hint} Allowed: {', '.join(sorted(known))}"
 
@@ -215,7 +216,7 @@ def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseMode
 _BRANCH = re.compile(r"^(str|int|float|bool|none|list\[.*\]|tuple\[.*\]|dict\[.*\]|function-\w+\[.*\]|.*\(.*\).*)$")
 
 
-def _messages(key: str, model: type[BaseModel], error: ValidationError, secret: bool) -> list[tuple[str, str]]:
+def _messages(key: str, model: type[BaseModel], error: ValidationError) -> list[tuple[str, str]]:
     by_path: dict[str, list[str]] = {}
     for err in error.errors(include_url=False):
         loc = [p for p in err["loc"] if isinstance(p, int) or not _BRANCH.match(p)]
@@ -256,17 +257,16 @@ def _messages(key: str, model: type[BaseModel], error: ValidationError, secret: 
         extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
         if extra.get("why") and kind not in ("int_type", "bool_type", "string_type", "int_from_float"):
             message = f"{message} ({extra['why']})"
-        shown = "(value not shown)" if secret else _show(err.get("input"))
-        by_path.setdefault(_path(key, loc), []).append(f"{shown} is not allowed: {message}")
+        by_path.setdefault(_path(key, loc), []).append(f"{_show(err.get('input'))} is not allowed: {message}")
     lines = []
     for path, texts in by_path.items():
         # An optional field's "or None" branch says nothing the other branch does not.
         useful = list(dict.fromkeys(t for t in texts if not t.endswith("must be None"))) or texts
-        shown = {t.split(" is not allowed: ", 1)[0] for t in useful}
-        if len(useful) > 1 and len(shown) == 1 and all(" is not allowed: must be " in t for t in useful):
+        values = {t.split(" is not allowed: ", 1)[0] for t in useful}
+        if len(useful) > 1 and len(values) == 1 and all(" is not allowed: must be " in t for t in useful):
             # One value that fits no branch of a union: say what each branch accepts, once.
             wanted = " or ".join(t.split(" is not allowed: must be ", 1)[1] for t in useful)
-            useful = [f"{shown.pop()} is not allowed: must be {wanted}"]
+            useful = [f"{values.pop()} is not allowed: must be {wanted}"]
         lines.append((path, "; ".join(useful)))
     return lines
 
@@ -310,7 +310,7 @@ def _validate(key: str, model: type[Section], value: Any, problems: _Problems, c
     try:
         return model.model_validate_json(json.dumps(value), context=context, by_alias=True, by_name=False)
     except ValidationError as error:
-        for path, message in _messages(key, model, error, secret=False):
+        for path, message in _messages(key, model, error):
             problems.add(path, message)
         return None
 
@@ -340,8 +340,10 @@ def load_settings(
         problems.append(f"aws:region: {region!r} is not a region ECS runs in (closest: {', '.join(close)})")
     partition = partition_for_region(region)
     if partition == "aws-cn":
-        problems.append(f"aws:region: {region} is not supported: VPC endpoint service names and ELB log "
-                        "delivery differ in the China partition")
+        problems.append(
+            f"aws:region: {region} is not supported: VPC endpoint service names and ELB log "
+            "delivery differ in the China partition"
+        )
     facts = AwsFacts.from_mapping(aws_facts, region)
     cfg = decode_raw_config(raw, problems)
     _placeholders(cfg, problems)
@@ -367,15 +369,19 @@ def load_settings(
                 problems.add(f"{item_key}.{field_name}".rstrip("."), problem)
 
     # A secrets list that could not be read says nothing about which secretValues are orphans.
-    secrets = sections["secrets"] if "secrets" not in problems.keys() else None
+    secrets = sections["secrets"] if "secrets" not in problems.reported_keys() else None
     secret_values = _secret_values(cfg, secrets, secret_keys, problems)
     _cross_checks(sections, secrets, problems)
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
-    if sections["domain"] is None and sections["loadBalancer"] is not None and "domain" not in problems.keys():
-        if not sections["loadBalancer"].allow_plain_http:
-            problems.add("domain", "is not set, so the public endpoint would serve API keys over plain HTTP; set "
-                         "domain.hostedZoneId and domain.hostname, or opt in with loadBalancer.allowPlainHttp: true")
+    reported = problems.reported_keys()
+    lb = sections["loadBalancer"]
+    if sections["domain"] is None and lb is not None and not lb.allow_plain_http and "domain" not in reported:
+        problems.add(
+            "domain",
+            "is not set, so the public endpoint would serve API keys over plain HTTP; set "
+            "domain.hostedZoneId and domain.hostname, or opt in with loadBalancer.allowPlainHttp: true",
+        )
 
     if problems:
         raise ConfigError(problems)
@@ -391,7 +397,7 @@ def load_settings(
         load_balancer=sections["loadBalancer"],
         domain=sections["domain"],
         logs=sections["logs"],
-        secrets=secrets,
+        secrets=secrets or (),
         secret_values=secret_values,
         task_policy=tuple(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
@@ -414,8 +420,11 @@ def _placeholders(cfg: Mapping[str, Any], problems: _Problems) -> None:
                     problems.add(f"secretValues.{name}", "looks like a placeholder value (value not shown)")
             continue
         for path, found in find_placeholders(value, key):
-            problems.add(path, f"{found!r} looks like a placeholder (REPLACE_ME, TODO, xxx, an AWS documentation "
-                         "account id or address range, example.com, your-domain, <...>); set a real value or remove the setting")
+            problems.add(
+                path,
+                f"{found!r} looks like a placeholder (REPLACE_ME, TODO, xxx, an AWS documentation "
+                "account id or address range, example.com, your-domain, <...>); set a real value or remove the setting",
+            )
 
 
 def _secret_values(
@@ -426,17 +435,25 @@ def _secret_values(
 ) -> SecretValues:
     values = cfg.get("secretValues") or {}
     if values and not any(k in (f"{NAMESPACE}:secretValues", "secretValues") for k in secret_keys):
-        problems.add("secretValues", "is stored in plain text; set each value with "
-                     "`pulumi config set --secret --path 'secretValues.<NAME>' <value>`")
+        problems.add(
+            "secretValues",
+            "is stored in plain text; set each value with "
+            "`pulumi config set --secret --path 'secretValues.<NAME>' <value>`",
+        )
     if secrets is None:
         return SecretValues({})
     created = {s.name for s in secrets if s.create}
     for name in sorted(created - set(values)):
-        problems.add(f"secretValues.{name}", f"is missing: secret {name} is created by the stack; run "
-                     f"`pulumi config set --secret --path 'secretValues.{name}' '<value>'`")
+        problems.add(
+            f"secretValues.{name}",
+            f"is missing: secret {name} is created by the stack; run "
+            f"`pulumi config set --secret --path 'secretValues.{name}' '<value>'`",
+        )
     for name in sorted(set(values) - created):
-        problems.add(f"secretValues.{name}", "has no matching secrets entry with create: true "
-                     f"(declared: {', '.join(sorted(created)) or 'none'})")
+        problems.add(
+            f"secretValues.{name}",
+            f"has no matching secrets entry with create: true (declared: {', '.join(sorted(created)) or 'none'})",
+        )
     for name, value in values.items():
         if not isinstance(value, str) or not value.strip():
             problems.add(f"secretValues.{name}", "must be a non-empty string (value not shown)")
@@ -455,8 +472,11 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
         if container is not None:
             for s in secrets:
                 if s.name in container.environment:  # the raw names, as written
-                    problems.add(f"container.environment.{s.name}", "is also declared as a secret; secrets reach "
-                                 "the container only through ECS secrets, never environment")
+                    problems.add(
+                        f"container.environment.{s.name}",
+                        "is also declared as a secret; secrets reach "
+                        "the container only through ECS secrets, never environment",
+                    )
     policy = sections["taskRolePolicy"]
     if policy is not None:
         sids = [s.sid for s in policy if s.sid]
@@ -466,25 +486,37 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
         if network.nat_strategy == "none":
             missing = sorted(set(required_interface_endpoints(secrets)) - set(endpoints.interface))
             if missing:
-                problems.add("vpcEndpoints.interface", f"natStrategy is none, so tasks can reach AWS only through "
-                             f"endpoints; add {', '.join(missing)}")
+                problems.add(
+                    "vpcEndpoints.interface",
+                    f"natStrategy is none, so tasks can reach AWS only through endpoints; add {', '.join(missing)}",
+                )
             if not endpoints.s3_gateway:
-                problems.add("vpcEndpoints.s3Gateway", "natStrategy is none and ECR serves image layers from S3; "
-                             "set s3Gateway: true")
+                problems.add(
+                    "vpcEndpoints.s3Gateway",
+                    "natStrategy is none and ECR serves image layers from S3; set s3Gateway: true",
+                )
         if "ssm" in endpoints.interface and not any(s.source == "ssm" for s in secrets):
-            problems.add("vpcEndpoints.interface", "lists ssm, but no secret references an SSM parameter "
-                         "(an unused endpoint costs money in every AZ)")
-    if service is not None and autoscaling is not None:
-        if not autoscaling.min_capacity <= service.desired_count <= autoscaling.max_capacity:
-            problems.add("service.desiredCount", f"{service.desired_count} must lie between autoscaling.minCapacity "
-                         f"({autoscaling.min_capacity}) and autoscaling.maxCapacity ({autoscaling.max_capacity})")
+            problems.add(
+                "vpcEndpoints.interface",
+                "lists ssm, but no secret references an SSM parameter (an unused endpoint costs money in every AZ)",
+            )
+    if (
+        service is not None
+        and autoscaling is not None
+        and not autoscaling.min_capacity <= service.desired_count <= autoscaling.max_capacity
+    ):
+        problems.add(
+            "service.desiredCount",
+            f"{service.desired_count} must lie between autoscaling.minCapacity "
+            f"({autoscaling.min_capacity}) and autoscaling.maxCapacity ({autoscaling.max_capacity})",
+        )
 
 
 def _sample_worker_checks(
     sections: Mapping[str, Any], secret_values: SecretValues, project_dir: Path, problems: _Problems
 ) -> None:
     image, container = sections["image"], sections["container"]
-    if image is None or container is None or image.context != SAMPLE_CONTEXT or "container" in problems.keys():
+    if image is None or container is None or image.context != SAMPLE_CONTEXT or "container" in problems.reported_keys():
         return
     gantry_set = {"PORT": str(container.port), "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds)}
     for key, problem in worker_problems(project_dir, container.variables, gantry_set, secret_values.get("API_KEYS")):
@@ -493,18 +525,26 @@ def _sample_worker_checks(
 
 def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, problems: _Problems) -> None:
     network, domain = sections["network"], sections["domain"]
-    if network is not None and facts.availability_zones is not None:
-        if network.availability_zones > len(facts.availability_zones):
-            problems.add("network.availabilityZones", f"{network.availability_zones} is more than {region} has "
-                         f"({len(facts.availability_zones)}: {', '.join(facts.availability_zones)})")
+    azs = facts.availability_zones
+    if network is not None and azs is not None and network.availability_zones > len(azs):
+        problems.add(
+            "network.availabilityZones",
+            f"{network.availability_zones} is more than {region} has ({len(azs)}: {', '.join(azs)})",
+        )
     if domain is not None and (facts.zones_looked_up or domain.hosted_zone_id in facts.zone_names):
         zone = facts.zone_names.get(domain.hosted_zone_id)
         if zone is None:
-            problems.add("domain.hostedZoneId", f"{domain.hosted_zone_id!r} is not a hosted zone these credentials "
-                         "can see (check the id in the Route 53 console and the AWS account)")
+            problems.add(
+                "domain.hostedZoneId",
+                f"{domain.hosted_zone_id!r} is not a hosted zone these credentials "
+                "can see (check the id in the Route 53 console and the AWS account)",
+            )
         elif not within_zone(domain.hostname, zone):
-            problems.add("domain.hostname", f"{domain.hostname!r} is not inside hosted zone "
-                         f"{domain.hosted_zone_id} ({zone.rstrip('.')}): use a name ending in .{zone.rstrip('.')}")
+            problems.add(
+                "domain.hostname",
+                f"{domain.hostname!r} is not inside hosted zone "
+                f"{domain.hosted_zone_id} ({zone.rstrip('.')}): use a name ending in .{zone.rstrip('.')}",
+            )
 
 
 __all__ = [

@@ -18,7 +18,28 @@ from components.settings.base import Cidr, Section, Where, between, one_of
 NAT_STRATEGIES = ("none", "single", "per-az")
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "ssm")
 LOG_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
 )
 """The values CloudWatch Logs accepts for retentionInDays. 0 ("never expire") is deliberately absent:
 unbounded retention is a silent cost leak."""
@@ -68,9 +89,12 @@ class NetworkSettings(Section):
         """Rules across fields, as (field, problem)."""
         prefix = ipaddress.IPv4Network(self.cidr_block).prefixlen
         if az_subnet_prefix(prefix, self.availability_zones) > 19:
-            yield "cidrBlock", (
-                f"{self.cidr_block!r} is too small for {self.availability_zones} AZs: each AZ needs a /19 slice "
-                "(a /20 private and a /24 public subnet); use a /16 to /18"
+            yield (
+                "cidrBlock",
+                (
+                    f"{self.cidr_block!r} is too small for {self.availability_zones} AZs: each AZ needs a /19 slice "
+                    "(a /20 private and a /24 public subnet); use a /16 to /18"
+                ),
             )
 
 

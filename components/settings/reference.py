@@ -98,8 +98,10 @@ def markdown_table() -> str:
             lines.append(f"| `gantry:{key}` | object | `{{}}` | {spec.summary} |")
             continue
         prefix = f"gantry:{key}" + ("[]" if spec.is_list else "")
-        lines.append(f"| `gantry:{key}` | {'list' if spec.is_list else 'object'} | "
-                     f"`{'[]' if spec.is_list else '{}'}` | {spec.summary} |")
+        lines.append(
+            f"| `gantry:{key}` | {'list' if spec.is_list else 'object'} | "
+            f"`{'[]' if spec.is_list else '{}'}` | {spec.summary} |"
+        )
         for path, type_name, default, why in rows(spec.model, prefix):
             why = why.replace("|", "\\|")
             lines.append(f"| `{path}` | {type_name} | {default} | {why} |")
@@ -150,4 +152,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -32,26 +32,26 @@ class _Recording(Mapping[str, str]):
     """An environment that remembers which variables the worker asked for."""
 
     def __init__(self, values: dict[str, str]):
-        self.values = values
+        self._values = values
         self.read: set[str] = set()
 
     def __getitem__(self, key: str) -> str:
         self.read.add(key)
-        return self.values[key]
+        return self._values[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         self.read.add(key)
-        return self.values.get(key, default)
+        return self._values.get(key, default)
 
     def __contains__(self, key: object) -> bool:
         self.read.add(str(key))
-        return key in self.values
+        return key in self._values
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self._values)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._values)
 
 
 @functools.cache
@@ -71,8 +71,11 @@ def worker_problems(
     project_dir: Path, variables: Mapping[str, str], gantry_set: Mapping[str, str], api_keys: str | None
 ) -> list[tuple[str, str]]:
     """(config key, problem) for what the sample worker would refuse or ignore at start."""
-    problems = [(f"container.environment.{name}", "serves without API keys and is for local runs only; remove it")
-                for name in LOCAL_ONLY if name in variables]
+    problems = [
+        (f"container.environment.{name}", "serves without API keys and is for local runs only; remove it")
+        for name in LOCAL_ONLY
+        if name in variables
+    ]
     if problems:
         return problems
     config = _worker_config(project_dir)
@@ -88,14 +91,18 @@ def worker_problems(
                 if missing and str(error).startswith("MODEL_DIR="):
                     (Path(model_dir) / missing.group(1)).write_text("{}")
                     continue
-                name = re.match(r"[A-Z_]+", str(error))
-                variable = name.group(0) if name else "environment"
+                named = re.match(r"[A-Z_]+", str(error))
+                variable = named.group(0) if named else "environment"
                 key = "secretValues.API_KEYS" if variable == "API_KEYS" else f"container.environment.{variable}"
                 return [(key, f"the sample worker refuses to start: {error}")]
     read = env.read - {"MODEL_DIR", "API_KEYS"}
     for name in sorted(set(variables) - read):
         close = difflib.get_close_matches(name.upper(), sorted(read), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        problems.append((f"container.environment.{name}", f"is not read by the sample worker{hint} It reads: "
-                         f"{', '.join(sorted(read - set(gantry_set)))}"))
+        problems.append(
+            (
+                f"container.environment.{name}",
+                f"is not read by the sample worker{hint} It reads: {', '.join(sorted(read - set(gantry_set)))}",
+            )
+        )
     return problems

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Literal
@@ -95,7 +95,10 @@ class ContainerSettings(Section):
     health_check_path: Annotated[Text, AfterValidator(_url_path)] = "/health"
     """Default /health: the target-group health-check path (answers 200 when the task can serve)."""
     health_check_command: Annotated[tuple[str, ...], AfterValidator(_exec_form)] = (
-        "CMD", "python", "-m", "worker.healthcheck",
+        "CMD",
+        "python",
+        "-m",
+        "worker.healthcheck",
     )
     """Default ["CMD", "python", "-m", "worker.healthcheck"]: the in-container check ECS runs, in exec
     form (the slim image ships no curl or shell tools)."""
@@ -112,13 +115,13 @@ class ContainerSettings(Section):
     DRAIN_TIMEOUT_SECONDS = this minus 5 to finish in-flight requests."""
     user: Annotated[Token, AfterValidator(_non_root_user)] = "10001:10001"
     """Default "10001:10001": the non-root uid:gid the image is built for."""
-    environment: dict[str, JsonValue] = Field(default_factory=dict)
+    environment: Mapping[str, JsonValue] = Field(default_factory=dict)
     """Default {}: plain, non-secret variables (strings or numbers). Credentials go in `secrets`:
     names and values that look like one are refused here."""
 
     @field_validator("environment", mode="after")
     @classmethod
-    def _read_only(cls, value: dict[str, JsonValue]) -> MappingProxyType[str, JsonValue]:
+    def _read_only(cls, value: Mapping[str, JsonValue]) -> MappingProxyType[str, JsonValue]:
         return MappingProxyType(value)
 
     @property
@@ -139,25 +142,43 @@ class ContainerSettings(Section):
         for name, value in self.environment.items():
             key = f"environment.{name}"
             if not re.fullmatch(ENV_NAME, name):
-                yield key, ("is not allowed as a name: upper-case letters, digits and _, not starting with a digit "
-                            "(the convention every SDK and the sample worker read)")
+                yield (
+                    key,
+                    (
+                        "is not allowed as a name: upper-case letters, digits and _, not starting with a digit "
+                        "(the convention every SDK and the sample worker read)"
+                    ),
+                )
             elif name.startswith(RESERVED_ENV_PREFIXES):
-                yield key, (f"is set by ECS itself ({', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)}): overriding "
-                            "it sends SDK calls elsewhere or breaks the task's credentials; remove it")
+                yield (
+                    key,
+                    (
+                        f"is set by ECS itself ({', '.join(p + '*' for p in RESERVED_ENV_PREFIXES)}): overriding "
+                        "it sends SDK calls elsewhere or breaks the task's credentials; remove it"
+                    ),
+                )
             elif name in RESERVED_ENV:
                 yield key, f"is set by gantry from other settings ({', '.join(RESERVED_ENV)}); remove it"
             elif secret_looking_name(name):
-                yield key, ("looks like a secret; declare it under gantry:secrets so it never sits in plain text "
-                            "in the task definition")
+                yield (
+                    key,
+                    (
+                        "looks like a secret; declare it under gantry:secrets so it never sits in plain text "
+                        "in the task definition"
+                    ),
+                )
             elif isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 yield key, f"{json.dumps(value)} is not allowed: must be a string or number"
             elif kind := secret_looking_value(str(value)):
                 yield key, f"holds what looks like {kind} (value not shown); move it to gantry:secrets"
         options = fargate_memory_options(self.cpu)
         if self.memory not in options:
-            yield "memory", (
-                f"{self.memory} MiB is not a valid Fargate size for cpu {self.cpu}: allowed "
-                f"{', '.join(str(m) for m in options)}"
+            yield (
+                "memory",
+                (
+                    f"{self.memory} MiB is not a valid Fargate size for cpu {self.cpu}: allowed "
+                    f"{', '.join(str(m) for m in options)}"
+                ),
             )
 
 
@@ -225,9 +246,12 @@ class ServiceSettings(Section):
         if names and not any(p.weight > 0 for p in self.capacity_providers):
             yield "capacityProviders", "at least one provider needs a weight above 0"
         if self.max_percent <= self.min_healthy_percent:
-            yield "maxPercent", (
-                f"{self.max_percent} must exceed minHealthyPercent ({self.min_healthy_percent}), or a deploy "
-                "can never start a task"
+            yield (
+                "maxPercent",
+                (
+                    f"{self.max_percent} must exceed minHealthyPercent ({self.min_healthy_percent}), or a deploy "
+                    "can never start a task"
+                ),
             )
 
 
