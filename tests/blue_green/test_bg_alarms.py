@@ -84,7 +84,11 @@ def test_5xx_rate_is_metric_math_over_the_target_groups_alb_counts():
 def test_latency_and_health_alarms():
     roles = by_role(green())
     latency = roles["green-p99-latency"]
-    assert (latency["metric_name"], latency["extended_statistic"], latency["threshold"]) == ("TargetResponseTime", "p99", 2.0)
+    assert (latency["metric_name"], latency["extended_statistic"], latency["threshold"]) == (
+        "TargetResponseTime",
+        "p99",
+        2.0,
+    )
     assert "statistic" not in latency
     assert latency["evaluate_low_sample_count_percentiles"] == "ignore"
     unhealthy = roles["green-unhealthy-hosts"]
@@ -119,7 +123,10 @@ def test_default_timing_rolls_a_bad_canary_back_within_the_interval():
     slow = AlarmTiming(period_seconds=120, datapoints_to_alarm=2, evaluation_periods=2)
     with pytest.raises(Exception, match="interval is 5 min"):
         bad_canary_rollback_minutes(
-            TrafficShift("canary", 10, 5), green_ready_minutes=0, hook_minutes=0, detection_minutes=detection_seconds(slow) / 60
+            TrafficShift("canary", 10, 5),
+            green_ready_minutes=0,
+            hook_minutes=0,
+            detection_minutes=detection_seconds(slow) / 60,
         )
 
 
@@ -130,8 +137,14 @@ def test_default_timing_rolls_a_bad_canary_back_within_the_interval():
         (lambda: AlarmTiming(datapoints_to_alarm=4, evaluation_periods=3), "datapoints_to_alarm"),
         (lambda: target_group_alarms(TargetGroupAlarmArgs("gantry prod", "green", TG, LB)), "prefix"),
         (lambda: target_group_alarms(TargetGroupAlarmArgs("gantry-prod", "Green", TG, LB)), "role"),
-        (lambda: target_group_alarms(TargetGroupAlarmArgs("gantry-prod", "green", TG, LB, max_5xx_percent=0)), "max_5xx"),
-        (lambda: target_group_alarms(TargetGroupAlarmArgs("gantry-prod", "green", TG, LB, min_requests=0)), "min_requests"),
+        (
+            lambda: target_group_alarms(TargetGroupAlarmArgs("gantry-prod", "green", TG, LB, max_5xx_percent=0)),
+            "max_5xx",
+        ),
+        (
+            lambda: target_group_alarms(TargetGroupAlarmArgs("gantry-prod", "green", TG, LB, min_requests=0)),
+            "min_requests",
+        ),
         (lambda: target_group_alarms(TargetGroupAlarmArgs("gantry-prod", "green", TG, LB, max_p99_seconds=0)), "p99"),
         (lambda: worker_5xx_alarm(WorkerAlarmArgs("gantry-prod", namespace="has space")), "namespace"),
     ],

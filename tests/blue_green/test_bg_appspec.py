@@ -30,7 +30,10 @@ def args(**overrides) -> AppSpecArgs:
         container_port=8000,
         subnets=("subnet-0a1b2c", "subnet-0d4e5f"),
         security_groups=("sg-0123abcd",),
-        capacity_provider_strategy=(CapacityProviderItem("FARGATE", weight=1, base=1), CapacityProviderItem("FARGATE_SPOT", weight=3)),
+        capacity_provider_strategy=(
+            CapacityProviderItem("FARGATE", weight=1, base=1),
+            CapacityProviderItem("FARGATE_SPOT", weight=3),
+        ),
         platform_version="1.4.0",
         hooks={"AfterAllowTestTraffic": HOOK},
     )
@@ -118,9 +121,20 @@ def test_revision_fits_codedeploy_create_deployment_model():
         ({"platform_version": "latest"}, "platform_version"),
         ({"hooks": {"AfterTraffic": HOOK}}, "hooks"),
         ({"hooks": {"AfterAllowTestTraffic": "gantry-prod-hook"}}, "hooks[AfterAllowTestTraffic]"),
-        ({"capacity_provider_strategy": (CapacityProviderItem("FARGATE", base=1), CapacityProviderItem("FARGATE_SPOT", base=1))}, "base on at most one"),
+        (
+            {
+                "capacity_provider_strategy": (
+                    CapacityProviderItem("FARGATE", base=1),
+                    CapacityProviderItem("FARGATE_SPOT", base=1),
+                )
+            },
+            "base on at most one",
+        ),
         ({"capacity_provider_strategy": (CapacityProviderItem("FARGATE", weight=0),)}, "weight > 0"),
-        ({"capacity_provider_strategy": (CapacityProviderItem("FARGATE"), CapacityProviderItem("FARGATE"))}, "distinct"),
+        (
+            {"capacity_provider_strategy": (CapacityProviderItem("FARGATE"), CapacityProviderItem("FARGATE"))},
+            "distinct",
+        ),
         ({"capacity_provider_strategy": (CapacityProviderItem("FARGATE", weight=-1),)}, "weight"),
     ],
 )

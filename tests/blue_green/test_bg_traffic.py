@@ -46,7 +46,10 @@ def test_custom_canary_and_linear_arguments():
         "traffic_routing_config": {"type": "TimeBasedCanary", "time_based_canary": {"interval": 10, "percentage": 20}},
     }
     linear = deployment_config(TrafficShift("linear", 25, 2), "gantry-prod-traffic").custom_args
-    assert linear["traffic_routing_config"] == {"type": "TimeBasedLinear", "time_based_linear": {"interval": 2, "percentage": 25}}
+    assert linear["traffic_routing_config"] == {
+        "type": "TimeBasedLinear",
+        "time_based_linear": {"interval": 2, "percentage": 25},
+    }
 
 
 def test_custom_arguments_are_the_pinned_providers_argument_names():
@@ -57,9 +60,13 @@ def test_custom_arguments_are_the_pinned_providers_argument_names():
     assert set(args) <= params(aws.codedeploy.DeploymentConfigArgs)
     routing = args["traffic_routing_config"]
     assert set(routing) <= params(aws.codedeploy.DeploymentConfigTrafficRoutingConfigArgs)
-    assert set(routing["time_based_canary"]) == params(aws.codedeploy.DeploymentConfigTrafficRoutingConfigTimeBasedCanaryArgs)
+    assert set(routing["time_based_canary"]) == params(
+        aws.codedeploy.DeploymentConfigTrafficRoutingConfigTimeBasedCanaryArgs
+    )
     linear = deployment_config(TrafficShift("linear", 20, 10), "x").custom_args["traffic_routing_config"]
-    assert set(linear["time_based_linear"]) == params(aws.codedeploy.DeploymentConfigTrafficRoutingConfigTimeBasedLinearArgs)
+    assert set(linear["time_based_linear"]) == params(
+        aws.codedeploy.DeploymentConfigTrafficRoutingConfigTimeBasedLinearArgs
+    )
 
 
 @pytest.mark.parametrize("name", ["", "CodeDeployDefault.Mine", "has space", "x" * 101])
