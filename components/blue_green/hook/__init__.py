@@ -1,0 +1,1 @@
+"""The AfterAllowTestTraffic hook function: its handler and packaged data. See handler.py."""
