@@ -12,6 +12,7 @@ aliases), so ordering and options are assertable on the whole program.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import runpy
 import threading
@@ -130,7 +131,10 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     },
     "aws:cloudwatch/logGroup:LogGroup": lambda n, i: {"arn": _arn("logs", f"log-group:{n}")},
     "aws:secretsmanager/secret:Secret": lambda n, i: {"arn": _arn("secretsmanager", f"secret:{n}-Ab12Cd")},
-    "aws:secretsmanager/secretVersion:SecretVersion": lambda n, i: {"versionId": f"{n}-{VERSION_ID}"},
+    # Secrets Manager gives every new value a new version id; the mock derives it from the value.
+    "aws:secretsmanager/secretVersion:SecretVersion": lambda n, i: {
+        "versionId": hashlib.sha256(json.dumps(i.get("secretString")).encode()).hexdigest()[:32]
+    },
     "aws:iam/role:Role": lambda n, i: {"arn": f"arn:aws:iam::{ACCOUNT}:role/{n}"},
     "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {
         "arn": _arn("elasticloadbalancing", f"loadbalancer/app/{n}/50dc6c495c0c9188"),

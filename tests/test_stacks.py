@@ -20,6 +20,7 @@ from harness import (
     PUBLIC_SUBNETS,
     REGION,
     ROOT,
+    TEST_SECRET_VALUE,
     VERSION_ID,
     Graph,
     run_program,
@@ -149,6 +150,24 @@ def test_secrets_reach_the_container_only_through_ecs_secrets(graph, stack):
     # The value appears in exactly one resource input: the secret version.
     holders = [r.name for r in graph.resources if "k-test-only-4f9c2e" in json.dumps(r.inputs)]
     assert holders == [version.name]
+
+
+def test_a_new_secret_value_rolls_the_service():
+    # ECS reads secrets only when a task starts: a rotated or revoked key must change the task
+    # definition, or running tasks keep the old value forever.
+    def task_definition(value: str) -> dict:
+        config, secret_keys = with_test_secrets(stack_config("dev"))
+        config["gantry:secretValues"] = {"API_KEYS": value}
+        (container,) = (
+            run_program("dev", config, secret_keys)
+            .one("aws:ecs/taskDefinition:TaskDefinition")
+            .json("containerDefinitions")
+        )
+        return container
+
+    before, after = task_definition(TEST_SECRET_VALUE), task_definition('{"tenant-a": "k-rotated-9d8c7b6a5f"}')
+    assert before["dockerLabels"] != after["dockerLabels"]
+    assert before["secrets"] == after["secrets"]  # still the unversioned ARN: later starts read the current value
 
 
 def test_execution_role_policy_names_exact_arns(graph):
