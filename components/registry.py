@@ -1,11 +1,15 @@
 """ImageRepository: the ECR repository and the image `pulumi up` builds from `app/` and pushes to it.
 
 The task definition uses the pushed image by digest, so what runs is exactly what was built and
-scanned, whatever happens to tags later. The image resource has one stable logical name and is
-registered with `retain_on_delete`: a new tag updates it in place, and neither an update, a replace
-nor a `pulumi destroy` deletes a pushed image, so every earlier digest stays there to roll back to.
+scanned. The image is pushed by digest, with no tag: the repository's tags are immutable and ECR
+refuses to push an existing tag again even for the identical image (aws/containers-roadmap#2179), so
+a tagged push would fail the `up` that redeploys an earlier build (a `git revert`, a second stack on
+the same repository). The image resource has one stable logical name and is registered with
+`retain_on_delete`: a changed build updates it in place, and neither an update, a replace nor a
+`pulumi destroy` deletes a pushed image, so every earlier digest stays there to roll back to.
 Pruning is the ECR lifecycle policy's job alone. (awsx's `ecr.Image` named its build child after the
-tag, so each new tag replaced the child and the delete removed the previous image from ECR.)
+tag, so each new tag replaced the child and the delete removed the previous image from ECR.) What the
+build sees is hashed into a label, so an edit the build ignores never rebuilds.
 Security stance: immutable tags, scan on push, KMS encryption at rest, a lifecycle policy that bounds
 storage while keeping recent rollbacks, and a short-lived ECR token as the only push credential.
 """
@@ -34,14 +38,15 @@ def pinned_uri(repository_url: str, digest: str) -> str:
 
 
 def content_tag(context: Path, dockerfile: Path, platform: str) -> str:
-    """A tag that changes exactly when something the build sees changes.
-
-    The repository's tags are immutable, so every build that differs must push a new tag; the hash
-    covers the platform, the Dockerfile and the files the context sends after `.dockerignore`."""
+    """A name that changes exactly when something the build sees changes: the platform, the
+    Dockerfile and the files the context sends after `.dockerignore`."""
     digest = hashlib.sha256(f"{platform}\0".encode())
     for name, path in [("Dockerfile", dockerfile), *context_files(context)]:
         digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"build-{digest.hexdigest()[:32]}"
+
+
+BUILD_CONTEXT_LABEL = "gantry.build-context"
 
 
 def image_resource_options(parent: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -66,7 +71,8 @@ class ImageRepository(pulumi.ComponentResource):
     image_uri: pulumi.Output[str]
     """repository@sha256:digest of the pushed image."""
     image_digest: pulumi.Output[str]
-    image_tag: str
+    content_hash: str
+    """`content_tag` of the build: the image's `gantry.build-context` label."""
 
     def __init__(self, name: str, args: ImageRepositoryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:registry:ImageRepository", name, None, opts)
@@ -88,14 +94,15 @@ class ImageRepository(pulumi.ComponentResource):
             opts=child,
         )
         context = args.project_dir / s.context
-        self.image_tag = content_tag(context, args.project_dir / s.dockerfile, args.platform)
+        self.content_hash = content_tag(context, args.project_dir / s.dockerfile, args.platform)
         token = aws.ecr.get_authorization_token_output(
             registry_id=repo.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
         )
         image = docker_build.Image(
             f"{name}-image",
-            push=True,
-            tags=[repo.repository_url.apply(lambda url: f"{url}:{self.image_tag}")],
+            push=False,
+            exports=[{"registry": {"names": [repo.repository_url], "push_by_digest": True, "oci_media_types": True}}],
+            labels={BUILD_CONTEXT_LABEL: self.content_hash},
             context={"location": str(context)},
             dockerfile={"location": str(args.project_dir / s.dockerfile)},
             platforms=[docker_build.Platform(args.platform)],

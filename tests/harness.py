@@ -167,7 +167,10 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     },
     "aws:route53/record:Record": lambda n, i: {"fqdn": i["name"]},
     "aws:acm/certificateValidation:CertificateValidation": lambda n, i: {"certificateArn": i["certificateArn"]},
-    "docker-build:index:Image": lambda n, i: {"digest": DIGEST, "ref": f"{i['tags'][0].split(':')[0]}@{DIGEST}"},
+    "docker-build:index:Image": lambda n, i: {
+        "digest": DIGEST,
+        "ref": f"{i['exports'][0]['registry']['names'][0]}@{DIGEST}",
+    },
 }
 
 

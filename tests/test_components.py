@@ -254,8 +254,13 @@ def test_image_repository_keeps_every_pushed_image():
     assert image.inputs["buildOnPreview"] is False
     repo = g.one("aws:ecr/repository:Repository")
     assert repo.inputs["forceDelete"] is True
-    (tag,) = image.inputs["tags"]
-    assert tag == f"{repo.outputs['repositoryUrl']}:{content_tag(ROOT / 'app', ROOT / 'app/Dockerfile', 'linux/amd64')}"
+    # Pushed by digest only: an immutable tag could never be pushed again for a redeploy of that build.
+    assert not image.inputs.get("tags") and image.inputs["push"] is False
+    ((export,),) = [image.inputs["exports"]]
+    assert export["registry"]["names"] == [repo.outputs["repositoryUrl"]]
+    assert export["registry"]["pushByDigest"] is True
+    content = content_tag(ROOT / "app", ROOT / "app/Dockerfile", "linux/amd64")
+    assert image.inputs["labels"] == {"gantry.build-context": content}
     # One stable logical name, never deleted by Pulumi: a new tag updates it, and the previous image
     # stays in ECR for rollbacks until the lifecycle policy expires it.
     assert image.name == "img-image"

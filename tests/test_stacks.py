@@ -258,9 +258,9 @@ def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, 
     image = graph.one("docker-build:index:Image")
     repo_url = graph.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
     assert image.inputs["platforms"] == [{"ARM64": "linux/arm64", "X86_64": "linux/amd64"}[arch]]
-    assert image.inputs["push"] is True
-    (tag,) = image.inputs["tags"]
-    assert tag.startswith(f"{repo_url}:build-")  # content-derived: a changed build never reuses a tag
+    ((export,),) = [image.inputs["exports"]]
+    assert export["registry"] == {"names": [repo_url], "pushByDigest": True, "ociMediaTypes": True}
+    assert image.inputs["labels"]["gantry.build-context"].startswith("build-")  # what the build sees
     settings = {"context": "app", "dockerfile": "app/Dockerfile", **stack_values(stack, "image")}
     assert image.inputs["context"] == {"location": str(ROOT / settings["context"])}
     assert image.inputs["dockerfile"] == {"location": str(ROOT / settings["dockerfile"])}
