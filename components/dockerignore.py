@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rule:
     pattern: re.Pattern[str]
     exclude: bool
@@ -68,7 +68,7 @@ def parse(text: str) -> list[Rule]:
         cleaned = posixpath.normpath(line).lstrip("/")
         if cleaned in ("", "."):
             continue
-        rules.append(Rule(_regex(cleaned), exclude))
+        rules.append(Rule(pattern=_regex(cleaned), exclude=exclude))
     return rules
 
 

@@ -38,7 +38,7 @@ class SecretRef:
     kms_key_arn: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SecretRefs:
     """The secrets of one container, with the views the task definition and the roles need."""
 
@@ -130,7 +130,7 @@ class AppSecrets(pulumi.ComponentResource):
                     )
                 )
 
-        self.refs = SecretRefs(tuple(refs))
+        self.refs = SecretRefs(refs=tuple(refs))
         self.register_outputs({"names": sorted(r.name for r in refs)})
 
 

@@ -187,7 +187,7 @@ def test_roles_grant_ssm_and_kms_only_when_declared():
                 repository_arn=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/svc",
                 log_group_arn=f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:svc",
                 secrets=SecretRefs(
-                    (SecretRef(name="HF_TOKEN", store="ssm", arn=PARAM_ARN, version="3", kms_key_arn=KEY_ARN),)
+                    refs=(SecretRef(name="HF_TOKEN", store="ssm", arn=PARAM_ARN, version="3", kms_key_arn=KEY_ARN),)
                 ),
             ),
         )
@@ -463,7 +463,7 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
             service_args(
                 cluster=cluster,
                 secrets=SecretRefs(
-                    (SecretRef(name="DB_PASSWORD", store="secretsmanager", arn=SECRET_ARN, version="v2"),)
+                    refs=(SecretRef(name="DB_PASSWORD", store="secretsmanager", arn=SECRET_ARN, version="v2"),)
                 ),
                 task_statements=(
                     PolicyStatement(sid="Read", actions=("s3:GetObject",), resources=("arn:aws:s3:::corpus/*",)),

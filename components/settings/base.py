@@ -32,7 +32,7 @@ class ConfigError(ValueError):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Where:
     """Where the stack deploys: the facts cross-field rules need."""
 

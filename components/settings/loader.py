@@ -40,7 +40,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ConfigKey:
     """One top-level `gantry:` key: the model of one entry and whether the key holds a list of them."""
 
@@ -52,26 +52,32 @@ class ConfigKey:
 # Every key gantry reads. Pulumi.yaml and the README's reference are generated from this table and
 # the models (python -m components.settings.reference --write); a test keeps them in step.
 CONFIG_KEYS: Mapping[str, ConfigKey] = {
-    "network": ConfigKey(NetworkSettings, "The VPC: AZs, range, NAT and flow logs."),
-    "vpcEndpoints": ConfigKey(EndpointSettings, "Private paths from the tasks to AWS APIs."),
-    "container": ConfigKey(ContainerSettings, "The task's one container: port, size, user, health, environment."),
-    "image": ConfigKey(ImageSettings, "The image `pulumi up` builds and pushes to ECR."),
-    "service": ConfigKey(ServiceSettings, "The ECS service: task count, rolling limits, capacity providers."),
-    "autoscaling": ConfigKey(AutoscalingSettings, "Target-tracking bounds and targets."),
-    "loadBalancer": ConfigKey(LoadBalancerSettings, "The public application load balancer."),
-    "domain": ConfigKey(DomainSettings, "hostedZoneId + hostname for HTTPS; {} for none."),
-    "logs": ConfigKey(LogsSettings, "The service's log group."),
-    "secrets": ConfigKey(SecretSpec, "Secrets the container receives as environment variables.", is_list=True),
+    "network": ConfigKey(model=NetworkSettings, summary="The VPC: AZs, range, NAT and flow logs."),
+    "vpcEndpoints": ConfigKey(model=EndpointSettings, summary="Private paths from the tasks to AWS APIs."),
+    "container": ConfigKey(
+        model=ContainerSettings, summary="The task's one container: port, size, user, health, environment."
+    ),
+    "image": ConfigKey(model=ImageSettings, summary="The image `pulumi up` builds and pushes to ECR."),
+    "service": ConfigKey(
+        model=ServiceSettings, summary="The ECS service: task count, rolling limits, capacity providers."
+    ),
+    "autoscaling": ConfigKey(model=AutoscalingSettings, summary="Target-tracking bounds and targets."),
+    "loadBalancer": ConfigKey(model=LoadBalancerSettings, summary="The public application load balancer."),
+    "domain": ConfigKey(model=DomainSettings, summary="hostedZoneId + hostname for HTTPS; {} for none."),
+    "logs": ConfigKey(model=LogsSettings, summary="The service's log group."),
+    "secrets": ConfigKey(
+        model=SecretSpec, summary="Secrets the container receives as environment variables.", is_list=True
+    ),
     "secretValues": ConfigKey(
-        None,
-        "Values of the secrets with create: true; set each with "
+        model=None,
+        summary="Values of the secrets with create: true; set each with "
         "`pulumi config set --secret --path 'secretValues.<NAME>' '<value>'`.",
     ),
-    "taskRolePolicy": ConfigKey(PolicyStatement, "The application's own AWS permissions.", is_list=True),
+    "taskRolePolicy": ConfigKey(model=PolicyStatement, summary="The application's own AWS permissions.", is_list=True),
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AwsFacts:
     """What the program looked up in AWS before validating: hosted-zone names and the region's AZs."""
 
