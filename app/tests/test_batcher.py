@@ -7,10 +7,11 @@ All with fake models and explicit clocks: no ONNX model, no timing. The former's
 from __future__ import annotations
 
 import asyncio
+import itertools
+import threading
 
 import numpy as np
 import pytest
-
 from worker.batch_size import CALIBRATION_WIDTH, calibrate, choose_cells
 from worker.batcher import BUCKET_EDGES, Batcher, BatchFormer, bucket_of
 
@@ -36,7 +37,7 @@ def test_buckets_cover_the_window_with_bounded_padding():
     assert bucket_of(17) == 1
     assert bucket_of(256) == len(BUCKET_EDGES) - 1
     assert bucket_of(10_000) == len(BUCKET_EDGES) - 1
-    for low, high in zip(BUCKET_EDGES[1:], BUCKET_EDGES[2:]):
+    for low, high in itertools.pairwise(BUCKET_EDGES[1:]):
         assert high / low <= 1.5
 
 
@@ -176,7 +177,6 @@ def test_run_exclusive_uses_the_inference_thread():
     async def scenario():
         batcher = Batcher(_fake_embed([]), 4, max_batch_size=4, max_batch_wait_ms=0, max_queued_inputs=10)
         batcher.start()
-        import threading
 
         name = await batcher.run_exclusive(lambda: threading.current_thread().name)
         await batcher.stop()
