@@ -3,12 +3,18 @@
 Run from `app/` after building the model (see app/README.md, "Benchmark").
 The script starts the worker (`python -m worker`) pinned with taskset to one
 CPU with INFERENCE_THREADS=1, measures its cold start to a healthy /health,
-drives three closed-loop workloads from a load generator (loadgen.py) pinned
-to another CPU, reads the server's peak RSS from /proc, and then does the
-same for bench/baseline_server.py (fp32 sentence-transformers on torch) in
-the same run, so the ratio compares like with like on the same machine state.
-Both models are also timed without any server (model_ceiling.py) to separate
-the cost of serving from the speed of the CPU. It sums the installed size of
+drives four closed-loop workloads from a load generator (loadgen.py) pinned
+to another CPU — (a)-(c) of one length each, and (m), the committed mixed-length
+workload of bench/workloads.py — reads the server's peak RSS from /proc, and then
+does the same for bench/baseline_server.py (fp32 sentence-transformers on torch)
+and, with --compare-app, for another version of the worker (e.g. an export of
+an older commit's app/ with its own model) in the same run, so ratios compare
+like with like on the same machine state. The worker's model is also timed
+without any server (model_ceiling.py) on each workload's own texts at batch
+sizes 1-32, in arrival order and length-sorted; the best of these is the
+workload's ceiling, and each served throughput is reported as a share of it.
+It prints the CPU model and whether it has int8 dot-product instructions
+(avx512_vnni / avx_vnni in /proc/cpuinfo), which set int8 speed ~4x apart. It sums the installed size of
 the distributions locked in app/requirements.txt (and, for the baseline, of
 sentence-transformers and everything it pulls in) from the installed
 packages' RECORD files, and prints a Markdown table (JSON with --json FILE).
@@ -44,10 +50,11 @@ sys.path.insert(0, str(APP_DIR))
 
 from worker.golden import load_golden  # noqa: E402  (needs APP_DIR on sys.path)
 
+sys.path.insert(0, str(BENCH_DIR))
+import workloads  # noqa: E402  (bench/ is not a package)
+
 TARGETS = {
-    "a_rps": 300.0,  # requests/s with 32 concurrent single-text clients
-    "b_texts": 450.0,  # texts/s with batch-32 requests
-    "cold_start_s": 0.5,
+    "cold_start_s": 0.25,
     "rss_mb": 200.0,
     "deps_mb": 250.0,
 }
@@ -59,7 +66,7 @@ class Scenario:
     title: str
     concurrency: int
     batch: int
-    texts: str  # "short" (golden queries, 12 tokens on average) or "long" (exactly 64 tokens)
+    texts: str  # "short" (golden queries, 12 tokens), "long" (exactly 64 tokens) or "mixed" (workloads.py)
 
 
 SCENARIOS = (
@@ -68,7 +75,9 @@ SCENARIOS = (
     # a single client would measure the round trip, not the server.
     Scenario("b", "(b) batch-32 requests, 4 clients", concurrency=4, batch=32, texts="short"),
     Scenario("c", "(c) 32 clients x 1 text of 64 tokens", concurrency=32, batch=1, texts="long"),
+    Scenario("m", "(m) 32 clients x 1 text, mixed lengths", concurrency=32, batch=1, texts="mixed"),
 )
+CEILING_BATCH_SIZES = "1,2,4,8,16,32"
 
 
 @dataclass
@@ -84,39 +93,34 @@ class ServerResult:
         return statistics.median(self.cold_starts_s)
 
 
-def tokenizer_for(model_dir: Path):
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.no_truncation()
-    return tokenizer
-
-
 def build_texts(model_dir: Path) -> dict[str, list[str]]:
-    """Short texts: the golden queries. Long texts: golden passages joined and cut at exactly 64 tokens."""
-    cases = load_golden()
-    tokenizer = tokenizer_for(model_dir)
-    words = " ".join(case.positive for case in cases).split()
-    long_texts: list[str] = []
-    start = 0
-    while len(long_texts) < 64 and start < len(words):
-        count = 0
-        end = start
-        # Grow word by word; a word can add several tokens, so keep only exact hits.
-        while end < len(words) and count < 64:
-            end += 1
-            count = len(tokenizer.encode(" ".join(words[start:end])).ids)
-        if count == 64:
-            long_texts.append(" ".join(words[start:end]))
-        start += 7
-    if len(long_texts) < 16:
-        raise SystemExit("benchmark: could not build enough 64-token texts from the golden passages")
-    return {"short": [case.query for case in cases], "long": long_texts}
+    """Short: the golden queries. Long: golden passages cut at exactly 64 tokens. Mixed: the committed file."""
+    tokenizer = workloads.tokenizer_for(model_dir)
+    return {
+        "short": [case.query for case in load_golden()],
+        "long": workloads.long_texts(tokenizer),
+        "mixed": json.loads(workloads.MIXED_FILE.read_text()),
+    }
+
+
+def cpu_info() -> dict:
+    """CPU model and its int8 dot-product support, from /proc/cpuinfo (Linux x86; n/a elsewhere)."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    vnni = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    return {"model": model, "vnni": vnni, "avx512f": "avx512f" in flags, "avx2": "avx2" in flags}
 
 
 def mean_tokens(model_dir: Path, texts: list[str]) -> float:
-    tokenizer = tokenizer_for(model_dir)
+    tokenizer = workloads.tokenizer_for(model_dir)
     return statistics.mean(len(tokenizer.encode(text).ids) for text in texts)
 
 
@@ -176,8 +180,8 @@ def run_loadgen(args, url: str, scenario: Scenario, texts_file: Path, api_key: s
     return json.loads(result.stdout)
 
 
-def model_ceiling(args, engine: str, model_dir: Path, texts_file: Path) -> dict:
-    """Model-only texts/s at batch 1 and 32 on the server CPU (see model_ceiling.py)."""
+def model_ceiling(args, engine: str, model_dir: Path, texts_file: Path, sweep: bool = False) -> dict:
+    """Model-only texts/s on the server CPU (see model_ceiling.py): batch 1 and 32, or the full sweep."""
     command = [
         "taskset", "-c", str(args.server_cpu),
         sys.executable, str(BENCH_DIR / "model_ceiling.py"),
@@ -185,6 +189,8 @@ def model_ceiling(args, engine: str, model_dir: Path, texts_file: Path) -> dict:
         "--model-dir", str(model_dir),
         "--texts-file", str(texts_file),
     ]  # fmt: skip
+    if sweep:
+        command += ["--batch-sizes", CEILING_BATCH_SIZES, "--sorted", "--seconds", str(args.ceiling_seconds)]
     if engine == "baseline" and args.baseline_model:
         command += ["--baseline-model", args.baseline_model]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -203,6 +209,8 @@ def measure_server(
     api_key: str | None,
     texts_files: dict[str, Path],
     log_dir: Path,
+    cwd: Path = APP_DIR,
+    before_scenario=None,
 ) -> ServerResult:
     result = ServerResult(name)
     url = f"http://127.0.0.1:{port}"
@@ -210,13 +218,15 @@ def measure_server(
     for attempt in range(args.cold_starts):
         log = (log_dir / f"{name}-{attempt}.log").open("wb")
         started = time.perf_counter()
-        process = subprocess.Popen(pinned, cwd=APP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(pinned, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             result.cold_starts_s.append(wait_healthy(url, process, started, timeout=120))
             if attempt < args.cold_starts - 1:
                 stop(process)
                 continue
             for scenario in SCENARIOS:
+                if before_scenario is not None:
+                    before_scenario(scenario)
                 print(f"  {name}: {scenario.title} ...", file=sys.stderr, flush=True)
                 result.scenarios[scenario.key] = run_loadgen(args, url, scenario, texts_files[scenario.texts], api_key)
             result.peak_rss_mb = peak_rss_mb(process.pid)
@@ -304,79 +314,75 @@ def verdict(value: float, limit: float, unit: str, at_least: bool) -> str:
     return f"{'>=' if at_least else '<='} {limit:g}{unit}: {'met' if met else 'missed'}"
 
 
+def ceiling_of(sweep: dict) -> tuple[float, str]:
+    """Best model-only texts/s of a sweep, and where it was reached ("batch 4, sorted")."""
+    rate, size, order = max((rate, int(size), order) for order, rates in sweep.items() for size, rate in rates.items())
+    return rate, f"{size} cells per run, sorted" if order == "sorted_cells" else f"batch {size}, {order}"
+
+
 def markdown(report: dict) -> str:
-    worker, baseline = report["worker"], report.get("baseline")
+    worker, baseline, compare = report["worker"], report.get("baseline"), report.get("compare")
+    cpu = report["cpu"]
+    vnni = ", ".join(cpu["vnni"]) if cpu["vnni"] else "no VNNI"
     lines = [
-        f"Server pinned to CPU {report['server_cpu']} (INFERENCE_THREADS=1), load generator on CPU "
-        f"{report['client_cpu']}; {report['warmup_s']:g} s warm-up + {report['duration_s']:g} s per workload. "
-        f"Short texts: {report['short_tokens']:.1f} tokens on average; long texts: {report['long_tokens']:.0f} tokens.",
+        f"CPU: {cpu['model']} ({vnni}; AVX2 {'yes' if cpu['avx2'] else 'no'}, "
+        f"AVX-512 {'yes' if cpu['avx512f'] else 'no'}). Server pinned to CPU {report['server_cpu']} "
+        f"(INFERENCE_THREADS=1), load generator on CPU {report['client_cpu']}; {report['warmup_s']:g} s warm-up + "
+        f"{report['duration_s']:g} s per workload. Tokens per text: short {report['tokens']['short']:.1f}, "
+        f"long {report['tokens']['long']:.0f}, mixed {report['tokens']['mixed']:.1f} on average.",
         "",
-        "| Workload | gantry int8 texts/s | p50 ms | p99 ms "
-        "| sentence-transformers texts/s | p50 ms | p99 ms | ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    scenario_targets = {"a": (TARGETS["a_rps"], " req/s"), "b": (TARGETS["b_texts"], " texts/s")}
+    header = "| Workload | gantry texts/s | p50 ms | p99 ms | model ceiling texts/s (where) | share of ceiling |"
+    rule = "|---|---:|---:|---:|---:|---:|"
+    if compare:
+        header += f" {compare['name']} texts/s | p99 ms | gantry / {compare['name']} |"
+        rule += "---:|---:|---:|"
+    if baseline:
+        header += " sentence-transformers texts/s | p99 ms | gantry / s-t |"
+        rule += "---:|---:|---:|"
+    lines += [header, rule]
     for scenario in SCENARIOS:
         w = worker["scenarios"][scenario.key]
-        b = baseline["scenarios"][scenario.key] if baseline else None
-        ratio = w["texts_per_s"] / b["texts_per_s"] if b and b["texts_per_s"] else None
         errors = sum(n for code, n in w["statuses"].items() if code != "200")
         note = f" ({errors} non-200)" if errors else ""
-        goal = scenario_targets.get(scenario.key)
-        goal_text = verdict(w["texts_per_s"], goal[0], goal[1], at_least=True) if goal else ""
-        lines.append(
+        ceiling, where = ceiling_of(report["ceiling"]["worker"][scenario.texts])
+        row = (
             f"| {scenario.title} | {fmt(w['texts_per_s'])}{note} | {fmt(w['p50_ms'], 1)} | {fmt(w['p99_ms'], 1)} "
-            f"| {fmt(b and b['texts_per_s'])} | {fmt(b and b['p50_ms'], 1)} | {fmt(b and b['p99_ms'], 1)} "
-            f"| {fmt(ratio, 1)}x | {goal_text} |"
+            f"| {fmt(ceiling)} ({where}) | {w['texts_per_s'] / ceiling:.0%} |"
         )
-    ceiling = report.get("ceiling", {})
-    for size in (1, 32):
-        w = ceiling.get("worker", {}).get(f"batch_{size}")
-        b = ceiling.get("baseline", {}).get(f"batch_{size}")
-        ratio = w / b if w and b else None
-        lines.append(
-            f"| model only, no HTTP: batch {size} | {fmt(w)} | | | {fmt(b)} | | | {fmt(ratio, 1)}x | "
-            "ceiling on this CPU |"
-        )
-    worker_ceiling = ceiling.get("worker", {}).get("batch_32")
-    if worker_ceiling:
-        shares = ", ".join(
-            f"({key}) {worker['scenarios'][key]['texts_per_s'] / worker_ceiling:.0%}" for key in ("a", "b")
-        )
-        lines += ["", f"Worker throughput as a share of its model's batch-32 ceiling: {shares}."]
-    cold = f"median of {len(worker['cold_starts_s'])}"
-    rows = [
-        (
-            "Cold start to healthy (s, " + cold + ")",
-            worker["cold_start_s"],
-            baseline and baseline["cold_start_s"],
-            2,
-            verdict(worker["cold_start_s"], TARGETS["cold_start_s"], " s", at_least=False),
-        ),
-        (
-            "Peak RSS of the server (MB)",
-            worker["peak_rss_mb"],
-            baseline and baseline["peak_rss_mb"],
-            0,
-            verdict(worker["peak_rss_mb"], TARGETS["rss_mb"], " MB", at_least=False),
-        ),
-        (
-            "Installed runtime dependencies (MB)",
-            report["worker_deps_mb"],
-            report.get("baseline_deps_mb"),
-            0,
-            verdict(report["worker_deps_mb"], TARGETS["deps_mb"], " MB", at_least=False),
-        ),
-    ]
+        for other in (compare, baseline):
+            if other:
+                o = other["scenarios"][scenario.key]
+                ratio = w["texts_per_s"] / o["texts_per_s"] if o["texts_per_s"] else None
+                row += f" {fmt(o['texts_per_s'])} | {fmt(o['p99_ms'], 1)} | {fmt(ratio, 2)}x |"
+        lines.append(row)
+    lines += ["", "Model only, no HTTP (texts/s at batch 1 / 4 / 32; arrival order, then length-sorted):", ""]
+    for kind, sweep in report["ceiling"]["worker"].items():
+        cells = " / ".join(fmt(sweep["arrival"][size]) for size in ("1", "4", "32"))
+        ordered = " / ".join(fmt(sweep["sorted"][size]) for size in ("1", "4", "32"))
+        by_cells = ", ".join(f"{fmt(rate)} at {size}" for size, rate in sweep["sorted_cells"].items())
+        lines.append(f"- gantry int8, {kind} texts: {cells}; sorted {ordered}; sorted, by cells per run: {by_cells}")
+    if baseline:
+        b = report["ceiling"]["baseline"]["arrival"]
+        lines.append(f"- sentence-transformers fp32, short texts: {fmt(b['1'])} (batch 1) / {fmt(b['32'])} (batch 32)")
+    servers = [("gantry", worker, report["worker_deps_mb"])]
+    if compare:
+        servers.append((compare["name"], compare, report["worker_deps_mb"]))
+    if baseline:
+        servers.append(("sentence-transformers", baseline, report.get("baseline_deps_mb")))
     lines += [
         "",
-        "| Measure | gantry int8 | sentence-transformers | baseline / gantry | target |",
-        "|---|---:|---:|---:|---|",
-    ]
-    for title, w, b, digits, target in rows:
-        ratio = b / w if b and w else None
-        lines.append(f"| {title} | {fmt(w, digits)} | {fmt(b, digits)} | {fmt(ratio, 1)}x | {target} |")
-    lines += [
+        "| Measure | " + " | ".join(name for name, _, _ in servers) + " | target |",
+        "|---|" + "---:|" * len(servers) + "---|",
+        f"| Cold start to healthy (s, median of {len(worker['cold_starts_s'])}) | "
+        + " | ".join(fmt(server["cold_start_s"], 2) for _, server, _ in servers)
+        + f" | {verdict(worker['cold_start_s'], TARGETS['cold_start_s'], ' s', at_least=False)} |",
+        "| Peak RSS of the server (MB) | "
+        + " | ".join(fmt(server["peak_rss_mb"]) for _, server, _ in servers)
+        + f" | {verdict(worker['peak_rss_mb'], TARGETS['rss_mb'], ' MB', at_least=False)} |",
+        "| Installed runtime dependencies (MB) | "
+        + " | ".join(fmt(deps) for _, _, deps in servers)
+        + f" | {verdict(report['worker_deps_mb'], TARGETS['deps_mb'], ' MB', at_least=False)} |",
         "",
         f"Worker exit code after SIGTERM: {worker['exit_code']}. "
         f"Runtime dependencies: the {report['worker_deps_count']} distributions locked in app/requirements.txt; "
@@ -420,9 +426,25 @@ def main() -> int:
         "--cold-starts", type=int, default=3, help="starts per server; the median is reported (default %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=18080, help="worker port; the baseline uses port + 1 (default %(default)s)"
+        "--port",
+        type=int,
+        default=18080,
+        help="worker port; the baseline uses port + 1, --compare-app port + 2 (default %(default)s)",
     )
-    parser.add_argument("--skip-baseline", action="store_true", help="measure the worker only")
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="do not measure the sentence-transformers baseline"
+    )
+    parser.add_argument(
+        "--compare-app",
+        type=Path,
+        default=None,
+        help="another version's app/ directory (e.g. `git archive 064bd05 app | tar -x -C DIR`), served side by side",
+    )
+    parser.add_argument("--compare-model-dir", type=Path, default=None, help="the model that version built")
+    parser.add_argument("--compare-name", default="before", help="column title of --compare-app (default %(default)s)")
+    parser.add_argument(
+        "--ceiling-seconds", type=float, default=1.0, help="model-only time per batch size (default %(default)s)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results to this file")
     args = parser.parse_args()
 
@@ -432,6 +454,10 @@ def main() -> int:
         parser.error("--server-cpu and --client-cpu must differ, or the load generator steals the server's CPU")
     if args.cold_starts < 1:
         parser.error("--cold-starts must be at least 1")
+    if (args.compare_app is None) != (args.compare_model_dir is None):
+        parser.error("--compare-app and --compare-model-dir go together")
+    if args.compare_app is not None and not (args.compare_app / "worker" / "__main__.py").is_file():
+        parser.error(f"--compare-app {args.compare_app} holds no worker/__main__.py")
     model_dir = Path(args.model_dir).resolve()
     # Keep this script's own polling and bookkeeping off the server's CPU.
     os.sched_setaffinity(0, {args.client_cpu})
@@ -457,6 +483,7 @@ def main() -> int:
         "TOKENIZERS_PARALLELISM": "false",
     }
     baseline_command = [sys.executable, str(BENCH_DIR / "baseline_server.py"), "--port", str(args.port + 1)]
+    compare_port = args.port + 2
     if args.baseline_model:
         baseline_command += ["--model-path", args.baseline_model]
 
@@ -467,8 +494,8 @@ def main() -> int:
         "client_cpu": args.client_cpu,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
-        "short_tokens": mean_tokens(model_dir, texts["short"]),
-        "long_tokens": mean_tokens(model_dir, texts["long"]),
+        "cpu": cpu_info(),
+        "tokens": {kind: mean_tokens(model_dir, items) for kind, items in texts.items()},
         "worker_deps_mb": installed_mb(worker_deps),
         "worker_deps_count": len(worker_deps),
         "version_mismatches": mismatches,
@@ -480,15 +507,47 @@ def main() -> int:
         for kind, items in texts.items():
             files[kind] = tmp_dir / f"{kind}.json"
             files[kind].write_text(json.dumps(items))
-        print("benchmark: model-only ceilings", file=sys.stderr)
-        report["ceiling"] = {"worker": model_ceiling(args, "worker", model_dir, files["short"])}
+        report["ceiling"] = {"worker": {}}
+
+        def ceiling_before(scenario: Scenario) -> None:
+            # Measured next to the workload (the idle server keeps its CPU free), so that the
+            # share compares numbers taken in the same state of a shared host.
+            if scenario.texts not in report["ceiling"]["worker"]:
+                print(f"  model only: {scenario.texts} texts ...", file=sys.stderr, flush=True)
+                report["ceiling"]["worker"][scenario.texts] = model_ceiling(
+                    args, "worker", model_dir, files[scenario.texts], sweep=True
+                )
+
         if not args.skip_baseline:
             report["ceiling"]["baseline"] = model_ceiling(args, "baseline", model_dir, files["short"])
         print("benchmark: worker", file=sys.stderr)
         worker = measure_server(
-            args, "worker", [sys.executable, "-m", "worker"], worker_env, args.port, api_key, files, tmp_dir
+            args,
+            "worker",
+            [sys.executable, "-m", "worker"],
+            worker_env,
+            args.port,
+            api_key,
+            files,
+            tmp_dir,
+            before_scenario=ceiling_before,
         )
         report["worker"] = {**worker.__dict__, "cold_start_s": worker.cold_start_s}
+        if args.compare_app is not None:
+            print(f"benchmark: {args.compare_name} ({args.compare_app})", file=sys.stderr)
+            compare_env = {**worker_env, "PORT": str(compare_port), "MODEL_DIR": str(args.compare_model_dir.resolve())}
+            compare = measure_server(
+                args,
+                args.compare_name,
+                [sys.executable, "-m", "worker"],
+                compare_env,
+                compare_port,
+                api_key,
+                files,
+                tmp_dir,
+                cwd=args.compare_app.resolve(),
+            )
+            report["compare"] = {**compare.__dict__, "cold_start_s": compare.cold_start_s}
         if not args.skip_baseline:
             print("benchmark: sentence-transformers baseline", file=sys.stderr)
             baseline = measure_server(
@@ -500,9 +559,9 @@ def main() -> int:
             report["baseline_deps_mb"] = installed_mb(baseline_deps)
             report["baseline_deps_count"] = len(baseline_deps)
 
-    print(markdown(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    print(markdown(report))
     return 0
 
 

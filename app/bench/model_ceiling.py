@@ -1,12 +1,15 @@
 """Model-only throughput on one CPU: the ceiling a server of that model can approach.
 
-benchmark.py runs this pinned to the server's CPU, once for the worker's int8
-ONNX model (worker.model.Embedder, one thread) and once for the fp32
-sentence-transformers model (torch, one thread), on the same short texts. With
-no HTTP, JSON or batching logic in the way, the ratio between a server's
+benchmark.py runs this pinned to the server's CPU, for the worker's int8 ONNX
+model (worker.model.Embedder, one thread) on the texts of each workload, and for
+the fp32 sentence-transformers model (torch, one thread) on the short texts.
+With no HTTP, JSON or batching logic in the way, the ratio between a server's
 texts/s and this ceiling shows how much the serving layer costs, separately
-from how fast the CPU runs the model. Prints one JSON object:
-texts/s at batch 1 and at batch 32.
+from how fast the CPU runs the model. Batches are consecutive texts in the
+file's (arrival) order, and with --sorted also consecutive texts after sorting
+by length, by batch size and by cells per run (rows x longest text): the most
+a length-aware batcher could get out of the same inputs. Prints one JSON
+object: {"arrival": {batch: texts/s}, "sorted": {...}, "sorted_cells": {cells: texts/s}}.
 """
 
 from __future__ import annotations
@@ -18,18 +21,45 @@ import time
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
+CELL_CAPS = (128, 256, 512, 1024, 2048)
 sys.path.insert(0, str(APP_DIR))
 
 
 def rate(run, texts: list, batch: int, seconds: float) -> float:
-    """Texts per second of `run(batch_of_texts)` over about `seconds`, after one warm-up call."""
+    """Texts per second of `run(batch_of_texts)` over at least `seconds` and one pass over `texts`.
+
+    A whole pass matters for mixed lengths: a part of the file is not its length distribution.
+    """
     cycle = texts * (batch // len(texts) + 2)
     run(cycle[:batch])
     done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
+    while time.perf_counter() - started < seconds or done < len(texts):
         offset = done % len(texts)
         run(cycle[offset : offset + batch])
         done += batch
+    return done / (time.perf_counter() - started)
+
+
+def cell_runs(texts: list, cells: int) -> list[list]:
+    """Consecutive texts grouped into runs of at most `cells` rows x longest text (at least one text each)."""
+    runs, current = [], []
+    for text in texts:
+        if current and (len(current) + 1) * max(len(text), *map(len, current)) > cells:
+            runs.append(current)
+            current = []
+        current.append(text)
+    return runs + [current]
+
+
+def rate_cells(run, texts: list, cells: int, seconds: float) -> float:
+    """Texts per second over whole passes of `texts` cut into runs of at most `cells` cells."""
+    runs = cell_runs(texts, cells)
+    run(runs[0])
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or done < len(texts):
+        for batch in runs:
+            run(batch)
+            done += len(batch)
     return done / (time.perf_counter() - started)
 
 
@@ -40,6 +70,12 @@ def main() -> int:
     parser.add_argument("--baseline-model", default=None, help="baseline: sentence-transformers model directory")
     parser.add_argument("--texts-file", type=Path, required=True, help="JSON list of texts")
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per batch size")
+    parser.add_argument("--batch-sizes", default="1,32", help="comma-separated batch sizes (default %(default)s)")
+    parser.add_argument(
+        "--sorted",
+        action="store_true",
+        help="also measure batches of length-sorted texts, by batch size and by cells per run (128-2048)",
+    )
     args = parser.parse_args()
     texts = json.loads(args.texts_file.read_text())
 
@@ -66,7 +102,14 @@ def main() -> int:
         def run(batch):
             return model.encode(batch, batch_size=len(batch), normalize_embeddings=True)
 
-    print(json.dumps({f"batch_{n}": rate(run, items, n, args.seconds) for n in (1, 32)}))
+    sizes = [int(size) for size in args.batch_sizes.split(",")]
+    orders = {"arrival": items}
+    if args.sorted:
+        orders["sorted"] = sorted(items, key=len)
+    result = {order: {str(n): rate(run, texts, n, args.seconds) for n in sizes} for order, texts in orders.items()}
+    if args.sorted:
+        result["sorted_cells"] = {str(n): rate_cells(run, orders["sorted"], n, args.seconds) for n in CELL_CAPS}
+    print(json.dumps(result))
     return 0
 
 

@@ -84,12 +84,11 @@ def test_concurrent_requests_are_merged_into_batches(start_worker):
     assert all(status == 200 for status, _, _ in results)
     logged = worker.requests_logged()[-len(texts) :]
     assert max(line["batch"] for line in logged) > 1, logged
-    # Merging must not change what a text means. It does move the vector slightly: int8
-    # activations are quantized with one scale per batch, so the company a text keeps matters
-    # (cosine about 0.99); the bound is the eval gate's minimum agreement with fp32.
+    # Merging must not change a text's vector: activations are quantized with one scale per
+    # token, so the company a text keeps changes only float summation order.
     for text, (_, _, body) in zip(texts, results, strict=True):
         if text in alone:
-            assert float(alone[text] @ np.array(body["data"][0]["embedding"])) > 0.97
+            assert float(alone[text] @ np.array(body["data"][0]["embedding"])) >= 0.99999
     assert worker.terminate() == 0
     batch_sizes = []
     for document in emf_documents(worker, [["Service"]]):

@@ -24,7 +24,13 @@ def test_manifest_records_checksums_and_quantization(model_dir):
     for name, entry in manifest["files"].items():
         assert file_sha256(model_dir / name) == entry["sha256"], name
         assert (model_dir / name).stat().st_size == entry["bytes"]
-    assert manifest["quantization"] == {"type": "dynamic", "weights": "int8", "per_channel": True, "reduce_range": True}
+    assert manifest["quantization"] == {
+        "type": "dynamic",
+        "weights": "int8",
+        "per_channel": True,
+        "reduce_range": True,
+        "activations": "uint8, symmetric, one scale per token",
+    }
     assert manifest["source_sha256"] == build_model.SOURCE_SHA256
     assert manifest["versions"]["torch"].startswith("2.13.0")
     assert manifest["dimensions"] == 384 and manifest["max_tokens"] == 256
@@ -70,3 +76,29 @@ def test_build_refuses_weights_with_another_digest(monkeypatch):
     monkeypatch.setitem(build_model.SOURCE_SHA256, "model.safetensors", "0" * 64)
     with pytest.raises(SystemExit, match="refusing to build from unverified weights"):
         build_model.verified_source()
+
+
+# A text's vector may differ between batches only by float summation order (per-token int8
+# scales; see build_model.per_token_activations). Measured: cosine >= 0.999999.
+BATCH_INDEPENDENCE_COSINE = 0.99999
+
+
+def test_a_texts_vector_does_not_depend_on_its_batch_partners(model_dir):
+    references = np.load(model_dir / "references.npz")
+    texts = [str(text) for text in references["texts"]]
+    embedder = Embedder(Path(model_dir), threads=1)
+    ids = embedder.token_ids(texts)
+    target = ids[0]
+    alone = embedder.embed_ids([target])[0]
+    longest = max(ids, key=len)
+    partners = [
+        ids[1:4],  # similar short texts
+        [longest] * 7,  # much longer texts: the target is padded to their width
+        ids[-31:],  # a full run of other texts
+        [[101, 102]],  # an empty text, whose activations are tiny
+    ]
+    for others in partners:
+        for position in (0, len(others)):
+            batch = others[:position] + [target] + others[position:]
+            vector = embedder.embed_ids(batch)[position]
+            assert float(alone @ vector) >= BATCH_INDEPENDENCE_COSINE, (len(batch), position)

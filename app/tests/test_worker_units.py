@@ -33,7 +33,7 @@ def env(tmp_path):
 def test_defaults(env):
     settings = load_settings(env, cpus=3)
     assert settings.port == 8000 and settings.inference_threads == 3
-    assert settings.max_batch_size == 32 and settings.max_input_tokens == 256
+    assert settings.max_batch_size is None and settings.max_input_tokens == 256
     assert settings.auth_disabled is False and dict(settings.api_keys) == KEYS
     assert "a" * 20 not in repr(settings)
 

@@ -26,8 +26,10 @@ import orjson
 
 from worker import logs
 from worker.auth import Authenticator
+from worker.background import cancel_and_wait
+from worker.batch_size import calibrate
 from worker.batcher import Batcher
-from worker.config import Settings
+from worker.config import DEFAULT_MAX_BATCH_SIZE, Settings
 from worker.limits import TenantLimits, retry_after_seconds
 from worker.metrics import Metrics
 from worker.model import DIMENSIONS, MODEL_ID, Embedder
@@ -101,6 +103,7 @@ class WorkerApp:
         self._on_fatal = on_fatal
         self._started = time.monotonic()
         self._loader: asyncio.Task | None = None
+        self._calibration: asyncio.Task | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -127,12 +130,14 @@ class WorkerApp:
         self.batcher = Batcher(
             self.embedder.embed_ids,
             DIMENSIONS,
-            settings.max_batch_size,
+            settings.max_batch_size or DEFAULT_MAX_BATCH_SIZE,
             settings.max_batch_wait_ms,
             settings.max_queued_inputs,
             on_batch=self.metrics.batch_ran,
         )
         self.batcher.start()
+        if settings.max_batch_size is None:
+            self._calibration = asyncio.get_running_loop().create_task(self._calibrate(), name="calibration")
         self.metrics.start()
         if self.state == "loading":
             self.state = "ready"
@@ -145,9 +150,26 @@ class WorkerApp:
             auth_disabled=settings.auth_disabled,
         )
 
+    async def _calibrate(self) -> None:
+        """Fit the run size to this CPU (worker/batch_size.py), after ready: cold start never waits for it."""
+        started = time.monotonic()
+        # With one inference thread ORT runs the model on the calling thread, so that thread's CPU
+        # time is the model's cost even if requests already keep the event loop busy meanwhile.
+        clock = time.thread_time if self.settings.inference_threads == 1 else time.perf_counter
+        result = await self.batcher.run_exclusive(calibrate, self.embedder.embed_ids, clock)
+        self.batcher.set_limits(DEFAULT_MAX_BATCH_SIZE, result.max_cells)
+        logs.event(
+            "batch_calibrated",
+            max_cells=result.max_cells,
+            max_batch_size=DEFAULT_MAX_BATCH_SIZE,
+            microseconds_per_cell={str(cells): round(cost * 1e6, 2) for cells, cost in result.seconds_per_cell.items()},
+            seconds=round(time.monotonic() - started, 3),
+        )
+
     async def _shutdown(self) -> None:
         if self._loader is not None and not self._loader.done():
             self._loader.cancel()
+        await cancel_and_wait(self._calibration)
         if self.batcher is not None:
             await self.batcher.stop()
         await self.metrics.stop()

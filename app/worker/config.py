@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Most rows per run when MAX_BATCH_SIZE is unset (the calibration then only lowers the cells cap).
+DEFAULT_MAX_BATCH_SIZE = 32
 # The model's attention window as trained by sentence-transformers; longer inputs are refused.
 MODEL_MAX_TOKENS = 256
 
@@ -43,7 +45,8 @@ class Settings:
     rate_limit_requests_per_minute: int
     token_budget_per_minute: int
     max_queued_inputs: int
-    max_batch_size: int
+    # None: calibrated on the CPU at start (worker/batch_size.py), at most DEFAULT_MAX_BATCH_SIZE rows.
+    max_batch_size: int | None
     max_batch_wait_ms: float
     max_inputs_per_request: int
     max_input_tokens: int
@@ -100,6 +103,13 @@ def _int(env: Mapping[str, str], name: str, default: int | None, low: int, high:
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is out of range; allowed: {low} to {high}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _int(env, name, None, low, high)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -179,7 +189,7 @@ def load_settings(env: Mapping[str, str] | None = None, cpus: int | None = None)
             )
 
     api_keys, auth_disabled = _api_keys(env)
-    max_batch_size = _int(env, "MAX_BATCH_SIZE", 32, 1, 256)
+    max_batch_size = _optional_int(env, "MAX_BATCH_SIZE", 1, 256)
     max_queued = _int(env, "MAX_QUEUED_INPUTS", 1024, 1, 1_000_000)
     max_inputs = _int(env, "MAX_INPUTS_PER_REQUEST", 256, 1, 2048)
     if max_inputs > max_queued:

@@ -1,0 +1,75 @@
+"""The run size that fits this CPU, measured once at start on the model itself.
+
+A run's cost is set by its cells, rows x padded width: that is the M dimension of every weight
+matmul in the graph. Per cell, small runs pay the fixed cost of dispatching hundreds of graph
+nodes; large runs outgrow the CPU caches (the FFN activation alone is 6 KB per cell). Where the
+sweet spot lies depends on the CPU — on an AVX-512 VNNI machine batch 4 beat batch 32 by 25-68 %
+(issue 13), on the AVX2-only development VM they are within a few per cent — so a constant
+chosen on one machine is wrong on another. `calibrate` times the model on synthetic 32-token
+texts at 1, 2, ... 32 rows (32 to 1024 cells, best of two runs each, about 4000 cells in all:
+under a second on one AVX2 core) and `choose_cells` picks the smallest run whose cost per cell is within 5 % of the
+cheapest: the same throughput at the lowest latency. The worker does this on the inference thread
+right after it reports healthy, so cold start does not pay for it (with one inference thread it
+times the thread's CPU time, which requests arriving meanwhile cannot inflate); until it finishes (and always
+when MAX_BATCH_SIZE is set) runs are capped at the configured rows and 2048 cells. Security
+stance: the calibration feeds only synthetic token ids and logs only timings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+CALIBRATION_WIDTH = 32
+CALIBRATION_ROWS = (1, 2, 4, 8, 16, 32)
+REPEATS = 2
+# Smallest run whose cost per cell is within this factor of the cheapest one.
+TOLERANCE = 1.05
+# Ordinary WordPiece ids (not [PAD]/[CLS]/[SEP]); the model's cost does not depend on which.
+_CLS, _SEP, _FIRST_WORD = 101, 102, 1000
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Measured seconds per cell by run size (cells), and the run size chosen from them."""
+
+    seconds_per_cell: Mapping[int, float]
+    max_cells: int
+
+
+def choose_cells(seconds_per_cell: Mapping[int, float], tolerance: float = TOLERANCE) -> int:
+    """Smallest cell count whose cost per cell is at most `tolerance` x the cheapest measured."""
+    if not seconds_per_cell:
+        raise ValueError("no measurements to choose a run size from")
+    if tolerance < 1:
+        raise ValueError(f"tolerance={tolerance} must be >= 1")
+    cheapest = min(seconds_per_cell.values())
+    return min(cells for cells, cost in seconds_per_cell.items() if cost <= cheapest * tolerance)
+
+
+def synthetic_batch(rows: int, width: int = CALIBRATION_WIDTH) -> list[list[int]]:
+    text = [_CLS, *range(_FIRST_WORD, _FIRST_WORD + width - 2), _SEP]
+    return [list(text) for _ in range(rows)]
+
+
+def calibrate(
+    embed_ids: Callable[[Sequence[Sequence[int]]], np.ndarray],
+    clock: Callable[[], float] = time.perf_counter,
+    rows: Sequence[int] = CALIBRATION_ROWS,
+    repeats: int = REPEATS,
+) -> Calibration:
+    """Time `embed_ids` on synthetic runs; blocking, so call it on the inference thread."""
+    embed_ids(synthetic_batch(1))  # first run allocates ORT's buffers; not representative
+    seconds_per_cell = {}
+    for count in rows:
+        batch = synthetic_batch(count)
+        best = float("inf")
+        for _ in range(repeats):
+            started = clock()
+            embed_ids(batch)
+            best = min(best, clock() - started)
+        seconds_per_cell[count * CALIBRATION_WIDTH] = best / (count * CALIBRATION_WIDTH)
+    return Calibration(seconds_per_cell, choose_cells(seconds_per_cell))
