@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from worker.batch_size import CALIBRATION_WIDTH, calibrate, choose_cells
 from worker.batcher import BUCKET_EDGES, Batcher, BatchFormer, bucket_of
 

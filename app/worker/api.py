@@ -19,7 +19,8 @@ import asyncio
 import base64
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import orjson
@@ -150,14 +151,27 @@ class WorkerApp:
             auth_disabled=settings.auth_disabled,
         )
 
+    @property
+    def running_batcher(self) -> Batcher:
+        """The batcher, which exists from start-up on (requests are refused before that)."""
+        if self.batcher is None:
+            raise RuntimeError("the worker has not started")
+        return self.batcher
+
+    @property
+    def loaded_embedder(self) -> Embedder:
+        if self.embedder is None:
+            raise RuntimeError("the worker has not loaded its model")
+        return self.embedder
+
     async def _calibrate(self) -> None:
         """Fit the run size to this CPU (worker/batch_size.py), after ready: cold start never waits for it."""
         started = time.monotonic()
         # With one inference thread ORT runs the model on the calling thread, so that thread's CPU
         # time is the model's cost even if requests already keep the event loop busy meanwhile.
         clock = time.thread_time if self.settings.inference_threads == 1 else time.perf_counter
-        result = await self.batcher.run_exclusive(calibrate, self.embedder.embed_ids, clock)
-        self.batcher.set_limits(DEFAULT_MAX_BATCH_SIZE, result.max_cells)
+        result = await self.running_batcher.run_exclusive(calibrate, self.loaded_embedder.embed_ids, clock)
+        self.running_batcher.set_limits(DEFAULT_MAX_BATCH_SIZE, result.max_cells)
         logs.event(
             "batch_calibrated",
             max_cells=result.max_cells,
@@ -217,9 +231,11 @@ class WorkerApp:
             # Log where it failed, not the message: exception text could quote an input.
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             logs.event("internal_error", error=type(exc).__name__, at=f"{frame.filename}:{frame.lineno}")
-            error = ApiError(500, "internal error while embedding; retry the request", type="server_error", code="internal_error")
-            status, body, headers = 500, error.body(), []
-            log.code = error.code
+            failure = ApiError(
+                500, "internal error while embedding; retry the request", type="server_error", code="internal_error"
+            )
+            status, body, headers = 500, failure.body(), []
+            log.code = failure.code
         finally:
             self.in_flight -= 1
         if self.state == "draining":
@@ -266,12 +282,19 @@ class WorkerApp:
             self._require(method, "GET")
             log.tenant = self._authenticate(scope)
             return self._models(path[len("/v1/models/") :] if path != "/v1/models" else None)
-        raise ApiError(404, f"no route for {path}; this worker serves /v1/embeddings, /v1/models and /health", code="not_found")
+        raise ApiError(
+            404, f"no route for {path}; this worker serves /v1/embeddings, /v1/models and /health", code="not_found"
+        )
 
     @staticmethod
     def _require(method: str, allowed: str) -> None:
         if method != allowed:
-            raise ApiError(405, f"method {method} not allowed; use {allowed}", code="method_not_allowed", headers=[(b"allow", allowed.encode())])
+            raise ApiError(
+                405,
+                f"method {method} not allowed; use {allowed}",
+                code="method_not_allowed",
+                headers=[(b"allow", allowed.encode())],
+            )
 
     def _authenticate(self, scope) -> str:
         authorization = None
@@ -294,7 +317,12 @@ class WorkerApp:
         if model_id is None:
             return 200, orjson.dumps({"object": "list", "data": [card]}), []
         if model_id not in MODEL_ALIASES:
-            raise ApiError(404, f"model {model_id!r} does not exist; this worker serves {MODEL_ID!r}", code="model_not_found", param="model")
+            raise ApiError(
+                404,
+                f"model {model_id!r} does not exist; this worker serves {MODEL_ID!r}",
+                code="model_not_found",
+                param="model",
+            )
         return 200, orjson.dumps(card), []
 
     # --- embeddings ----------------------------------------------------------------------------
@@ -323,9 +351,9 @@ class WorkerApp:
         texts = request["input"]
         log.inputs = len(texts)
         if sum(map(len, texts)) <= _INLINE_TOKENIZE_CHARS:
-            token_ids = self.embedder.token_ids(texts)
+            token_ids = self.loaded_embedder.token_ids(texts)
         else:
-            token_ids = await asyncio.to_thread(self.embedder.token_ids, texts)
+            token_ids = await asyncio.to_thread(self.loaded_embedder.token_ids, texts)
         limit = self.settings.max_input_tokens
         for index, ids in enumerate(token_ids):
             if len(ids) > limit:
@@ -338,7 +366,7 @@ class WorkerApp:
                 )
         tokens = log.tokens = sum(map(len, token_ids))
 
-        batcher = self.batcher
+        batcher = self.running_batcher
         if not batcher.has_room(len(texts)):
             raise ApiError(
                 503,
@@ -374,7 +402,9 @@ class WorkerApp:
         limit = self.settings.max_request_bytes
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise ApiError(413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large")
+                raise ApiError(
+                    413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large"
+                )
         chunks = []
         size = 0
         while True:
@@ -384,7 +414,9 @@ class WorkerApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large")
+                raise ApiError(
+                    413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large"
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -399,7 +431,9 @@ class WorkerApp:
             raise ApiError(400, "request body must be a JSON object", code="invalid_json")
         unknown = sorted(set(payload) - _KNOWN_FIELDS)
         if unknown:
-            raise ApiError(400, f"unrecognized request argument: {unknown[0]}", code="unknown_parameter", param=unknown[0])
+            raise ApiError(
+                400, f"unrecognized request argument: {unknown[0]}", code="unknown_parameter", param=unknown[0]
+            )
 
         if "model" not in payload:
             raise ApiError(400, "you must provide a model parameter", code="missing_required_parameter", param="model")
@@ -407,13 +441,23 @@ class WorkerApp:
         if not isinstance(model, str):
             raise ApiError(400, "model must be a string", code="invalid_type", param="model")
         if model not in MODEL_ALIASES:
-            raise ApiError(404, f"model {model!r} does not exist; this worker serves {MODEL_ID!r}", code="model_not_found", param="model")
+            raise ApiError(
+                404,
+                f"model {model!r} does not exist; this worker serves {MODEL_ID!r}",
+                code="model_not_found",
+                param="model",
+            )
 
         encoding_format = payload.get("encoding_format")
         if encoding_format is None:
             encoding_format = "float"
         if encoding_format not in ("float", "base64"):
-            raise ApiError(400, f"encoding_format must be 'float' or 'base64', got {encoding_format!r}", code="invalid_value", param="encoding_format")
+            raise ApiError(
+                400,
+                f"encoding_format must be 'float' or 'base64', got {encoding_format!r}",
+                code="invalid_value",
+                param="encoding_format",
+            )
 
         dimensions = payload.get("dimensions")
         if dimensions is not None and (type(dimensions) is not int or dimensions != DIMENSIONS):
@@ -437,11 +481,18 @@ class WorkerApp:
             raise ApiError(400, "input must not be an empty array", code="empty_input", param="input")
         limit = self.settings.max_inputs_per_request
         if len(texts) > limit:
-            raise ApiError(400, f"input has {len(texts)} items; the limit is {limit} per request (MAX_INPUTS_PER_REQUEST)", code="too_many_inputs", param="input")
+            raise ApiError(
+                400,
+                f"input has {len(texts)} items; the limit is {limit} per request (MAX_INPUTS_PER_REQUEST)",
+                code="too_many_inputs",
+                param="input",
+            )
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 if isinstance(text, int) or (isinstance(text, list) and all(isinstance(t, int) for t in text)):
-                    message = "token-id input is not supported (ids from another tokenizer would be meaningless); send text"
+                    message = (
+                        "token-id input is not supported (ids from another tokenizer would be meaningless); send text"
+                    )
                 else:
                     message = f"input[{index}] must be a string, got {_json_type(text)}"
                 raise ApiError(400, message, code="invalid_type", param="input")
@@ -460,7 +511,9 @@ class WorkerApp:
         return orjson.dumps(
             {
                 "object": "list",
-                "data": [{"object": "embedding", "index": index, "embedding": vector} for index, vector in enumerate(vectors)],
+                "data": [
+                    {"object": "embedding", "index": index, "embedding": vector} for index, vector in enumerate(vectors)
+                ],
                 "model": MODEL_ID,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
@@ -469,5 +522,6 @@ class WorkerApp:
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "object", list: "array", bool: "boolean", float: "number", int: "number", type(None): "null"}.get(type(value), type(value).__name__)
-
+    return {dict: "object", list: "array", bool: "boolean", float: "number", int: "number", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )

@@ -18,8 +18,8 @@ stance: the calibration feeds only synthetic token ids and logs only timings.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 

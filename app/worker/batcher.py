@@ -26,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -247,12 +247,12 @@ class Batcher:
         while True:
             await self._until_ready()
             batch = self._former.take(loop.time())
+            vectors: np.ndarray | None = None
+            error: Exception | None = None
             try:
                 vectors = await loop.run_in_executor(self._executor, self._embed_ids, [text.ids for text in batch])
             except Exception as exc:  # a failed run fails its requests, never the batcher
-                vectors, error = None, exc
-            else:
-                error = None
+                error = exc
             self.stats.batches += 1
             self.stats.texts += len(batch)
             self.stats.cells += len(batch) * max(len(text.ids) for text in batch)
@@ -267,8 +267,8 @@ class Batcher:
             request = text.request
             if request.future.done():
                 continue
-            if error is not None:
-                request.future.set_exception(error)
+            if error is not None or vectors is None:
+                request.future.set_exception(error or RuntimeError("the model returned no vectors"))
                 continue
             request.embeddings[text.row] = vectors[index]
             request.largest_batch = max(request.largest_batch, len(batch))

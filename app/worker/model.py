@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -56,9 +56,7 @@ class Embedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # ORT warnings go to stderr as plain text; only errors are worth breaking the JSON stream.
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
         outputs = self.session.get_outputs()
         if len(outputs) != 1 or outputs[0].shape[-1] != DIMENSIONS:
             raise ModelError(f"{model_dir / 'model.onnx'} does not output {DIMENSIONS}-d embeddings")
@@ -74,9 +72,7 @@ class Embedder:
             want = expected.get(name, {}).get("sha256") if isinstance(expected, dict) else None
             got = file_sha256(model_dir / name)
             if want != got:
-                raise ModelError(
-                    f"{model_dir / name} has sha256 {got}, the manifest says {want}; rebuild the model"
-                )
+                raise ModelError(f"{model_dir / name} has sha256 {got}, the manifest says {want}; rebuild the model")
         return manifest
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
@@ -95,7 +91,5 @@ class Embedder:
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
-        (embeddings,) = self.session.run(
-            None, {"input_ids": input_ids, "attention_mask": attention_mask}
-        )
+        (embeddings,) = self.session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask})
         return np.ascontiguousarray(embeddings, dtype=np.float32)
