@@ -297,11 +297,15 @@ def installed_mb(dists: dict[str, metadata.Distribution]) -> float:
 
 
 def read_requirements(path: Path) -> list[str]:
+    """The requirements of a hash-locked file that apply here (continuations joined, markers evaluated)."""
     lines = []
-    for raw in path.read_text().splitlines():
+    for raw in path.read_text().replace("\\\n", " ").splitlines():
         line = raw.split("#", 1)[0].strip()
-        if line and not line.startswith("-"):
-            lines.append(line)
+        if not line or line.startswith("-"):
+            continue
+        requirement = Requirement(line.split(" --hash", 1)[0].strip())
+        if requirement.marker is None or requirement.marker.evaluate():
+            lines.append(str(requirement))
     return lines
 
 
