@@ -131,7 +131,7 @@ def star_resource_findings(document: Any, where: str) -> list[str]:
             extra = sorted(set(actions) - STAR_RESOURCE_ACTIONS)
             if extra:
                 findings.append(
-                    f"{label}: Resource \"*\" for {extra}; only {sorted(STAR_RESOURCE_ACTIONS)} may use \"*\" "
+                    f'{label}: Resource "*" for {extra}; only {sorted(STAR_RESOURCE_ACTIONS)} may use "*" '
                     "(AWS accepts no narrower resource for them)"
                 )
     return findings
@@ -300,8 +300,8 @@ def no_plain_http_from_internet(resources: Sequence[Resource], production: bool)
         kinds = sorted({str(a.get("type")) for a in _as_list(listener.props.get("defaultActions"))} - {"redirect"})
         if kinds:
             findings.append(
-                f"{listener.urn}: plain-HTTP listener on port {_port(listener.props.get('port'))} of an internet-facing "
-                f"load balancer does {kinds}; serve HTTPS and make HTTP redirect only"
+                f"{listener.urn}: plain-HTTP listener on port {_port(listener.props.get('port'))} of an "
+                f"internet-facing load balancer does {kinds}; serve HTTPS and make HTTP redirect only"
             )
     return findings
 
@@ -323,9 +323,10 @@ def task_roles_exact(resources: Sequence[Resource], production: bool) -> list[st
         if _as_list(role.props.get("managedPolicyArns")):
             findings.append(f"{role.urn}: managed policies {role.props['managedPolicyArns']} on an ECS task role")
         for r in resources:
-            if r.type == ROLE_POLICY_ATTACHMENT and _linked(r, "role", role):
-                findings.append(f"{role.urn}: managed policy {r.props.get('policyArn')} attached by {r.urn}")
-            elif r.type == POLICY_ATTACHMENT and _linked(r, "roles", role):
+            attached = (r.type == ROLE_POLICY_ATTACHMENT and _linked(r, "role", role)) or (
+                r.type == POLICY_ATTACHMENT and _linked(r, "roles", role)
+            )
+            if attached:
                 findings.append(f"{role.urn}: managed policy {r.props.get('policyArn')} attached by {r.urn}")
             elif r.type == ROLE_POLICY and _linked(r, "role", role):
                 findings.extend(star_resource_findings(r.props.get("policy"), f"{role.urn} policy {r.urn}"))

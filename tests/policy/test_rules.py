@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Graph, Res, run_program
 
+from harness import Graph, Res, run_program
 from policy import rules
 from policy.rules import RULES, Resource, evaluate
 
@@ -222,9 +222,10 @@ def test_https_without_tls13_is_caught() -> None:
     listener = {"protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-2016-08", "port": 443.0}
     assert rules.tls13_https_listeners(rules.LISTENER, listener)
     assert rules.tls13_https_listeners(rules.LISTENER, {**listener, "sslPolicy": None})
-    assert rules.tls13_https_listeners(
-        rules.LISTENER, {**listener, "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"}
-    ) == []
+    assert (
+        rules.tls13_https_listeners(rules.LISTENER, {**listener, "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06"})
+        == []
+    )
 
 
 def test_plain_http_redirect_only_passes_and_internal_balancers_are_not_the_internet(
