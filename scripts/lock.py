@@ -40,6 +40,8 @@ LOCKS: list[tuple[str, str, list[str]]] = [
     ),
     ("app/requirements-build.txt", "app/requirements-build.in", ["--constraint", "requirements-dev.txt"]),
     ("app/requirements-bench.txt", "app/requirements-bench.in", ["--constraint", "requirements-dev.txt"]),
+    # Not constrained by the dev lock: pulumi-policy 1.21.0 needs protobuf 5 (see policy/requirements.in).
+    ("policy/requirements.txt", "policy/requirements.in", []),
 ]
 
 # sha256 of the CPU index's Linux torch wheels for Python 3.11, as the index lists them at

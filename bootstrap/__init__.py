@@ -1,0 +1,1 @@
+"""gantry's per-account bootstrap: GitHub OIDC delivery roles, their guard rails and the state backend."""

@@ -1,0 +1,71 @@
+"""gantry-bootstrap: run once per AWS account by an administrator, before any gantry stack exists.
+
+Creates the state backend (bucket + state key + secrets-provider key) and the delivery identity (GitHub
+OIDC provider, preview role, one deploy role per environment, the workload permissions boundary). Config
+is validated in full before any resource is registered. Its outputs are what the repository's workflows
+and stacks are configured with: the backend URL, the secrets provider, the role ARNs, and the boundary and
+path gantry's own roles must carry.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+# The CLI runs this file from bootstrap/; its modules are imported as the `bootstrap` package.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bootstrap import documents  # noqa: E402 - after the path fix above
+from bootstrap.identity import DeliveryIdentity, DeliveryIdentityArgs  # noqa: E402
+from bootstrap.settings import NAMESPACE, parse  # noqa: E402
+from bootstrap.state import StateBackend, StateBackendArgs  # noqa: E402
+
+region = aws.config.region
+if not region:
+    raise pulumi.RunError("aws:region is not set: `pulumi config set aws:region <region>`")
+identity = aws.get_caller_identity()
+partition = aws.get_partition().partition
+config = pulumi.Config(NAMESPACE)
+settings = parse(
+    {
+        f"{NAMESPACE}:{key}": value
+        for key in ("githubOwner", "githubRepo", "environments", "stateBucketPrefix", "resourcePrefix", "hostedZoneIds")
+        if (value := config.get(key)) is not None
+    },
+    account_id=identity.account_id,
+    region=region,
+)
+scope = documents.Scope(
+    account_id=identity.account_id, region=region, partition=partition, prefix=settings.resource_prefix
+)
+
+backend = StateBackend(
+    "gantry-state",
+    StateBackendArgs(
+        bucket_name=settings.state_bucket_name(identity.account_id, region), alias_prefix=settings.resource_prefix
+    ),
+)
+delivery = DeliveryIdentity(
+    "gantry-delivery",
+    DeliveryIdentityArgs(
+        scope=scope,
+        repository=settings.repository,
+        environments=settings.environments,
+        state_bucket_arn=backend.bucket.arn,
+        state_key_arn=backend.state_key.arn,
+        secrets_key_arn=backend.secrets_key.arn,
+        hosted_zone_ids=settings.hosted_zone_ids,
+    ),
+)
+
+pulumi.export("backendUrl", backend.bucket.bucket.apply(lambda b: f"s3://{b}"))
+pulumi.export("secretsProvider", backend.secrets_alias.name.apply(lambda a: f"awskms://{a}?region={region}"))
+pulumi.export("previewRoleArn", delivery.preview_role.arn)
+pulumi.export("deployRoleArns", {env: role.arn for env, role in delivery.deploy_roles.items()})
+pulumi.export("permissionsBoundaryArn", delivery.boundary.arn)
+pulumi.export("workloadRolePath", documents.WORKLOAD_ROLE_PATH)

@@ -1,0 +1,721 @@
+"""IAM, S3 and KMS documents of the bootstrap, as pure functions of plain strings.
+
+Who may become a delivery role (GitHub OIDC trust with exact `sub` and `aud`), what each role may do, and
+the permissions boundary every role gantry creates must carry. Security stance: the deploy roles can
+create and change IAM roles only under gantry's path (`/gantry/`) and only with the boundary attached
+(`iam:PermissionsBoundary`), can pass those roles only to the services gantry's roles are for
+(`iam:PassedToService`), and are explicitly denied every IAM action on the delivery roles themselves and
+on the boundary policy, so a deploy can never grant itself more. Everything else is scoped to this
+account and region and, wherever the service supports it, to names starting with the resource prefix.
+The `*` resources are those AWS forces (the action supports no resource-level permission), listed in
+STAR_ACTIONS with the reason, and tested to be the only ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+VERSION = "2012-10-17"
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+# The audience aws-actions/configure-aws-credentials requests, as GitHub documents for AWS
+# (https://docs.github.com/en/actions/security-for-github-actions/security-hardening-your-deployments/configuring-openid-connect-in-amazon-web-services).
+GITHUB_AUDIENCE = "sts.amazonaws.com"
+WORKLOAD_ROLE_PATH = "/gantry/"
+DELIVERY_ROLE_PATH = "/gantry-delivery/"
+BOUNDARY_POLICY_NAME = "gantry-workload-boundary"
+
+# The services gantry's own roles are for: ECS tasks (execution and task roles), VPC Flow Logs, CodeDeploy
+# (blue/green) and Lambda (the validation hook). PassRole to anything else is refused.
+WORKLOAD_SERVICES = (
+    "codedeploy.amazonaws.com",
+    "ecs-tasks.amazonaws.com",
+    "lambda.amazonaws.com",
+    "vpc-flow-logs.amazonaws.com",
+)
+# Service-linked roles AWS creates on first use of ECS, ELB and ECS autoscaling in an account.
+SERVICE_LINKED = (
+    "ecs.amazonaws.com",
+    "ecs.application-autoscaling.amazonaws.com",
+    "elasticloadbalancing.amazonaws.com",
+)
+
+# Actions granted on Resource "*" and why (Service Authorization Reference: no resource types, or a
+# resource whose identifier cannot exist before the call). Tests check no other action gets "*".
+STAR_ACTIONS: dict[str, str] = {
+    "ecr:GetAuthorizationToken": "account-wide registry token; supports no resource",
+    "ecs:RegisterTaskDefinition": "the revision's ARN does not exist before the call",
+    "ecs:DeregisterTaskDefinition": "listed without resource types",
+    "ecs:DescribeTaskDefinition": "listed without resource types",
+    "ecs:CreateCluster": "checked on '*' (the cluster does not exist yet); names are not a condition key",
+    "ecs:ListClusters": "list call",
+    "ecs:ListTaskDefinitions": "list call",
+    "ecs:DescribeCapacityProviders": "describe call used for FARGATE/FARGATE_SPOT",
+    "ec2:Describe*": "EC2 describe calls support no resource-level permissions",
+    "elasticloadbalancing:Describe*": "ELB describe calls support no resource-level permissions",
+    "logs:DescribeLogGroups": "list call over the account's log groups",
+    "secretsmanager:ListSecrets": "list call",
+    "acm:RequestCertificate": "the certificate ARN does not exist before the call",
+    "acm:ListCertificates": "list call",
+    "route53:ListHostedZones": "list call",
+    "route53:GetChange": "change ids are not known in advance",
+    "application-autoscaling:Describe*": "describe calls support no resource-level permissions",
+    "cloudwatch:DescribeAlarms": "called without alarm names by the provider's refresh",
+    "codedeploy:ListApplications": "list call",
+    "codedeploy:ListDeploymentConfigs": "list call",
+    "lambda:ListFunctions": "list call",
+    "iam:ListRoles": "list call",
+    "iam:ListPolicies": "list call",
+    "kms:ListAliases": "list call",
+    "ecr:DescribeRegistry": "registry-wide call",
+    "s3:ListAllMyBuckets": "list call",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scope:
+    """Where gantry lives: this account and region, names starting with `prefix`."""
+
+    account_id: str
+    region: str
+    partition: str = "aws"
+    prefix: str = "gantry"
+
+    def arn(self, service: str, resource: str, *, regional: bool = True, account: bool = True) -> str:
+        region = self.region if regional else ""
+        return f"arn:{self.partition}:{service}:{region}:{self.account_id if account else ''}:{resource}"
+
+    @property
+    def workload_roles(self) -> str:
+        return self.arn("iam", f"role{WORKLOAD_ROLE_PATH}*", regional=False)
+
+    @property
+    def boundary_arn(self) -> str:
+        return self.arn("iam", f"policy{WORKLOAD_ROLE_PATH}{BOUNDARY_POLICY_NAME}", regional=False)
+
+    @property
+    def delivery_roles(self) -> str:
+        return self.arn("iam", f"role{DELIVERY_ROLE_PATH}*", regional=False)
+
+
+def _allow(sid: str, actions: Sequence[str], resources: Sequence[str] | str, **condition: Any) -> dict[str, Any]:
+    statement: dict[str, Any] = {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": sorted(actions),
+        "Resource": resources if isinstance(resources, str) else sorted(resources),
+    }
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def github_trust_policy(*, provider_arn: str, repository: str, subject: str) -> dict[str, Any]:
+    """Who may assume a delivery role: GitHub's OIDC tokens for exactly `repo:<repository>:<subject>`,
+    issued to the AWS audience. StringEquals, not StringLike: the subject is one value, never a pattern."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "GitHubActionsOfThisRepository",
+                "Effect": "Allow",
+                "Principal": {"Federated": provider_arn},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": {
+                        f"{GITHUB_OIDC_HOST}:aud": GITHUB_AUDIENCE,
+                        f"{GITHUB_OIDC_HOST}:sub": f"repo:{repository}:{subject}",
+                    }
+                },
+            }
+        ],
+    }
+
+
+def pull_request_subject() -> str:
+    """The `sub` of a workflow run for a pull request (GitHub: `repo:ORG/REPO:pull_request`)."""
+    return "pull_request"
+
+
+def environment_subject(environment: str) -> str:
+    """The `sub` of a job that references a GitHub environment (`repo:ORG/REPO:environment:NAME`)."""
+    return f"environment:{environment}"
+
+
+def _state_read(state_bucket_arn: str, state_key_arn: str, secrets_key_arn: str) -> list[dict[str, Any]]:
+    return [
+        _allow(
+            "ListStateBucket", ["s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketVersioning"], state_bucket_arn
+        ),
+        _allow("ReadState", ["s3:GetObject", "s3:GetObjectVersion"], f"{state_bucket_arn}/*"),
+        _allow("DecryptState", ["kms:Decrypt", "kms:DescribeKey"], state_key_arn),
+        _allow("DecryptStackSecrets", ["kms:Decrypt", "kms:DescribeKey"], secrets_key_arn),
+    ]
+
+
+def _read_only(scope: Scope) -> list[dict[str, Any]]:
+    """What `pulumi preview` (and a refresh) reads of what gantry manages."""
+    p = scope.prefix
+    return [
+        _allow(
+            "DescribeAccountWide",
+            [
+                "ec2:Describe*",
+                "elasticloadbalancing:Describe*",
+                "application-autoscaling:Describe*",
+                "ecs:DescribeTaskDefinition",
+                "ecs:ListClusters",
+                "ecs:ListTaskDefinitions",
+                "ecs:DescribeCapacityProviders",
+                "logs:DescribeLogGroups",
+                "cloudwatch:DescribeAlarms",
+                "acm:ListCertificates",
+                "route53:ListHostedZones",
+                "route53:GetChange",
+                "codedeploy:ListApplications",
+                "codedeploy:ListDeploymentConfigs",
+                "lambda:ListFunctions",
+                "ecr:GetAuthorizationToken",
+                "ecr:DescribeRegistry",
+            ],
+            "*",
+        ),
+        _allow(
+            "ReadGantryEcs",
+            ["ecs:DescribeClusters", "ecs:DescribeServices", "ecs:ListTagsForResource", "ecs:DescribeTaskSets"],
+            [
+                scope.arn("ecs", f"cluster/{p}-*"),
+                scope.arn("ecs", f"service/{p}-*/*"),
+                scope.arn("ecs", f"task-set/{p}-*/*/*"),
+                scope.arn("ecs", f"task-definition/{p}-*:*"),
+            ],
+        ),
+        _allow(
+            "ReadGantryImages",
+            [
+                "ecr:DescribeRepositories",
+                "ecr:DescribeImages",
+                "ecr:GetLifecyclePolicy",
+                "ecr:ListTagsForResource",
+                "ecr:GetRepositoryPolicy",
+            ],
+            scope.arn("ecr", f"repository/{p}-*"),
+        ),
+        _allow(
+            "ReadGantryLogs",
+            ["logs:ListTagsForResource", "logs:ListTagsLogGroup", "logs:DescribeLogStreams"],
+            [scope.arn("logs", f"log-group:{p}-*"), scope.arn("logs", f"log-group:/aws/lambda/{p}-*")],
+        ),
+        # Metadata and version ids only (what the program's get_secret_versions reads): never a value.
+        _allow(
+            "ReadSecretMetadata",
+            [
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:ListSecretVersionIds",
+                "secretsmanager:GetResourcePolicy",
+            ],
+            scope.arn("secretsmanager", "secret:*"),
+        ),
+        _allow("ReadParameterVersions", ["ssm:GetParameter"], scope.arn("ssm", "parameter/*")),
+        _allow(
+            "ReadGantryRoles",
+            [
+                "iam:GetRole",
+                "iam:GetRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                "iam:ListInstanceProfilesForRole",
+                "iam:ListRoleTags",
+            ],
+            scope.workload_roles,
+        ),
+        _allow(
+            "ReadGantryBuckets",
+            [
+                "s3:GetBucket*",
+                "s3:GetLifecycleConfiguration",
+                "s3:GetEncryptionConfiguration",
+                "s3:ListBucket",
+                "s3:GetAccelerateConfiguration",
+                "s3:GetReplicationConfiguration",
+            ],
+            scope.arn("s3", f"{p}-*", regional=False, account=False),
+        ),
+        _allow(
+            "ReadGantryCertificates",
+            ["acm:DescribeCertificate", "acm:ListTagsForCertificate"],
+            scope.arn("acm", "certificate/*"),
+        ),
+        _allow(
+            "ReadHostedZones",
+            ["route53:GetHostedZone", "route53:ListResourceRecordSets", "route53:ListTagsForResource"],
+            scope.arn("route53", "hostedzone/*", regional=False, account=False),
+        ),
+        _allow(
+            "ReadGantryDeploys",
+            [
+                "codedeploy:GetApplication",
+                "codedeploy:GetDeploymentGroup",
+                "codedeploy:GetDeploymentConfig",
+                "codedeploy:ListTagsForResource",
+                "codedeploy:GetDeployment",
+                "codedeploy:ListDeployments",
+            ],
+            [
+                scope.arn("codedeploy", f"application:{p}-*"),
+                scope.arn("codedeploy", f"deploymentgroup:{p}-*/*"),
+                scope.arn("codedeploy", f"deploymentconfig:{p}-*"),
+            ],
+        ),
+        _allow(
+            "ReadGantryFunctions",
+            [
+                "lambda:GetFunction",
+                "lambda:GetFunctionConfiguration",
+                "lambda:ListTags",
+                "lambda:GetPolicy",
+                "lambda:GetFunctionCodeSigningConfig",
+            ],
+            scope.arn("lambda", f"function:{p}-*"),
+        ),
+        _allow("ReadGantryAlarms", ["cloudwatch:ListTagsForResource"], scope.arn("cloudwatch", f"alarm:{p}-*")),
+    ]
+
+
+def preview_role_policy(
+    scope: Scope, *, state_bucket_arn: str, state_key_arn: str, secrets_key_arn: str
+) -> dict[str, Any]:
+    """Pull requests: read gantry's resources, read the state, decrypt its secrets. No writes, except the
+    DIY backend's lock files (`pulumi preview` takes a stack lock under `.pulumi/locks/`)."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            *_read_only(scope),
+            *_state_read(state_bucket_arn, state_key_arn, secrets_key_arn),
+            _allow("StackLocks", ["s3:PutObject", "s3:DeleteObject"], f"{state_bucket_arn}/.pulumi/locks/*"),
+            _allow("EncryptStackLocks", ["kms:GenerateDataKey"], state_key_arn),
+        ],
+    }
+
+
+def deploy_role_policy(
+    scope: Scope,
+    *,
+    state_bucket_arn: str,
+    state_key_arn: str,
+    secrets_key_arn: str,
+    hosted_zone_ids: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One environment's `pulumi up`: everything gantry's program creates, scoped to the prefix, plus IAM
+    guarded against escalation. See the module docstring for the IAM guards."""
+    p = scope.prefix
+    bounded = {"StringEquals": {"iam:PermissionsBoundary": scope.boundary_arn}}
+    statements: list[dict[str, Any]] = [
+        *_read_only(scope),
+        *_state_read(state_bucket_arn, state_key_arn, secrets_key_arn),
+        _allow("WriteState", ["s3:PutObject", "s3:DeleteObject"], f"{state_bucket_arn}/*"),
+        _allow("EncryptState", ["kms:GenerateDataKey", "kms:Encrypt"], state_key_arn),
+        _allow("EncryptStackSecrets", ["kms:Encrypt", "kms:GenerateDataKey"], secrets_key_arn),
+        # --- IAM: roles under gantry's path, born with the boundary, passed only to gantry's services.
+        _allow(
+            "CreateBoundedRoles",
+            ["iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
+            scope.workload_roles,
+            **bounded,
+        ),
+        _allow(
+            "ManageGantryRoles",
+            [
+                "iam:DeleteRole",
+                "iam:DeleteRolePolicy",
+                "iam:TagRole",
+                "iam:UntagRole",
+                "iam:UpdateRole",
+                "iam:UpdateRoleDescription",
+                "iam:UpdateAssumeRolePolicy",
+            ],
+            scope.workload_roles,
+        ),
+        _allow(
+            "PassGantryRoles",
+            ["iam:PassRole"],
+            scope.workload_roles,
+            StringEquals={"iam:PassedToService": list(WORKLOAD_SERVICES)},
+        ),
+        _allow(
+            "CreateServiceLinkedRoles",
+            ["iam:CreateServiceLinkedRole"],
+            scope.arn("iam", "role/aws-service-role/*", regional=False),
+            StringEquals={"iam:AWSServiceName": list(SERVICE_LINKED)},
+        ),
+        # --- ECS
+        _allow(
+            "RegisterTaskDefinitions",
+            ["ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:CreateCluster"],
+            "*",
+        ),
+        _allow(
+            "ManageGantryEcs",
+            [
+                "ecs:DeleteCluster",
+                "ecs:UpdateCluster",
+                "ecs:UpdateClusterSettings",
+                "ecs:PutClusterCapacityProviders",
+                "ecs:CreateService",
+                "ecs:UpdateService",
+                "ecs:DeleteService",
+                "ecs:TagResource",
+                "ecs:UntagResource",
+            ],
+            [
+                scope.arn("ecs", f"cluster/{p}-*"),
+                scope.arn("ecs", f"service/{p}-*/*"),
+                scope.arn("ecs", f"task-definition/{p}-*:*"),
+            ],
+        ),
+        # --- ECR: the repository and the image push (docker-build during `up`).
+        _allow(
+            "ManageGantryImages",
+            [
+                "ecr:CreateRepository",
+                "ecr:DeleteRepository",
+                "ecr:PutLifecyclePolicy",
+                "ecr:DeleteLifecyclePolicy",
+                "ecr:PutImageTagMutability",
+                "ecr:PutImageScanningConfiguration",
+                "ecr:TagResource",
+                "ecr:UntagResource",
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:InitiateLayerUpload",
+                "ecr:UploadLayerPart",
+                "ecr:CompleteLayerUpload",
+                "ecr:PutImage",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchDeleteImage",
+            ],
+            scope.arn("ecr", f"repository/{p}-*"),
+        ),
+        # ECR encrypts with the account's aws/ecr key through a grant it creates on the caller's behalf.
+        _allow(
+            "EcrKmsGrants",
+            ["kms:CreateGrant", "kms:RetireGrant", "kms:DescribeKey"],
+            scope.arn("kms", "key/*"),
+            StringEquals={"kms:ViaService": f"ecr.{scope.region}.amazonaws.com"},
+        ),
+        # --- EC2: the VPC and everything in it. Create calls are authorised on resources that do not exist
+        # yet, so they are scoped by region/account ARN pattern; changes are limited to gantry-tagged VPC
+        # resources (awsx and aws:defaultTags tag everything with project=<prefix>).
+        _allow(
+            "CreateNetwork",
+            [
+                "ec2:CreateVpc",
+                "ec2:CreateSubnet",
+                "ec2:CreateRouteTable",
+                "ec2:CreateInternetGateway",
+                "ec2:CreateNatGateway",
+                "ec2:AllocateAddress",
+                "ec2:CreateSecurityGroup",
+                "ec2:CreateVpcEndpoint",
+                "ec2:CreateFlowLogs",
+                "ec2:CreateTags",
+            ],
+            scope.arn("ec2", "*"),
+            StringEquals={"aws:RequestTag/project": p},
+        ),
+        _allow(
+            "ChangeGantryNetwork",
+            [
+                "ec2:DeleteVpc",
+                "ec2:ModifyVpcAttribute",
+                "ec2:DeleteSubnet",
+                "ec2:ModifySubnetAttribute",
+                "ec2:AssociateRouteTable",
+                "ec2:DisassociateRouteTable",
+                "ec2:DeleteRouteTable",
+                "ec2:CreateRoute",
+                "ec2:DeleteRoute",
+                "ec2:ReplaceRoute",
+                "ec2:AttachInternetGateway",
+                "ec2:DetachInternetGateway",
+                "ec2:DeleteInternetGateway",
+                "ec2:DeleteNatGateway",
+                "ec2:ReleaseAddress",
+                "ec2:DisassociateAddress",
+                "ec2:DeleteSecurityGroup",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:ModifySecurityGroupRules",
+                "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
+                "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+                "ec2:DeleteVpcEndpoints",
+                "ec2:ModifyVpcEndpoint",
+                "ec2:DeleteFlowLogs",
+                "ec2:DeleteTags",
+                "ec2:CreateTags",
+            ],
+            scope.arn("ec2", "*"),
+            StringEquals={"aws:ResourceTag/project": p},
+        ),
+        # --- Load balancing: ELB names are at most 32 characters, so Pulumi's auto-names keep the prefix.
+        _allow(
+            "ManageGantryLoadBalancing",
+            [
+                "elasticloadbalancing:CreateLoadBalancer",
+                "elasticloadbalancing:DeleteLoadBalancer",
+                "elasticloadbalancing:ModifyLoadBalancerAttributes",
+                "elasticloadbalancing:SetSecurityGroups",
+                "elasticloadbalancing:SetSubnets",
+                "elasticloadbalancing:CreateTargetGroup",
+                "elasticloadbalancing:DeleteTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroup",
+                "elasticloadbalancing:ModifyTargetGroupAttributes",
+                "elasticloadbalancing:CreateListener",
+                "elasticloadbalancing:DeleteListener",
+                "elasticloadbalancing:ModifyListener",
+                "elasticloadbalancing:ModifyListenerAttributes",
+                "elasticloadbalancing:CreateRule",
+                "elasticloadbalancing:DeleteRule",
+                "elasticloadbalancing:ModifyRule",
+                "elasticloadbalancing:AddTags",
+                "elasticloadbalancing:RemoveTags",
+                "elasticloadbalancing:AddListenerCertificates",
+                "elasticloadbalancing:RemoveListenerCertificates",
+            ],
+            [
+                scope.arn("elasticloadbalancing", f"loadbalancer/app/{p}-*/*"),
+                scope.arn("elasticloadbalancing", f"targetgroup/{p}-*/*"),
+                scope.arn("elasticloadbalancing", f"listener/app/{p}-*/*/*"),
+                scope.arn("elasticloadbalancing", f"listener-rule/app/{p}-*/*/*/*"),
+            ],
+        ),
+        # --- Logs, alarms, secrets, autoscaling, TLS and DNS, blue/green.
+        _allow(
+            "ManageGantryLogs",
+            [
+                "logs:CreateLogGroup",
+                "logs:DeleteLogGroup",
+                "logs:PutRetentionPolicy",
+                "logs:DeleteRetentionPolicy",
+                "logs:TagResource",
+                "logs:UntagResource",
+                "logs:TagLogGroup",
+                "logs:UntagLogGroup",
+            ],
+            [scope.arn("logs", f"log-group:{p}-*"), scope.arn("logs", f"log-group:/aws/lambda/{p}-*")],
+        ),
+        _allow(
+            "ManageGantryAlarms",
+            [
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:DeleteAlarms",
+                "cloudwatch:TagResource",
+                "cloudwatch:UntagResource",
+            ],
+            scope.arn("cloudwatch", f"alarm:{p}-*"),
+        ),
+        _allow(
+            "ManageGantrySecrets",
+            [
+                "secretsmanager:CreateSecret",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:TagResource",
+                "secretsmanager:UntagResource",
+                "secretsmanager:UpdateSecretVersionStage",
+            ],
+            scope.arn("secretsmanager", f"secret:{p}-*"),
+        ),
+        # Scalable targets are named by a random id: the pattern is this account's ECS targets in this region.
+        _allow(
+            "ManageServiceAutoscaling",
+            [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:TagResource",
+                "application-autoscaling:UntagResource",
+            ],
+            scope.arn("application-autoscaling", "scalable-target/*"),
+            StringEquals={"application-autoscaling:service-namespace": "ecs"},
+        ),
+        _allow("RequestCertificates", ["acm:RequestCertificate"], "*"),
+        _allow(
+            "ManageCertificates",
+            ["acm:DeleteCertificate", "acm:AddTagsToCertificate", "acm:RemoveTagsFromCertificate"],
+            scope.arn("acm", "certificate/*"),
+        ),
+        _allow(
+            "ManageGantryDeploys",
+            [
+                "codedeploy:CreateApplication",
+                "codedeploy:DeleteApplication",
+                "codedeploy:CreateDeploymentGroup",
+                "codedeploy:UpdateDeploymentGroup",
+                "codedeploy:DeleteDeploymentGroup",
+                "codedeploy:CreateDeploymentConfig",
+                "codedeploy:DeleteDeploymentConfig",
+                "codedeploy:CreateDeployment",
+                "codedeploy:StopDeployment",
+                "codedeploy:ListDeploymentTargets",
+                "codedeploy:GetDeploymentTarget",
+                "codedeploy:TagResource",
+                "codedeploy:UntagResource",
+                "codedeploy:RegisterApplicationRevision",
+                "codedeploy:GetApplicationRevision",
+            ],
+            [
+                scope.arn("codedeploy", f"application:{p}-*"),
+                scope.arn("codedeploy", f"deploymentgroup:{p}-*/*"),
+                scope.arn("codedeploy", f"deploymentconfig:{p}-*"),
+            ],
+        ),
+        _allow(
+            "ManageGantryFunctions",
+            [
+                "lambda:CreateFunction",
+                "lambda:DeleteFunction",
+                "lambda:UpdateFunctionCode",
+                "lambda:UpdateFunctionConfiguration",
+                "lambda:TagResource",
+                "lambda:UntagResource",
+                "lambda:PutFunctionConcurrency",
+                "lambda:DeleteFunctionConcurrency",
+            ],
+            scope.arn("lambda", f"function:{p}-*"),
+        ),
+    ]
+    if hosted_zone_ids:
+        statements.append(
+            _allow(
+                "WriteGantryRecords",
+                ["route53:ChangeResourceRecordSets"],
+                [scope.arn("route53", f"hostedzone/{z}", regional=False, account=False) for z in hosted_zone_ids],
+            )
+        )
+    statements.append(
+        {
+            # Explicit, so no Allow above (or added later) can let a deploy rewrite its own limits.
+            "Sid": "NeverTouchDeliveryRolesOrTheBoundary",
+            "Effect": "Deny",
+            "Action": "iam:*",
+            "Resource": sorted([scope.delivery_roles, scope.boundary_arn]),
+        }
+    )
+    return {"Version": VERSION, "Statement": statements}
+
+
+def workload_boundary_policy(scope: Scope) -> dict[str, Any]:
+    """The ceiling of every role gantry creates: the union of what its execution, task, flow-log,
+    CodeDeploy and hook roles need (components/policies.py, components/blue_green/policies.py), on
+    gantry's resources. A role's own policy narrows this to exact ARNs; the boundary makes sure a role a
+    deploy creates can never do more, whatever policy the deploy gives it."""
+    p = scope.prefix
+    log_groups = [scope.arn("logs", f"log-group:{p}-*"), scope.arn("logs", f"log-group:/aws/lambda/{p}-*")]
+    ec2 = scope.arn("ec2", "")
+    return {
+        "Version": VERSION,
+        "Statement": [
+            _allow("RegistryToken", ["ecr:GetAuthorizationToken"], "*"),
+            _allow(
+                "PullGantryImages",
+                ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                scope.arn("ecr", f"repository/{p}-*"),
+            ),
+            _allow(
+                "WriteGantryLogs",
+                ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                [*log_groups, *(f"{g}:log-stream:*" for g in log_groups)],
+            ),
+            _allow("FindLogGroups", ["logs:DescribeLogGroups"], scope.arn("logs", "log-group:*")),
+            # Referenced secrets may have any name: the execution role's own policy names them exactly.
+            _allow("ReadSecrets", ["secretsmanager:GetSecretValue"], scope.arn("secretsmanager", "secret:*")),
+            _allow("ReadParameters", ["ssm:GetParameters"], scope.arn("ssm", "parameter/*")),
+            _allow(
+                "DecryptViaSecretStores",
+                ["kms:Decrypt"],
+                scope.arn("kms", "key/*"),
+                StringEquals={
+                    "kms:ViaService": [
+                        f"secretsmanager.{scope.region}.amazonaws.com",
+                        f"ssm.{scope.region}.amazonaws.com",
+                    ]
+                },
+            ),
+            # CodeDeploy's blue/green calls.
+            _allow(
+                "BlueGreenEcs",
+                ["ecs:DescribeServices", "ecs:CreateTaskSet", "ecs:DeleteTaskSet", "ecs:UpdateServicePrimaryTaskSet"],
+                [scope.arn("ecs", f"service/{p}-*/*"), scope.arn("ecs", f"task-set/{p}-*/*/*")],
+            ),
+            _allow(
+                "DescribeLoadBalancing",
+                [
+                    "elasticloadbalancing:DescribeListeners",
+                    "elasticloadbalancing:DescribeRules",
+                    "elasticloadbalancing:DescribeTargetGroups",
+                ],
+                "*",
+            ),
+            _allow(
+                "SwapGantryListeners",
+                ["elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule"],
+                [
+                    scope.arn("elasticloadbalancing", f"listener/app/{p}-*/*/*"),
+                    scope.arn("elasticloadbalancing", f"listener-rule/app/{p}-*/*/*/*"),
+                ],
+            ),
+            _allow("ReadGantryAlarms", ["cloudwatch:DescribeAlarms"], scope.arn("cloudwatch", f"alarm:{p}-*")),
+            _allow(
+                "InvokeGantryHooks",
+                ["lambda:InvokeFunction"],
+                [scope.arn("lambda", f"function:{p}-*"), scope.arn("lambda", f"function:{p}-*:*")],
+            ),
+            _allow(
+                "PassTaskRoles",
+                ["iam:PassRole"],
+                scope.workload_roles,
+                StringEquals={"iam:PassedToService": "ecs-tasks.amazonaws.com"},
+            ),
+            # The hook function's VPC interfaces (Lambda's documented set) and its verdict.
+            _allow(
+                "HookEnis",
+                [
+                    "ec2:CreateNetworkInterface",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:AssignPrivateIpAddresses",
+                    "ec2:UnassignPrivateIpAddresses",
+                ],
+                [f"{ec2}network-interface/*", f"{ec2}subnet/*", f"{ec2}security-group/*"],
+            ),
+            _allow("DescribeEnis", ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"], "*"),
+            _allow(
+                "ReportHookVerdict",
+                ["codedeploy:PutLifecycleEventHookExecutionStatus"],
+                scope.arn("codedeploy", f"deploymentgroup:{p}-*/*"),
+            ),
+        ],
+    }
+
+
+def state_bucket_policy(*, bucket_arn: str) -> dict[str, Any]:
+    """Refuse every request that is not over TLS (aws:SecureTransport), for everyone."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }

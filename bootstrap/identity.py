@@ -1,0 +1,134 @@
+"""DeliveryIdentity: the GitHub OIDC provider, the preview role, one deploy role per environment, and the
+permissions boundary every role gantry creates must carry.
+
+Trust is exact: the preview role trusts this repository's pull-request runs, each deploy role this
+repository's jobs in that one GitHub environment (whose protection rules, such as required reviewers,
+GitHub enforces before the job gets a token). Security stance: see `bootstrap.documents`; the roles live
+under `/gantry-delivery/`, outside the `/gantry/` path the deploy roles may manage, and sessions last one
+hour (a deploy that needs longer refreshes through the action).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from bootstrap import documents
+
+SESSION_SECONDS = 3600
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryIdentityArgs:
+    scope: documents.Scope
+    repository: str
+    """owner/repo: the only repository whose tokens the roles accept."""
+    environments: Sequence[str]
+    """One deploy role per GitHub environment."""
+    state_bucket_arn: pulumi.Input[str]
+    state_key_arn: pulumi.Input[str]
+    secrets_key_arn: pulumi.Input[str]
+    hosted_zone_ids: Sequence[str] = ()
+    """Zones the deploy roles may change records in; default none."""
+
+
+class DeliveryIdentity(pulumi.ComponentResource):
+    provider: aws.iam.OpenIdConnectProvider
+    boundary: aws.iam.Policy
+    preview_role: aws.iam.Role
+    deploy_roles: dict[str, aws.iam.Role]
+
+    def __init__(self, name: str, args: DeliveryIdentityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gantry-bootstrap:identity:DeliveryIdentity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        scope = args.scope
+
+        # No thumbprints: IAM verifies GitHub's JWKS endpoint against its library of trusted root CAs and
+        # uses configured thumbprints only for certificates outside it ("AWS secures communication with OIDC
+        # identity providers using our library of trusted root certificate authorities", IAM API
+        # CreateOpenIDConnectProvider, https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateOpenIDConnectProvider.html);
+        # the parameter is optional there ("If it is not included, IAM will retrieve and use the top
+        # intermediate CA thumbprint"), so no pinned value can go stale.
+        self.provider = aws.iam.OpenIdConnectProvider(
+            f"{name}-github",
+            url=f"https://{documents.GITHUB_OIDC_HOST}",
+            client_id_lists=[documents.GITHUB_AUDIENCE],
+            opts=child,
+        )
+        self.boundary = aws.iam.Policy(
+            f"{name}-boundary",
+            name=documents.BOUNDARY_POLICY_NAME,
+            path=documents.WORKLOAD_ROLE_PATH,
+            description="gantry: permissions boundary of every role a gantry stack creates",
+            policy=json.dumps(documents.workload_boundary_policy(scope)),
+            opts=child,
+        )
+
+        state = pulumi.Output.all(
+            bucket=args.state_bucket_arn, state_key=args.state_key_arn, secrets_key=args.secrets_key_arn
+        )
+        self.preview_role = self._role(
+            f"{name}-preview",
+            documents.pull_request_subject(),
+            args.repository,
+            state.apply(
+                lambda s: json.dumps(
+                    documents.preview_role_policy(
+                        scope,
+                        state_bucket_arn=s["bucket"],
+                        state_key_arn=s["state_key"],
+                        secrets_key_arn=s["secrets_key"],
+                    )
+                )
+            ),
+            "pull requests: read-only preview",
+        )
+        self.deploy_roles = {
+            env: self._role(
+                f"{name}-deploy-{env.lower()}",
+                documents.environment_subject(env),
+                args.repository,
+                state.apply(
+                    lambda s: json.dumps(
+                        documents.deploy_role_policy(
+                            scope,
+                            state_bucket_arn=s["bucket"],
+                            state_key_arn=s["state_key"],
+                            secrets_key_arn=s["secrets_key"],
+                            hosted_zone_ids=args.hosted_zone_ids,
+                        )
+                    )
+                ),
+                f"GitHub environment {env}: pulumi up",
+            )
+            for env in args.environments
+        }
+        self.register_outputs(
+            {
+                "previewRoleArn": self.preview_role.arn,
+                "deployRoleArns": {env: role.arn for env, role in self.deploy_roles.items()},
+                "permissionsBoundaryArn": self.boundary.arn,
+            }
+        )
+
+    def _role(
+        self, name: str, subject: str, repository: str, policy: pulumi.Input[str], description: str
+    ) -> aws.iam.Role:
+        role = aws.iam.Role(
+            name,
+            path=documents.DELIVERY_ROLE_PATH,
+            description=f"gantry delivery ({repository}) - {description}",
+            max_session_duration=SESSION_SECONDS,
+            assume_role_policy=self.provider.arn.apply(
+                lambda arn: json.dumps(
+                    documents.github_trust_policy(provider_arn=arn, repository=repository, subject=subject)
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self))
+        return role

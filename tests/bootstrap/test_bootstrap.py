@@ -1,0 +1,312 @@
+"""The bootstrap project: its documents on their own, its config validation, and the whole program under
+mocks (trust conditions exact, no `*` where a scope exists, state bucket and keys locked down)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from typing import Any
+
+import pytest
+
+from bootstrap import documents
+from bootstrap.settings import BootstrapConfigError, parse
+from bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
+
+SCOPE = documents.Scope(account_id=ACCOUNT, region="eu-west-1")
+STATE = {
+    "state_bucket_arn": "arn:aws:s3:::gantry-state-210987654321-eu-west-1",
+    "state_key_arn": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/state",
+    "secrets_key_arn": f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/secrets",
+}
+ALL_DOCUMENTS = {
+    "preview": documents.preview_role_policy(SCOPE, **STATE),
+    "deploy": documents.deploy_role_policy(SCOPE, **STATE, hosted_zone_ids=["Z0GANTRYTEST01"]),
+    "boundary": documents.workload_boundary_policy(SCOPE),
+}
+
+
+def _allows(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in document["Statement"] if s["Effect"] == "Allow"]
+
+
+def _granted(document: dict[str, Any], action: str, resource: str) -> list[dict[str, Any]]:
+    """Allow statements granting `action` on `resource` (IAM's wildcard matching on both)."""
+    return [
+        s
+        for s in _allows(document)
+        if any(fnmatch.fnmatchcase(action, a) for a in s["Action"])
+        and any(
+            fnmatch.fnmatchcase(resource, r)
+            for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+        )
+    ]
+
+
+# --- documents -------------------------------------------------------------------------------------------
+
+
+def test_trust_is_exact_subject_and_audience() -> None:
+    trust = documents.github_trust_policy(
+        provider_arn="arn:aws:iam::210987654321:oidc-provider/token.actions.githubusercontent.com",
+        repository="acme-ai/gantry",
+        subject=documents.environment_subject("prod"),
+    )
+    [statement] = trust["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Condition"] == {
+        "StringEquals": {
+            "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": "repo:acme-ai/gantry:environment:prod",
+        }
+    }
+    assert documents.pull_request_subject() == "pull_request"
+
+
+@pytest.mark.parametrize("name", sorted(ALL_DOCUMENTS))
+def test_star_resource_only_for_actions_aws_forces(name: str) -> None:
+    for statement in _allows(ALL_DOCUMENTS[name]):
+        if statement["Resource"] == "*":
+            extra = {
+                a for a in statement["Action"] if not any(fnmatch.fnmatchcase(a, p) for p in documents.STAR_ACTIONS)
+            }
+            assert not extra, f"{name} {statement['Sid']}: {sorted(extra)} on '*' although a scope exists"
+        for action in statement["Action"]:
+            assert action != "*" and not action.endswith(":*"), f"{name} {statement['Sid']}: {action}"
+
+
+def test_deploy_creates_roles_only_under_the_path_with_the_boundary() -> None:
+    deploy = ALL_DOCUMENTS["deploy"]
+    for action in ("iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"):
+        [statement] = _granted(deploy, action, f"arn:aws:iam::{ACCOUNT}:role/gantry/gantry-roles-task-1a2b")
+        assert statement["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": SCOPE.boundary_arn}}
+        assert not _granted(deploy, action, f"arn:aws:iam::{ACCOUNT}:role/other")
+        assert not _granted(deploy, action, f"arn:aws:iam::{ACCOUNT}:role/gantry-delivery/gantry-delivery-deploy-prod")
+    # Gantry attaches no managed policies, so the deploy role may not either; nor drop a boundary.
+    for action in ("iam:AttachRolePolicy", "iam:DeleteRolePermissionsBoundary", "iam:CreatePolicyVersion"):
+        assert not _granted(deploy, action, f"arn:aws:iam::{ACCOUNT}:role/gantry/x")
+
+
+def test_pass_role_only_to_gantry_roles_and_gantry_services() -> None:
+    deploy = ALL_DOCUMENTS["deploy"]
+    [statement] = _granted(deploy, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/gantry/gantry-roles-execution-1")
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": list(documents.WORKLOAD_SERVICES)}}
+    assert not _granted(deploy, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin")
+
+
+def test_deploy_is_denied_iam_on_itself_and_the_boundary() -> None:
+    [deny] = [s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Action"] == "iam:*"
+    assert deny["Resource"] == sorted([SCOPE.delivery_roles, SCOPE.boundary_arn])
+
+
+def test_preview_writes_nothing_but_lock_files() -> None:
+    preview = ALL_DOCUMENTS["preview"]
+    writes = [
+        a for s in _allows(preview) for a in s["Action"] if a.split(":")[1].startswith(("Put", "Delete", "Create"))
+    ]
+    assert sorted(writes) == ["s3:DeleteObject", "s3:PutObject"]
+    assert _granted(preview, "s3:PutObject", STATE["state_bucket_arn"] + "/.pulumi/locks/org/gantry/dev/1.json")
+    assert not _granted(preview, "s3:PutObject", STATE["state_bucket_arn"] + "/.pulumi/stacks/gantry/dev.json")
+    assert not _granted(preview, "secretsmanager:GetSecretValue", SCOPE.arn("secretsmanager", "secret:gantry-x"))
+    assert _granted(preview, "kms:Decrypt", STATE["secrets_key_arn"])
+    assert not _granted(preview, "kms:Encrypt", STATE["secrets_key_arn"])
+
+
+def test_route53_writes_only_in_the_configured_zones() -> None:
+    without = documents.deploy_role_policy(SCOPE, **STATE)
+    assert not _granted(without, "route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/Z0GANTRYTEST01")
+    assert _granted(
+        ALL_DOCUMENTS["deploy"], "route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/Z0GANTRYTEST01"
+    )
+    assert not _granted(
+        ALL_DOCUMENTS["deploy"], "route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/ZOTHER"
+    )
+
+
+# What gantry's roles are given today (components/policies.py, components/blue_green/policies.py), as
+# (action, a resource of the shape the program creates): the boundary must allow every one.
+WORKLOAD_GRANTS = [
+    ("ecr:GetAuthorizationToken", "*"),
+    ("ecr:BatchGetImage", f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/gantry-image-repo-1a2b3c4"),
+    ("logs:PutLogEvents", f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:gantry-logs-1a2b3c4:log-stream:service/app/1"),
+    ("logs:CreateLogStream", f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:gantry-network-flow-logs-9f8e7d6"),
+    ("logs:DescribeLogGroups", f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:*"),
+    (
+        "secretsmanager:GetSecretValue",
+        f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:gantry-secrets-api-keys-1-Ab12Cd",
+    ),
+    ("ecs:CreateTaskSet", f"arn:aws:ecs:eu-west-1:{ACCOUNT}:service/gantry-cluster-1/gantry-service-2"),
+    (
+        "elasticloadbalancing:ModifyListener",
+        f"arn:aws:elasticloadbalancing:eu-west-1:{ACCOUNT}:listener/app/gantry-lb-alb-1/50dc/1",
+    ),
+    ("lambda:InvokeFunction", f"arn:aws:lambda:eu-west-1:{ACCOUNT}:function:gantry-hook-1"),
+    ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/gantry/gantry-roles-task-1"),
+    (
+        "codedeploy:PutLifecycleEventHookExecutionStatus",
+        f"arn:aws:codedeploy:eu-west-1:{ACCOUNT}:deploymentgroup:gantry-app-1/gantry-dg-1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("action", "resource"), WORKLOAD_GRANTS)
+def test_the_boundary_allows_what_gantry_roles_need(action: str, resource: str) -> None:
+    assert _granted(ALL_DOCUMENTS["boundary"], action, resource)
+
+
+def test_the_boundary_allows_nothing_outside_gantry() -> None:
+    boundary = ALL_DOCUMENTS["boundary"]
+    assert not _granted(boundary, "ecr:BatchGetImage", f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/payroll")
+    assert not _granted(boundary, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin")
+    assert not _granted(boundary, "iam:CreateRole", f"arn:aws:iam::{ACCOUNT}:role/gantry/x")
+    [kms] = _granted(boundary, "kms:Decrypt", f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/any")
+    assert set(kms["Condition"]["StringEquals"]["kms:ViaService"]) == {
+        "secretsmanager.eu-west-1.amazonaws.com",
+        "ssm.eu-west-1.amazonaws.com",
+    }
+
+
+# --- settings ----------------------------------------------------------------------------------------------
+
+
+def _values(**changes: Any) -> dict[str, str]:
+    base = {k: v if isinstance(v, str) else json.dumps(v) for k, v in CONFIG.items() if k != "aws:region"}
+    for key, value in changes.items():
+        full = f"gantry-bootstrap:{key}"
+        if value is None:
+            base.pop(full, None)
+        else:
+            base[full] = value if isinstance(value, str) else json.dumps(value)
+    return base
+
+
+def test_settings_defaults() -> None:
+    settings = parse(_values(environments=None), account_id=ACCOUNT, region="eu-west-1")
+    assert settings.environments == ("dev", "prod")
+    assert settings.state_bucket_name(ACCOUNT, "eu-west-1") == "gantry-state-210987654321-eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"githubOwner": None}, "githubOwner=None is invalid"),
+        ({"githubOwner": "acme/*"}, "githubOwner='acme/*' is invalid"),
+        ({"githubRepo": "gantry:*"}, "githubRepo='gantry:*' is invalid"),
+        ({"environments": []}, "environments is empty"),
+        ({"environments": ["prod*"]}, "entry 'prod*' is invalid"),
+        ({"environments": ["prod", "Prod"]}, "repeats ['prod']"),
+        ({"environments": "prod"}, "must be a JSON list"),
+        ({"stateBucketPrefix": "Gantry_State"}, "stateBucketPrefix='Gantry_State' is invalid"),
+        ({"stateBucketPrefix": "a" * 41}, "at most 63 characters"),
+        ({"resourcePrefix": "g"}, "resourcePrefix='g' is invalid"),
+        ({"hostedZoneIds": ["example.com"]}, "hostedZoneIds entry 'example.com' is invalid"),
+    ],
+)
+def test_settings_refuse_what_would_widen_a_condition(changes: dict[str, Any], expected: str) -> None:
+    with pytest.raises(BootstrapConfigError) as error:
+        parse(_values(**changes), account_id=ACCOUNT, region="eu-west-1")
+    assert expected in str(error.value)
+
+
+def test_settings_report_every_problem_at_once() -> None:
+    with pytest.raises(BootstrapConfigError) as error:
+        parse(_values(githubOwner="-x", environments=["a:b"]), account_id=ACCOUNT, region="eu-west-1")
+    assert "githubOwner" in str(error.value) and "'a:b'" in str(error.value)
+
+
+# --- the program under mocks ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def graph():
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return run_bootstrap()
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+def test_one_deploy_role_per_environment_trusting_only_that_environment(graph) -> None:
+    provider = graph.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    assert provider.inputs["url"] == "https://token.actions.githubusercontent.com"
+    assert provider.inputs["clientIdLists"] == ["sts.amazonaws.com"]
+    assert "thumbprintLists" not in provider.inputs  # IAM validates GitHub against its trusted CAs
+    subjects = {}
+    for role in graph.of_type("aws:iam/role:Role"):
+        assert role.inputs["path"] == "/gantry-delivery/"
+        [statement] = role.json("assumeRolePolicy")["Statement"]
+        assert statement["Principal"] == {"Federated": provider.outputs["arn"]}
+        assert set(statement["Condition"]) == {"StringEquals"}
+        equals = statement["Condition"]["StringEquals"]
+        assert equals["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
+        subjects[role.name] = equals["token.actions.githubusercontent.com:sub"]
+    assert subjects == {
+        "gantry-delivery-preview": "repo:acme-ai/gantry:pull_request",
+        "gantry-delivery-deploy-dev": "repo:acme-ai/gantry:environment:dev",
+        "gantry-delivery-deploy-prod": "repo:acme-ai/gantry:environment:prod",
+    }
+
+
+def test_role_policies_are_the_documents_on_the_real_state_arns(graph) -> None:
+    bucket = graph.one("aws:s3/bucket:Bucket")
+    keys = {k.name: k for k in graph.of_type("aws:kms/key:Key")}
+    policy = graph.named("gantry-delivery-deploy-prod-policy").json("policy")
+    assert _granted(policy, "s3:PutObject", bucket.outputs["arn"] + "/.pulumi/stacks/gantry/prod.json")
+    assert _granted(policy, "kms:Encrypt", keys["gantry-state-secrets-key"].outputs["arn"])
+    preview = graph.named("gantry-delivery-preview-policy").json("policy")
+    assert not _granted(preview, "ecs:UpdateService", SCOPE.arn("ecs", "service/gantry-cluster-1/gantry-service-1"))
+    assert _granted(policy, "ecs:UpdateService", SCOPE.arn("ecs", "service/gantry-cluster-1/gantry-service-1"))
+
+
+def test_boundary_policy_is_where_the_deploy_roles_require_it(graph) -> None:
+    boundary = graph.one("aws:iam/policy:Policy")
+    arn = f"arn:aws:iam::{ACCOUNT}:policy{boundary.inputs['path']}{boundary.inputs['name']}"
+    assert arn == SCOPE.boundary_arn
+    assert graph.exports["workloadRolePath"] == "/gantry/"
+
+
+def test_state_bucket_is_versioned_encrypted_private_and_tls_only(graph) -> None:
+    bucket = graph.one("aws:s3/bucket:Bucket")
+    assert bucket.inputs["bucket"] == "gantry-state-210987654321-eu-west-1"
+    assert bucket.inputs["forceDestroy"] is False and bucket.opts.protect
+    assert graph.one("aws:s3/bucketVersioning:BucketVersioning").inputs["versioningConfiguration"] == {
+        "status": "Enabled"
+    }
+    [rule] = graph.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs[
+        "rules"
+    ]
+    state_key = graph.named("gantry-state-state-key")
+    assert rule["applyServerSideEncryptionByDefault"] == {
+        "sseAlgorithm": "aws:kms",
+        "kmsMasterKeyId": state_key.outputs["arn"],
+    }
+    assert rule["bucketKeyEnabled"] is True
+    block = graph.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(
+        block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    policy = graph.one("aws:s3/bucketPolicy:BucketPolicy")
+    [deny] = policy.json("policy")["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Resource"] == [bucket.outputs["arn"], bucket.outputs["arn"] + "/*"]
+    assert policy.depends_on(graph.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"))
+
+
+def test_keys_rotate_and_are_protected(graph) -> None:
+    for key in graph.of_type("aws:kms/key:Key"):
+        assert key.inputs["enableKeyRotation"] is True and key.inputs["deletionWindowInDays"] == 30
+        assert key.opts.protect
+    assert graph.exports["secretsProvider"] == "awskms://alias/gantry-secrets?region=eu-west-1"
+
+
+def test_invalid_config_fails_before_any_resource() -> None:
+    import asyncio
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    with pytest.raises(Exception, match="environments entry 'prod\\*' is invalid"):
+        run_bootstrap({**CONFIG, "gantry-bootstrap:environments": ["prod*"]})
