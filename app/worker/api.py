@@ -347,23 +347,16 @@ class WorkerApp:
                 headers=[(b"retry-after", str(retry_after_seconds(wait)).encode())],
             )
 
-        request = self._parse(await self._read_body(scope, receive))
+        request = parse_embeddings_request(
+            decode_json_body(await self._read_body(scope, receive)), self.settings.max_inputs_per_request
+        )
         texts = request["input"]
         log.inputs = len(texts)
         if sum(map(len, texts)) <= _INLINE_TOKENIZE_CHARS:
             token_ids = self.loaded_embedder.token_ids(texts)
         else:
             token_ids = await asyncio.to_thread(self.loaded_embedder.token_ids, texts)
-        limit = self.settings.max_input_tokens
-        for index, ids in enumerate(token_ids):
-            if len(ids) > limit:
-                raise ApiError(
-                    400,
-                    f"input[{index}] is {len(ids)} tokens long; the limit is {limit} tokens per input "
-                    "(special tokens included). Over-long input is refused, not truncated: split it",
-                    code="context_length_exceeded",
-                    param="input",
-                )
+        check_input_lengths(token_ids, self.settings.max_input_tokens)
         tokens = log.tokens = sum(map(len, token_ids))
 
         batcher = self.running_batcher
@@ -396,7 +389,7 @@ class WorkerApp:
         future = batcher.submit(token_ids)
         self.metrics.queued(batcher.outstanding)
         embeddings, log.batch = await future
-        return 200, self._response(embeddings, request["encoding_format"], tokens), []
+        return 200, embeddings_response(embeddings, request["encoding_format"], tokens), []
 
     async def _read_body(self, scope, receive) -> bytes:
         limit = self.settings.max_request_bytes
@@ -421,104 +414,122 @@ class WorkerApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _parse(self, body: bytes) -> dict[str, Any]:
-        """Validate an embeddings request body; returns input as a list plus the encoding format."""
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-        if not isinstance(payload, dict):
-            raise ApiError(400, "request body must be a JSON object", code="invalid_json")
-        unknown = sorted(set(payload) - _KNOWN_FIELDS)
-        if unknown:
-            raise ApiError(
-                400, f"unrecognized request argument: {unknown[0]}", code="unknown_parameter", param=unknown[0]
-            )
 
-        if "model" not in payload:
-            raise ApiError(400, "you must provide a model parameter", code="missing_required_parameter", param="model")
-        model = payload["model"]
-        if not isinstance(model, str):
-            raise ApiError(400, "model must be a string", code="invalid_type", param="model")
-        if model not in MODEL_ALIASES:
-            raise ApiError(
-                404,
-                f"model {model!r} does not exist; this worker serves {MODEL_ID!r}",
-                code="model_not_found",
-                param="model",
-            )
+def parse_embeddings_request(payload: Any, max_inputs: int) -> dict[str, Any]:
+    """Validate a decoded embeddings request body as OpenAI does; returns input as a list plus the encoding format.
 
-        encoding_format = payload.get("encoding_format")
-        if encoding_format is None:
-            encoding_format = "float"
-        if encoding_format not in ("float", "base64"):
+    The one definition of a valid embeddings request: the HTTP endpoint and the batch consumer
+    (worker/consumer.py, per input line) both call it, so a line of a batch is accepted exactly
+    when the same body sent to POST /v1/embeddings would be. Raises ApiError naming the field.
+    """
+    if not isinstance(payload, dict):
+        raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    unknown = sorted(set(payload) - _KNOWN_FIELDS)
+    if unknown:
+        raise ApiError(400, f"unrecognized request argument: {unknown[0]}", code="unknown_parameter", param=unknown[0])
+
+    if "model" not in payload:
+        raise ApiError(400, "you must provide a model parameter", code="missing_required_parameter", param="model")
+    model = payload["model"]
+    if not isinstance(model, str):
+        raise ApiError(400, "model must be a string", code="invalid_type", param="model")
+    if model not in MODEL_ALIASES:
+        raise ApiError(
+            404,
+            f"model {model!r} does not exist; this worker serves {MODEL_ID!r}",
+            code="model_not_found",
+            param="model",
+        )
+
+    encoding_format = payload.get("encoding_format")
+    if encoding_format is None:
+        encoding_format = "float"
+    if encoding_format not in ("float", "base64"):
+        raise ApiError(
+            400,
+            f"encoding_format must be 'float' or 'base64', got {encoding_format!r}",
+            code="invalid_value",
+            param="encoding_format",
+        )
+
+    dimensions = payload.get("dimensions")
+    if dimensions is not None and (type(dimensions) is not int or dimensions != DIMENSIONS):
+        raise ApiError(
+            400,
+            f"dimensions={dimensions!r} is not supported: {MODEL_ID} produces {DIMENSIONS}-dimensional "
+            f"embeddings and cannot shorten them; omit dimensions or send {DIMENSIONS}",
+            code="unsupported_dimensions",
+            param="dimensions",
+        )
+    if payload.get("user") is not None and not isinstance(payload["user"], str):
+        raise ApiError(400, "user must be a string", code="invalid_type", param="user")
+
+    if "input" not in payload:
+        raise ApiError(400, "you must provide an input parameter", code="missing_required_parameter", param="input")
+    raw = payload["input"]
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list):
+        raise ApiError(400, "input must be a string or an array of strings", code="invalid_type", param="input")
+    if not texts:
+        raise ApiError(400, "input must not be an empty array", code="empty_input", param="input")
+    if len(texts) > max_inputs:
+        raise ApiError(
+            400,
+            f"input has {len(texts)} items; the limit is {max_inputs} per request (MAX_INPUTS_PER_REQUEST)",
+            code="too_many_inputs",
+            param="input",
+        )
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            if isinstance(text, int) or (isinstance(text, list) and all(isinstance(t, int) for t in text)):
+                message = "token-id input is not supported (ids from another tokenizer would be meaningless); send text"
+            else:
+                message = f"input[{index}] must be a string, got {_json_type(text)}"
+            raise ApiError(400, message, code="invalid_type", param="input")
+        if not text:
+            raise ApiError(400, f"input[{index}] is an empty string", code="empty_input", param="input")
+    return {"input": texts, "encoding_format": encoding_format}
+
+
+def embeddings_response(embeddings: np.ndarray, encoding_format: str, tokens: int) -> bytes:
+    """The body of a successful embeddings answer (also the `response.body` of a batch output line)."""
+    if encoding_format == "base64":
+        # OpenAI's base64 format: the little-endian float32 bytes of each vector.
+        little = embeddings.astype("<f4", copy=False)
+        vectors = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    else:
+        vectors = list(embeddings)
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": index, "embedding": vector} for index, vector in enumerate(vectors)
+            ],
+            "model": MODEL_ID,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+
+
+def check_input_lengths(token_ids: list[list[int]], limit: int) -> None:
+    """Refuse (never truncate) any input longer than `limit` tokens; shared with the batch consumer."""
+    for index, ids in enumerate(token_ids):
+        if len(ids) > limit:
             raise ApiError(
                 400,
-                f"encoding_format must be 'float' or 'base64', got {encoding_format!r}",
-                code="invalid_value",
-                param="encoding_format",
-            )
-
-        dimensions = payload.get("dimensions")
-        if dimensions is not None and (type(dimensions) is not int or dimensions != DIMENSIONS):
-            raise ApiError(
-                400,
-                f"dimensions={dimensions!r} is not supported: {MODEL_ID} produces {DIMENSIONS}-dimensional "
-                f"embeddings and cannot shorten them; omit dimensions or send {DIMENSIONS}",
-                code="unsupported_dimensions",
-                param="dimensions",
-            )
-        if payload.get("user") is not None and not isinstance(payload["user"], str):
-            raise ApiError(400, "user must be a string", code="invalid_type", param="user")
-
-        if "input" not in payload:
-            raise ApiError(400, "you must provide an input parameter", code="missing_required_parameter", param="input")
-        raw = payload["input"]
-        texts = [raw] if isinstance(raw, str) else raw
-        if not isinstance(texts, list):
-            raise ApiError(400, "input must be a string or an array of strings", code="invalid_type", param="input")
-        if not texts:
-            raise ApiError(400, "input must not be an empty array", code="empty_input", param="input")
-        limit = self.settings.max_inputs_per_request
-        if len(texts) > limit:
-            raise ApiError(
-                400,
-                f"input has {len(texts)} items; the limit is {limit} per request (MAX_INPUTS_PER_REQUEST)",
-                code="too_many_inputs",
+                f"input[{index}] is {len(ids)} tokens long; the limit is {limit} tokens per input "
+                "(special tokens included). Over-long input is refused, not truncated: split it",
+                code="context_length_exceeded",
                 param="input",
             )
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                if isinstance(text, int) or (isinstance(text, list) and all(isinstance(t, int) for t in text)):
-                    message = (
-                        "token-id input is not supported (ids from another tokenizer would be meaningless); send text"
-                    )
-                else:
-                    message = f"input[{index}] must be a string, got {_json_type(text)}"
-                raise ApiError(400, message, code="invalid_type", param="input")
-            if not text:
-                raise ApiError(400, f"input[{index}] is an empty string", code="empty_input", param="input")
-        return {"input": texts, "encoding_format": encoding_format}
 
-    @staticmethod
-    def _response(embeddings: np.ndarray, encoding_format: str, tokens: int) -> bytes:
-        if encoding_format == "base64":
-            # OpenAI's base64 format: the little-endian float32 bytes of each vector.
-            little = embeddings.astype("<f4", copy=False)
-            vectors = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
-        else:
-            vectors = list(embeddings)
-        return orjson.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {"object": "embedding", "index": index, "embedding": vector} for index, vector in enumerate(vectors)
-                ],
-                "model": MODEL_ID,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
+
+def decode_json_body(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
 
 
 def _json_type(value: Any) -> str:
