@@ -20,7 +20,7 @@ import base64
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -34,6 +34,9 @@ from worker.config import DEFAULT_MAX_BATCH_SIZE, Settings
 from worker.limits import TenantLimits, retry_after_seconds
 from worker.metrics import Metrics
 from worker.model import DIMENSIONS, MODEL_ID, Embedder
+
+if TYPE_CHECKING:
+    from worker.batch_api import BatchApi
 
 # Names clients may put in `model`; answers always name MODEL_ID.
 MODEL_ALIASES = frozenset({MODEL_ID, f"sentence-transformers/{MODEL_ID}"})
@@ -99,6 +102,8 @@ class WorkerApp:
         self.metrics = Metrics(settings.metrics_namespace, settings.service_name)
         self.embedder: Embedder | None = None
         self.batcher: Batcher | None = None
+        # Built at start-up only when QUEUE_URL/BATCH_BUCKET/BATCH_TABLE are set (it imports boto3).
+        self.batches: BatchApi | None = None
         self.state = "loading"
         self.in_flight = 0
         self._on_fatal = on_fatal
@@ -121,6 +126,11 @@ class WorkerApp:
     async def _load(self) -> None:
         settings = self.settings
         try:
+            if settings.batch is not None:
+                from worker.batch_api import BatchApi
+                from worker.batch_store import BatchStore
+
+                self.batches = BatchApi(await asyncio.to_thread(BatchStore, settings.batch))
             self.embedder = await asyncio.to_thread(Embedder, settings.model_dir, settings.inference_threads)
         except Exception as exc:
             self.state = "failed"
@@ -257,9 +267,18 @@ class WorkerApp:
             latency_ms=round(latency_ms, 2),
             code=log.code,
         )
-        if status != 499:
-            await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
+        if status == 499:
+            return
+        if not any(name == b"content-type" for name, _ in headers):
+            headers = [_JSON, *headers]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if isinstance(body, bytes):
             await send({"type": "http.response.body", "body": body})
+            return
+        # A stored file, streamed from S3 chunk by chunk (each read in a thread: it blocks).
+        while (chunk := await asyncio.to_thread(next, body, None)) is not None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _health(self, method: str, send) -> None:
         if method not in ("GET", "HEAD"):
@@ -282,9 +301,57 @@ class WorkerApp:
             self._require(method, "GET")
             log.tenant = self._authenticate(scope)
             return self._models(path[len("/v1/models/") :] if path != "/v1/models" else None)
+        if path.startswith(("/v1/files", "/v1/batches")):
+            return await self._batch_route(path, method, scope, receive, log)
         raise ApiError(
-            404, f"no route for {path}; this worker serves /v1/embeddings, /v1/models and /health", code="not_found"
+            404,
+            f"no route for {path}; this worker serves /v1/embeddings, /v1/models, /v1/files, /v1/batches and /health",
+            code="not_found",
         )
+
+    async def _batch_route(self, path: str, method: str, scope, receive, log: _Log):
+        batches = self.batches
+        if batches is None:
+            raise ApiError(
+                404,
+                "the batch API is not enabled on this worker (QUEUE_URL, BATCH_BUCKET and BATCH_TABLE are unset)",
+                code="not_found",
+            )
+        tenant = log.tenant = self._authenticate(scope)
+        self._admit(tenant)
+        parts = path.strip("/").split("/")[1:]
+        if parts == ["files"]:
+            self._require(method, "POST")
+            content_type = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
+            body = await self._read_body(scope, receive, self.settings.batch_file_limit, "MAX_BATCH_FILE_BYTES")
+            return await batches.upload(tenant, content_type.decode("latin-1"), body)
+        if parts == ["batches"]:
+            self._require(method, "POST")
+            return await batches.create(tenant, await self._read_body(scope, receive))
+        if len(parts) == 2 and parts[0] == "files":
+            self._require(method, "GET")
+            return await batches.file(tenant, parts[1])
+        if len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
+            self._require(method, "GET")
+            return await batches.content(tenant, parts[1])
+        if len(parts) == 2 and parts[0] == "batches":
+            self._require(method, "GET")
+            return await batches.batch(tenant, parts[1])
+        if len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel":
+            self._require(method, "POST")
+            return await batches.cancel(tenant, parts[1])
+        raise ApiError(404, f"no route for {path}", code="not_found")
+
+    def _admit(self, tenant: str) -> None:
+        wait = self.limits.admit_request(tenant)
+        if wait:
+            raise ApiError(
+                429,
+                f"rate limit of {self.limits.requests_per_minute} requests per minute reached for tenant {tenant}",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers=[(b"retry-after", str(retry_after_seconds(wait)).encode())],
+            )
 
     @staticmethod
     def _require(method: str, allowed: str) -> None:
@@ -337,15 +404,7 @@ class WorkerApp:
                 headers=[(b"retry-after", b"1")],
             )
         tenant = log.tenant = self._authenticate(scope)
-        wait = self.limits.admit_request(tenant)
-        if wait:
-            raise ApiError(
-                429,
-                f"rate limit of {self.limits.requests_per_minute} requests per minute reached for tenant {tenant}",
-                type="requests",
-                code="rate_limit_exceeded",
-                headers=[(b"retry-after", str(retry_after_seconds(wait)).encode())],
-            )
+        self._admit(tenant)
 
         request = parse_embeddings_request(
             decode_json_body(await self._read_body(scope, receive)), self.settings.max_inputs_per_request
@@ -391,13 +450,11 @@ class WorkerApp:
         embeddings, log.batch = await future
         return 200, embeddings_response(embeddings, request["encoding_format"], tokens), []
 
-    async def _read_body(self, scope, receive) -> bytes:
-        limit = self.settings.max_request_bytes
+    async def _read_body(self, scope, receive, limit: int | None = None, variable: str = "MAX_REQUEST_BYTES") -> bytes:
+        limit = self.settings.max_request_bytes if limit is None else limit
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise ApiError(
-                    413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large"
-                )
+                raise ApiError(413, f"request body is larger than {limit} bytes ({variable})", code="request_too_large")
         chunks = []
         size = 0
         while True:
@@ -407,9 +464,7 @@ class WorkerApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise ApiError(
-                    413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large"
-                )
+                raise ApiError(413, f"request body is larger than {limit} bytes ({variable})", code="request_too_large")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
