@@ -303,7 +303,7 @@ def test_upload_is_validated_line_by_line(api: Worker) -> None:
         oa.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="1h")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_second_consumer_finishes_an_interrupted_batch_exactly_once(
     api: Worker, start_consumer, stop_signal: signal.Signals
 ) -> None:
