@@ -329,6 +329,20 @@ def test_a_second_consumer_finishes_an_interrupted_batch_exactly_once(
     assert_each_once(oa, done, [line["custom_id"] for line in lines])
 
 
+def test_the_heartbeat_keeps_a_running_batch_from_a_second_consumer(api: Worker, start_consumer) -> None:
+    lines = slow_corpus(40)
+    oa, batch = submit(api, lines)
+    # 360 tokens against 240 a minute: the batch outlives many visibility timeouts (VISIBILITY s).
+    first = start_consumer(BATCH_TOKEN_BUDGET_PER_MINUTE=240)
+    first.wait_event("batch_started")
+    second = start_consumer()
+    done = wait_status(oa, batch.id, {"completed", "failed"})
+    assert done.status == "completed"
+    assert not second.events("batch_resumed") and not second.events("batch_started")
+    assert not first.events("checkpoint_conflict")
+    assert_each_once(oa, done, [line["custom_id"] for line in lines])
+
+
 def test_cancel_mid_run_keeps_what_is_done(api: Worker, start_consumer) -> None:
     lines = slow_corpus(60)
     oa, batch = submit(api, lines)

@@ -115,14 +115,20 @@ class Consumer:
             stopping = asyncio.ensure_future(self.stop.wait())
             await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
-            # A receive already on the wire may still deliver after SIGTERM: such a message is released below.
-            messages = await receive
-            for message in messages:
-                if self.stop.is_set():
-                    await asyncio.to_thread(self.store.set_visibility, message["ReceiptHandle"], 0)
-                    logs.event("message_released", reason="stopping")
-                    continue
-                await self._supervise(message)
+            try:
+                # A receive already on the wire may still deliver after SIGTERM: such a message is released below.
+                messages = await receive
+                for message in messages:
+                    if self.stop.is_set():
+                        await asyncio.to_thread(self.store.set_visibility, message["ReceiptHandle"], 0)
+                        logs.event("message_released", reason="stopping")
+                        continue
+                    await self._supervise(message)
+            except Exception as exc:
+                # SQS or S3 unreachable for longer than the SDK's retries: the message (if any) comes
+                # back after its visibility timeout; pause so an outage is not a busy loop.
+                logs.event("queue_error", error=f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS])
+                await asyncio.sleep(1)
 
     async def _supervise(self, message: dict[str, Any]) -> None:
         """Handle one message; after a SIGTERM, give it DRAIN_TIMEOUT_SECONDS to reach a checkpoint."""
