@@ -277,6 +277,16 @@ def test_batch_matches_the_synchronous_api_and_reports_bad_lines(api: Worker, st
     assert errors["bad-long"]["response"]["status_code"] == 400
 
 
+def test_batch_routes_answer_404_without_a_queue(shared_worker: Worker) -> None:
+    with pytest.raises(openai.NotFoundError, match="QUEUE_URL"):
+        client(shared_worker).batches.retrieve("batch_x")
+
+
+def test_the_api_does_not_import_boto3_unless_batches_are_enabled() -> None:
+    code = "import sys, worker.api, worker.server; assert 'boto3' not in sys.modules, 'boto3 imported'"
+    subprocess.run([sys.executable, "-c", code], cwd=APP_DIR, check=True)
+
+
 def test_tenants_see_only_their_own_files_and_batches(api: Worker) -> None:
     oa, batch = submit(api, slow_corpus(2))
     other = client(api, "team-b")

@@ -9,8 +9,11 @@ read the body (bounded by MAX_REQUEST_BYTES) -> parse and validate as OpenAI doe
 longer than MAX_INPUT_TOKENS (they are never truncated) -> queue room -> per-tenant token budget
 -> dynamic batcher -> JSON or base64 response. Every refusal is a 4xx/503 with OpenAI's error body
 `{"error": {"message", "type", "param", "code"}}`; an unexpected failure is a 500 with the same
-shape and never takes the process down. Each request produces one JSON log line with tenant,
-inputs, tokens, latency and status — never the key or any input text.
+shape and never takes the process down. With QUEUE_URL/BATCH_BUCKET/BATCH_TABLE set, /v1/files and
+/v1/batches serve OpenAI's Batch API (worker/batch_api.py; run by `python -m worker.consumer`), whose
+lines are validated by the same `parse_embeddings_request` and `check_input_lengths` as this
+endpoint. Each request produces one JSON log line with tenant, inputs, tokens, latency and
+status — never the key or any input text.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ so the event loop keeps serving embeddings meanwhile.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -82,7 +83,9 @@ class BatchApi:
     async def content(self, tenant: str, file_id: str) -> Answer:
         await self._record(tenant, file_id, "file")
         chunks = self.store.stream(self.store.file_key(tenant, file_id))
-        return 200, chunks, [(b"content-type", b"application/octet-stream")]
+        # The first read opens the object, so a missing one fails here, before a 200 has gone out.
+        first = await asyncio.to_thread(next, chunks, b"")
+        return 200, itertools.chain([first], chunks), [(b"content-type", b"application/octet-stream")]
 
     async def create(self, tenant: str, body: bytes) -> Answer:
         payload = decode_json_body(body)
