@@ -287,6 +287,15 @@ def test_the_api_does_not_import_boto3_unless_batches_are_enabled() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=APP_DIR, check=True)
 
 
+def test_the_consumer_refuses_to_start_without_its_configuration(model_dir: Path) -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MODEL_DIR": str(model_dir)}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.consumer"], cwd=APP_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "QUEUE_URL is required by the consumer" in result.stderr
+
+
 def test_tenants_see_only_their_own_files_and_batches(api: Worker) -> None:
     oa, batch = submit(api, slow_corpus(2))
     other = client(api, "team-b")

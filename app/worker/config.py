@@ -236,9 +236,13 @@ _BATCH_REQUIRED = ("QUEUE_URL", "BATCH_BUCKET", "BATCH_TABLE")
 
 def load_batch_settings(env: Mapping[str, str], required: bool) -> BatchSettings | None:
     """The batch storage settings; None when none of them is set and `required` is False (the API)."""
-    present = [name for name in _BATCH_REQUIRED if env.get(name, "").strip()]
-    if not present and not required:
+    if not required and not any(env.get(name, "").strip() for name in _BATCH_REQUIRED):
         return None
+    return _batch_settings(env, required)
+
+
+def _batch_settings(env: Mapping[str, str], required: bool) -> BatchSettings:
+    present = [name for name in _BATCH_REQUIRED if env.get(name, "").strip()]
     missing = [name for name in _BATCH_REQUIRED if name not in present]
     if missing:
         raise ConfigError(
@@ -268,8 +272,7 @@ def load_consumer_settings(env: Mapping[str, str] | None = None, cpus: int | Non
     """Parse and validate the consumer's environment; raises ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
     model_dir = _model_dir(env)
-    batch = load_batch_settings(env, required=True)
-    assert batch is not None  # required=True never returns None
+    batch = _batch_settings(env, required=True)
     max_queued = _int(env, "MAX_QUEUED_INPUTS", 1024, 1, 1_000_000)
     max_inputs = _int(env, "MAX_INPUTS_PER_REQUEST", 256, 1, 2048)
     if max_inputs > max_queued:
