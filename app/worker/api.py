@@ -9,8 +9,11 @@ read the body (bounded by MAX_REQUEST_BYTES) -> parse and validate as OpenAI doe
 longer than MAX_INPUT_TOKENS (they are never truncated) -> queue room -> per-tenant token budget
 -> dynamic batcher -> JSON or base64 response. Every refusal is a 4xx/503 with OpenAI's error body
 `{"error": {"message", "type", "param", "code"}}`; an unexpected failure is a 500 with the same
-shape and never takes the process down. Each request produces one JSON log line with tenant,
-inputs, tokens, latency and status — never the key or any input text.
+shape and never takes the process down. With QUEUE_URL/BATCH_BUCKET/BATCH_TABLE set, /v1/files and
+/v1/batches serve OpenAI's Batch API (worker/batch_api.py; run by `python -m worker.consumer`), whose
+lines are validated by the same `parse_embeddings_request` and `check_input_lengths` as this
+endpoint. Each request produces one JSON log line with tenant, inputs, tokens, latency and
+status — never the key or any input text.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import base64
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -34,6 +37,9 @@ from worker.config import DEFAULT_MAX_BATCH_SIZE, Settings
 from worker.limits import TenantLimits, retry_after_seconds
 from worker.metrics import Metrics
 from worker.model import DIMENSIONS, MODEL_ID, Embedder
+
+if TYPE_CHECKING:
+    from worker.batch_api import BatchApi
 
 # Names clients may put in `model`; answers always name MODEL_ID.
 MODEL_ALIASES = frozenset({MODEL_ID, f"sentence-transformers/{MODEL_ID}"})
@@ -99,6 +105,8 @@ class WorkerApp:
         self.metrics = Metrics(settings.metrics_namespace, settings.service_name)
         self.embedder: Embedder | None = None
         self.batcher: Batcher | None = None
+        # Built at start-up only when QUEUE_URL/BATCH_BUCKET/BATCH_TABLE are set (it imports boto3).
+        self.batches: BatchApi | None = None
         self.state = "loading"
         self.in_flight = 0
         self._on_fatal = on_fatal
@@ -121,6 +129,11 @@ class WorkerApp:
     async def _load(self) -> None:
         settings = self.settings
         try:
+            if settings.batch is not None:
+                from worker.batch_api import BatchApi
+                from worker.batch_store import BatchStore
+
+                self.batches = BatchApi(await asyncio.to_thread(BatchStore, settings.batch))
             self.embedder = await asyncio.to_thread(Embedder, settings.model_dir, settings.inference_threads)
         except Exception as exc:
             self.state = "failed"
@@ -257,9 +270,18 @@ class WorkerApp:
             latency_ms=round(latency_ms, 2),
             code=log.code,
         )
-        if status != 499:
-            await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
+        if status == 499:
+            return
+        if not any(name == b"content-type" for name, _ in headers):
+            headers = [_JSON, *headers]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if isinstance(body, bytes):
             await send({"type": "http.response.body", "body": body})
+            return
+        # A stored file, streamed from S3 chunk by chunk (each read in a thread: it blocks).
+        while (chunk := await asyncio.to_thread(next, body, None)) is not None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     async def _health(self, method: str, send) -> None:
         if method not in ("GET", "HEAD"):
@@ -282,9 +304,57 @@ class WorkerApp:
             self._require(method, "GET")
             log.tenant = self._authenticate(scope)
             return self._models(path[len("/v1/models/") :] if path != "/v1/models" else None)
+        if path.startswith(("/v1/files", "/v1/batches")):
+            return await self._batch_route(path, method, scope, receive, log)
         raise ApiError(
-            404, f"no route for {path}; this worker serves /v1/embeddings, /v1/models and /health", code="not_found"
+            404,
+            f"no route for {path}; this worker serves /v1/embeddings, /v1/models, /v1/files, /v1/batches and /health",
+            code="not_found",
         )
+
+    async def _batch_route(self, path: str, method: str, scope, receive, log: _Log):
+        batches = self.batches
+        if batches is None:
+            raise ApiError(
+                404,
+                "the batch API is not enabled on this worker (QUEUE_URL, BATCH_BUCKET and BATCH_TABLE are unset)",
+                code="not_found",
+            )
+        tenant = log.tenant = self._authenticate(scope)
+        self._admit(tenant)
+        parts = path.strip("/").split("/")[1:]
+        if parts == ["files"]:
+            self._require(method, "POST")
+            content_type = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
+            body = await self._read_body(scope, receive, self.settings.batch_file_limit, "MAX_BATCH_FILE_BYTES")
+            return await batches.upload(tenant, content_type.decode("latin-1"), body)
+        if parts == ["batches"]:
+            self._require(method, "POST")
+            return await batches.create(tenant, await self._read_body(scope, receive))
+        if len(parts) == 2 and parts[0] == "files":
+            self._require(method, "GET")
+            return await batches.file(tenant, parts[1])
+        if len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
+            self._require(method, "GET")
+            return await batches.content(tenant, parts[1])
+        if len(parts) == 2 and parts[0] == "batches":
+            self._require(method, "GET")
+            return await batches.batch(tenant, parts[1])
+        if len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel":
+            self._require(method, "POST")
+            return await batches.cancel(tenant, parts[1])
+        raise ApiError(404, f"no route for {path}", code="not_found")
+
+    def _admit(self, tenant: str) -> None:
+        wait = self.limits.admit_request(tenant)
+        if wait:
+            raise ApiError(
+                429,
+                f"rate limit of {self.limits.requests_per_minute} requests per minute reached for tenant {tenant}",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers=[(b"retry-after", str(retry_after_seconds(wait)).encode())],
+            )
 
     @staticmethod
     def _require(method: str, allowed: str) -> None:
@@ -337,33 +407,18 @@ class WorkerApp:
                 headers=[(b"retry-after", b"1")],
             )
         tenant = log.tenant = self._authenticate(scope)
-        wait = self.limits.admit_request(tenant)
-        if wait:
-            raise ApiError(
-                429,
-                f"rate limit of {self.limits.requests_per_minute} requests per minute reached for tenant {tenant}",
-                type="requests",
-                code="rate_limit_exceeded",
-                headers=[(b"retry-after", str(retry_after_seconds(wait)).encode())],
-            )
+        self._admit(tenant)
 
-        request = self._parse(await self._read_body(scope, receive))
+        request = parse_embeddings_request(
+            decode_json_body(await self._read_body(scope, receive)), self.settings.max_inputs_per_request
+        )
         texts = request["input"]
         log.inputs = len(texts)
         if sum(map(len, texts)) <= _INLINE_TOKENIZE_CHARS:
             token_ids = self.loaded_embedder.token_ids(texts)
         else:
             token_ids = await asyncio.to_thread(self.loaded_embedder.token_ids, texts)
-        limit = self.settings.max_input_tokens
-        for index, ids in enumerate(token_ids):
-            if len(ids) > limit:
-                raise ApiError(
-                    400,
-                    f"input[{index}] is {len(ids)} tokens long; the limit is {limit} tokens per input "
-                    "(special tokens included). Over-long input is refused, not truncated: split it",
-                    code="context_length_exceeded",
-                    param="input",
-                )
+        check_input_lengths(token_ids, self.settings.max_input_tokens)
         tokens = log.tokens = sum(map(len, token_ids))
 
         batcher = self.running_batcher
@@ -396,15 +451,13 @@ class WorkerApp:
         future = batcher.submit(token_ids)
         self.metrics.queued(batcher.outstanding)
         embeddings, log.batch = await future
-        return 200, self._response(embeddings, request["encoding_format"], tokens), []
+        return 200, embeddings_response(embeddings, request["encoding_format"], tokens), []
 
-    async def _read_body(self, scope, receive) -> bytes:
-        limit = self.settings.max_request_bytes
+    async def _read_body(self, scope, receive, limit: int | None = None, variable: str = "MAX_REQUEST_BYTES") -> bytes:
+        limit = self.settings.max_request_bytes if limit is None else limit
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                raise ApiError(
-                    413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large"
-                )
+                raise ApiError(413, f"request body is larger than {limit} bytes ({variable})", code="request_too_large")
         chunks = []
         size = 0
         while True:
@@ -414,111 +467,127 @@ class WorkerApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise ApiError(
-                    413, f"request body is larger than {limit} bytes (MAX_REQUEST_BYTES)", code="request_too_large"
-                )
+                raise ApiError(413, f"request body is larger than {limit} bytes ({variable})", code="request_too_large")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _parse(self, body: bytes) -> dict[str, Any]:
-        """Validate an embeddings request body; returns input as a list plus the encoding format."""
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-        if not isinstance(payload, dict):
-            raise ApiError(400, "request body must be a JSON object", code="invalid_json")
-        unknown = sorted(set(payload) - _KNOWN_FIELDS)
-        if unknown:
-            raise ApiError(
-                400, f"unrecognized request argument: {unknown[0]}", code="unknown_parameter", param=unknown[0]
-            )
 
-        if "model" not in payload:
-            raise ApiError(400, "you must provide a model parameter", code="missing_required_parameter", param="model")
-        model = payload["model"]
-        if not isinstance(model, str):
-            raise ApiError(400, "model must be a string", code="invalid_type", param="model")
-        if model not in MODEL_ALIASES:
-            raise ApiError(
-                404,
-                f"model {model!r} does not exist; this worker serves {MODEL_ID!r}",
-                code="model_not_found",
-                param="model",
-            )
+def parse_embeddings_request(payload: Any, max_inputs: int) -> dict[str, Any]:
+    """Validate a decoded embeddings request body as OpenAI does; returns input as a list plus the encoding format.
 
-        encoding_format = payload.get("encoding_format")
-        if encoding_format is None:
-            encoding_format = "float"
-        if encoding_format not in ("float", "base64"):
+    The one definition of a valid embeddings request: the HTTP endpoint and the batch consumer
+    (worker/consumer.py, per input line) both call it, so a line of a batch is accepted exactly
+    when the same body sent to POST /v1/embeddings would be. Raises ApiError naming the field.
+    """
+    if not isinstance(payload, dict):
+        raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    unknown = sorted(set(payload) - _KNOWN_FIELDS)
+    if unknown:
+        raise ApiError(400, f"unrecognized request argument: {unknown[0]}", code="unknown_parameter", param=unknown[0])
+
+    if "model" not in payload:
+        raise ApiError(400, "you must provide a model parameter", code="missing_required_parameter", param="model")
+    model = payload["model"]
+    if not isinstance(model, str):
+        raise ApiError(400, "model must be a string", code="invalid_type", param="model")
+    if model not in MODEL_ALIASES:
+        raise ApiError(
+            404,
+            f"model {model!r} does not exist; this worker serves {MODEL_ID!r}",
+            code="model_not_found",
+            param="model",
+        )
+
+    encoding_format = payload.get("encoding_format")
+    if encoding_format is None:
+        encoding_format = "float"
+    if encoding_format not in ("float", "base64"):
+        raise ApiError(
+            400,
+            f"encoding_format must be 'float' or 'base64', got {encoding_format!r}",
+            code="invalid_value",
+            param="encoding_format",
+        )
+
+    dimensions = payload.get("dimensions")
+    if dimensions is not None and (type(dimensions) is not int or dimensions != DIMENSIONS):
+        raise ApiError(
+            400,
+            f"dimensions={dimensions!r} is not supported: {MODEL_ID} produces {DIMENSIONS}-dimensional "
+            f"embeddings and cannot shorten them; omit dimensions or send {DIMENSIONS}",
+            code="unsupported_dimensions",
+            param="dimensions",
+        )
+    if payload.get("user") is not None and not isinstance(payload["user"], str):
+        raise ApiError(400, "user must be a string", code="invalid_type", param="user")
+
+    if "input" not in payload:
+        raise ApiError(400, "you must provide an input parameter", code="missing_required_parameter", param="input")
+    raw = payload["input"]
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list):
+        raise ApiError(400, "input must be a string or an array of strings", code="invalid_type", param="input")
+    if not texts:
+        raise ApiError(400, "input must not be an empty array", code="empty_input", param="input")
+    if len(texts) > max_inputs:
+        raise ApiError(
+            400,
+            f"input has {len(texts)} items; the limit is {max_inputs} per request (MAX_INPUTS_PER_REQUEST)",
+            code="too_many_inputs",
+            param="input",
+        )
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            if isinstance(text, int) or (isinstance(text, list) and all(isinstance(t, int) for t in text)):
+                message = "token-id input is not supported (ids from another tokenizer would be meaningless); send text"
+            else:
+                message = f"input[{index}] must be a string, got {_json_type(text)}"
+            raise ApiError(400, message, code="invalid_type", param="input")
+        if not text:
+            raise ApiError(400, f"input[{index}] is an empty string", code="empty_input", param="input")
+    return {"input": texts, "encoding_format": encoding_format}
+
+
+def embeddings_response(embeddings: np.ndarray, encoding_format: str, tokens: int) -> bytes:
+    """The body of a successful embeddings answer (also the `response.body` of a batch output line)."""
+    if encoding_format == "base64":
+        # OpenAI's base64 format: the little-endian float32 bytes of each vector.
+        little = embeddings.astype("<f4", copy=False)
+        vectors = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    else:
+        vectors = list(embeddings)
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": index, "embedding": vector} for index, vector in enumerate(vectors)
+            ],
+            "model": MODEL_ID,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+
+
+def check_input_lengths(token_ids: list[list[int]], limit: int) -> None:
+    """Refuse (never truncate) any input longer than `limit` tokens; shared with the batch consumer."""
+    for index, ids in enumerate(token_ids):
+        if len(ids) > limit:
             raise ApiError(
                 400,
-                f"encoding_format must be 'float' or 'base64', got {encoding_format!r}",
-                code="invalid_value",
-                param="encoding_format",
-            )
-
-        dimensions = payload.get("dimensions")
-        if dimensions is not None and (type(dimensions) is not int or dimensions != DIMENSIONS):
-            raise ApiError(
-                400,
-                f"dimensions={dimensions!r} is not supported: {MODEL_ID} produces {DIMENSIONS}-dimensional "
-                f"embeddings and cannot shorten them; omit dimensions or send {DIMENSIONS}",
-                code="unsupported_dimensions",
-                param="dimensions",
-            )
-        if payload.get("user") is not None and not isinstance(payload["user"], str):
-            raise ApiError(400, "user must be a string", code="invalid_type", param="user")
-
-        if "input" not in payload:
-            raise ApiError(400, "you must provide an input parameter", code="missing_required_parameter", param="input")
-        raw = payload["input"]
-        texts = [raw] if isinstance(raw, str) else raw
-        if not isinstance(texts, list):
-            raise ApiError(400, "input must be a string or an array of strings", code="invalid_type", param="input")
-        if not texts:
-            raise ApiError(400, "input must not be an empty array", code="empty_input", param="input")
-        limit = self.settings.max_inputs_per_request
-        if len(texts) > limit:
-            raise ApiError(
-                400,
-                f"input has {len(texts)} items; the limit is {limit} per request (MAX_INPUTS_PER_REQUEST)",
-                code="too_many_inputs",
+                f"input[{index}] is {len(ids)} tokens long; the limit is {limit} tokens per input "
+                "(special tokens included). Over-long input is refused, not truncated: split it",
+                code="context_length_exceeded",
                 param="input",
             )
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                if isinstance(text, int) or (isinstance(text, list) and all(isinstance(t, int) for t in text)):
-                    message = (
-                        "token-id input is not supported (ids from another tokenizer would be meaningless); send text"
-                    )
-                else:
-                    message = f"input[{index}] must be a string, got {_json_type(text)}"
-                raise ApiError(400, message, code="invalid_type", param="input")
-            if not text:
-                raise ApiError(400, f"input[{index}] is an empty string", code="empty_input", param="input")
-        return {"input": texts, "encoding_format": encoding_format}
 
-    @staticmethod
-    def _response(embeddings: np.ndarray, encoding_format: str, tokens: int) -> bytes:
-        if encoding_format == "base64":
-            # OpenAI's base64 format: the little-endian float32 bytes of each vector.
-            little = embeddings.astype("<f4", copy=False)
-            vectors = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
-        else:
-            vectors = list(embeddings)
-        return orjson.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {"object": "embedding", "index": index, "embedding": vector} for index, vector in enumerate(vectors)
-                ],
-                "model": MODEL_ID,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
+
+def decode_json_body(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
 
 
 def _json_type(value: Any) -> str:

@@ -55,6 +55,51 @@ class Settings:
     inference_threads: int
     metrics_namespace: str
     service_name: str
+    # None: the batch routes answer 404 (no queue configured); see BatchSettings.
+    batch: BatchSettings | None = None
+
+    @property
+    def batch_file_limit(self) -> int:
+        """Largest POST /v1/files body (only reachable when the batch API is enabled)."""
+        return self.batch.max_file_bytes if self.batch is not None else self.max_request_bytes
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Where batches live; shared by the API (accepts them) and the consumer (runs them).
+
+    QUEUE_URL: the SQS queue of batch jobs (one message per batch). BATCH_BUCKET: the S3 bucket of
+    input/output/error files, each under `BATCH_PREFIX<tenant>/`. BATCH_TABLE: the DynamoDB table
+    (hash key `tenant`, range key `id`, both strings) of file and batch records.
+    """
+
+    queue_url: str
+    bucket: str
+    table: str
+    prefix: str
+    max_file_bytes: int
+    max_lines: int
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """Validated `python -m worker.consumer` configuration; documented in app/README.md ("Batch consumer")."""
+
+    model_dir: Path
+    batch: BatchSettings
+    inference_threads: int
+    max_batch_size: int
+    max_batch_wait_ms: float
+    max_queued_inputs: int
+    max_inputs_per_request: int
+    max_input_tokens: int
+    token_budget_per_minute: int
+    visibility_timeout_seconds: int
+    max_receives: int
+    retry_delay_seconds: int
+    checkpoint_lines: int
+    drain_timeout_seconds: float
+    wait_time_seconds: int
 
 
 def available_cpus(
@@ -173,11 +218,7 @@ def _api_keys(env: Mapping[str, str]) -> tuple[dict[str, str], bool]:
     return keys, False
 
 
-def load_settings(env: Mapping[str, str] | None = None, cpus: int | None = None) -> Settings:
-    """Parse and validate the environment; raises ConfigError naming the first bad variable."""
-    env = os.environ if env is None else env
-    port = _int(env, "PORT", None, 1, 65535)
-
+def _model_dir(env: Mapping[str, str]) -> Path:
     raw_model_dir = env.get("MODEL_DIR", "").strip()
     if not raw_model_dir:
         raise ConfigError("MODEL_DIR is required: the directory written by python -m worker.build_model")
@@ -187,6 +228,85 @@ def load_settings(env: Mapping[str, str] | None = None, cpus: int | None = None)
             raise ConfigError(
                 f"MODEL_DIR={raw_model_dir!r} has no {needed}; build it with python -m worker.build_model --out DIR"
             )
+    return model_dir
+
+
+_BATCH_REQUIRED = ("QUEUE_URL", "BATCH_BUCKET", "BATCH_TABLE")
+
+
+def load_batch_settings(env: Mapping[str, str], required: bool) -> BatchSettings | None:
+    """The batch storage settings; None when none of them is set and `required` is False (the API)."""
+    if not required and not any(env.get(name, "").strip() for name in _BATCH_REQUIRED):
+        return None
+    return _batch_settings(env, required)
+
+
+def _batch_settings(env: Mapping[str, str], required: bool) -> BatchSettings:
+    present = [name for name in _BATCH_REQUIRED if env.get(name, "").strip()]
+    missing = [name for name in _BATCH_REQUIRED if name not in present]
+    if missing:
+        raise ConfigError(
+            f"{missing[0]} is required {'by the consumer' if required else 'once ' + present[0] + ' is set'}: "
+            "QUEUE_URL (SQS queue URL), BATCH_BUCKET (S3 bucket) and BATCH_TABLE (DynamoDB table) go together"
+        )
+    queue_url = env["QUEUE_URL"].strip()
+    if not re.fullmatch(r"https?://[^\s]+", queue_url):
+        raise ConfigError(
+            f"QUEUE_URL={queue_url!r} is not a queue URL; expected https://sqs.<region>.amazonaws.com/..."
+        )
+    prefix = env.get("BATCH_PREFIX", "batches/").strip()
+    if prefix and not re.fullmatch(r"[A-Za-z0-9._/-]{1,200}/", prefix):
+        raise ConfigError(f"BATCH_PREFIX={prefix!r} is invalid; allowed: 1-200 of A-Z a-z 0-9 . _ / - ending in '/'")
+    max_lines = _int(env, "MAX_BATCH_LINES", 50_000, 1, 1_000_000)
+    return BatchSettings(
+        queue_url=queue_url,
+        bucket=_name(env, "BATCH_BUCKET", ""),
+        table=_name(env, "BATCH_TABLE", ""),
+        prefix=prefix,
+        max_file_bytes=_int(env, "MAX_BATCH_FILE_BYTES", 20 * 1024 * 1024, 1024, 512 * 1024 * 1024),
+        max_lines=max_lines,
+    )
+
+
+def load_consumer_settings(env: Mapping[str, str] | None = None, cpus: int | None = None) -> ConsumerSettings:
+    """Parse and validate the consumer's environment; raises ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    model_dir = _model_dir(env)
+    batch = _batch_settings(env, required=True)
+    max_queued = _int(env, "MAX_QUEUED_INPUTS", 1024, 1, 1_000_000)
+    max_inputs = _int(env, "MAX_INPUTS_PER_REQUEST", 256, 1, 2048)
+    if max_inputs > max_queued:
+        raise ConfigError(
+            f"MAX_INPUTS_PER_REQUEST={max_inputs} is larger than MAX_QUEUED_INPUTS={max_queued}; "
+            "a full line could never be queued"
+        )
+    visibility = _int(env, "VISIBILITY_TIMEOUT_SECONDS", 300, 3, 43_200)
+    drain = _float(env, "DRAIN_TIMEOUT_SECONDS", 90.0, 0.0, 3600.0)
+    detected = available_cpus() if cpus is None else cpus
+    return ConsumerSettings(
+        model_dir=model_dir,
+        batch=batch,
+        inference_threads=_int(env, "INFERENCE_THREADS", detected, 1, 256),
+        max_batch_size=_int(env, "MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE, 1, 256),
+        max_batch_wait_ms=_float(env, "MAX_BATCH_WAIT_MS", 2.0, 0.0, 1000.0),
+        max_queued_inputs=max_queued,
+        max_inputs_per_request=max_inputs,
+        max_input_tokens=_int(env, "MAX_INPUT_TOKENS", MODEL_MAX_TOKENS, 3, MODEL_MAX_TOKENS),
+        token_budget_per_minute=_int(env, "BATCH_TOKEN_BUDGET_PER_MINUTE", 300_000, 1, 10**12),
+        visibility_timeout_seconds=visibility,
+        max_receives=_int(env, "MAX_RECEIVES", 5, 1, 1000),
+        retry_delay_seconds=_int(env, "RETRY_DELAY_SECONDS", 30, 0, 43_200),
+        checkpoint_lines=_int(env, "CHECKPOINT_LINES", 100, 1, 100_000),
+        drain_timeout_seconds=drain,
+        wait_time_seconds=_int(env, "WAIT_TIME_SECONDS", 20, 0, 20),
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None, cpus: int | None = None) -> Settings:
+    """Parse and validate the environment; raises ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    port = _int(env, "PORT", None, 1, 65535)
+    model_dir = _model_dir(env)
 
     api_keys, auth_disabled = _api_keys(env)
     max_batch_size = _optional_int(env, "MAX_BATCH_SIZE", 1, 256)
@@ -215,4 +335,5 @@ def load_settings(env: Mapping[str, str] | None = None, cpus: int | None = None)
         inference_threads=_int(env, "INFERENCE_THREADS", detected, 1, 256),
         metrics_namespace=_name(env, "METRICS_NAMESPACE", "Gantry/Worker"),
         service_name=_name(env, "SERVICE_NAME", "gantry-worker"),
+        batch=load_batch_settings(env, required=False),
     )

@@ -1,0 +1,179 @@
+"""Unit tests for the pure parts of the batch path: lines, offsets, output format, checkpoints, config."""
+
+from __future__ import annotations
+
+import json
+
+import openai.types
+import orjson
+import pytest
+
+from worker.api import ApiError
+from worker.batch_format import (
+    Checkpoint,
+    LineError,
+    batch_object,
+    error_line,
+    file_object,
+    line_ids,
+    output_line,
+    parse_line,
+    parse_multipart,
+    part_key,
+    split_lines,
+    validate_input_file,
+)
+from worker.config import ConfigError, load_batch_settings, load_consumer_settings
+
+LINE = {"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m", "input": "x"}}
+
+
+def encode(*lines: dict) -> bytes:
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def test_parse_line_accepts_a_request_line_and_names_what_is_wrong() -> None:
+    assert parse_line(json.dumps(LINE).encode()) == ("a", {"model": "m", "input": "x"})
+    cases = {
+        b"not json": "invalid_json",
+        b"[1]": "invalid_json",
+        json.dumps({**LINE, "extra": 1}).encode(): "unknown_parameter",
+        json.dumps({**LINE, "custom_id": ""}).encode(): "invalid_custom_id",
+        json.dumps({**LINE, "custom_id": "x" * 513}).encode(): "invalid_custom_id",
+        json.dumps({**LINE, "method": "GET"}).encode(): "invalid_method",
+        json.dumps({**LINE, "url": "/v1/chat/completions"}).encode(): "invalid_url",
+        json.dumps({**LINE, "body": "text"}).encode(): "invalid_body",
+    }
+    for raw, code in cases.items():
+        with pytest.raises(LineError) as refused:
+            parse_line(raw)
+        assert refused.value.code == code, raw
+
+
+def test_split_lines_yields_file_offsets_that_resume_at_the_next_line() -> None:
+    data = b'{"a": 1}\r\n\n{"b": 2}\n{"c": 3}'
+    lines = list(split_lines([data[:3], data[3:12], data[12:]]))
+    assert [line for line, _ in lines] == [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}']
+    assert [end for _, end in lines] == [10, 20, len(data)]
+    # Reading again from any recorded offset continues exactly after that line.
+    for index, (_, end) in enumerate(lines):
+        rest = list(split_lines([data[end:]], end))
+        assert rest == lines[index + 1 :]
+
+
+def test_validate_input_file_counts_lines_and_refuses_with_the_line_number() -> None:
+    assert validate_input_file(encode(LINE, {**LINE, "custom_id": "b"}), max_lines=2) == 2
+    with pytest.raises(ApiError, match="more than 1 lines"):
+        validate_input_file(encode(LINE, {**LINE, "custom_id": "b"}), max_lines=1)
+    with pytest.raises(ApiError, match="line 2: custom_id is repeated"):
+        validate_input_file(encode(LINE, LINE), max_lines=10)
+    with pytest.raises(ApiError, match="line 2: url must be"):
+        validate_input_file(encode(LINE, {**LINE, "custom_id": "b", "url": "/v1/x"}), max_lines=10)
+    with pytest.raises(ApiError, match="no request lines"):
+        validate_input_file(b"\n\n", max_lines=10)
+
+
+def test_output_and_error_lines_have_openais_shape_and_stable_ids() -> None:
+    ok = orjson.loads(output_line("batch_1", 7, "doc-7", 200, b'{"object":"list"}'))
+    assert set(ok) == {"id", "custom_id", "response", "error"}
+    assert ok["response"] == {"status_code": 200, "request_id": line_ids("batch_1", 7)[1], "body": {"object": "list"}}
+    assert ok["error"] is None and ok["custom_id"] == "doc-7"
+    again = orjson.loads(output_line("batch_1", 7, "doc-7", 200, b'{"object":"list"}'))
+    assert again == ok, "a line written again after a crash must be the same line"
+    assert line_ids("batch_1", 8) != line_ids("batch_1", 7) != line_ids("batch_2", 7)
+    failed = orjson.loads(error_line("batch_1", 3, None, "invalid_json", "line is not valid JSON"))
+    assert failed["response"] is None and failed["error"] == {
+        "code": "invalid_json",
+        "message": "line is not valid JSON",
+    }
+
+
+def test_checkpoint_parts_tile_the_lines_without_overlap() -> None:
+    checkpoint = Checkpoint()
+    checkpoint = checkpoint.advance(3, 300, completed=2, failed=1)
+    checkpoint = checkpoint.advance(5, 480, completed=2, failed=0)
+    checkpoint = checkpoint.advance(9, 900, completed=1, failed=3)
+    assert checkpoint.parts() == [(0, 3), (3, 5), (5, 9)]
+    assert (checkpoint.next_line, checkpoint.next_byte, checkpoint.completed, checkpoint.failed) == (9, 900, 5, 4)
+    covered = [line for start, end in checkpoint.parts() for line in range(start, end)]
+    assert covered == list(range(9))
+    with pytest.raises(ValueError):
+        checkpoint.advance(12, 1000, completed=1, failed=1)  # 3 lines cannot hold 2 results
+    with pytest.raises(ValueError):
+        checkpoint.advance(10, 900, completed=1, failed=0)  # the byte offset must move forward
+    # Part keys sort in line order and name their range, so a rewrite replaces its own part only.
+    keys = [part_key("p/", start, end, "output") for start, end in checkpoint.parts()]
+    assert keys == sorted(keys) and len(set(keys)) == 3
+
+
+def test_parse_multipart_reads_fields_and_refuses_other_bodies() -> None:
+    body = (
+        b"--XyZ\r\n"
+        b'Content-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        b"--XyZ\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="in.jsonl"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
+        b"line one\r\nline two\n\r\n"
+        b"--XyZ--\r\n"
+    )
+    fields = parse_multipart("multipart/form-data; boundary=XyZ", body)
+    assert fields == {"purpose": (None, b"batch"), "file": ("in.jsonl", b"line one\r\nline two\n")}
+    with pytest.raises(ApiError, match="multipart/form-data"):
+        parse_multipart("application/json", body)
+    with pytest.raises(ApiError, match="truncated"):
+        parse_multipart("multipart/form-data; boundary=XyZ", body[:40])
+
+
+def test_objects_validate_against_the_openai_client_models() -> None:
+    batch = {
+        "tenant": "t",
+        "id": "batch_1",
+        "kind": "batch",
+        "status": "failed",
+        "input_file_id": "file-1",
+        "created_at": 1,
+        "expires_at": 2,
+        "total": 3,
+        "completed": 1,
+        "failed": 2,
+        "error_code": "batch_failed",
+        "error_reason": "input missing",
+    }
+    parsed = openai.types.Batch.model_validate(batch_object(batch))
+    assert parsed.request_counts is not None and parsed.request_counts.failed == 2
+    assert parsed.errors is not None and parsed.errors.data and parsed.errors.data[0].message == "input missing"
+    record = {"id": "file-1", "bytes": 10, "created_at": 1, "filename": "a.jsonl", "purpose": "batch"}
+    assert openai.types.FileObject.model_validate(file_object(record)).bytes == 10
+
+
+def test_batch_settings_come_together_or_not_at_all(tmp_path) -> None:
+    assert load_batch_settings({}, required=False) is None
+    with pytest.raises(ConfigError, match="BATCH_BUCKET is required once QUEUE_URL is set"):
+        load_batch_settings({"QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q"}, required=False)
+    with pytest.raises(ConfigError, match="QUEUE_URL is required by the consumer"):
+        load_batch_settings({}, required=True)
+    env = {"QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q", "BATCH_BUCKET": "b", "BATCH_TABLE": "t"}
+    settings = load_batch_settings(env, required=True)
+    assert settings is not None and (settings.prefix, settings.max_lines) == ("batches/", 50_000)
+    with pytest.raises(ConfigError, match="BATCH_PREFIX"):
+        load_batch_settings({**env, "BATCH_PREFIX": "no-slash"}, required=True)
+    with pytest.raises(ConfigError, match="QUEUE_URL"):
+        load_batch_settings({**env, "QUEUE_URL": "my-queue"}, required=True)
+
+
+def test_consumer_settings_defaults_and_limits(tmp_path) -> None:
+    for name in ("model.onnx", "tokenizer.json", "manifest.json"):
+        (tmp_path / name).write_text("{}")
+    env = {
+        "MODEL_DIR": str(tmp_path),
+        "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
+        "BATCH_BUCKET": "b",
+        "BATCH_TABLE": "t",
+    }
+    settings = load_consumer_settings(env, cpus=2)
+    assert (settings.visibility_timeout_seconds, settings.max_receives, settings.checkpoint_lines) == (300, 5, 100)
+    assert settings.inference_threads == 2 and settings.drain_timeout_seconds == 90.0
+    with pytest.raises(ConfigError, match="WAIT_TIME_SECONDS=21 is out of range"):
+        load_consumer_settings({**env, "WAIT_TIME_SECONDS": "21"}, cpus=1)
+    with pytest.raises(ConfigError, match="MODEL_DIR"):
+        load_consumer_settings({**env, "MODEL_DIR": ""}, cpus=1)

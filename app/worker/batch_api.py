@@ -1,0 +1,162 @@
+"""The OpenAI Batch API's HTTP half on the worker: /v1/files and /v1/batches.
+
+Accepting a batch is cheap and bounded: the upload is read into memory up to MAX_BATCH_FILE_BYTES,
+validated line by line (worker/batch_format.py; at most MAX_BATCH_LINES), written to S3 under the
+caller's tenant prefix and recorded in DynamoDB; creating a batch records it (status
+`validating`) and sends one SQS message; the embedding happens in `python -m worker.consumer`.
+Security stance: every record is read with the authenticated tenant as its key (worker/batch_store.py),
+so another tenant's id answers 404 exactly like an id that never existed, and ids are 128-bit random.
+Contents are streamed back in chunks, never held whole in memory. Every call to AWS runs in a thread
+so the event loop keeps serving embeddings meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from worker.api import ApiError, decode_json_body
+from worker.batch_format import (
+    COMPLETION_WINDOW,
+    ENDPOINT,
+    WINDOW_SECONDS,
+    batch_object,
+    file_object,
+    new_id,
+    parse_multipart,
+    validate_input_file,
+    validate_metadata,
+)
+from worker.batch_store import BatchStore, ConditionFailed
+
+_BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata"})
+# What a cancel may interrupt; `finalizing` is already writing the result files.
+_CANCELLABLE = ("validating", "in_progress")
+
+Answer = tuple[int, bytes | Iterator[bytes], list[tuple[bytes, bytes]]]
+
+
+class BatchApi:
+    def __init__(self, store: BatchStore):
+        self.store = store
+
+    async def upload(self, tenant: str, content_type: str, body: bytes) -> Answer:
+        fields = parse_multipart(content_type, body)
+        purpose = fields.get("purpose", (None, b""))[1].decode("utf-8", "replace")
+        if purpose != "batch":
+            raise ApiError(
+                400, f"purpose must be 'batch' (got {purpose!r}); this worker stores batch input only", param="purpose"
+            )
+        if "file" not in fields:
+            raise ApiError(400, "the multipart body has no 'file' field", code="missing_required_parameter")
+        filename, data = fields["file"]
+        lines = await asyncio.to_thread(validate_input_file, data, self.store.settings.max_lines)
+        file_id = new_id("file-")
+        await asyncio.to_thread(self.store.put_object, self.store.file_key(tenant, file_id), data)
+        item: dict[str, Any] = {
+            "tenant": tenant,
+            "id": file_id,
+            "kind": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": (filename or "batch.jsonl")[:255],
+            "purpose": "batch",
+            "lines": lines,
+        }
+        await asyncio.to_thread(self.store.put_new, item)
+        return 200, orjson.dumps(file_object(item)), []
+
+    async def _record(self, tenant: str, record_id: str, kind: str) -> dict[str, Any]:
+        item = await asyncio.to_thread(self.store.get, tenant, record_id)
+        if item is None or item.get("kind") != kind:
+            raise ApiError(404, f"no such {kind}: {record_id!r}", code="not_found", param="id")
+        return item
+
+    async def file(self, tenant: str, file_id: str) -> Answer:
+        return 200, orjson.dumps(file_object(await self._record(tenant, file_id, "file"))), []
+
+    async def content(self, tenant: str, file_id: str) -> Answer:
+        await self._record(tenant, file_id, "file")
+        chunks = self.store.stream(self.store.file_key(tenant, file_id))
+        # The first read opens the object, so a missing one fails here, before a 200 has gone out.
+        first = await asyncio.to_thread(next, chunks, b"")
+        return 200, itertools.chain([first], chunks), [(b"content-type", b"application/octet-stream")]
+
+    async def create(self, tenant: str, body: bytes) -> Answer:
+        payload = decode_json_body(body)
+        if not isinstance(payload, dict):
+            raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+        unknown = sorted(set(payload) - _BATCH_FIELDS)
+        if unknown:
+            raise ApiError(
+                400, f"unrecognized request argument: {unknown[0]}", code="unknown_parameter", param=unknown[0]
+            )
+        if payload.get("endpoint") != ENDPOINT:
+            raise ApiError(400, f"endpoint must be {ENDPOINT!r}", code="invalid_value", param="endpoint")
+        if payload.get("completion_window") != COMPLETION_WINDOW:
+            raise ApiError(
+                400, f"completion_window must be {COMPLETION_WINDOW!r}", code="invalid_value", param="completion_window"
+            )
+        input_file_id = payload.get("input_file_id")
+        if not isinstance(input_file_id, str):
+            raise ApiError(400, "input_file_id must be a file id", code="invalid_type", param="input_file_id")
+        source = await self._record(tenant, input_file_id, "file")
+        if source.get("purpose") != "batch" or "lines" not in source:
+            raise ApiError(400, f"file {input_file_id!r} is not a batch input file", param="input_file_id")
+        now = int(time.time())
+        item: dict[str, Any] = {
+            "tenant": tenant,
+            "id": new_id("batch_"),
+            "kind": "batch",
+            "status": "validating",
+            "input_file_id": input_file_id,
+            "created_at": now,
+            "expires_at": now + WINDOW_SECONDS,
+            "total": int(source["lines"]),
+            "completed": 0,
+            "failed": 0,
+            "next_line": 0,
+            "next_byte": 0,
+            "part_ends": [],
+            "metadata": validate_metadata(payload.get("metadata")),
+        }
+        await asyncio.to_thread(self.store.put_new, item)
+        try:
+            await asyncio.to_thread(self.store.send, tenant, item["id"])
+        except Exception:
+            # Without its message nobody would ever run the batch: say so instead of leaving it "validating".
+            await asyncio.to_thread(
+                self.store.transition,
+                tenant,
+                item["id"],
+                ("validating",),
+                "failed",
+                error_code="enqueue_failed",
+                error_reason="the batch could not be queued; create it again",
+            )
+            raise
+        return 200, orjson.dumps(batch_object(item)), []
+
+    async def batch(self, tenant: str, batch_id: str) -> Answer:
+        return 200, orjson.dumps(batch_object(await self._record(tenant, batch_id, "batch"))), []
+
+    async def cancel(self, tenant: str, batch_id: str) -> Answer:
+        item = await self._record(tenant, batch_id, "batch")
+        if item["status"] in ("cancelling", "cancelled"):
+            return 200, orjson.dumps(batch_object(item)), []
+        try:
+            # The consumer sees `cancelling` at its next checkpoint and finishes it as `cancelled`.
+            item = await asyncio.to_thread(self.store.transition, tenant, batch_id, _CANCELLABLE, "cancelling")
+        except ConditionFailed:
+            current = await self._record(tenant, batch_id, "batch")
+            raise ApiError(
+                409,
+                f"batch {batch_id} is {current['status']}; only a validating or in-progress batch can be cancelled",
+                code="batch_not_cancellable",
+            ) from None
+        return 200, orjson.dumps(batch_object(item)), []

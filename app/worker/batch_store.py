@@ -1,0 +1,192 @@
+"""Batch storage on AWS: files in S3, one SQS message per batch, records in DynamoDB.
+
+Status lives in DynamoDB, not in S3 objects with conditional writes, because the batch record is
+written by two parties at once — the API (cancel) and the consumer (progress) — and DynamoDB's
+conditional UpdateItem changes only the named attributes under a condition
+(`status = :in_progress AND next_line = :start`) in one call: a cancel never has to re-read and
+re-write a whole progress document, and a stale consumer (its message redelivered to another) can
+never move a checkpoint it does not hold. S3's If-Match would give the same compare-and-swap but
+only on whole objects, so every progress write would race every cancel and need a read-retry loop.
+The table's key is (`tenant`, `id`): every read names the caller's tenant, so one tenant cannot
+even address another's file or batch. S3 keys are `<BATCH_PREFIX><tenant>/...` for the same
+reason, and so that IAM can grant per-prefix access. boto3 is imported when a store is built, never
+by the API's import path (the API's cold start does not pay for it). Standard AWS SDK
+configuration (AWS_ENDPOINT_URL, AWS_REGION, credentials chain) applies unchanged. All calls are
+blocking; async callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from worker.batch_format import Checkpoint, part_key
+from worker.config import BatchSettings
+
+# S3 GetObject streaming read size: large enough to amortise calls, small against task memory.
+READ_CHUNK_BYTES = 1 << 20
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: the record is not in the state the writer expected."""
+
+
+class BatchStore:
+    def __init__(self, settings: BatchSettings):
+        import boto3  # type: ignore[import-untyped]  # no py.typed; pyproject lists botocore only
+        from botocore.config import Config
+
+        # Standard retry mode with a few attempts: throttling and 5xx are retried inside the SDK.
+        config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        self.settings = settings
+        self.s3 = boto3.client("s3", config=config)
+        self.sqs = boto3.client("sqs", config=config)
+        self.table = boto3.resource("dynamodb", config=config).Table(settings.table)
+        self._conditional = self.table.meta.client.exceptions.ConditionalCheckFailedException
+
+    # --- keys ----------------------------------------------------------------------------------
+
+    def file_key(self, tenant: str, file_id: str) -> str:
+        return f"{self.settings.prefix}{tenant}/files/{file_id}.jsonl"
+
+    def batch_prefix(self, tenant: str, batch_id: str) -> str:
+        return f"{self.settings.prefix}{tenant}/batches/{batch_id}/"
+
+    # --- records -------------------------------------------------------------------------------
+
+    def get(self, tenant: str, record_id: str) -> dict[str, Any] | None:
+        item = self.table.get_item(Key={"tenant": tenant, "id": record_id}, ConsistentRead=True).get("Item")
+        return dict(item) if item else None
+
+    def put_new(self, item: dict[str, Any]) -> None:
+        self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
+
+    def update(
+        self, tenant: str, record_id: str, values: dict[str, Any], condition: str, condition_values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """SET every `values` attribute if `condition` holds; returns the new record or raises ConditionFailed."""
+        names = {f"#{index}": name for index, name in enumerate(values)}
+        assignments = ", ".join(f"#{index} = :v{index}" for index in range(len(values)))
+        expression_values = {f":v{index}": value for index, value in enumerate(values.values())}
+        try:
+            answer = self.table.update_item(
+                Key={"tenant": tenant, "id": record_id},
+                UpdateExpression=f"SET {assignments}",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={**names, "#status": "status"},
+                ExpressionAttributeValues={**expression_values, **condition_values},
+                ReturnValues="ALL_NEW",
+            )
+        except self._conditional:
+            raise ConditionFailed(f"{record_id}: {condition}") from None
+        return dict(answer["Attributes"])
+
+    def transition(self, tenant: str, batch_id: str, allowed: tuple[str, ...], status: str, **values: Any) -> dict:
+        """Move a batch to `status` (stamping `<status>_at`) if its status is one of `allowed`."""
+        placeholders = {f":s{index}": state for index, state in enumerate(allowed)}
+        return self.update(
+            tenant,
+            batch_id,
+            {"status": status, f"{status}_at": int(time.time()), **values},
+            f"#status IN ({', '.join(placeholders)})",
+            placeholders,
+        )
+
+    def save_checkpoint(self, tenant: str, batch_id: str, before: Checkpoint, after: Checkpoint) -> dict:
+        """Record `after` if the batch is in progress and still at `before` (nobody else advanced it)."""
+        return self.update(
+            tenant,
+            batch_id,
+            {
+                "next_line": after.next_line,
+                "next_byte": after.next_byte,
+                "completed": after.completed,
+                "failed": after.failed,
+                "part_ends": list(after.part_ends),
+            },
+            "#status = :running AND next_line = :start",
+            {":running": "in_progress", ":start": before.next_line},
+        )
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def put_object(self, key: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=data, ContentType="application/jsonl")
+
+    def stream(self, key: str, start: int = 0) -> Iterator[bytes]:
+        """The object's bytes from offset `start` on, in chunks (an HTTP Range read)."""
+        arguments: dict[str, Any] = {"Bucket": self.settings.bucket, "Key": key}
+        if start:
+            arguments["Range"] = f"bytes={start}-"
+        body = self.s3.get_object(**arguments)["Body"]
+        try:
+            yield from body.iter_chunks(READ_CHUNK_BYTES)
+        finally:
+            body.close()
+
+    def object_size(self, key: str) -> int:
+        return int(self.s3.head_object(Bucket=self.settings.bucket, Key=key)["ContentLength"])
+
+    def concatenate(self, keys: list[str], destination: str) -> int:
+        """Write the objects `keys`, in order, as one object (a streamed multipart upload); returns its size."""
+        reader = _ChainReader(self, keys)
+        self.s3.upload_fileobj(
+            reader, self.settings.bucket, destination, ExtraArgs={"ContentType": "application/jsonl"}
+        )
+        return reader.size
+
+    # --- queue ---------------------------------------------------------------------------------
+
+    def send(self, tenant: str, batch_id: str) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.settings.queue_url,
+            MessageBody=orjson.dumps({"tenant": tenant, "batch_id": batch_id}).decode(),
+        )
+
+    def receive(self, wait_seconds: int, visibility_seconds: int) -> list[dict[str, Any]]:
+        answer = self.sqs.receive_message(
+            QueueUrl=self.settings.queue_url,
+            MaxNumberOfMessages=1,
+            WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=visibility_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return list(answer.get("Messages", []))
+
+    def set_visibility(self, receipt: str, seconds: int) -> None:
+        self.sqs.change_message_visibility(
+            QueueUrl=self.settings.queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
+        )
+
+    def delete(self, receipt: str) -> None:
+        self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=receipt)
+
+
+class _ChainReader:
+    """A read()-able view of several S3 objects one after another, for upload_fileobj's streaming upload."""
+
+    def __init__(self, store: BatchStore, keys: list[str]):
+        self._chunks = (chunk for key in keys for chunk in store.stream(key))
+        self._buffer = b""
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        self.size += len(data)
+        return data
+
+
+def part_keys(store: BatchStore, tenant: str, batch_id: str, checkpoint: Checkpoint, kind: str) -> list[str]:
+    prefix = store.batch_prefix(tenant, batch_id)
+    return [part_key(prefix, start, end, kind) for start, end in checkpoint.parts()]

@@ -1,0 +1,450 @@
+"""`python -m worker.consumer`: runs OpenAI-format embedding batches from an SQS queue.
+
+One message names one batch (tenant, batch id; see worker/batch_api.py). The consumer long-polls
+for one message at a time, streams the batch's input JSONL from S3 (an HTTP Range read from the
+checkpointed byte offset), validates every line with the HTTP API's own validator
+(`worker.api.parse_embeddings_request` and `check_input_lengths`: a line is accepted exactly when
+POST /v1/embeddings would accept its body), embeds through the same model and `Batcher`, and
+writes each CHECKPOINT_LINES lines as one output part and one error part in S3 — named by their
+line range — before recording the checkpoint in DynamoDB with a conditional write. The guarantees:
+- Nothing doubled: a part is recorded only if the batch is still at the part's first line, and
+  a redelivered message resumes at the recorded line and byte, rewriting (not adding) any part
+  written after the last checkpoint; output ids are derived from (batch, line), so a rewritten
+  line is identical. The output file is assembled from the recorded parts only.
+- Nothing lost: the message is deleted only after the final files and status are written; until
+  then a heartbeat extends its visibility (ChangeMessageVisibility every third of
+  VISIBILITY_TIMEOUT_SECONDS), so a crash only delays the batch by one visibility timeout.
+- Poison: an exception on the MAX_RECEIVES-th receive (ApproximateReceiveCount) marks the batch
+  `failed` with the reason and releases the message, which the queue's redrive policy (its
+  maxReceiveCount must equal MAX_RECEIVES) then moves to the dead-letter queue; earlier failures
+  release it for a retry after RETRY_DELAY_SECONDS.
+- SIGTERM (an ECS stop or a Spot interruption): no further receive; the current part finishes and
+  is checkpointed, the message is released (visibility 0) for another task, and the process exits 0.
+  If that takes longer than DRAIN_TIMEOUT_SECONDS the part is abandoned (its lines are redone).
+- Cancel: the API sets `cancelling`; the next checkpoint write fails its condition, and the
+  consumer assembles what is done and marks the batch `cancelled`.
+- Tenant budget: each line's tokens are spent from the tenant's BATCH_TOKEN_BUDGET_PER_MINUTE
+  bucket before it is embedded; an empty bucket makes the batch wait (it is never refused), so one
+  tenant's corpus drains at a bounded rate and cannot crowd out everything else.
+Security stance: configuration comes from the environment only and is validated at start; logs carry
+tenant, batch id, counts and timings — never an input text or an embedding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from worker import logs
+from worker.api import ApiError, check_input_lengths, embeddings_response, parse_embeddings_request
+from worker.background import cancel_and_wait
+from worker.batch_format import (
+    TERMINAL_STATUSES,
+    Checkpoint,
+    LineError,
+    error_line,
+    output_line,
+    parse_line,
+    part_key,
+    split_lines,
+)
+from worker.batch_store import BatchStore, ConditionFailed, part_keys
+from worker.batcher import Batcher
+from worker.config import ConfigError, ConsumerSettings, load_consumer_settings
+from worker.limits import TenantLimits
+from worker.model import DIMENSIONS, Embedder
+
+_INLINE_TOKENIZE_CHARS = 8192
+# Reasons stored in a batch record (and shown by batches.retrieve) are cut to this length.
+_MAX_REASON_CHARS = 500
+
+
+class Released(Exception):
+    """Processing stopped for a SIGTERM after a checkpoint; the message goes back to the queue."""
+
+
+class Abandoned(Exception):
+    """Another consumer advanced this batch (a redelivery raced us); leave the message to it."""
+
+
+def checkpoint_of(item: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(
+        next_line=int(item.get("next_line", 0)),
+        next_byte=int(item.get("next_byte", 0)),
+        completed=int(item.get("completed", 0)),
+        failed=int(item.get("failed", 0)),
+        part_ends=tuple(int(end) for end in item.get("part_ends", [])),
+    )
+
+
+def result_file_id(batch_id: str, kind: str) -> str:
+    """The id of a batch's output or error file: derived, so a finalisation that runs twice writes one file."""
+    return "file-" + hashlib.sha256(f"{batch_id}:{kind}".encode()).hexdigest()[:32]
+
+
+def _take(lines: Iterator[tuple[bytes, int]], count: int) -> list[tuple[bytes, int]]:
+    return [line for _, line in zip(range(count), lines, strict=False)]
+
+
+class Consumer:
+    def __init__(self, settings: ConsumerSettings, store: BatchStore, embedder: Embedder, batcher: Batcher):
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.batcher = batcher
+        # Requests are not limited here (one line is one request the API never saw); tokens are.
+        self.limits = TenantLimits(10**9, settings.token_budget_per_minute)
+        self.stop = asyncio.Event()
+
+    # --- the receive loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        settings = self.settings
+        while not self.stop.is_set():
+            receive = asyncio.ensure_future(
+                asyncio.to_thread(self.store.receive, settings.wait_time_seconds, settings.visibility_timeout_seconds)
+            )
+            stopping = asyncio.ensure_future(self.stop.wait())
+            await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            try:
+                # A receive already on the wire may still deliver after SIGTERM: such a message is released below.
+                messages = await receive
+                for message in messages:
+                    if self.stop.is_set():
+                        await asyncio.to_thread(self.store.set_visibility, message["ReceiptHandle"], 0)
+                        logs.event("message_released", reason="stopping")
+                        continue
+                    await self._supervise(message)
+            except Exception as exc:
+                # SQS or S3 unreachable for longer than the SDK's retries: the message (if any) comes
+                # back after its visibility timeout; pause so an outage is not a busy loop.
+                logs.event("queue_error", error=f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS])
+                await asyncio.sleep(1)
+
+    async def _supervise(self, message: dict[str, Any]) -> None:
+        """Handle one message; after a SIGTERM, give it DRAIN_TIMEOUT_SECONDS to reach a checkpoint."""
+        work = asyncio.ensure_future(self.handle(message))
+        stopping = asyncio.ensure_future(self.stop.wait())
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not work.done():
+            done, _ = await asyncio.wait({work}, timeout=self.settings.drain_timeout_seconds)
+            if not done:
+                logs.event("drain_timeout", seconds=self.settings.drain_timeout_seconds)
+                await cancel_and_wait(work)
+        if work.done() and not work.cancelled():
+            work.result()
+
+    async def _heartbeat(self, receipt: str) -> None:
+        visibility = self.settings.visibility_timeout_seconds
+        while True:
+            await asyncio.sleep(max(1, visibility // 3))
+            try:
+                await asyncio.to_thread(self.store.set_visibility, receipt, visibility)
+            except Exception as exc:  # a missed beat is retried at the next; the work goes on
+                logs.event("heartbeat_failed", error=type(exc).__name__)
+
+    async def handle(self, message: dict[str, Any]) -> None:
+        receipt = message["ReceiptHandle"]
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        heartbeat = asyncio.ensure_future(self._heartbeat(receipt))
+        reference: tuple[str, str] | None = None
+        outcome = "retry"
+        reason = ""
+        try:
+            reference = self._reference(message.get("Body", ""))
+            await self.process(*reference)
+            outcome = "done"
+        except Released:
+            outcome = "release"
+        except Abandoned:
+            outcome = "abandon"
+        except asyncio.CancelledError:
+            await cancel_and_wait(heartbeat)
+            await asyncio.to_thread(self.store.set_visibility, receipt, 0)
+            logs.event("message_released", reason="drain_timeout")
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
+        finally:
+            await cancel_and_wait(heartbeat)
+
+        if outcome == "done":
+            await asyncio.to_thread(self.store.delete, receipt)
+        elif outcome == "release":
+            await asyncio.to_thread(self.store.set_visibility, receipt, 0)
+            logs.event("message_released", reason="stopping", batch_id=reference and reference[1])
+        elif outcome == "retry":
+            await self._failed(receipt, receives, reference, reason)
+
+    async def _failed(self, receipt: str, receives: int, reference: tuple[str, str] | None, reason: str) -> None:
+        batch_id = reference[1] if reference else None
+        if receives < self.settings.max_receives:
+            logs.event("batch_retry", batch_id=batch_id, receives=receives, error=reason)
+            await asyncio.to_thread(self.store.set_visibility, receipt, self.settings.retry_delay_seconds)
+            return
+        if reference is not None:
+            with contextlib.suppress(ConditionFailed):
+                await asyncio.to_thread(
+                    self.store.transition,
+                    *reference,
+                    ("validating", "in_progress", "finalizing", "cancelling"),
+                    "failed",
+                    error_code="batch_failed",
+                    error_reason=f"failed after {receives} attempts: {reason}",
+                )
+        logs.event("batch_failed", batch_id=batch_id, receives=receives, error=reason)
+        # Released, not deleted: the next receive makes the queue move it to the dead-letter queue.
+        await asyncio.to_thread(self.store.set_visibility, receipt, 0)
+
+    @staticmethod
+    def _reference(body: str) -> tuple[str, str]:
+        try:
+            payload = orjson.loads(body)
+            tenant, batch_id = payload["tenant"], payload["batch_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ValueError("message body is not {'tenant', 'batch_id'}") from None
+        if not isinstance(tenant, str) or not isinstance(batch_id, str):
+            raise ValueError("message tenant and batch_id must be strings")
+        return tenant, batch_id
+
+    # --- one batch -----------------------------------------------------------------------------
+
+    async def _batch(self, tenant: str, batch_id: str) -> dict[str, Any]:
+        item = await asyncio.to_thread(self.store.get, tenant, batch_id)
+        if item is None or item.get("kind") != "batch":
+            raise LookupError(f"no batch {batch_id} for tenant {tenant}")
+        return item
+
+    async def process(self, tenant: str, batch_id: str) -> None:
+        item = await self._batch(tenant, batch_id)
+        if item["status"] == "validating":
+            try:
+                item = await asyncio.to_thread(self.store.transition, tenant, batch_id, ("validating",), "in_progress")
+            except ConditionFailed:
+                item = await self._batch(tenant, batch_id)
+        status = item["status"]
+        if status in TERMINAL_STATUSES:
+            logs.event("batch_already_done", batch_id=batch_id, status=status)
+            return
+        if status == "in_progress" and time.time() > int(item["expires_at"]):
+            await self._finish(item, "in_progress", "expired")
+            return
+        if status == "in_progress":
+            item = await self._run(item)
+            if item["status"] == "cancelling":
+                await self._finish(item, "cancelling", "cancelled")
+                return
+            item = await asyncio.to_thread(self.store.transition, tenant, batch_id, ("in_progress",), "finalizing")
+            status = "finalizing"
+        if status == "finalizing":
+            await self._finish(item, "finalizing", "completed")
+        elif status == "cancelling":
+            await self._finish(item, "cancelling", "cancelled")
+
+    async def _run(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Embed from the checkpoint to the end; returns the record (in_progress, or cancelling)."""
+        tenant, batch_id = item["tenant"], item["id"]
+        checkpoint = checkpoint_of(item)
+        total = int(item["total"])
+        started = time.monotonic()
+        logs.event(
+            "batch_started" if checkpoint.next_line == 0 else "batch_resumed",
+            tenant=tenant,
+            batch_id=batch_id,
+            next_line=checkpoint.next_line,
+            total=total,
+        )
+        input_key = self.store.file_key(tenant, item["input_file_id"])
+        lines = split_lines(self.store.stream(input_key, checkpoint.next_byte), checkpoint.next_byte)
+        prefix = self.store.batch_prefix(tenant, batch_id)
+        done_here = 0
+        while True:
+            if self.stop.is_set():
+                raise Released
+            chunk = await asyncio.to_thread(_take, lines, self.settings.checkpoint_lines)
+            if not chunk:
+                return item
+            outputs, errors = await self._embed_lines(tenant, batch_id, checkpoint.next_line, chunk)
+            after = checkpoint.advance(checkpoint.next_line + len(chunk), chunk[-1][1], len(outputs), len(errors))
+            start, end = checkpoint.next_line, after.next_line
+            for kind, rows in (("output", outputs), ("error", errors)):
+                data = b"".join(row + b"\n" for row in rows)
+                await asyncio.to_thread(self.store.put_object, part_key(prefix, start, end, kind), data)
+            try:
+                item = await asyncio.to_thread(self.store.save_checkpoint, tenant, batch_id, checkpoint, after)
+            except ConditionFailed:
+                current = await asyncio.to_thread(self.store.get, tenant, batch_id)
+                if current is not None and current["status"] == "cancelling":
+                    logs.event("batch_cancel_seen", batch_id=batch_id, next_line=checkpoint.next_line)
+                    return current
+                logs.event("checkpoint_conflict", batch_id=batch_id, next_line=checkpoint.next_line)
+                raise Abandoned from None
+            checkpoint = after
+            done_here += len(chunk)
+            elapsed = time.monotonic() - started
+            logs.event(
+                "batch_progress",
+                tenant=tenant,
+                batch_id=batch_id,
+                lines_done=checkpoint.next_line,
+                total=total,
+                completed=checkpoint.completed,
+                failed=checkpoint.failed,
+                lines_per_second=round(done_here / elapsed, 2) if elapsed > 0 else None,
+            )
+
+    async def _embed_lines(
+        self, tenant: str, batch_id: str, first: int, chunk: list[tuple[bytes, int]]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Output lines and error lines for one part, each in input order."""
+        settings = self.settings
+        slots: list[tuple[bool, bytes] | None] = []
+        pending: list[tuple[int, int, str, asyncio.Future, str, int]] = []
+        for offset, (raw, _) in enumerate(chunk):
+            line = first + offset
+            custom_id: str | None = None
+            try:
+                custom_id, body = parse_line(raw)
+                request = parse_embeddings_request(body, settings.max_inputs_per_request)
+                texts = request["input"]
+                if sum(map(len, texts)) <= _INLINE_TOKENIZE_CHARS:
+                    token_ids = self.embedder.token_ids(texts)
+                else:
+                    token_ids = await asyncio.to_thread(self.embedder.token_ids, texts)
+                check_input_lengths(token_ids, settings.max_input_tokens)
+                tokens = sum(map(len, token_ids))
+                if tokens > self.limits.tokens_per_minute:
+                    raise ApiError(
+                        400,
+                        f"line needs {tokens} tokens, more than the per-minute batch token budget "
+                        f"({self.limits.tokens_per_minute}); split it into smaller requests",
+                        code="token_budget_exceeded",
+                        param="input",
+                    )
+                while wait := self.limits.admit_tokens(tenant, tokens):
+                    await asyncio.sleep(wait)
+                while not self.batcher.has_room(len(token_ids)):
+                    await asyncio.wait([entry[3] for entry in pending], return_when=asyncio.FIRST_COMPLETED)
+                future = self.batcher.submit(token_ids)
+            except LineError as error:
+                slots.append((False, error_line(batch_id, line, custom_id, error.code, error.message)))
+                continue
+            except ApiError as error:
+                slots.append((False, output_line(batch_id, line, custom_id or "", error.status, error.body())))
+                continue
+            pending.append((len(slots), line, custom_id, future, request["encoding_format"], tokens))
+            slots.append(None)
+        for slot, line, custom_id, future, encoding_format, tokens in pending:
+            try:
+                embeddings, _ = await future
+            except Exception as exc:
+                logs.event("embedding_failed", batch_id=batch_id, line=line, error=type(exc).__name__)
+                failure = ApiError(500, "internal error while embedding", type="server_error", code="internal_error")
+                slots[slot] = (False, output_line(batch_id, line, custom_id, 500, failure.body()))
+                continue
+            body = embeddings_response(embeddings, encoding_format, tokens)
+            slots[slot] = (True, output_line(batch_id, line, custom_id, 200, body))
+        outputs: list[bytes] = []
+        errors: list[bytes] = []
+        for entry in slots:
+            if entry is not None:
+                (outputs if entry[0] else errors).append(entry[1])
+        return outputs, errors
+
+    async def _finish(self, item: dict[str, Any], current: str, final: str) -> None:
+        """Assemble the recorded parts into the output and error files, then record the final status."""
+        tenant, batch_id = item["tenant"], item["id"]
+        checkpoint = checkpoint_of(item)
+        files: dict[str, str | None] = {"output_file_id": None, "error_file_id": None}
+        for kind, count in (("output", checkpoint.completed), ("error", checkpoint.failed)):
+            if not count:
+                continue
+            file_id = result_file_id(batch_id, kind)
+            key = self.store.file_key(tenant, file_id)
+            keys = part_keys(self.store, tenant, batch_id, checkpoint, kind)
+            size = await asyncio.to_thread(self.store.concatenate, keys, key)
+            record = {
+                "tenant": tenant,
+                "id": file_id,
+                "kind": "file",
+                "bytes": size,
+                "created_at": int(time.time()),
+                "filename": f"{batch_id}_{kind}.jsonl",
+                "purpose": "batch_output",
+            }
+            await asyncio.to_thread(self.store.table.put_item, Item=record)
+            files[f"{kind}_file_id"] = file_id
+        try:
+            await asyncio.to_thread(self.store.transition, tenant, batch_id, (current,), final, **files)
+        except ConditionFailed:
+            now = await asyncio.to_thread(self.store.get, tenant, batch_id)
+            if now is None or now["status"] not in TERMINAL_STATUSES:
+                raise
+        logs.event(
+            "batch_finished",
+            tenant=tenant,
+            batch_id=batch_id,
+            status=final,
+            total=int(item["total"]),
+            completed=checkpoint.completed,
+            failed=checkpoint.failed,
+        )
+
+
+async def serve(settings: ConsumerSettings) -> int:
+    loop = asyncio.get_running_loop()
+    store = await asyncio.to_thread(BatchStore, settings.batch)
+    embedder = await asyncio.to_thread(Embedder, settings.model_dir, settings.inference_threads)
+    batcher = Batcher(
+        embedder.embed_ids,
+        DIMENSIONS,
+        settings.max_batch_size,
+        settings.max_batch_wait_ms,
+        settings.max_queued_inputs,
+    )
+    batcher.start()
+    consumer = Consumer(settings, store, embedder, batcher)
+
+    def on_signal(number: int) -> None:
+        if not consumer.stop.is_set():
+            logs.event("draining", signal=number)
+        consumer.stop.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, on_signal, number)
+    logs.event("consumer_ready", queue_url=settings.batch.queue_url, inference_threads=settings.inference_threads)
+    try:
+        await consumer.run()
+    finally:
+        await batcher.stop()
+    logs.event("stopped")
+    return 0
+
+
+def main() -> int:
+    try:
+        settings = load_consumer_settings()
+    except ConfigError as error:
+        logs.event("config_error", error=str(error))
+        print(f"worker.consumer: configuration error: {error}", file=sys.stderr)
+        return 2
+    logs.event(
+        "starting",
+        settings={name: str(value) if name == "model_dir" else value for name, value in vars(settings).items()}
+        | {"batch": vars(settings.batch)},
+    )
+    return asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
