@@ -197,7 +197,7 @@ def test_eval_arithmetic_agrees_with_the_worker_eval(monkeypatch):
     expected_correct, expected_missed = worker_eval._top1(cases, row, unit)
 
     green = [handler.unit(handler.finite(v)) for v in served.tolist()]
-    cosines = [handler.dot(g, handler.unit(r)) for g, r in zip(green, REFERENCE["embeddings"])]
+    cosines = [handler.dot(g, handler.unit(r)) for g, r in zip(green, REFERENCE["embeddings"], strict=True)]
     assert np.allclose(cosines, expected_cos, atol=1e-12)
     correct, missed = handler.top1(REFERENCE["cases"], row, green)
     assert (correct, missed) == (expected_correct, [m["id"] for m in expected_missed])
@@ -215,6 +215,7 @@ def built_model() -> Path:
     if os.environ.get("MODEL_DIR"):
         return Path(os.environ["MODEL_DIR"])
     spec = importlib.util.spec_from_file_location("app_tests_conftest", APP_DIR / "tests" / "conftest.py")
+    assert spec is not None and spec.loader is not None
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
     path, key_file, key = REPO / "build" / "model", REPO / "build" / "model.key", conftest.build_key()
@@ -236,7 +237,7 @@ def test_packaged_references_match_the_model_build(built_model):
     assert REFERENCE["golden_sha256"] == rebuilt["golden_sha256"]
     assert np.allclose(REFERENCE["embeddings"], rebuilt["embeddings"], atol=1e-8, rtol=0)
     with np.load(built_model / "references.npz") as npz:
-        fp32 = {str(t): v for t, v in zip(npz["texts"], npz["embeddings"])}
+        fp32 = {str(t): v for t, v in zip(npz["texts"], npz["embeddings"], strict=True)}
     assert np.allclose(REFERENCE["embeddings"], [fp32[t] for t in REFERENCE["texts"]], atol=1e-8, rtol=0)
 
 
@@ -252,7 +253,7 @@ def test_archive_files():
 
 def test_handler_imports_only_the_standard_library_at_module_level():
     tree = ast.parse(Path(handler.__file__).read_text())
-    names = set()
+    names: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
