@@ -30,9 +30,10 @@ from components.blue_green.traffic import (
 from components.settings.base import Section, Token, Where, between
 
 CONTROLLERS = {"rolling": "ECS", "codedeploy": "CODE_DEPLOY"}
-# Per-kind defaults when percent / interval are omitted: CodeDeploy's predefined
-# ECSCanary10Percent5Minutes and ECSLinear10PercentEvery3Minutes (no custom config needed).
-DEFAULT_SHIFT = {"canary": (10, 5), "linear": (10, 3)}
+# Per-kind defaults when percent / interval are omitted. Canary: CodeDeploy's predefined
+# ECSCanary10Percent5Minutes. Linear: 10 % every 5 minutes (a custom config), because the predefined
+# linear steps (1 and 3 minutes) are not longer than the alarms' 3-minute detection.
+DEFAULT_SHIFT = {"canary": (10, 5), "linear": (10, 5)}
 # Estimates for the duration check and the README: Fargate tasks pull, start and pass two health
 # checks in about 3 minutes; the eval embeds the golden set in well under a minute.
 GREEN_READY_MINUTES = 3.0
@@ -76,14 +77,14 @@ class DeploymentSettings(Section):
     strategy: Literal["rolling", "codedeploy"] = "rolling"
     """Default rolling: ECS replaces tasks in place, rolled back by the circuit breaker and the 5xx,
     latency and health alarms. codedeploy: blue/green through CodeDeploy, green validated before any
-    production traffic and shifted per `traffic`. A live stack cannot switch (see allowServiceReplacement)."""
+    production traffic and shifted per `traffic`. A live stack cannot switch (see replaceServiceOnStrategyChange)."""
     traffic: Literal["canary", "linear", "all-at-once"] = "canary"
     """Default canary: `trafficPercent` of production first, the rest after `trafficIntervalMinutes`.
     linear: that share more every interval; all-at-once: everything once green passed its check."""
     traffic_percent: int | None = Field(None, ge=1, le=99)
     """Default 10 for canary and linear (CodeDeploy's predefined configs); refused for all-at-once."""
     traffic_interval_minutes: int | None = Field(None, ge=1, le=1440)
-    """Default 5 for canary, 3 for linear (predefined configs); it must be longer than the alarms need to
+    """Default 5 (canary: the predefined config; linear: a custom one); it must be longer than the alarms need to
     fire, so a bad canary is rolled back before it gets more traffic. Refused for all-at-once."""
     blue_termination_wait_minutes: int = between(5, 0, 2880, "CodeDeploy keeps blue for at most 2 days")
     """Default 5: blue keeps running this long after 100 % is on green, for an instant manual rollback;
@@ -113,7 +114,7 @@ class DeploymentSettings(Section):
     """Default none: the smoke request's JSON body (POST)."""
     smoke_expect_status: int = between(200, 100, 599, "an HTTP status code")
     """Default 200: the status the smoke request must answer."""
-    allow_service_replacement: bool = False
+    replace_service_on_strategy_change: bool = False
     """Default false: switching a live stack's strategy changes the ECS deployment controller, which ECS
     cannot update in place, so `pulumi up` would replace the service; true acknowledges that one
     replacing `up` (set it back to false afterwards)."""

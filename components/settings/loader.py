@@ -567,14 +567,14 @@ def _deployment_checks(
     if deployment is None:
         return
     live = facts.live_deployment_controller
-    if live is not None and live != deployment.controller and not deployment.allow_service_replacement:
+    if live is not None and live != deployment.controller and not deployment.replace_service_on_strategy_change:
         live_strategy = {v: k for k, v in CONTROLLERS.items()}.get(live, live)
         problems.add(
             "deployment.strategy",
             f"{deployment.strategy!r} is not allowed on this stack yet: its live ECS service uses the {live} "
             f"deployment controller ({live_strategy}), which ECS cannot change in place, so this `pulumi up` "
             f"would replace the service. To migrate: keep strategy {live_strategy!r} until a quiet window, then "
-            "set deployment.allowServiceReplacement: true for one `pulumi up` (Pulumi starts the new service "
+            "set deployment.replaceServiceOnStrategyChange: true for one `pulumi up` (Pulumi starts the new service "
             "beside the old one behind the same target group, then deletes the old one; expect a few minutes "
             "of mixed tasks), and set it back to false afterwards",
         )

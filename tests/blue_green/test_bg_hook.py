@@ -260,3 +260,22 @@ def test_handler_imports_only_the_standard_library_at_module_level():
         elif isinstance(node, ast.ImportFrom):
             names.add((node.module or "").split(".")[0])
     assert names <= set(sys.stdlib_module_names) | {"__future__"}, names
+
+
+def test_the_test_url_goes_to_a_private_address_of_the_load_balancer():
+    ec2 = botocore.session.get_session().create_client(
+        "ec2", region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    env = {"TEST_URL": "http://gantry-lb-alb-123.eu-west-1.elb.amazonaws.com:9000", "TEST_LOAD_BALANCER": "app/lb/50dc"}
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "describe_network_interfaces",
+            {"NetworkInterfaces": [{"PrivateIpAddress": "10.30.2.17"}, {"PrivateIpAddress": "10.30.1.9"}]},
+            {"Filters": [{"Name": "description", "Values": ["ELB app/lb/50dc"]}]},
+        )
+        assert handler.private_test_url(env, ec2) == "http://10.30.1.9:9000"
+        stub.add_response("describe_network_interfaces", {"NetworkInterfaces": []})
+        with pytest.raises(handler.CheckError, match="no network interface of load balancer app/lb/50dc"):
+            handler.private_test_url(env, ec2)
+    # Without TEST_LOAD_BALANCER the URL is used as given (a local run, or an internal ALB).
+    assert handler.private_test_url({"TEST_URL": "http://127.0.0.1:8000/"}, None) == "http://127.0.0.1:8000"
