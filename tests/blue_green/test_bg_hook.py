@@ -279,3 +279,21 @@ def test_the_test_url_goes_to_a_private_address_of_the_load_balancer():
             handler.private_test_url(env, ec2)
     # Without TEST_LOAD_BALANCER the URL is used as given (a local run, or an internal ALB).
     assert handler.private_test_url({"TEST_URL": "http://127.0.0.1:8000/"}, None) == "http://127.0.0.1:8000"
+
+
+def test_the_check_runs_against_the_load_balancers_private_address():
+    session = botocore.session.get_session()
+    make = lambda n: session.create_client(n, region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t")  # noqa: E731
+    codedeploy, ec2 = make("codedeploy"), make("ec2")
+    with green_server(references_for) as url, Stubber(codedeploy) as cd_stub, Stubber(ec2) as ec2_stub:
+        port = url.rsplit(":", 1)[1]
+        # The public name does not resolve here: only the private address found for the ALB can pass.
+        env = {"CHECK": "smoke", "TEST_URL": f"http://alb.invalid:{port}", "TEST_LOAD_BALANCER": "app/lb/50dc"}
+        ec2_stub.add_response("describe_network_interfaces", {"NetworkInterfaces": [{"PrivateIpAddress": "127.0.0.1"}]})
+        cd_stub.add_response(
+            "put_lifecycle_event_hook_execution_status",
+            {"lifecycleEventHookExecutionId": "exec-1"},
+            {"deploymentId": "d-NEW", "lifecycleEventHookExecutionId": "exec-1", "status": "Succeeded"},
+        )
+        result = handler.run(EVENT, env, codedeploy=codedeploy, ec2=ec2, log=lambda line: None)
+    assert result["status"] == "Succeeded", result
