@@ -186,7 +186,9 @@ def test_prod_hook_is_packaged_with_its_data_in_the_private_subnets(prod):
     archive = function["code"]
     assert isinstance(archive, pulumi.AssetArchive)
     assert set(archive.assets) == {"handler.py", "golden.json"}
-    golden = json.loads(Path(archive.assets["golden.json"].path).read_text())
+    asset = archive.assets["golden.json"]
+    assert isinstance(asset, pulumi.FileAsset)
+    golden = json.loads(Path(asset.path).read_text())
     assert golden["texts"] and len(golden["embeddings"]) == len(golden["texts"])
     assert function["handler"] == "handler.handler"
     assert function["vpcConfig"] == {

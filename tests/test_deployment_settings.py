@@ -18,10 +18,10 @@ def gantry_config(stack: str) -> tuple[dict[str, Any], list[str]]:
     return {k: v for k, v in config.items() if k.startswith("gantry:")}, secret_keys
 
 
-def problems(deployment: dict[str, Any], stack: str = "prod", **changes: Any) -> str:
+def problems(deployment: dict[str, Any], stack: str = "prod", changes: dict[str, Any] | None = None) -> str:
     config, secret_keys = gantry_config(stack)
     config["gantry:deployment"] = deployment
-    config.update(changes)
+    config.update(changes or {})
     try:
         load_settings(config, region=REGION, secret_keys=secret_keys)
     except ConfigError as error:
@@ -81,7 +81,7 @@ def test_codedeploy_only_fields_are_refused_under_rolling():
 def test_the_eval_tenant_needs_its_own_key_in_api_keys():
     message = problems(
         stack_config("prod")["gantry:deployment"],
-        **{"gantry:secretValues": {"API_KEYS": '{"a": "k-test-only-4f9c2e"}'}},
+        changes={"gantry:secretValues": {"API_KEYS": '{"a": "k-test-only-4f9c2e"}'}},
     )
     assert "gantry:secretValues.API_KEYS: has no key for tenant 'gantry-eval'" in message
     assert "k-test-only" not in message
