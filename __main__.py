@@ -1,7 +1,8 @@
 """gantry: one containerised AI service on ECS Fargate behind an ALB, per stack config.
 
 Reads like the architecture: config -> settings -> network -> security groups -> VPC endpoints ->
-secrets -> image -> load balancer -> cluster -> service -> outputs. Config is read and validated here,
+secrets -> image -> load balancer -> rollback alarms -> cluster -> service -> blue/green deployment
+(prod: CodeDeploy; dev: nothing, ECS rolls) -> outputs. Config is read and validated here,
 once, before any resource is registered (what validation needs from AWS is looked up first, with
 invokes); components receive typed Args and never read config themselves. This file holds no
 arithmetic, string building or indexing: a value that needs computing belongs to the box that owns it.
@@ -9,12 +10,14 @@ arithmetic, string building or indexing: a value that needs computing belongs to
 
 import pulumi
 
+from components.blue_green.component import BlueGreenDeployment, BlueGreenDeploymentArgs
 from components.cluster import Cluster
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
 from components.env import AwsEnv
 from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
 from components.network import Network, NetworkArgs
 from components.registry import ImageRepository, ImageRepositoryArgs
+from components.rollback_alarms import RollbackAlarms, RollbackAlarmsArgs
 from components.scaling import standard_rules
 from components.secrets import AppSecrets, AppSecretsArgs
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
@@ -34,6 +37,7 @@ security_groups = ServiceSecurityGroups(
         listener_ports=listener_ports(settings.domain),
         ingress_cidrs=settings.load_balancer.ingress_cidrs,
         https_egress_to_internet=settings.network.has_nat,
+        test_listener_port=settings.deployment.test_listener,
     ),
 )
 
@@ -43,7 +47,7 @@ endpoints = VpcEndpoints(
         env=env,
         vpc=network,
         settings=settings.endpoints,
-        clients={"service": security_groups.task_security_group_id},
+        clients=security_groups.endpoint_clients,
     ),
 )
 
@@ -63,9 +67,21 @@ load_balancer = PublicLoadBalancer(
         container=settings.container,
         settings=settings.load_balancer,
         domain=settings.domain,
+        target_group_roles=settings.deployment.target_group_roles,
+        test_listener_port=settings.deployment.test_listener,
     ),
 )
-attachment = load_balancer.attachment("main")
+attachment = load_balancer.attachment(settings.deployment.production_role)
+
+alarms = RollbackAlarms(
+    "gantry-alarms",
+    RollbackAlarmsArgs(
+        env=env,
+        load_balancer=load_balancer,
+        container=settings.container,
+        worker_metrics=settings.sample_worker,
+    ),
+)
 
 cluster = Cluster("gantry")
 
@@ -86,6 +102,28 @@ service = FargateService(
         load_balancer=attachment,
         scaling_rules=standard_rules(settings.autoscaling, attachment.request_count_label),
         start_after=[endpoints],
+        deployment_controller=settings.deployment.controller,
+        rollback_alarm_names=alarms.names,
+    ),
+)
+
+deployment = BlueGreenDeployment(
+    "gantry-deploy",
+    BlueGreenDeploymentArgs(
+        env=env,
+        settings=settings.deployment,
+        cluster=cluster,
+        service=service,
+        load_balancer=load_balancer,
+        vpc=network,
+        task_security_group_id=security_groups.task_security_group_id,
+        hook_security_group_id=security_groups.hook_security_group_id,
+        container=settings.container,
+        service_settings=settings.service,
+        logs=settings.logs,
+        rollback_alarm_names=alarms.names,
+        eval_check=settings.sample_worker,
+        secrets=secrets.refs,
     ),
 )
 
@@ -95,3 +133,4 @@ pulumi.export("serviceName", service.service.name)
 pulumi.export("logGroupName", service.log_group.name)
 pulumi.export("repositoryUrl", image.repository_url)
 pulumi.export("imageDigest", image.image_digest)
+pulumi.export("deploymentController", service.deployment_controller)

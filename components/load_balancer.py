@@ -4,7 +4,10 @@ One application load balancer in the public subnets with target groups of type `
 health-check port are the container port (they come from one setting, so they cannot disagree). With a
 domain: an ACM certificate validated through Route 53, an HTTPS listener on a TLS 1.3 policy, HTTP
 redirected to HTTPS, and an alias record; without one, plain HTTP (and a warning). It can own several
-target groups and a test listener, which is what a CodeDeploy blue/green deployment needs.
+target groups and a test listener, which is what a CodeDeploy blue/green deployment needs: then
+CodeDeploy owns which group each forwarding listener points at, so Pulumi ignores their actions, and
+the first group keeps the identity of the single-group stack's `main` (and back), so a live target
+group is never replaced when a stack changes strategy.
 Security stance: invalid header fields dropped, desync mitigation on, deletion protection and access
 logs per config; the access-log bucket is private, encrypted, TLS-only and expires its objects.
 """
@@ -24,6 +27,8 @@ from components.network import VpcHandles
 from components.settings import ContainerSettings, DomainSettings, LoadBalancerSettings
 
 ACCESS_LOG_PREFIX = "alb"
+# The production target group's role in each shape: a rolling stack's `main` is a blue/green stack's `blue`.
+PRODUCTION_ROLES = ("main", "blue")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +72,8 @@ class PublicLoadBalancer(pulumi.ComponentResource):
     production_listener: aws.lb.Listener
     test_listener: aws.lb.Listener | None
     url: pulumi.Output[str]
+    arn_suffix: pulumi.Output[str]
+    """The `LoadBalancer` dimension of its CloudWatch metrics."""
 
     def __init__(self, name: str, args: PublicLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:lb:PublicLoadBalancer", name, None, opts)
@@ -96,6 +103,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         )
 
         hc = s.health_check
+        primary_role = args.target_group_roles[0]
         self.target_groups = {
             role: aws.lb.TargetGroup(
                 f"{name}-{role}",
@@ -117,12 +125,22 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                     "healthy_threshold": hc.healthy_threshold,
                     "unhealthy_threshold": hc.unhealthy_threshold,
                 },
-                opts=child,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    aliases=[pulumi.Alias(name=f"{name}-{other}") for other in PRODUCTION_ROLES if other != role]
+                    if role == primary_role and role in PRODUCTION_ROLES
+                    else None,
+                ),
             )
             for role in args.target_group_roles
         }
-        primary = self.target_groups[args.target_group_roles[0]]
+        primary = self.target_groups[primary_role]
         forward: list[aws.lb.ListenerDefaultActionArgsDict] = [{"type": "forward", "target_group_arn": primary.arn}]
+        # CodeDeploy re-points the forwarding listeners on every deployment (blue and green swap roles);
+        # Pulumi resetting them would send production traffic to whichever group is idle.
+        forwarding = pulumi.ResourceOptions(
+            parent=self, ignore_changes=["defaultActions"] if args.test_listener_port is not None else None
+        )
 
         if args.domain is None:
             pulumi.log.warn(
@@ -136,7 +154,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 port=80,
                 protocol="HTTP",
                 default_actions=forward,
-                opts=child,
+                opts=forwarding,
             )
             self.url = self.load_balancer.dns_name.apply(lambda dns: f"http://{dns}")
         else:
@@ -159,7 +177,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 ssl_policy=s.tls_policy,
                 certificate_arn=certificate_arn,
                 default_actions=forward,
-                opts=child,
+                opts=forwarding,
             )
             aws.route53.Record(
                 f"{name}-alias",
@@ -189,10 +207,11 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 default_actions=[
                     {"type": "forward", "target_group_arn": self.target_groups[args.target_group_roles[1]].arn}
                 ],
-                opts=child,
+                opts=forwarding,
             )
 
         self._container_port = args.container.port
+        self.arn_suffix = self.load_balancer.arn_suffix
         self.register_outputs({"url": self.url, "dnsName": self.load_balancer.dns_name})
 
     def attachment(self, role: str) -> TargetAttachment:

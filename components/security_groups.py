@@ -3,14 +3,17 @@
 Security stance: the ALB accepts only its listener ports, only from the configured CIDRs, and may
 send only to the task group on the container port; tasks accept only the ALB on the container port.
 Task egress is HTTPS to the internet through NAT (an AI service calls model APIs) or nothing at all
-when the VPC has no NAT; the VpcEndpoints component adds the egress its endpoints need. Every rule is
+when the VPC has no NAT; the VpcEndpoints component adds the egress its endpoints need. With a
+blue/green test listener, a third group for the validation hook: the ALB admits it, and only it, on
+the test port (never a CIDR, so the test listener is unreachable from the internet), and it may send
+only there and HTTPS to AWS APIs. Every rule is
 its own resource, so components can add rules to a group without fighting over an inline rule list,
 and every group-to-group path is written by `allow`, so its two halves cannot disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -65,11 +68,16 @@ class ServiceSecurityGroupsArgs:
     """IPv4 ranges allowed to reach the listeners; default the internet, since it is a public endpoint."""
     https_egress_to_internet: bool
     """Let tasks open HTTPS connections to the internet (true when the VPC has NAT)."""
+    test_listener_port: int | None = None
+    """The blue/green test listener's port: adds the hook's group and its one path to the ALB. Default
+    none (rolling deploys have no test traffic)."""
 
 
 class ServiceSecurityGroups(pulumi.ComponentResource):
     alb_security_group_id: pulumi.Output[str]
     task_security_group_id: pulumi.Output[str]
+    hook_security_group_id: pulumi.Output[str] | None
+    """The blue/green validation hook's group; None without a test listener."""
 
     def __init__(self, name: str, args: ServiceSecurityGroupsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:network:ServiceSecurityGroups", name, None, opts)
@@ -116,8 +124,48 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
                 opts=child,
             )
 
+        self.hook_security_group_id = None
+        if args.test_listener_port is not None:
+            hook = aws.ec2.SecurityGroup(
+                f"{name}-hook",
+                vpc_id=args.vpc_id,
+                description="gantry blue/green hook: the test listener and AWS APIs only",
+                opts=child,
+            )
+            allow(
+                source=hook.id,
+                target=alb.id,
+                port=args.test_listener_port,
+                egress_name=f"{name}-hook-to-test-listener",
+                ingress_name=f"{name}-alb-test-from-hook",
+                source_label="the blue/green hook",
+                target_label="the test listener",
+                opts=child,
+            )
+            if args.https_egress_to_internet:
+                # CodeDeploy and EC2 have no endpoint in the stack: the verdict goes out through NAT.
+                aws.vpc.SecurityGroupEgressRule(
+                    f"{name}-hook-https-out",
+                    security_group_id=hook.id,
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    cidr_ipv4="0.0.0.0/0",
+                    description="HTTPS to the CodeDeploy, EC2 and Secrets Manager APIs through NAT",
+                    opts=child,
+                )
+            self.hook_security_group_id = hook.id
+
         self.alb_security_group_id = alb.id
         self.task_security_group_id = task.id
         self.register_outputs(
             {"albSecurityGroupId": self.alb_security_group_id, "taskSecurityGroupId": self.task_security_group_id}
         )
+
+    @property
+    def endpoint_clients(self) -> Mapping[str, pulumi.Input[str]]:
+        """The groups that reach AWS through the VPC endpoints: the tasks, and the hook when there is one."""
+        clients: dict[str, pulumi.Input[str]] = {"service": self.task_security_group_id}
+        if self.hook_security_group_id is not None:
+            clients["hook"] = self.hook_security_group_id
+        return clients

@@ -2,9 +2,12 @@
 
 Built from plain pulumi_aws resources (not `awsx.ecs.FargateService`, whose children are invisible to
 tests, whose default security group is open to the world, and which cannot hand deployments to
-CodeDeploy). Rolling deploys run with the circuit breaker and rollback on, and `pulumi up` waits for
-steady state, so a release that never gets healthy fails the `up` and is rolled back by ECS. A
-service may sit behind a target group or have no ingress at all (a queue worker).
+CodeDeploy). Rolling deploys (the ECS controller) run with the circuit breaker, the rollback alarms
+and rollback on, and `pulumi up` waits for steady state, so a release that never gets healthy or
+raises the 5xx, latency or health alarms fails the `up` and is rolled back by ECS. With the
+CODE_DEPLOY controller the service only holds the first task set: later revisions, load balancers and
+network settings change through a CodeDeploy deployment (components.blue_green), so `pulumi up`
+leaves them alone. A service may sit behind a target group or have no ingress at all (a queue worker).
 Security stance: tasks in private subnets without public IPs, a read-only root filesystem with only
 /tmp writable, a non-root user, all Linux capabilities dropped, secrets only through ECS `secrets`,
 and the two IAM roles from `TaskRoles` scoped to this task's image, log group and secrets.
@@ -39,8 +42,24 @@ CONTAINER_NAME = "app"
 TMP_VOLUME = "tmp"
 LOG_STREAM_PREFIX = "service"
 # Properties owned by something other than `pulumi up` after creation, per deployment controller:
-# with the ECS controller, Application Auto Scaling owns the task count.
-IGNORED_SERVICE_PROPERTIES: Mapping[str, tuple[str, ...]] = {"ECS": ("desiredCount",)}
+# with the ECS controller, Application Auto Scaling owns the task count. With CODE_DEPLOY, also what
+# only a CodeDeploy deployment may change ("If your service uses the blue/green (CODE_DEPLOY)
+# deployment controller, only the desired count, deployment configuration, health check grace period,
+# task placement constraints and strategies, enable ECS managed tags option, and propagate tags can be
+# updated using this API. If the network configuration, platform version, task definition, or load
+# balancer need to be updated, create a new CodeDeploy deployment", ECS API Reference, UpdateService);
+# the capacity provider strategy travels in the AppSpec for the same reason.
+IGNORED_SERVICE_PROPERTIES: Mapping[str, tuple[str, ...]] = {
+    "ECS": ("desiredCount",),
+    "CODE_DEPLOY": (
+        "desiredCount",
+        "taskDefinition",
+        "loadBalancers",
+        "networkConfiguration",
+        "platformVersion",
+        "capacityProviderStrategies",
+    ),
+}
 
 
 def service_resource_options(
@@ -139,6 +158,11 @@ class FargateServiceArgs:
     """Target-tracking rules on the task count (see `components.scaling`); default none."""
     start_after: Sequence[pulumi.Resource] = ()
     """What tasks need before they start, beyond their own roles and secrets: the VPC endpoints."""
+    deployment_controller: str = "ECS"
+    """ECS (rolling, the default) or CODE_DEPLOY (blue/green through components.blue_green)."""
+    rollback_alarm_names: pulumi.Input[Sequence[str]] = ()
+    """Alarms that roll a rolling deploy back (ECS deployment `alarms`); default none. Unused with
+    CODE_DEPLOY, whose deployment group watches them instead."""
 
 
 class FargateService(pulumi.ComponentResource):
@@ -146,6 +170,8 @@ class FargateService(pulumi.ComponentResource):
     task_definition: aws.ecs.TaskDefinition
     log_group: aws.cloudwatch.LogGroup
     roles: TaskRoles
+    deployment_controller: str
+    """ECS or CODE_DEPLOY, exported so the next `pulumi up` knows what the live service uses."""
 
     def __init__(self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:ecs:FargateService", name, None, opts)
@@ -201,9 +227,16 @@ class FargateService(pulumi.ComponentResource):
 
         svc = args.service
         attachment = args.load_balancer
+        self.deployment_controller = args.deployment_controller
         start_after = [args.cluster.capacity_providers, *args.start_after]
         if attachment is not None:
             start_after.append(attachment.listener)
+        if args.deployment_controller not in IGNORED_SERVICE_PROPERTIES:
+            raise ValueError(
+                f"deployment_controller={args.deployment_controller!r} is invalid; allowed: "
+                f"{', '.join(IGNORED_SERVICE_PROPERTIES)}"
+            )
+        rolling = args.deployment_controller == "ECS"
         self.service = aws.ecs.Service(
             f"{name}-service",
             cluster=args.cluster.arn,
@@ -215,8 +248,8 @@ class FargateService(pulumi.ComponentResource):
             ],
             # The provider refuses a capacity-provider strategy update without it ("Updating this argument
             # requires force_new_deployment = true", pulumi_aws ecs.Service); every other update starts a
-            # deployment anyway.
-            force_new_deployment=True,
+            # deployment anyway. Not with CODE_DEPLOY: only CodeDeploy starts its deployments.
+            force_new_deployment=True if rolling else None,
             network_configuration={
                 "subnets": args.vpc.private_subnet_ids,
                 "security_groups": [args.security_group_id],
@@ -231,17 +264,26 @@ class FargateService(pulumi.ComponentResource):
             ]
             if attachment is not None
             else None,
-            deployment_controller={"type": "ECS"},
-            deployment_circuit_breaker={"enable": True, "rollback": True},
+            deployment_controller={"type": args.deployment_controller},
+            # "The deployment circuit breaker can only be used for services using the rolling update (ECS)
+            # deployment type" (ECS API Reference, DeploymentCircuitBreaker); deployment alarms likewise
+            # (DeploymentAlarms). Blue/green rolls back through the deployment group instead.
+            deployment_circuit_breaker={"enable": True, "rollback": True} if rolling else None,
+            alarms={"alarm_names": args.rollback_alarm_names, "enable": True, "rollback": True}
+            if rolling and args.rollback_alarm_names
+            else None,
             deployment_minimum_healthy_percent=svc.min_healthy_percent,
             deployment_maximum_percent=svc.max_percent,
             health_check_grace_period_seconds=svc.health_check_grace_period_seconds if attachment else None,
-            availability_zone_rebalancing="ENABLED",
-            wait_for_steady_state=True,
+            # Unset with CODE_DEPLOY: ECS then enables it "if the service is compatible" (pulumi_aws
+            # ecs.Service), rather than gantry asserting that task sets are.
+            availability_zone_rebalancing="ENABLED" if rolling else None,
+            # With CODE_DEPLOY the deploy resource waits for the deployment, which is the steady state.
+            wait_for_steady_state=True if rolling else None,
             enable_execute_command=False,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
-            opts=service_resource_options(self, start_after),
+            opts=service_resource_options(self, start_after, args.deployment_controller),
         )
 
         scaling = args.autoscaling

@@ -8,6 +8,8 @@ Security stance: secret keys stay marked secret, and no error echoes a secret va
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,14 @@ from pulumi.runtime import config as runtime_config
 
 from components.env import lookup_aws_facts
 from components.settings import NAMESPACE, ConfigError, Settings, load_settings
+
+# The engine's built-in invoke behind StackReference (pulumi/pulumi pkg/resource/deploy/builtins.go,
+# `readStackOutputs`; the Node SDK calls it synchronously for StackReference's sync outputs). Asked
+# for this very stack, it returns the outputs of its last update: the state before this `pulumi up`.
+READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
+CONTROLLER_OUTPUT = "deploymentController"
+# Every gantry release before the `deploymentController` output used the ECS controller.
+LEGACY_OUTPUT, LEGACY_CONTROLLER = "serviceName", "ECS"
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
@@ -37,8 +47,33 @@ def settings_from_stack_config() -> Settings:
             values,
             region=region,
             secret_keys=secret_keys,
-            aws_facts=lookup_aws_facts(values, region),
+            aws_facts=dataclasses.replace(
+                lookup_aws_facts(values, region), live_deployment_controller=live_deployment_controller()
+            ),
             project_dir=PROJECT_DIR,
         )
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
+
+
+def live_deployment_controller() -> str | None:
+    """The deployment controller of the service this stack already runs, read from the stack's own last
+    outputs (an invoke, so preview sees it too): switching it would replace the service, and validation
+    refuses that unless the stack opts in."""
+    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    try:
+        result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
+    except Exception as error:  # noqa: BLE001 - any failure: refuse rather than guess
+        raise pulumi.RunError(
+            f"gantry: cannot read stack {name}'s own outputs to check its live deployment controller ({error}); "
+            "nothing was created"
+        ) from None
+    return controller_from_outputs((result.value or {}).get("outputs") or {})
+
+
+def controller_from_outputs(outputs: Mapping[str, Any]) -> str | None:
+    """ECS or CODE_DEPLOY from the stack's last outputs; None for a stack that has never deployed a service."""
+    controller = outputs.get(CONTROLLER_OUTPUT)
+    if isinstance(controller, str) and controller:
+        return controller
+    return LEGACY_CONTROLLER if outputs.get(LEGACY_OUTPUT) else None

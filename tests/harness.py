@@ -29,8 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 ACCOUNT = "210987654321"
 REGION = "eu-west-1"
-PRIVATE_SUBNETS = ["subnet-private-a", "subnet-private-b", "subnet-private-c"]
-PUBLIC_SUBNETS = ["subnet-public-a", "subnet-public-b", "subnet-public-c"]
+# In AWS's id formats (the AppSpec builder refuses anything else).
+PRIVATE_SUBNETS = ["subnet-0a0a0a01", "subnet-0b0b0b01", "subnet-0c0c0c01"]
+PUBLIC_SUBNETS = ["subnet-0a0a0a02", "subnet-0b0b0b02", "subnet-0c0c0c02"]
 PRIVATE_ROUTE_TABLES = ["rtb-private-a", "rtb-private-b", "rtb-private-c"]
 VPC_ID = "vpc-0gantry"
 AVAILABILITY_ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
@@ -39,7 +40,8 @@ HOSTED_ZONES = {"Z0GANTRYTEST01": "acme.io"}
 VERSION_ID = "3f1b5c9e-7d2a-4e8f-9b6c-1a2d3e4f5a6b"
 DIGEST = "sha256:" + "ab" * 32
 # Stand-in for what an operator sets with `pulumi config set --secret --path 'secretValues.<NAME>'`.
-TEST_SECRET_VALUE = '{"tenant-a": "k-test-only-4f9c2e"}'
+# It holds the tenant the blue/green eval hook uses (deployment.evalTenant's default) with its own key.
+TEST_SECRET_VALUE = '{"tenant-a": "k-test-only-4f9c2e", "gantry-eval": "k-test-only-eval-7d1a"}'
 
 
 @dataclass
@@ -92,6 +94,8 @@ class Graph:
     calls: list[str] = field(default_factory=list)
     exports: dict[str, Any] = field(default_factory=dict)
     call_args: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    previous_outputs: dict[str, Any] = field(default_factory=dict)
+    """What the stack's last update exported (readStackOutputs answers it); default none, a new stack."""
 
     def of_type(self, typ: str) -> list[Res]:
         return [r for r in self.resources if r.typ == typ]
@@ -116,6 +120,10 @@ class Graph:
         found = [r for r in self.resources if r.outputs.get("id") == resource_id]
         assert len(found) == 1, f"no single resource has id {resource_id}"
         return found[0]
+
+
+def _hex(name: str, length: int) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:length]
 
 
 def _arn(service: str, resource: str, region: str | None = REGION) -> str:
@@ -146,7 +154,11 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         "arn": _arn("elasticloadbalancing", f"targetgroup/{n}/73e2d6bc24d8a067"),
         "arnSuffix": f"targetgroup/{n}/73e2d6bc24d8a067",
     },
-    "aws:lb/listener:Listener": lambda n, i: {"arn": _arn("elasticloadbalancing", f"listener/app/{n}/1")},
+    "aws:lb/listener:Listener": lambda n, i: {
+        "arn": i["loadBalancerArn"].replace(":loadbalancer/", ":listener/") + "/" + _hex(n, 16)
+    },
+    "aws:lambda/function:Function": lambda n, i: {"arn": _arn("lambda", f"function:{n}"), "name": n},
+    "aws:codedeploy/application:Application": lambda n, i: {"name": n},
     "aws:ecs/cluster:Cluster": lambda n, i: {"arn": _arn("ecs", f"cluster/{n}")},
     "aws:ecs/service:Service": lambda n, i: {"arn": _arn("ecs", f"service/{n}/{n}")},
     "aws:ecs/taskDefinition:TaskDefinition": lambda n, i: {
@@ -233,7 +245,10 @@ class GantryMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         inputs = dict(args.inputs)
-        resource_id = f"{args.name}-id"
+        # Security groups get AWS-shaped ids (the AppSpec builder checks them); the rest name-derived ones.
+        resource_id = (
+            f"sg-{_hex(args.name, 17)}" if args.typ == "aws:ec2/securityGroup:SecurityGroup" else f"{args.name}-id"
+        )
         if args.typ in AWSX_OUTPUTS:
             # awsx components run in their own provider, which mocks do not reach: only outputs exist.
             outputs = AWSX_OUTPUTS[args.typ](args.name)
@@ -246,6 +261,8 @@ class GantryMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.graph.calls.append(args.token)
         self.graph.call_args.append((args.token, dict(args.args)))
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            return {"name": args.args["name"], "outputs": self.graph.previous_outputs, "secretOutputNames": []}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAEXAMPLE"}
         if args.token == "aws:ec2/getRouteTables:getRouteTables":

@@ -17,6 +17,10 @@ from harness import Graph, run_program
 SESSION = botocore.session.get_session()
 # IAM service prefixes whose botocore model name differs.
 MODEL_FOR_PREFIX = {"elasticloadbalancing": "elbv2"}
+# IAM actions whose API operation has another name (Lambda's Invoke is authorised as lambda:InvokeFunction).
+OPERATION_FOR_ACTION = {"lambda:InvokeFunction": "Invoke"}
+# Permission-only actions: checked by IAM, no API of their own (the CodeDeploy role passes the task roles).
+PERMISSION_ONLY = {"iam:PassRole"}
 
 
 def shape_errors(value, shape: Shape, path: str) -> list[str]:
@@ -84,8 +88,9 @@ def test_every_allowed_iam_action_is_a_real_api_operation(stack):
     unknown = []
     for action in sorted(actions):
         prefix, operation = action.split(":", 1)
-        if operation == "*":
-            continue  # only in the Deny of the access-log bucket policy
+        if operation == "*" or action in PERMISSION_ONLY:
+            continue  # "*" only in the Deny of the access-log bucket policy
+        operation = OPERATION_FOR_ACTION.get(action, operation)
         model = SESSION.get_service_model(MODEL_FOR_PREFIX.get(prefix, prefix))
         if operation not in model.operation_names:
             unknown.append(action)

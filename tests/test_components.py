@@ -41,7 +41,7 @@ from components.settings import (
     SecretSpec,
     ServiceSettings,
 )
-from harness import ACCOUNT, DIGEST, REGION, ROOT, VERSION_ID, run_component
+from harness import ACCOUNT, DIGEST, PRIVATE_SUBNETS, REGION, ROOT, VERSION_ID, run_component
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -111,9 +111,7 @@ def test_network_without_flow_logs_or_nat():
     assert not g.of_type("aws:ec2/flowLog:FlowLog") and not g.of_type("aws:cloudwatch/logGroup:LogGroup")
     # Private route tables are found by their association with the private subnets, not guessed.
     ((token, args),) = [c for c in g.call_args if c[0].endswith("getRouteTables")]
-    assert args["filters"] == [
-        {"name": "association.subnet-id", "values": ["subnet-private-a", "subnet-private-b", "subnet-private-c"]}
-    ]
+    assert args["filters"] == [{"name": "association.subnet-id", "values": PRIVATE_SUBNETS}]
 
 
 def test_endpoints_admit_each_client_and_give_each_client_egress_only_to_them():

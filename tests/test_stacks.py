@@ -34,6 +34,7 @@ STACKS = ["dev", "prod", OWN_SERVICE]
 [ZONE_ID] = HOSTED_ZONES
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+TEST_PORT = 9000
 
 
 def stack_values(stack: str, key: str) -> Any:
@@ -57,6 +58,12 @@ def statements(document: dict) -> list[dict]:
 
 def as_list(value) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def production_tg(g: Graph):
+    """The target group production traffic reaches first: `main` (rolling) or `blue` (blue/green)."""
+    [tg] = [r for r in g.of_type("aws:lb/targetGroup:TargetGroup") if r.name in ("gantry-lb-main", "gantry-lb-blue")]
+    return tg
 
 
 def sg_ids(g: Graph) -> tuple[str, str, str | None]:
@@ -110,19 +117,28 @@ def test_alb_listens_only_on_http_from_configured_ranges_without_a_domain(graph,
     alb, _, _ = sg_ids(graph)
     cidrs = stack_values(stack, "loadBalancer")["ingressCidrs"]
     into_alb = [r.inputs for r in graph.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == alb]
-    assert sorted((r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in into_alb) == sorted((80, 80, c) for c in cidrs)
+    from_ranges = [r for r in into_alb if "cidrIpv4" in r]
+    assert sorted((r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in from_ranges) == sorted(
+        (80, 80, c) for c in cidrs
+    )
+    # Anything else reaches the ALB from a security group: only the blue/green hook, on the test port.
+    others = [(r["fromPort"], r["referencedSecurityGroupId"]) for r in into_alb if "cidrIpv4" not in r]
+    hooks = [r.outputs["id"] for r in graph.resources if r.name == "gantry-sg-hook"]
+    assert others == [(TEST_PORT, hook) for hook in hooks]
 
 
 def test_one_port_for_container_target_group_and_health_check(graph, stack):
     port = stack_values(stack, "container")["port"]
     container = container_def(graph)
-    tg = graph.one("aws:lb/targetGroup:TargetGroup")
+    tg = production_tg(graph)
     service_lb = graph.one("aws:ecs/service:Service").inputs["loadBalancers"]
     assert [m["containerPort"] for m in container["portMappings"]] == [port]
-    assert tg.inputs["port"] == port
-    assert tg.inputs["healthCheck"]["port"] == str(port)
-    assert tg.inputs["healthCheck"]["path"] == stack_values(stack, "container")["healthCheckPath"]
-    assert tg.inputs["targetType"] == "ip"
+    # Every group (blue and green alike: they swap roles) checks and serves the container's one port.
+    for group in graph.of_type("aws:lb/targetGroup:TargetGroup"):
+        assert group.inputs["port"] == port
+        assert group.inputs["healthCheck"]["port"] == str(port)
+        assert group.inputs["healthCheck"]["path"] == stack_values(stack, "container")["healthCheckPath"]
+        assert group.inputs["targetType"] == "ip"
     assert service_lb == [
         {"targetGroupArn": tg.outputs["arn"], "containerName": container["name"], "containerPort": port}
     ]
@@ -130,7 +146,7 @@ def test_one_port_for_container_target_group_and_health_check(graph, stack):
 
 
 def test_the_production_listener_forwards_to_the_services_target_group(graph):
-    tg_arn = graph.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
+    tg_arn = production_tg(graph).outputs["arn"]
     listener = graph.named("gantry-lb-http").inputs
     assert listener["defaultActions"] == [{"type": "forward", "targetGroupArn": tg_arn}]
     assert listener["loadBalancerArn"] == graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["arn"]
@@ -148,7 +164,7 @@ def test_secrets_reach_the_container_only_through_ecs_secrets(graph, stack):
     assert container["dockerLabels"] == {f"gantry.secret-version.{name}": version.outputs["versionId"]}
     assert name not in {e["name"] for e in container["environment"]}
     # The value appears in exactly one resource input: the secret version.
-    holders = [r.name for r in graph.resources if "k-test-only-4f9c2e" in json.dumps(r.inputs)]
+    holders = [r.name for r in graph.resources if "k-test-only-4f9c2e" in json.dumps(r.inputs, default=str)]
     assert holders == [version.name]
 
 
@@ -226,7 +242,9 @@ def test_every_log_group_has_retention(graph, stack):
     assert logs["options"]["awslogs-region"] == REGION
 
 
-def test_rolling_deploys_roll_back_and_fail_the_up(graph):
+def test_rolling_deploys_roll_back_and_fail_the_up(graph, stack):
+    if stack_values(stack, "deployment")["strategy"] != "rolling":
+        return  # blue/green: tests/test_blue_green_stack.py
     svc = graph.one("aws:ecs/service:Service").inputs
     assert svc["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert svc["waitForSteadyState"] is True
@@ -307,7 +325,7 @@ def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
     assert cpu["targetValue"] == cfg["cpuTargetPercent"]
     requests = policies["gantry-scale-on-requests"]
     alb = graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["arnSuffix"]
-    tg = graph.one("aws:lb/targetGroup:TargetGroup").outputs["arnSuffix"]
+    tg = production_tg(graph).outputs["arnSuffix"]
     assert requests["predefinedMetricSpecification"] == {
         "predefinedMetricType": "ALBRequestCountPerTarget",
         "resourceLabel": f"{alb}/{tg}",
@@ -320,13 +338,15 @@ def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
 
 def test_endpoint_security_group_admits_only_the_task_group(graph, stack):
     _, task, endpoints = sg_ids(graph)
+    hooks = [r.outputs["id"] for r in graph.resources if r.name == "gantry-sg-hook"]
     if not stack_values(stack, "vpcEndpoints")["interface"]:
         assert endpoints is None  # no interface endpoints, no group to leave open
         return
     into = [r.inputs for r in graph.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == endpoints]
-    assert [(r["referencedSecurityGroupId"], r["fromPort"], r["toPort"], r["ipProtocol"]) for r in into] == [
-        (task, 443, 443, "tcp")
-    ]
+    # The tasks, and the blue/green hook (Secrets Manager for the eval's key) when there is one.
+    assert sorted(
+        (r["referencedSecurityGroupId"], r["fromPort"], r["toPort"], r["ipProtocol"]) for r in into
+    ) == sorted((client, 443, 443, "tcp") for client in [task, *hooks])
     assert not [r for r in into if "cidrIpv4" in r]
     for ep in graph.of_type("aws:ec2/vpcEndpoint:VpcEndpoint"):
         if ep.inputs["vpcEndpointType"] == "Interface":
@@ -368,9 +388,9 @@ def test_alb_protections(graph, stack):
     assert lb["desyncMitigationMode"] == cfg["desyncMitigationMode"]
     assert lb["enableDeletionProtection"] is cfg["deletionProtection"]
     assert lb["securityGroups"] == [sg_ids(graph)[0]]
-    tg = graph.one("aws:lb/targetGroup:TargetGroup").inputs
-    assert tg["deregistrationDelay"] == cfg["deregistrationDelaySeconds"]
-    assert tg["healthCheck"]["interval"] == cfg["healthCheck"]["intervalSeconds"]
+    for group in graph.of_type("aws:lb/targetGroup:TargetGroup"):
+        assert group.inputs["deregistrationDelay"] == cfg["deregistrationDelaySeconds"]
+        assert group.inputs["healthCheck"]["interval"] == cfg["healthCheck"]["intervalSeconds"]
     svc = graph.one("aws:ecs/service:Service").inputs
     assert svc["healthCheckGracePeriodSeconds"] == stack_values(stack, "service")["healthCheckGracePeriodSeconds"]
 
@@ -381,6 +401,11 @@ def test_stack_outputs(graph):
     assert graph.exports["serviceName"] == graph.one("aws:ecs/service:Service").outputs["name"]
     assert graph.exports["logGroupName"] == graph.named("gantry-logs").outputs["name"]
     assert graph.exports["repositoryUrl"] == graph.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
+    # What the next `pulumi up` reads back to refuse a surprise switch of the deployment controller.
+    assert (
+        graph.exports["deploymentController"]
+        == graph.one("aws:ecs/service:Service").inputs["deploymentController"]["type"]
+    )
 
 
 # ---- dev vs prod -------------------------------------------------------------------------------
@@ -532,7 +557,11 @@ def test_invalid_config_fails_before_any_resource_is_registered():
         run_program("dev", config, secret_keys, graph)
     # Only the look-ups validation needs ran; nothing was created.
     assert graph.resources == []
-    assert set(graph.calls) <= {"aws:index/getAvailabilityZones:getAvailabilityZones", "aws:route53/getZone:getZone"}
+    assert set(graph.calls) <= {
+        "aws:index/getAvailabilityZones:getAvailabilityZones",
+        "aws:route53/getZone:getZone",
+        "pulumi:pulumi:readStackOutputs",
+    }
     assert "gantry:container.memory" in str(err.value)
     assert "1000" in str(err.value) and "2048" in str(err.value)
 

@@ -66,13 +66,23 @@ class TrafficShift:
                 )
 
     @property
+    def step_percent(self) -> int:
+        """`percent` of a canary or linear shift (all-at-once moves 100 in one step)."""
+        return 100 if self.percent is None else self.percent
+
+    @property
+    def interval(self) -> int:
+        """`interval_minutes` of a canary or linear shift (0 for all-at-once)."""
+        return 0 if self.interval_minutes is None else self.interval_minutes
+
+    @property
     def steps(self) -> int:
         """Traffic increments: 1 for all-at-once, 2 for a canary, ceil(100 / percent) for linear."""
         if self.kind == "all-at-once":
             return 1
         if self.kind == "canary":
             return 2
-        return math.ceil(100 / self.percent)
+        return math.ceil(100 / self.step_percent)
 
 
 @dataclass(frozen=True)
@@ -121,7 +131,7 @@ def shift_minutes(shift: TrafficShift) -> int:
     """
     if shift.kind == "all-at-once":
         return 0
-    return (shift.steps - 1) * shift.interval_minutes
+    return (shift.steps - 1) * shift.interval
 
 
 def deploy_minutes(
@@ -145,7 +155,7 @@ def deploy_minutes(
 
 def first_exposure_percent(shift: TrafficShift) -> int:
     """The share of production traffic green serves before the first chance to roll back."""
-    return 100 if shift.kind == "all-at-once" else shift.percent
+    return shift.step_percent
 
 
 def bad_canary_rollback_minutes(
@@ -163,7 +173,7 @@ def bad_canary_rollback_minutes(
     Raises when detection is not shorter than the first interval: the alarms would fire only after the
     second increment, i.e. after more than `first_exposure_percent` of users saw the bad version.
     """
-    if shift.kind != "all-at-once" and detection_minutes >= shift.interval_minutes:
+    if shift.kind != "all-at-once" and detection_minutes >= shift.interval:
         raise TrafficError(
             f"alarms need {detection_minutes:g} min to fire but the {shift.kind} interval is "
             f"{shift.interval_minutes} min: "

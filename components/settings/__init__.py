@@ -7,6 +7,7 @@ docs (README table, Pulumi.yaml descriptions).
 
 from components.settings.access import PolicyStatement, SecretSpec
 from components.settings.base import NAMESPACE, ConfigError
+from components.settings.deployment import DeploymentSettings
 from components.settings.edge import DomainSettings, HealthCheckSettings, LoadBalancerSettings
 from components.settings.loader import (
     CONFIG_KEYS,
@@ -35,6 +36,7 @@ __all__ = [
     "CapacityProvider",
     "ConfigError",
     "ContainerSettings",
+    "DeploymentSettings",
     "DomainSettings",
     "EndpointSettings",
     "HealthCheckSettings",

@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 
 from components.settings.access import PolicyStatement, SecretSpec, resource_too_broad
 from components.settings.base import NAMESPACE, ConfigError, Section, Where, find_placeholders
+from components.settings.deployment import CONTROLLERS, DeploymentSettings
 from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
 from components.settings.network import EndpointSettings, NetworkSettings
 from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
@@ -65,6 +66,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "loadBalancer": ConfigKey(model=LoadBalancerSettings, summary="The public application load balancer."),
     "domain": ConfigKey(model=DomainSettings, summary="hostedZoneId + hostname for HTTPS; {} for none."),
     "logs": ConfigKey(model=LogsSettings, summary="The service's log group."),
+    "deployment": ConfigKey(
+        model=DeploymentSettings, summary="How a release reaches users: ECS rolling or CodeDeploy blue/green."
+    ),
     "secrets": ConfigKey(
         model=SecretSpec, summary="Secrets the container receives as environment variables.", is_list=True
     ),
@@ -87,6 +91,9 @@ class AwsFacts:
     """The region's available AZ names; None when not looked up."""
     zones_looked_up: bool = False
     """True when `zone_names` is the answer to a look-up: a zone id absent from it does not exist."""
+    live_deployment_controller: str | None = None
+    """The deployment controller (ECS or CODE_DEPLOY) of the service this stack already runs, from the
+    stack's own last outputs; None when the stack has no service yet (or it was not looked up)."""
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
@@ -132,9 +139,15 @@ class Settings:
     load_balancer: LoadBalancerSettings
     domain: DomainSettings | None
     logs: LogsSettings
+    deployment: DeploymentSettings
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+
+    @property
+    def sample_worker(self) -> bool:
+        """True when the stack builds the bundled worker (its metrics and eval gate then apply)."""
+        return self.image.context == SAMPLE_CONTEXT
 
 
 @functools.cache
@@ -380,6 +393,7 @@ def load_settings(
     _cross_checks(sections, secrets, problems)
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
+    _deployment_checks(sections, facts, secret_values, problems)
     reported = problems.reported_keys()
     lb = sections["loadBalancer"]
     if sections["domain"] is None and lb is not None and not lb.allow_plain_http and "domain" not in reported:
@@ -403,6 +417,7 @@ def load_settings(
         load_balancer=sections["loadBalancer"],
         domain=sections["domain"],
         logs=sections["logs"],
+        deployment=sections["deployment"],
         secrets=secrets or (),
         secret_values=secret_values,
         task_policy=tuple(
@@ -550,6 +565,38 @@ def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, prob
                 "domain.hostname",
                 f"{domain.hostname!r} is not inside hosted zone "
                 f"{domain.hosted_zone_id} ({zone.rstrip('.')}): use a name ending in .{zone.rstrip('.')}",
+            )
+
+
+def _deployment_checks(
+    sections: Mapping[str, Any], facts: AwsFacts, secret_values: SecretValues, problems: _Problems
+) -> None:
+    deployment, image = sections["deployment"], sections["image"]
+    if deployment is None:
+        return
+    live = facts.live_deployment_controller
+    if live is not None and live != deployment.controller and not deployment.replace_service_on_strategy_change:
+        live_strategy = {v: k for k, v in CONTROLLERS.items()}.get(live, live)
+        problems.add(
+            "deployment.strategy",
+            f"{deployment.strategy!r} is not allowed on this stack yet: its live ECS service uses the {live} "
+            f"deployment controller ({live_strategy}), which ECS cannot change in place, so this `pulumi up` "
+            f"would replace the service. To migrate: keep strategy {live_strategy!r} until a quiet window, then "
+            "set deployment.replaceServiceOnStrategyChange: true for one `pulumi up` (Pulumi starts the new service "
+            "beside the old one behind the same target group, then deletes the old one; expect a few minutes "
+            "of mixed tasks), and set it back to false afterwards",
+        )
+    created = secret_values.get("API_KEYS")
+    if deployment.blue_green and image is not None and image.context == SAMPLE_CONTEXT and created is not None:
+        try:
+            tenants = json.loads(created)
+        except ValueError:
+            return  # the worker's own checks report a malformed API_KEYS
+        if isinstance(tenants, dict) and deployment.eval_tenant not in tenants:
+            problems.add(
+                "secretValues.API_KEYS",
+                f"has no key for tenant {deployment.eval_tenant!r} (deployment.evalTenant), which the eval hook "
+                "sends to green; add one with its own key (value not shown)",
             )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import botocore.session
 import pytest
@@ -23,8 +24,8 @@ TASK_DEF = "arn:aws:ecs:eu-west-1:210987654321:task-definition/gantry-prod:42"
 HOOK = "arn:aws:lambda:eu-west-1:210987654321:function:gantry-prod-hook"
 
 
-def args(**overrides) -> AppSpecArgs:
-    base = dict(
+def args(**overrides: Any) -> AppSpecArgs:
+    base: dict[str, Any] = dict(
         task_definition_arn=TASK_DEF,
         container_name="worker",
         container_port=8000,

@@ -197,7 +197,7 @@ def test_eval_arithmetic_agrees_with_the_worker_eval(monkeypatch):
     expected_correct, expected_missed = worker_eval._top1(cases, row, unit)
 
     green = [handler.unit(handler.finite(v)) for v in served.tolist()]
-    cosines = [handler.dot(g, handler.unit(r)) for g, r in zip(green, REFERENCE["embeddings"])]
+    cosines = [handler.dot(g, handler.unit(r)) for g, r in zip(green, REFERENCE["embeddings"], strict=True)]
     assert np.allclose(cosines, expected_cos, atol=1e-12)
     correct, missed = handler.top1(REFERENCE["cases"], row, green)
     assert (correct, missed) == (expected_correct, [m["id"] for m in expected_missed])
@@ -215,6 +215,7 @@ def built_model() -> Path:
     if os.environ.get("MODEL_DIR"):
         return Path(os.environ["MODEL_DIR"])
     spec = importlib.util.spec_from_file_location("app_tests_conftest", APP_DIR / "tests" / "conftest.py")
+    assert spec is not None and spec.loader is not None
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
     path, key_file, key = REPO / "build" / "model", REPO / "build" / "model.key", conftest.build_key()
@@ -236,7 +237,7 @@ def test_packaged_references_match_the_model_build(built_model):
     assert REFERENCE["golden_sha256"] == rebuilt["golden_sha256"]
     assert np.allclose(REFERENCE["embeddings"], rebuilt["embeddings"], atol=1e-8, rtol=0)
     with np.load(built_model / "references.npz") as npz:
-        fp32 = {str(t): v for t, v in zip(npz["texts"], npz["embeddings"])}
+        fp32 = {str(t): v for t, v in zip(npz["texts"], npz["embeddings"], strict=True)}
     assert np.allclose(REFERENCE["embeddings"], [fp32[t] for t in REFERENCE["texts"]], atol=1e-8, rtol=0)
 
 
@@ -252,10 +253,47 @@ def test_archive_files():
 
 def test_handler_imports_only_the_standard_library_at_module_level():
     tree = ast.parse(Path(handler.__file__).read_text())
-    names = set()
+    names: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             names.add((node.module or "").split(".")[0])
     assert names <= set(sys.stdlib_module_names) | {"__future__"}, names
+
+
+def test_the_test_url_goes_to_a_private_address_of_the_load_balancer():
+    ec2 = botocore.session.get_session().create_client(
+        "ec2", region_name="eu-west-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    env = {"TEST_URL": "http://gantry-lb-alb-123.eu-west-1.elb.amazonaws.com:9000", "TEST_LOAD_BALANCER": "app/lb/50dc"}
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "describe_network_interfaces",
+            {"NetworkInterfaces": [{"PrivateIpAddress": "10.30.2.17"}, {"PrivateIpAddress": "10.30.1.9"}]},
+            {"Filters": [{"Name": "description", "Values": ["ELB app/lb/50dc"]}]},
+        )
+        assert handler.private_test_url(env, ec2) == "http://10.30.1.9:9000"
+        stub.add_response("describe_network_interfaces", {"NetworkInterfaces": []})
+        with pytest.raises(handler.CheckError, match="no network interface of load balancer app/lb/50dc"):
+            handler.private_test_url(env, ec2)
+    # Without TEST_LOAD_BALANCER the URL is used as given (a local run, or an internal ALB).
+    assert handler.private_test_url({"TEST_URL": "http://127.0.0.1:8000/"}, None) == "http://127.0.0.1:8000"
+
+
+def test_the_check_runs_against_the_load_balancers_private_address():
+    session = botocore.session.get_session()
+    make = lambda n: session.create_client(n, region_name="eu-west-1", aws_access_key_id="t", aws_secret_access_key="t")  # noqa: E731
+    codedeploy, ec2 = make("codedeploy"), make("ec2")
+    with green_server(references_for) as url, Stubber(codedeploy) as cd_stub, Stubber(ec2) as ec2_stub:
+        port = url.rsplit(":", 1)[1]
+        # The public name does not resolve here: only the private address found for the ALB can pass.
+        env = {"CHECK": "smoke", "TEST_URL": f"http://alb.invalid:{port}", "TEST_LOAD_BALANCER": "app/lb/50dc"}
+        ec2_stub.add_response("describe_network_interfaces", {"NetworkInterfaces": [{"PrivateIpAddress": "127.0.0.1"}]})
+        cd_stub.add_response(
+            "put_lifecycle_event_hook_execution_status",
+            {"lifecycleEventHookExecutionId": "exec-1"},
+            {"deploymentId": "d-NEW", "lifecycleEventHookExecutionId": "exec-1", "status": "Succeeded"},
+        )
+        result = handler.run(EVENT, env, codedeploy=codedeploy, ec2=ec2, log=lambda line: None)
+    assert result["status"] == "Succeeded", result

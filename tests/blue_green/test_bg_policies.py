@@ -7,6 +7,7 @@ or a lost condition fails. Actions are also checked against botocore's models so
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import botocore.session
 import pytest
@@ -60,8 +61,8 @@ def well_formed(document) -> None:
         assert name in model.operation_names, f"{action} names no API operation"
 
 
-def codedeploy_policy(**overrides):
-    kwargs = dict(
+def codedeploy_policy(**overrides: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(
         cluster_name="gantry-prod",
         service_name="worker",
         listener_arns=LISTENERS,
@@ -133,8 +134,8 @@ def test_codedeploy_policy_refuses_bad_input(overrides, needle):
         codedeploy_policy(**overrides)
 
 
-def hook_policy(**overrides):
-    kwargs = dict(
+def hook_policy(**overrides: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(
         log_group_arn=LOG_GROUP,
         deployment_group_arn=DG,
         subnet_ids=["subnet-0b2", "subnet-0a1"],
@@ -150,7 +151,7 @@ def test_hook_policy_exact_grants():
     document = hook_policy()
     well_formed(document)
     ec2 = f"arn:aws:ec2:{REGION}:{ACCOUNT}"
-    assert DG == f"arn:aws:codedeploy:{REGION}:{ACCOUNT}:deploymentgroup:gantry-prod/worker"
+    assert f"arn:aws:codedeploy:{REGION}:{ACCOUNT}:deploymentgroup:gantry-prod/worker" == DG
     assert grants(document) == {
         "logs:CreateLogStream": {LOG_GROUP, f"{LOG_GROUP}:log-stream:*"},
         "logs:PutLogEvents": {LOG_GROUP, f"{LOG_GROUP}:log-stream:*"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import pulumi_aws as aws
 import pytest
@@ -17,6 +18,13 @@ from components.blue_green.traffic import (
     first_exposure_percent,
     shift_minutes,
 )
+
+
+def custom(shift: TrafficShift, name: str = "x") -> dict[str, Any]:
+    """The custom config's arguments (failing the test when a predefined config was chosen instead)."""
+    args = deployment_config(shift, name).custom_args
+    assert args is not None
+    return args
 
 
 @pytest.mark.parametrize(
@@ -39,13 +47,13 @@ def test_predefined_table_holds_exactly_the_five_ecs_configs():
 
 
 def test_custom_canary_and_linear_arguments():
-    canary = deployment_config(TrafficShift("canary", 20, 10), "gantry-prod-traffic").custom_args
+    canary = custom(TrafficShift("canary", 20, 10), "gantry-prod-traffic")
     assert canary == {
         "deployment_config_name": "gantry-prod-traffic",
         "compute_platform": "ECS",
         "traffic_routing_config": {"type": "TimeBasedCanary", "time_based_canary": {"interval": 10, "percentage": 20}},
     }
-    linear = deployment_config(TrafficShift("linear", 25, 2), "gantry-prod-traffic").custom_args
+    linear = custom(TrafficShift("linear", 25, 2), "gantry-prod-traffic")
     assert linear["traffic_routing_config"] == {
         "type": "TimeBasedLinear",
         "time_based_linear": {"interval": 2, "percentage": 25},
@@ -56,14 +64,14 @@ def test_custom_arguments_are_the_pinned_providers_argument_names():
     def params(cls) -> set[str]:
         return set(inspect.signature(cls.__init__).parameters) - {"self", "__self__"}
 
-    args = deployment_config(TrafficShift("canary", 20, 10), "x").custom_args
+    args = custom(TrafficShift("canary", 20, 10))
     assert set(args) <= params(aws.codedeploy.DeploymentConfigArgs)
     routing = args["traffic_routing_config"]
     assert set(routing) <= params(aws.codedeploy.DeploymentConfigTrafficRoutingConfigArgs)
     assert set(routing["time_based_canary"]) == params(
         aws.codedeploy.DeploymentConfigTrafficRoutingConfigTimeBasedCanaryArgs
     )
-    linear = deployment_config(TrafficShift("linear", 20, 10), "x").custom_args["traffic_routing_config"]
+    linear = custom(TrafficShift("linear", 20, 10))["traffic_routing_config"]
     assert set(linear["time_based_linear"]) == params(
         aws.codedeploy.DeploymentConfigTrafficRoutingConfigTimeBasedLinearArgs
     )

@@ -8,6 +8,11 @@ deployment back. Two checks (CHECK):
   golden text is embedded by green, then retrieval top-1 (the positive strictly outscores each
   distractor, on unit vectors) and the cosine of each embedding to its packaged fp32 reference (min and
   mean; NaN/inf components count as 0) are held to EVAL_MIN_TOP1 / EVAL_MIN_COSINE / EVAL_MEAN_COSINE.
+When TEST_LOAD_BALANCER (the ALB's ARN suffix app/NAME/ID) is set, the check connects to one of the
+ALB's private addresses (its network interfaces' description is "ELB app/NAME/ID") on TEST_URL's port:
+an internet-facing ALB's DNS name resolves to public addresses, which a function in the VPC reaches
+only through NAT, from the NAT's address, so the test listener's security group (which admits only
+the hook's group) would refuse it.
 - "smoke": GET HEALTH_PATH must answer 200, then SMOKE_METHOD SMOKE_PATH (with SMOKE_BODY) must answer
   SMOKE_EXPECT_STATUS: a generic check for a user's own service, meant to be replaced by a real one.
 Any exception while checking reports Failed, so a deployment is never left waiting for the hook's
@@ -188,6 +193,21 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def private_test_url(env: Mapping[str, str], ec2: Any) -> str:
+    """TEST_URL with its host replaced by a private address of the TEST_LOAD_BALANCER's interfaces."""
+    base = _base_url(env)
+    suffix = env.get("TEST_LOAD_BALANCER", "").strip()
+    if not suffix:
+        return base
+    answer = ec2.describe_network_interfaces(Filters=[{"Name": "description", "Values": [f"ELB {suffix}"]}])
+    addresses = sorted(i["PrivateIpAddress"] for i in answer.get("NetworkInterfaces", []) if i.get("PrivateIpAddress"))
+    if not addresses:
+        raise CheckError(f"no network interface of load balancer {suffix} found; is TEST_LOAD_BALANCER right?")
+    parsed = urllib.parse.urlsplit(base)
+    port = f":{parsed.port}" if parsed.port else ""
+    return urllib.parse.urlunsplit((parsed.scheme, f"{addresses[0]}{port}", parsed.path, "", ""))
+
+
 def load_reference(path: Path = REFERENCE_FILE) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -262,6 +282,7 @@ def run(
     *,
     codedeploy: Any,
     secrets: Any = None,
+    ec2: Any = None,
     log: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, str]:
@@ -276,6 +297,8 @@ def run(
         if check not in CHECKS:
             raise CheckError(f"CHECK={check!r} is invalid; allowed: {', '.join(CHECKS)}")
         key = api_key(env, secrets)
+        if env.get("TEST_LOAD_BALANCER", "").strip():
+            env = {**env, "TEST_URL": private_test_url(env, ec2)}
         verdict = eval_check(env, key, sleep) if check == "eval" else smoke_check(env, key)
     except Exception as exc:  # noqa: BLE001 — whatever went wrong, the deployment must hear Failed.
         verdict = Verdict(False, f"check could not run: {type(exc).__name__}: {exc}")
@@ -302,4 +325,5 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, str]:
     import boto3  # Provided by the Lambda Python runtime.
 
     secrets = boto3.client("secretsmanager") if os.environ.get("API_KEY_SECRET_ARN") else None
-    return run(event, os.environ, codedeploy=boto3.client("codedeploy"), secrets=secrets)
+    ec2 = boto3.client("ec2") if os.environ.get("TEST_LOAD_BALANCER") else None
+    return run(event, os.environ, codedeploy=boto3.client("codedeploy"), secrets=secrets, ec2=ec2)

@@ -1,0 +1,355 @@
+"""BlueGreenDeployment: the CodeDeploy application, deployment group, hook and deploy resource of a stack.
+
+With `deployment.strategy: codedeploy` this box turns the ECS service (CODE_DEPLOY controller) behind
+the load balancer's blue/green pair into a deploy pipeline inside `pulumi up`: a CodeDeploy
+application and BLUE_GREEN deployment group with traffic control (the target-group pair by name, the
+production and test listeners, auto-rollback on failure and on the rollback alarms, which watch both
+groups), the traffic shape as a predefined or custom deployment config, the AfterAllowTestTraffic hook
+Lambda that checks green through the test listener, and the `BlueGreenDeploy` resource that starts a
+deployment whenever the task definition changes and fails the `up` when it rolls back. With
+`rolling` it creates nothing: ECS's own rolling deployment and the service's alarms apply.
+Security stance: the CodeDeploy role is an inline policy on this service, these listeners, this
+function and the two task roles (PassRole only to ECS tasks) instead of AWSCodeDeployRoleForECS; the
+hook runs in the private subnets with its own security group and may report only to this deployment
+group; its archive holds code and public evaluation data, and the API key stays in Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import pulumi
+import pulumi_aws as aws
+
+from components.blue_green import hook_package, policies
+from components.blue_green.appspec import AppSpecArgs, CapacityProviderItem, appspec_content
+from components.blue_green.provider import BlueGreenDeploy, BlueGreenDeployArgs
+from components.blue_green.traffic import deployment_config
+from components.cluster import Cluster
+from components.env import AwsEnv
+from components.network import VpcHandles
+from components.secrets import SecretRefs
+from components.service import CONTAINER_NAME, FargateService
+from components.settings import ContainerSettings, DeploymentSettings, LogsSettings, ServiceSettings
+
+HOOK_EVENT = "AfterAllowTestTraffic"
+HOOK_RUNTIME = "python3.12"
+# The eval embeds ~200 golden texts in batches of 32 on green; a minute is ample, five is the cap
+# before CodeDeploy would be left waiting on a hung check.
+HOOK_TIMEOUT_SECONDS = 300
+SAMPLE_API_KEY_SECRET = "API_KEYS"
+
+
+class LoadBalancerHandles(Protocol):
+    """What the deployment group and the hook need from the load balancer (a PublicLoadBalancer)."""
+
+    @property
+    def load_balancer(self) -> aws.lb.LoadBalancer: ...
+
+    @property
+    def target_groups(self) -> Mapping[str, aws.lb.TargetGroup]: ...
+
+    @property
+    def production_listener(self) -> aws.lb.Listener: ...
+
+    @property
+    def test_listener(self) -> aws.lb.Listener | None: ...
+
+    @property
+    def arn_suffix(self) -> pulumi.Output[str]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlueGreenDeploymentArgs:
+    env: AwsEnv
+    settings: DeploymentSettings
+    """The strategy (rolling: nothing is created), traffic shape, waits, timeout and check thresholds."""
+    cluster: Cluster
+    service: FargateService
+    """Must use the CODE_DEPLOY controller when the strategy is codedeploy."""
+    load_balancer: LoadBalancerHandles
+    """The PublicLoadBalancer: its blue/green target groups, production and test listeners."""
+    vpc: VpcHandles
+    """The hook runs in the private subnets, like the tasks."""
+    task_security_group_id: pulumi.Input[str]
+    """Green's tasks get the service's own security group (AppSpec)."""
+    hook_security_group_id: pulumi.Input[str] | None
+    """The hook's group (ServiceSecurityGroups): the test listener and HTTPS to AWS only."""
+    container: ContainerSettings
+    """The container's port (AppSpec) and health path (smoke check)."""
+    service_settings: ServiceSettings
+    """Green starts on the service's capacity provider strategy."""
+    logs: LogsSettings
+    """The hook's log group keeps the service's retention."""
+    rollback_alarm_names: Sequence[str]
+    """Alarms of both target groups (and the worker): any in ALARM stops and rolls back a deployment."""
+    eval_check: bool
+    """True for the sample worker (the eval gate with packaged references), false for a smoke check."""
+    secrets: SecretRefs = SecretRefs()
+    """The container's secrets: the eval hook reads the sample worker's API_KEYS secret (the key of
+    `settings.evalTenant`); default none (no key sent)."""
+
+
+class BlueGreenDeployment(pulumi.ComponentResource):
+    application: aws.codedeploy.Application | None
+    deployment_group: aws.codedeploy.DeploymentGroup | None
+    hook: aws.lambda_.Function | None
+    deploy: BlueGreenDeploy | None
+
+    def __init__(self, name: str, args: BlueGreenDeploymentArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gantry:deploy:BlueGreenDeployment", name, None, opts)
+        self.application = self.deployment_group = self.hook = self.deploy = None
+        if not args.settings.blue_green:
+            self.register_outputs({})
+            return
+        if args.service.deployment_controller != "CODE_DEPLOY":
+            raise ValueError("a blue/green deployment needs the service's CODE_DEPLOY deployment controller")
+        lb = args.load_balancer
+        if (
+            lb.test_listener is None
+            or set(lb.target_groups) != {"blue", "green"}
+            or args.hook_security_group_id is None
+        ):
+            raise ValueError(
+                "a blue/green deployment needs the blue and green target groups, a test listener and the hook's group"
+            )
+        child = pulumi.ResourceOptions(parent=self)
+        env, settings = args.env, args.settings
+        blue, green = lb.target_groups["blue"], lb.target_groups["green"]
+        group_name = f"gantry-{env.stack}"
+
+        self.application = aws.codedeploy.Application(f"{name}-app", compute_platform="ECS", opts=child)
+        group_arn = self.application.name.apply(
+            lambda app: policies.deployment_group_arn(
+                application_name=app,
+                deployment_group_name=group_name,
+                region=env.region,
+                account_id=env.account_id,
+                partition=env.partition,
+            )
+        )
+
+        self.hook = self._hook(name, args, group_arn, child)
+
+        role = aws.iam.Role(
+            f"{name}-codedeploy-role",
+            description="CodeDeploy blue/green of one gantry service (inline, least-privilege)",
+            assume_role_policy=json.dumps(policies.codedeploy_trust_policy(account_id=env.account_id)),
+            opts=child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-codedeploy-policy",
+            role=role.id,
+            policy=pulumi.Output.all(
+                cluster=args.cluster.name,
+                service=args.service.service.name,
+                listeners=pulumi.Output.all(lb.production_listener.arn, lb.test_listener.arn),
+                hook=self.hook.arn,
+                roles=pulumi.Output.all(args.service.roles.execution_role_arn, args.service.roles.task_role_arn),
+            ).apply(
+                lambda v: json.dumps(
+                    policies.codedeploy_service_policy(
+                        cluster_name=v["cluster"],
+                        service_name=v["service"],
+                        listener_arns=v["listeners"],
+                        hook_function_arn=v["hook"],
+                        task_role_arns=v["roles"],
+                        alarm_names=list(args.rollback_alarm_names),
+                        region=env.region,
+                        account_id=env.account_id,
+                        partition=env.partition,
+                    )
+                )
+            ),
+            opts=child,
+        )
+
+        choice = deployment_config(settings.shift, custom_name=f"gantry-{env.stack}-{settings.traffic}")
+        if choice.predefined_name is not None:
+            config_name: pulumi.Input[str] = choice.predefined_name
+        else:
+            assert choice.custom_args is not None
+            config_name = aws.codedeploy.DeploymentConfig(
+                f"{name}-config", **choice.custom_args, opts=child
+            ).deployment_config_name
+
+        self.deployment_group = aws.codedeploy.DeploymentGroup(
+            f"{name}-group",
+            app_name=self.application.name,
+            deployment_group_name=group_name,
+            service_role_arn=role.arn,
+            deployment_config_name=config_name,
+            deployment_style={"deployment_option": "WITH_TRAFFIC_CONTROL", "deployment_type": "BLUE_GREEN"},
+            blue_green_deployment_config={
+                # Green gets traffic as soon as it is healthy and the hook passed; nobody clicks "reroute".
+                "deployment_ready_option": {"action_on_timeout": "CONTINUE_DEPLOYMENT"},
+                "terminate_blue_instances_on_deployment_success": {
+                    "action": "TERMINATE",
+                    "termination_wait_time_in_minutes": settings.blue_termination_wait_minutes,
+                },
+            },
+            ecs_service={"cluster_name": args.cluster.name, "service_name": args.service.service.name},
+            load_balancer_info={
+                "target_group_pair_info": {
+                    "prod_traffic_route": {"listener_arns": [lb.production_listener.arn]},
+                    "test_traffic_route": {"listener_arns": [lb.test_listener.arn]},
+                    "target_groups": [{"name": blue.name}, {"name": green.name}],
+                }
+            },
+            auto_rollback_configuration={
+                "enabled": True,
+                "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"],
+            },
+            alarm_configuration={"enabled": True, "alarms": list(args.rollback_alarm_names)},
+            # CodeDeploy checks the role's permissions when the group is created.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+        )
+
+        task_definition_arn = args.service.task_definition.arn
+        strategy = tuple(
+            CapacityProviderItem(capacity_provider=p.provider, weight=p.weight, base=p.base)
+            for p in args.service_settings.capacity_providers
+        )
+        content = pulumi.Output.all(
+            task=task_definition_arn,
+            subnets=args.vpc.private_subnet_ids,
+            sg=args.task_security_group_id,
+            hook=self.hook.arn,
+        ).apply(
+            lambda v: appspec_content(
+                AppSpecArgs(
+                    task_definition_arn=v["task"],
+                    container_name=CONTAINER_NAME,
+                    container_port=args.container.port,
+                    subnets=tuple(v["subnets"]),
+                    security_groups=(v["sg"],),
+                    capacity_provider_strategy=strategy,
+                    platform_version="LATEST",
+                    hooks={HOOK_EVENT: v["hook"]},
+                )
+            )
+        )
+        self.deploy = BlueGreenDeploy(
+            f"{name}-deploy",
+            BlueGreenDeployArgs(
+                region=env.region,
+                cluster=args.cluster.name,
+                service=args.service.service.name,
+                application_name=self.application.name,
+                deployment_group_name=self.deployment_group.deployment_group_name,
+                task_definition_arn=task_definition_arn,
+                appspec_content=content,
+                description=pulumi.Output.concat("gantry ", env.stack, ": ", task_definition_arn),
+                alarm_names=list(args.rollback_alarm_names),
+                timeout_seconds=settings.deploy_timeout_minutes * 60,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.service.service, self.deployment_group]),
+        )
+        self.register_outputs(
+            {
+                "applicationName": self.application.name,
+                "deploymentGroupName": self.deployment_group.deployment_group_name,
+                "hookFunctionName": self.hook.name,
+            }
+        )
+
+    def _hook(
+        self, name: str, args: BlueGreenDeploymentArgs, group_arn: pulumi.Output[str], child: pulumi.ResourceOptions
+    ) -> aws.lambda_.Function:
+        env, settings, lb = args.env, args.settings, args.load_balancer
+        check = "eval" if args.eval_check else "smoke"
+        hook_sg = args.hook_security_group_id
+        assert hook_sg is not None  # checked by the constructor
+        api_key_secret_arn = next(
+            (
+                r.arn
+                for r in args.secrets.refs
+                if args.eval_check and r.name == SAMPLE_API_KEY_SECRET and r.store == "secretsmanager"
+            ),
+            None,
+        )
+        log_group = aws.cloudwatch.LogGroup(f"{name}-hook-logs", retention_in_days=args.logs.retention_days, opts=child)
+        role = aws.iam.Role(
+            f"{name}-hook-role",
+            description="gantry blue/green hook: its logs, its ENIs, the verdict for one deployment group",
+            assume_role_policy=json.dumps(policies.hook_trust_policy(account_id=env.account_id)),
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-hook-policy",
+            role=role.id,
+            policy=pulumi.Output.all(
+                logs=log_group.arn,
+                group=group_arn,
+                subnets=args.vpc.private_subnet_ids,
+                sg=hook_sg,
+                secret=api_key_secret_arn,
+            ).apply(
+                lambda v: json.dumps(
+                    policies.hook_function_policy(
+                        log_group_arn=v["logs"],
+                        deployment_group_arn=v["group"],
+                        subnet_ids=v["subnets"],
+                        security_group_ids=[v["sg"]],
+                        region=env.region,
+                        account_id=env.account_id,
+                        partition=env.partition,
+                        api_key_secret_arn=v["secret"],
+                    )
+                )
+            ),
+            opts=child,
+        )
+        variables: dict[str, pulumi.Input[str]] = {
+            "CHECK": check,
+            # The ALB is internet-facing, so its DNS name resolves to public addresses, which a VPC client
+            # reaches only through NAT (and then from the NAT's address, not the hook's group). The hook
+            # connects to one of the ALB's private addresses instead, found by this ENI description.
+            "TEST_LOAD_BALANCER": lb.arn_suffix,
+            "TEST_URL": pulumi.Output.concat(
+                "http://", lb.load_balancer.dns_name, ":", str(settings.test_listener_port)
+            ),
+            "HEALTH_PATH": args.container.health_check_path,
+        }
+        if args.eval_check:
+            variables.update(
+                {
+                    "EVAL_MIN_TOP1": str(settings.eval_min_top1),
+                    "EVAL_MIN_COSINE": str(settings.eval_min_cosine),
+                    "EVAL_MEAN_COSINE": str(settings.eval_mean_cosine),
+                    "API_KEY_TENANT": settings.eval_tenant,
+                }
+            )
+            if api_key_secret_arn is not None:
+                variables["API_KEY_SECRET_ARN"] = api_key_secret_arn
+        elif settings.smoke_path is not None:
+            variables.update(
+                {
+                    "SMOKE_PATH": settings.smoke_path,
+                    "SMOKE_METHOD": settings.smoke_method,
+                    "SMOKE_EXPECT_STATUS": str(settings.smoke_expect_status),
+                }
+            )
+            if settings.smoke_body is not None:
+                variables["SMOKE_BODY"] = settings.smoke_body
+        return aws.lambda_.Function(
+            f"{name}-hook",
+            description=f"gantry {env.stack}: {check} check of green before production traffic",
+            runtime=HOOK_RUNTIME,
+            architectures=["arm64"],
+            handler=hook_package.LAMBDA_HANDLER,
+            code=pulumi.AssetArchive(
+                {archive_name: pulumi.FileAsset(str(path)) for path, archive_name in hook_package.archive_files(check)}
+            ),
+            role=role.arn,
+            timeout=HOOK_TIMEOUT_SECONDS,
+            memory_size=512,
+            environment={"variables": variables},
+            vpc_config={"subnet_ids": args.vpc.private_subnet_ids, "security_group_ids": [hook_sg]},
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=log_group.name),
+            # The function's ENIs need the policy at creation, and its logs the group.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
+        )
