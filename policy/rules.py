@@ -289,13 +289,45 @@ def _internet_facing(balancer: Resource) -> bool:
     return balancer.props.get("internal") is not True
 
 
+def _covers(rule: Mapping[str, Any], port: Any) -> bool:
+    if str(rule.get("ipProtocol") or rule.get("protocol")) == "-1":
+        return True
+    try:
+        return float(rule.get("fromPort", -1)) <= float(port) <= float(rule.get("toPort", rule.get("fromPort", -1)))
+    except (TypeError, ValueError):
+        return True  # unknown ports: assume the worst
+
+
+def _reachable_from_cidrs(balancer: Resource, port: Any, resources: Sequence[Resource]) -> bool:
+    """Whether the balancer's security groups admit `port` from an address range (the internet side).
+    Groups that cannot be resolved count as open: the rule must not pass on what it cannot see."""
+    groups = [g for g in resources if g.type == SECURITY_GROUP and _linked(balancer, "securityGroups", g)]
+    if not groups:
+        return True
+    for r in resources:
+        from_cidr = (r.type == SG_INGRESS_RULE and bool(r.props.get("cidrIpv4") or r.props.get("cidrIpv6"))) or (
+            r.type == SG_RULE and r.props.get("type") == "ingress" and bool(r.props.get("cidrBlocks"))
+        )
+        if from_cidr and any(_linked(r, "securityGroupId", g) for g in groups) and _covers(r.props, port):
+            return True
+    return any(
+        (rule.get("cidrBlocks") or rule.get("ipv6CidrBlocks")) and _covers(rule, port)
+        for g in groups
+        for rule in _as_list(g.props.get("ingress"))
+    )
+
+
 def no_plain_http_from_internet(resources: Sequence[Resource], production: bool) -> list[str]:
-    """An internet-facing load balancer's plain-HTTP listeners only redirect (to HTTPS); none forwards."""
+    """An internet-facing load balancer's plain-HTTP listeners that the internet can reach (a CIDR
+    ingress on the balancer's security groups covers the port) only redirect (to HTTPS); none forwards.
+    A listener only other security groups reach (a CodeDeploy test listener) is not on the internet."""
     balancers = [r for r in resources if r.type == LOAD_BALANCER]
     findings = []
     for listener in (r for r in resources if r.type == LISTENER and r.props.get("protocol", "HTTP") == "HTTP"):
         balancer = next((b for b in balancers if _linked(listener, "loadBalancerArn", b)), None)
         if balancer is not None and not _internet_facing(balancer):
+            continue
+        if balancer is not None and not _reachable_from_cidrs(balancer, listener.props.get("port"), resources):
             continue
         kinds = sorted({str(a.get("type")) for a in _as_list(listener.props.get("defaultActions"))} - {"redirect"})
         if kinds:
