@@ -36,7 +36,7 @@ class ConditionFailed(Exception):
 
 class BatchStore:
     def __init__(self, settings: BatchSettings):
-        import boto3  # type: ignore[import-untyped]  # no py.typed; pyproject lists botocore only
+        import boto3
         from botocore.config import Config
 
         # Standard retry mode with a few attempts: throttling and 5xx are retried inside the SDK.
