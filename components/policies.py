@@ -60,8 +60,12 @@ def _dns_suffix(partition: str) -> str:
     return "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
 
 
-def service_trust_policy(*, sid: str, service: str, source_arn: str, account_id: str) -> dict[str, Any]:
-    """Let one AWS service assume a role, only on behalf of this account's resources matching `source_arn`."""
+def service_trust_policy(*, sid: str, service: str, account_id: str, source_arn: str | None = None) -> dict[str, Any]:
+    """Let one AWS service assume a role, only on behalf of this account (and, with `source_arn`, only
+    for this account's resources matching it), against the confused-deputy problem."""
+    condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    if source_arn is not None:
+        condition["ArnLike"] = {"aws:SourceArn": source_arn}
     return {
         "Version": VERSION,
         "Statement": [
@@ -70,10 +74,7 @@ def service_trust_policy(*, sid: str, service: str, source_arn: str, account_id:
                 "Effect": "Allow",
                 "Principal": {"Service": service},
                 "Action": "sts:AssumeRole",
-                "Condition": {
-                    "StringEquals": {"aws:SourceAccount": account_id},
-                    "ArnLike": {"aws:SourceArn": source_arn},
-                },
+                "Condition": condition,
             }
         ],
     }

@@ -18,7 +18,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-VERSION = "2012-10-17"
+from components.policies import VERSION, service_trust_policy
+
 _LISTENER_ARN = re.compile(
     r"^(arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}):listener/(app/[^/]+/[0-9a-f]+/[0-9a-f]+)$"
 )
@@ -31,18 +32,7 @@ class PolicyError(ValueError):
 def _trust(sid: str, service: str, account_id: str) -> dict[str, Any]:
     if not re.fullmatch(r"\d{12}", account_id):
         raise PolicyError(f"account_id={account_id!r} is invalid; allowed: 12 digits")
-    return {
-        "Version": VERSION,
-        "Statement": [
-            {
-                "Sid": sid,
-                "Effect": "Allow",
-                "Principal": {"Service": service},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-            }
-        ],
-    }
+    return service_trust_policy(sid=sid, service=service, account_id=account_id)
 
 
 def codedeploy_trust_policy(*, account_id: str) -> dict[str, Any]:
