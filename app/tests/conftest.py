@@ -42,8 +42,9 @@ def build_key() -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture(scope="session")
-def model_dir() -> Path:
+def ensure_model() -> Path:
+    """The model build's output: MODEL_DIR when set, else build/model, rebuilt when its inputs changed.
+    Shared by the worker tests and the blue/green hook tests (one build, one cache key)."""
     if os.environ.get("MODEL_DIR"):
         path = Path(os.environ["MODEL_DIR"])
         assert (path / "manifest.json").is_file(), f"MODEL_DIR={path} holds no built model"
@@ -60,6 +61,11 @@ def model_dir() -> Path:
         )
         key_file.write_text(key)
     return path
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    return ensure_model()
 
 
 @pytest.fixture

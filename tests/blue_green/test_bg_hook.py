@@ -6,9 +6,9 @@ references against what the model build produces.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import random
-import subprocess
 import sys
 import threading
 from contextlib import contextmanager
@@ -209,25 +209,11 @@ def test_eval_arithmetic_agrees_with_the_worker_eval(monkeypatch):
 @pytest.fixture(scope="module")
 def built_model() -> Path:
     """The model build's output, shared with app/tests (same directory and cache key as its model_dir)."""
-    import importlib.util
-    import os
-
-    if os.environ.get("MODEL_DIR"):
-        return Path(os.environ["MODEL_DIR"])
     spec = importlib.util.spec_from_file_location("app_tests_conftest", APP_DIR / "tests" / "conftest.py")
     assert spec is not None and spec.loader is not None
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
-    path, key_file, key = REPO / "build" / "model", REPO / "build" / "model.key", conftest.build_key()
-    if not (path / "manifest.json").is_file() or not key_file.is_file() or key_file.read_text() != key:
-        subprocess.run(
-            [sys.executable, "-m", "worker.build_model", "--out", str(path)],
-            cwd=APP_DIR,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        key_file.write_text(key)
-    return path
+    return conftest.ensure_model()
 
 
 def test_packaged_references_match_the_model_build(built_model):
