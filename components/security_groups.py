@@ -57,6 +57,22 @@ def allow(
     return egress, ingress
 
 
+def https_out(
+    name: str, group: pulumi.Input[str], description: str, opts: pulumi.ResourceOptions
+) -> aws.vpc.SecurityGroupEgressRule:
+    """HTTPS (and only HTTPS) from a group to anywhere: the one internet egress gantry opens, via NAT."""
+    return aws.vpc.SecurityGroupEgressRule(
+        name,
+        security_group_id=group,
+        ip_protocol="tcp",
+        from_port=443,
+        to_port=443,
+        cidr_ipv4="0.0.0.0/0",
+        description=description,
+        opts=opts,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServiceSecurityGroupsArgs:
     vpc_id: pulumi.Input[str]
@@ -113,16 +129,7 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
             opts=child,
         )
         if args.https_egress_to_internet:
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-task-https-out",
-                security_group_id=task.id,
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
-                cidr_ipv4="0.0.0.0/0",
-                description="HTTPS to AWS APIs and model providers through NAT",
-                opts=child,
-            )
+            https_out(f"{name}-task-https-out", task.id, "HTTPS to AWS APIs and model providers through NAT", child)
 
         self.hook_security_group_id = None
         if args.test_listener_port is not None:
@@ -144,15 +151,11 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
             )
             if args.https_egress_to_internet:
                 # CodeDeploy and EC2 have no endpoint in the stack: the verdict goes out through NAT.
-                aws.vpc.SecurityGroupEgressRule(
+                https_out(
                     f"{name}-hook-https-out",
-                    security_group_id=hook.id,
-                    ip_protocol="tcp",
-                    from_port=443,
-                    to_port=443,
-                    cidr_ipv4="0.0.0.0/0",
-                    description="HTTPS to the CodeDeploy, EC2 and Secrets Manager APIs through NAT",
-                    opts=child,
+                    hook.id,
+                    "HTTPS to the CodeDeploy, EC2 and Secrets Manager APIs through NAT",
+                    child,
                 )
             self.hook_security_group_id = hook.id
 
