@@ -8,10 +8,13 @@ time. Both are checked here against botocore's service models.
 
 from __future__ import annotations
 
+import re
+
 import botocore.session
 import pytest
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
+from components.scaling import MetricQuery, ScalingRule, target_tracking_configuration
 from harness import Graph, run_program
 
 SESSION = botocore.session.get_session()
@@ -78,6 +81,73 @@ def test_the_shape_check_catches_a_misspelt_hardening_field():
     errors = shape_errors(bad, shape, "c")
     assert "c.readOnlyRootFilesystem: not a member of ContainerDefinition" in errors
     assert any(e.startswith("c.portMappings[0].protocol") for e in errors)
+
+
+def pascal(value):
+    """The provider's camelCase input keys as the API's PascalCase members; the engine records every
+    number as a float, so integral floats are the integers they were written as."""
+    if isinstance(value, dict):
+        return {k[:1].upper() + k[1:]: pascal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [pascal(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def camel(value):
+    """A Python ArgsDict as the provider's camelCase inputs (what the mocks record)."""
+    if isinstance(value, dict):
+        return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel(v) for v in value]
+    return value
+
+
+def scaling_shape_errors(config: dict) -> list[str]:
+    shape = SESSION.get_service_model("application-autoscaling").shape_for("TargetTrackingScalingPolicyConfiguration")
+    return shape_errors(pascal(config), shape, "targetTracking")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_scaling_policy_fits_the_application_auto_scaling_model(stack):
+    graph = run_program(stack)
+    policies = graph.of_type("aws:appautoscaling/policy:Policy")
+    assert policies
+    errors = [e for p in policies for e in scaling_shape_errors(p.inputs["targetTrackingScalingPolicyConfiguration"])]
+    assert errors == []
+
+
+def test_a_metric_math_rule_fits_the_model_and_the_check_catches_a_wrong_member():
+    rule = ScalingRule(
+        name="backlog",
+        target_value=10,
+        metric_queries=(
+            MetricQuery(
+                id="m1",
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": "jobs"},
+                stat="Sum",
+            ),
+            MetricQuery(
+                id="tasks",
+                namespace="ECS/ContainerInsights",
+                metric_name="RunningTaskCount",
+                dimensions={"ClusterName": "c", "ServiceName": "s"},
+            ),
+            MetricQuery(id="perTask", expression="m1 / tasks", returns=True),
+        ),
+        scale_in_cooldown_seconds=300,
+        scale_out_cooldown_seconds=60,
+    )
+    config = target_tracking_configuration(rule)
+    as_provider_inputs = camel(config)
+    assert scaling_shape_errors(as_provider_inputs) == []
+    (returned,) = [q for q in config["customized_metric_specification"]["metrics"] if q["return_data"]]
+    assert returned["expression"] == "m1 / tasks"
+    as_provider_inputs["customizedMetricSpecification"]["metrics"][0]["metricStat"]["statistic"] = "Sum"
+    assert any("MetricStat.Statistic: not a member" in e for e in scaling_shape_errors(as_provider_inputs))
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

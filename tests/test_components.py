@@ -18,7 +18,7 @@ from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs,
 from components.network import Network, NetworkArgs
 from components.registry import ImageRepository, ImageRepositoryArgs, content_tag, pinned_uri
 from components.roles import TaskRoles, TaskRolesArgs
-from components.scaling import standard_rules, target_tracking_configuration
+from components.scaling import MetricQuery, ScalingRule, standard_rules, target_tracking_configuration
 from components.secrets import AppSecrets, AppSecretsArgs, SecretRef, SecretRefs, version_labels
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs, allow
 from components.service import (
@@ -561,6 +561,25 @@ def test_scaling_rules_are_specs_of_the_target_tracking_policy():
         "resource_label": "app/lb/1/targetgroup/tg/2",
     }
     assert [r.name for r in standard_rules(settings, None)] == ["cpu"]
+
+
+def test_scaling_rules_name_exactly_one_signal_and_one_returned_series():
+    stat = MetricQuery(id="visible", namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible")
+    per_task = MetricQuery(id="perTask", expression="visible / 2", returns=True)
+    cooldowns = {"scale_in_cooldown_seconds": 300, "scale_out_cooldown_seconds": 60}
+    ScalingRule(name="ok", target_value=5, metric_queries=(stat, per_task), **cooldowns)
+    with pytest.raises(ValueError, match="either a predefined metric or metric queries"):
+        ScalingRule(name="both", target_value=5, predefined_metric="X", metric_queries=(per_task,), **cooldowns)
+    with pytest.raises(ValueError, match="either a predefined metric or metric queries"):
+        ScalingRule(name="neither", target_value=5, **cooldowns)
+    with pytest.raises(ValueError, match="exactly one metric query must return"):
+        ScalingRule(name="none-returned", target_value=5, metric_queries=(stat,), **cooldowns)
+    with pytest.raises(ValueError, match="start with a lower-case letter"):
+        MetricQuery(id="PerTask", expression="visible / 2")
+    with pytest.raises(ValueError, match="either an expression or a namespace"):
+        MetricQuery(id="m", expression="visible", metric_name="X", namespace="Y")
+    with pytest.raises(ValueError, match="needs its namespace"):
+        MetricQuery(id="m", metric_name="X")
 
 
 def test_allow_writes_both_halves_of_one_path():
