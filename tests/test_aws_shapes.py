@@ -144,7 +144,7 @@ def test_a_metric_math_rule_fits_the_model_and_the_check_catches_a_wrong_member(
     config = target_tracking_configuration(rule)
     as_provider_inputs = camel(config)
     assert scaling_shape_errors(as_provider_inputs) == []
-    (returned,) = [q for q in config["customized_metric_specification"]["metrics"] if q["return_data"]]
+    (returned,) = [q for q in as_provider_inputs["customizedMetricSpecification"]["metrics"] if q["returnData"]]
     assert returned["expression"] == "m1 / tasks"
     as_provider_inputs["customizedMetricSpecification"]["metrics"][0]["metricStat"]["statistic"] = "Sum"
     assert any("MetricStat.Statistic: not a member" in e for e in scaling_shape_errors(as_provider_inputs))

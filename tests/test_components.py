@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -566,14 +567,19 @@ def test_scaling_rules_are_specs_of_the_target_tracking_policy():
 def test_scaling_rules_name_exactly_one_signal_and_one_returned_series():
     stat = MetricQuery(id="visible", namespace="AWS/SQS", metric_name="ApproximateNumberOfMessagesVisible")
     per_task = MetricQuery(id="perTask", expression="visible / 2", returns=True)
-    cooldowns = {"scale_in_cooldown_seconds": 300, "scale_out_cooldown_seconds": 60}
-    ScalingRule(name="ok", target_value=5, metric_queries=(stat, per_task), **cooldowns)
+
+    def rule(name: str, **signal: Any) -> ScalingRule:
+        return ScalingRule(
+            name=name, target_value=5, scale_in_cooldown_seconds=300, scale_out_cooldown_seconds=60, **signal
+        )
+
+    rule("ok", metric_queries=(stat, per_task))
     with pytest.raises(ValueError, match="either a predefined metric or metric queries"):
-        ScalingRule(name="both", target_value=5, predefined_metric="X", metric_queries=(per_task,), **cooldowns)
+        rule("both", predefined_metric="X", metric_queries=(per_task,))
     with pytest.raises(ValueError, match="either a predefined metric or metric queries"):
-        ScalingRule(name="neither", target_value=5, **cooldowns)
+        rule("neither")
     with pytest.raises(ValueError, match="exactly one metric query must return"):
-        ScalingRule(name="none-returned", target_value=5, metric_queries=(stat,), **cooldowns)
+        rule("none-returned", metric_queries=(stat,))
     with pytest.raises(ValueError, match="start with a lower-case letter"):
         MetricQuery(id="PerTask", expression="visible / 2")
     with pytest.raises(ValueError, match="either an expression or a namespace"):
