@@ -1,17 +1,19 @@
-"""gantry: one containerised AI service on ECS Fargate behind an ALB, per stack config.
+"""gantry: one containerised AI service on ECS Fargate behind an ALB and an edge, per stack config.
 
 Reads like the architecture: config -> settings -> network -> security groups -> VPC endpoints ->
-secrets -> image -> load balancer -> rollback alarms -> cluster -> service -> blue/green deployment
-(prod: CodeDeploy; dev: nothing, ECS rolls) -> outputs. Config is read and validated here,
-once, before any resource is registered (what validation needs from AWS is looked up first, with
-invokes); components receive typed Args and never read config themselves. This file holds no
-arithmetic, string building or indexing: a value that needs computing belongs to the box that owns it.
+secrets -> image -> load balancer -> edge (CloudFront + WAF, or WAF on the public ALB) -> rollback
+alarms -> cluster -> service -> blue/green deployment (prod: CodeDeploy; dev: nothing, ECS rolls) -> outputs.
+Config is read and validated here, once, before any resource is registered (what validation needs
+from AWS is looked up first, with invokes); components receive typed Args and never read config
+themselves. This file holds no arithmetic, string building or indexing: a value that needs computing
+belongs to the box that owns it.
 """
 
 import pulumi
 
 from components.blue_green.component import BlueGreenDeployment, BlueGreenDeploymentArgs
 from components.cluster import Cluster
+from components.edge import Edge, EdgeArgs
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
 from components.env import AwsEnv
 from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
@@ -34,8 +36,8 @@ security_groups = ServiceSecurityGroups(
     ServiceSecurityGroupsArgs(
         vpc_id=network.vpc_id,
         container_port=settings.container.port,
-        listener_ports=listener_ports(settings.domain),
-        ingress_cidrs=settings.load_balancer.ingress_cidrs,
+        listener_ports=listener_ports(settings.load_balancer_domain),
+        ingress_cidrs=settings.listener_ingress_cidrs,
         https_egress_to_internet=settings.network.has_nat,
         test_listener_port=settings.deployment.test_listener,
     ),
@@ -66,12 +68,28 @@ load_balancer = PublicLoadBalancer(
         security_group_id=security_groups.alb_security_group_id,
         container=settings.container,
         settings=settings.load_balancer,
-        domain=settings.domain,
+        domain=settings.load_balancer_domain,
+        internal=settings.internal_load_balancer,
         target_group_roles=settings.deployment.target_group_roles,
         test_listener_port=settings.deployment.test_listener,
     ),
 )
 attachment = load_balancer.attachment(settings.deployment.production_role)
+
+edge = Edge(
+    "gantry-edge",
+    EdgeArgs(
+        env=env,
+        settings=settings.edge,
+        domain=settings.domain,
+        load_balancer=load_balancer,
+        load_balancer_security_group_id=security_groups.alb_security_group_id,
+        vpc_id=network.vpc_id,
+        origin_port=load_balancer.production_port,
+        waf_max_body_bytes=settings.waf_max_body_bytes,
+        provider_tags=settings.provider_tags,
+    ),
+)
 
 alarms = RollbackAlarms(
     "gantry-alarms",
@@ -127,7 +145,8 @@ deployment = BlueGreenDeployment(
     ),
 )
 
-pulumi.export("serviceUrl", load_balancer.url)
+pulumi.export("serviceUrl", edge.url)
+pulumi.export("edgeName", edge.name)
 pulumi.export("clusterName", cluster.name)
 pulumi.export("serviceName", service.service.name)
 pulumi.export("logGroupName", service.log_group.name)

@@ -1,9 +1,12 @@
 """PublicLoadBalancer: the ALB in front of the service, its target groups, listeners, TLS and DNS.
 
-One application load balancer in the public subnets with target groups of type `ip` whose port and
-health-check port are the container port (they come from one setting, so they cannot disagree). With a
-domain: an ACM certificate validated through Route 53, an HTTPS listener on a TLS 1.3 policy, HTTP
-redirected to HTTPS, and an alias record; without one, plain HTTP (and a warning). It can own several
+One application load balancer with target groups of type `ip` whose port and health-check port are the
+container port (they come from one setting, so they cannot disagree). Public (edge.mode alb) it sits
+in the public subnets with a domain: an ACM certificate validated through Route 53, an HTTPS listener
+on a TLS 1.3 policy, HTTP redirected to HTTPS, and an alias record. Behind CloudFront (the default) it
+is internal, in the private subnets with no public address, and its one HTTP listener is CloudFront's
+VPC origin (the `Edge` admits only that path to it). The class name and type token stay what they were
+when the load balancer was always public: they are part of every child's URN. It can own several
 target groups and a test listener, which is what a CodeDeploy blue/green deployment needs: then
 CodeDeploy owns which group each forwarding listener points at, so Pulumi ignores their actions, and
 the first group keeps the identity of the single-group stack's `main` (and back), so a live target
@@ -48,13 +51,16 @@ class TargetAttachment:
 class PublicLoadBalancerArgs:
     env: AwsEnv
     vpc: VpcHandles
-    """The load balancer goes into the VPC's public subnets; target groups into the VPC."""
+    """The load balancer goes into the VPC's public (or, internal, private) subnets; target groups into the VPC."""
     security_group_id: pulumi.Input[str]
     container: ContainerSettings
     """The container's one port is the target and health-check port; its health path is checked."""
     settings: LoadBalancerSettings
     domain: DomainSettings | None
-    """Route 53 zone + hostname for HTTPS; None serves plain HTTP (only when the stack opts in)."""
+    """Route 53 zone + hostname for HTTPS on the load balancer itself (edge.mode alb); None for the
+    internal load balancer behind CloudFront, whose one listener is plain HTTP inside the VPC."""
+    internal: bool = False
+    """Default false (public). True behind CloudFront: private subnets, no public address."""
     target_group_roles: Sequence[str] = ("main",)
     """One target group per role; the first receives production traffic. Blue/green uses two."""
     test_listener_port: int | None = None
@@ -72,6 +78,9 @@ class PublicLoadBalancer(pulumi.ComponentResource):
     production_listener: aws.lb.Listener
     test_listener: aws.lb.Listener | None
     url: pulumi.Output[str]
+    """The load balancer's own URL: https://<domain> when public; http://<internal DNS name> behind CloudFront."""
+    production_port: int
+    """The production listener's port: 443 with a domain, 80 behind CloudFront."""
     arn_suffix: pulumi.Output[str]
     """The `LoadBalancer` dimension of its CloudWatch metrics."""
 
@@ -90,9 +99,9 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         self.load_balancer = aws.lb.LoadBalancer(
             f"{name}-alb",
             load_balancer_type="application",
-            internal=False,
+            internal=args.internal,
             ip_address_type="ipv4",
-            subnets=args.vpc.public_subnet_ids,
+            subnets=args.vpc.private_subnet_ids if args.internal else args.vpc.public_subnet_ids,
             security_groups=[args.security_group_id],
             drop_invalid_header_fields=True,
             desync_mitigation_mode=s.desync_mitigation_mode,
@@ -143,11 +152,8 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         )
 
         if args.domain is None:
-            pulumi.log.warn(
-                "gantry: no domain is configured, so the service is served over plain HTTP. Set "
-                "gantry:domain (hostedZoneId, hostname) for TLS before sending real traffic.",
-                self,
-            )
+            if not args.internal:
+                raise ValueError("a public load balancer needs a domain: it would serve plain HTTP to the internet")
             self.production_listener = aws.lb.Listener(
                 f"{name}-http",
                 load_balancer_arn=self.load_balancer.arn,
@@ -158,7 +164,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             )
             self.url = self.load_balancer.dns_name.apply(lambda dns: f"http://{dns}")
         else:
-            certificate_arn = self._certificate(name, args.domain, child)
+            certificate_arn = validated_certificate(name, args.domain, self)
             aws.lb.Listener(
                 f"{name}-http",
                 load_balancer_arn=self.load_balancer.arn,
@@ -210,6 +216,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 opts=forwarding,
             )
 
+        self.production_port = 443 if args.domain else 80
         self._container_port = args.container.port
         self.arn_suffix = self.load_balancer.arn_suffix
         self.register_outputs({"url": self.url, "dnsName": self.load_balancer.dns_name})
@@ -278,26 +285,33 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         )
         return bucket, bucket_policy
 
-    def _certificate(self, name: str, domain: DomainSettings, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
-        certificate = aws.acm.Certificate(
-            f"{name}-certificate", domain_name=domain.hostname, validation_method="DNS", opts=child
-        )
-        # One hostname, so exactly one validation record.
-        option = certificate.domain_validation_options.apply(lambda options: options[0])
-        record = aws.route53.Record(
-            f"{name}-certificate-validation",
-            zone_id=domain.hosted_zone_id,
-            name=option.apply(lambda o: o.resource_record_name or ""),
-            type=option.apply(lambda o: o.resource_record_type or ""),
-            records=[option.apply(lambda o: o.resource_record_value or "")],
-            ttl=300,
-            allow_overwrite=True,
-            opts=child,
-        )
-        validation = aws.acm.CertificateValidation(
-            f"{name}-certificate-validated",
-            certificate_arn=certificate.arn,
-            validation_record_fqdns=[record.fqdn],
-            opts=child,
-        )
-        return validation.certificate_arn
+
+def validated_certificate(
+    name: str, domain: DomainSettings, parent: pulumi.Resource, provider: aws.Provider | None = None
+) -> pulumi.Output[str]:
+    """An ACM certificate for `domain.hostname`, validated through a Route 53 record in its zone; the ARN
+    resolves once ACM has issued it, so whatever uses it waits for a valid certificate. `provider` puts
+    the certificate in another region (CloudFront's come from us-east-1); Route 53 is global."""
+    in_region = pulumi.ResourceOptions(parent=parent, provider=provider)
+    certificate = aws.acm.Certificate(
+        f"{name}-certificate", domain_name=domain.hostname, validation_method="DNS", opts=in_region
+    )
+    # One hostname, so exactly one validation record.
+    option = certificate.domain_validation_options.apply(lambda options: options[0])
+    record = aws.route53.Record(
+        f"{name}-certificate-validation",
+        zone_id=domain.hosted_zone_id,
+        name=option.apply(lambda o: o.resource_record_name or ""),
+        type=option.apply(lambda o: o.resource_record_type or ""),
+        records=[option.apply(lambda o: o.resource_record_value or "")],
+        ttl=300,
+        allow_overwrite=True,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    validation = aws.acm.CertificateValidation(
+        f"{name}-certificate-validated",
+        certificate_arn=certificate.arn,
+        validation_record_fqdns=[record.fqdn],
+        opts=in_region,
+    )
+    return validation.certificate_arn

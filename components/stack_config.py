@@ -41,9 +41,11 @@ def raw_config() -> tuple[dict[str, Any], list[str]]:
 
 def settings_from_stack_config() -> Settings:
     values, secret_keys = raw_config()
-    region = pulumi.Config("aws").get("region")
+    aws_config = pulumi.Config("aws")
+    region = aws_config.get("region")
+    default_tags = aws_config.get_object("defaultTags") or {}
     try:
-        return load_settings(
+        settings = load_settings(
             values,
             region=region,
             secret_keys=secret_keys,
@@ -54,6 +56,7 @@ def settings_from_stack_config() -> Settings:
         )
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
+    return dataclasses.replace(settings, provider_tags=dict(default_tags.get("tags") or {}))
 
 
 def live_deployment_controller() -> str | None:

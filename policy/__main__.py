@@ -4,8 +4,7 @@ A thin adapter: every check is a pure function in `policy/rules.py` (the test su
 functions on the committed stacks), and this file only registers each one with pulumi-policy at its
 default enforcement level. Levels are changed per rule without editing code, with
 `--policy-pack-config <file>` ({"<rule>": "advisory" | "mandatory" | "disabled"}); the production-only
-rules also take `productionStacks` (default ["prod"]). Security stance: every rule defaults to mandatory
-except waf-on-production, which stays advisory until gantry offers a web ACL at the edge.
+rules also take `productionStacks` (default ["prod"]). Security stance: every rule defaults to mandatory.
 """
 
 from __future__ import annotations

@@ -379,15 +379,22 @@ def _protected_by_waf(balancer: Resource, resources: Sequence[Resource]) -> bool
 
 def waf_on_production(resources: Sequence[Resource], production: bool) -> list[str]:
     """In production, every internet-facing load balancer sits behind a WAF web ACL (directly or through
-    CloudFront). Not applicable outside production, where no web ACL is required."""
+    CloudFront), and so does every CloudFront distribution (it faces the internet by definition). Not
+    applicable outside production, where no web ACL is required."""
     if not production:
         return []
-    return [
+    findings = [
         f"{lb.urn}: internet-facing load balancer without a WAF web ACL (aws.wafv2.WebAclAssociation, or a "
         "CloudFront distribution with webAclId in front of it)"
         for lb in resources
         if lb.type == LOAD_BALANCER and _internet_facing(lb) and not _protected_by_waf(lb, resources)
     ]
+    findings.extend(
+        f"{d.urn}: CloudFront distribution without a WAF web ACL (webAclId)"
+        for d in resources
+        if d.type == CLOUDFRONT_DISTRIBUTION and not d.props.get("webAclId")
+    )
+    return findings
 
 
 def deletion_protection_in_production(resources: Sequence[Resource], production: bool) -> list[str]:
@@ -489,9 +496,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         name="waf-on-production",
-        description="Production load balancers facing the internet sit behind a WAF web ACL.",
-        # Advisory until the edge (CloudFront + WAF) lands: gantry has no web ACL to offer yet.
-        mandatory=False,
+        description="Production load balancers and CloudFront distributions facing the internet have a WAF web ACL.",
+        mandatory=True,
         stack_check=waf_on_production,
     ),
     Rule(

@@ -7,7 +7,7 @@ real per-service formats, DNS names, ARN suffixes, digests, so tests can assert 
 resources (an ARN in a policy is the ARN of the resource it means), not just inputs echoed back.
 Every registration also passes through `CapturingMonitor`, which records what mocks never see:
 dependencies, property dependencies and resource options (ignore_changes, retain_on_delete, protect,
-aliases), so ordering and options are assertable on the whole program.
+aliases, provider), so ordering and options are assertable on the whole program.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ VPC_ID = "vpc-0gantry"
 AVAILABILITY_ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 # The hosted zones the mocked account has (id -> name); domain variants use these.
 HOSTED_ZONES = {"Z0GANTRYTEST01": "acme.io"}
+# The security group CloudFront creates in the VPC with its first VPC origin (looked up by name).
+CLOUDFRONT_VPC_ORIGIN_SG = "sg-0c10dfa0e0vpc0rg"
+# The Route 53 zone of every CloudFront distribution (aws.cloudfront.Distribution.hosted_zone_id).
+CLOUDFRONT_ZONE_ID = "Z2FDTNDATAQYW2"
 VERSION_ID = "3f1b5c9e-7d2a-4e8f-9b6c-1a2d3e4f5a6b"
 DIGEST = "sha256:" + "ab" * 32
 # Stand-in for what an operator sets with `pulumi config set --secret --path 'secretValues.<NAME>'`.
@@ -58,6 +62,8 @@ class Options:
     delete_before_replace: bool
     replace_on_changes: tuple[str, ...]
     aliases: tuple[Any, ...]
+    provider: str
+    """The explicit provider reference (`<provider urn>::<id>`), empty for the default provider."""
 
 
 @dataclass
@@ -178,6 +184,18 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
         ]
     },
     "aws:route53/record:Record": lambda n, i: {"fqdn": i["name"]},
+    "aws:cloudfront/distribution:Distribution": lambda n, i: {
+        "arn": f"arn:aws:cloudfront::{ACCOUNT}:distribution/E{_hex(n, 13).upper()}",
+        "domainName": f"d{_hex(n, 13)}.cloudfront.net",
+        "hostedZoneId": CLOUDFRONT_ZONE_ID,
+    },
+    "aws:cloudfront/vpcOrigin:VpcOrigin": lambda n, i: {
+        "arn": f"arn:aws:cloudfront::{ACCOUNT}:vpcorigin/vo_{_hex(n, 20)}"
+    },
+    "aws:wafv2/webAcl:WebAcl": lambda n, i: {
+        "arn": f"arn:aws:wafv2:{'us-east-1' if i['scope'] == 'CLOUDFRONT' else REGION}:{ACCOUNT}:"
+        f"{'global' if i['scope'] == 'CLOUDFRONT' else 'regional'}/webacl/{i['name']}/{_hex(n, 8)}"
+    },
     "aws:acm/certificateValidation:CertificateValidation": lambda n, i: {"certificateArn": i["certificateArn"]},
     "docker-build:index:Image": lambda n, i: {
         "digest": DIGEST,
@@ -225,6 +243,7 @@ class CapturingMonitor(MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             replace_on_changes=tuple(request.replaceOnChanges),
             aliases=tuple(request.aliases),
+            provider=request.provider,
         )
         with self._lock:
             if request.type == "pulumi:pulumi:Stack":
@@ -274,6 +293,11 @@ class GantryMocks(pulumi.runtime.Mocks):
             if zone_id not in HOSTED_ZONES:
                 raise Exception(f"no matching Route 53 Hosted Zone found: {zone_id}")
             return {"zoneId": zone_id, "name": HOSTED_ZONES[zone_id], "id": zone_id}
+        if args.token == "aws:ec2/getSecurityGroup:getSecurityGroup":
+            names = [f["values"] for f in args.args.get("filters", []) if f["name"] == "group-name"]
+            if names != [["CloudFront-VPCOrigins-Service-SG"]]:
+                raise Exception(f"no matching SecurityGroup found: {args.args}")
+            return {"id": CLOUDFRONT_VPC_ORIGIN_SG, "name": names[0][0], "vpcId": VPC_ID, "arn": "", "description": ""}
         if args.token == "aws:secretsmanager/getSecretVersions:getSecretVersions":
             return {
                 "arn": args.args["secretId"],

@@ -92,7 +92,7 @@ def test_the_worker_accepts_the_environment_each_stack_renders(stack, model_dir)
 
 def test_the_image_matches_what_the_task_definition_assumes():
     stage = final_stage((ROOT / "app" / "Dockerfile").read_text())
-    defaults = load_settings({"gantry:loadBalancer": {"allowPlainHttp": True}}, region="eu-west-1")
+    defaults = load_settings({}, region="eu-west-1")
     instructions = dict(stage)
     assert instructions["USER"] == defaults.container.user
     # The task's writable /tmp volume inherits the image's /tmp only if the image declares it.

@@ -63,7 +63,6 @@ LB_SETTINGS = LoadBalancerSettings(
     health_check=HealthCheckSettings(
         interval_seconds=10, timeout_seconds=4, healthy_threshold=2, unhealthy_threshold=3
     ),
-    allow_plain_http=False,
 )
 CONTAINER = ContainerSettings(
     port=9000,
@@ -385,6 +384,7 @@ def test_a_test_listener_needs_a_second_target_group():
                 container=CONTAINER,
                 settings=LB_SETTINGS,
                 domain=None,
+                internal=True,
                 test_listener_port=8443,
             ),
         )

@@ -54,7 +54,7 @@ REQUIRED_CLASSES = (
     "blank-string", "image-path", "env-secret-name", "env-secret-value", "env-name", "policy-wildcard",
     "loose-type", "arn-whitespace", "cidr", "placeholder", "domain", "availability-zones",
     "health-check-command", "api-keys", "capacity-providers", "fargate-size", "port", "counts", "retention",
-    "unknown-key", "endpoints", "secrets", "secret-values", "region", "container",
+    "unknown-key", "endpoints", "secrets", "secret-values", "region", "container", "edge",
 )  # fmt: skip
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import HOSTED_ZONES, Graph, Res, run_program, stack_config, with_test_secrets
+from harness import HOSTED_ZONES, VPC_ID, Graph, Res, run_program, stack_config, with_test_secrets
 
 STACKS = ["dev", "prod"]
 
@@ -67,10 +67,36 @@ def test_the_https_listener_waits_for_a_validated_certificate():
     config, secret_keys = with_test_secrets(stack_config("dev"))
     [zone] = HOSTED_ZONES
     config["gantry:domain"] = {"hostedZoneId": zone, "hostname": "embed.acme.io"}
+    config["gantry:edge"] = {"mode": "alb"}
     g = run_program("dev", config, secret_keys)
     https = g.named("gantry-lb-https")
     assert through_input(https, "certificateArn", g.one("aws:acm/certificateValidation:CertificateValidation"))
     assert g.one("aws:ecs/service:Service").depends_on(https)
+
+
+def test_the_distribution_waits_for_its_validated_us_east_1_certificate():
+    config, secret_keys = with_test_secrets(stack_config("dev"))
+    [zone] = HOSTED_ZONES
+    config["gantry:domain"] = {"hostedZoneId": zone, "hostname": "embed.acme.io"}
+    g = run_program("dev", config, secret_keys)
+    distribution = g.one("aws:cloudfront/distribution:Distribution")
+    assert through_input(
+        distribution, "viewerCertificate", g.one("aws:acm/certificateValidation:CertificateValidation")
+    )
+    provider = g.named("gantry-edge-us-east-1")
+    for certificate_part in ("aws:acm/certificate:Certificate", "aws:acm/certificateValidation:CertificateValidation"):
+        assert g.one(certificate_part).opts.provider.startswith(provider.urn)
+
+
+def test_the_cloudfront_path_into_the_load_balancer_opens_after_the_vpc_origin_exists(graph):
+    # CloudFront creates its VPC-origin security group with the first VPC origin: looked up before that,
+    # it does not exist and the first `pulumi up` fails. The rule's group id comes from a look-up that
+    # waits for the origin, so the dependency shows on the rule.
+    rule = graph.named("gantry-edge-alb-from-cloudfront")
+    assert rule.depends_on(graph.one("aws:cloudfront/vpcOrigin:VpcOrigin"))
+    ((_, lookup),) = [c for c in graph.call_args if c[0] == "aws:ec2/getSecurityGroup:getSecurityGroup"]
+    assert lookup["filters"] == [{"name": "group-name", "values": ["CloudFront-VPCOrigins-Service-SG"]}]
+    assert lookup["vpcId"] == VPC_ID
 
 
 def test_pulumi_up_leaves_the_task_count_to_autoscaling(graph, stack):

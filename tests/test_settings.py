@@ -953,8 +953,8 @@ def test_settings_are_frozen(dev: Settings):
 # --------------------------------------------------------------------------------------------------
 
 
-# Without a domain, a stack must opt in to plain HTTP by name; everything else stays at its default.
-PLAIN_HTTP = {"gantry:loadBalancer": {"allowPlainHttp": True}}
+# With no config at all a stack is HTTPS (CloudFront) with the WAF on; everything else at its default.
+PLAIN_HTTP: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module")
@@ -962,13 +962,30 @@ def defaults() -> Settings:
     return load_settings(PLAIN_HTTP, region="eu-west-1")
 
 
-def test_plain_http_is_never_a_silent_default():
+def test_no_config_serves_plain_http_to_the_internet():
+    settings = load_settings({}, region="eu-west-1")
+    assert settings.edge.mode == "cloudfront" and settings.internal_load_balancer
+    assert settings.listener_ingress_cidrs == () and settings.load_balancer_domain is None
+    assert settings.edge.waf.enabled and settings.edge.waf.action == "block"
+    # A public load balancer without a domain would be plain HTTP: refused, saying what to do instead.
     with pytest.raises(ConfigError) as info:
-        load_settings({}, region="eu-west-1")
+        load_settings({"gantry:edge": {"mode": "alb"}}, region="eu-west-1")
     (problem,) = info.value.problems
-    assert problem.startswith("gantry:domain:") and "loadBalancer.allowPlainHttp: true" in problem
-    with_domain = {"gantry:domain": {"hostedZoneId": "Z0123456789ABC", "hostname": "api.gantry-ai.dev"}}
-    assert load_settings(with_domain, region="eu-west-1").load_balancer.allow_plain_http is False
+    assert problem.startswith("gantry:edge.mode: alb needs gantry:domain") and "edge.mode cloudfront" in problem
+    with_domain = {
+        "gantry:edge": {"mode": "alb"},
+        "gantry:domain": {"hostedZoneId": "Z0123456789ABC", "hostname": "api.gantry-ai.dev"},
+    }
+    alb = load_settings(with_domain, region="eu-west-1")
+    assert alb.load_balancer_domain == alb.domain and not alb.internal_load_balancer
+
+
+def test_the_retired_plain_http_switch_is_refused_naming_what_replaced_it():
+    with pytest.raises(ConfigError) as info:
+        load_settings({"gantry:loadBalancer": {"allowPlainHttp": True}}, region="eu-west-1")
+    (problem,) = info.value.problems  # refused once, as retired, not also as an unknown setting
+    assert problem.startswith("gantry:loadBalancer.allowPlainHttp: was removed")
+    assert "gantry:edge.mode" in problem and "CloudFront" in problem and "Delete the line" in problem
 
 
 def test_defaults_are_the_documented_safe_ones(defaults: Settings):
@@ -983,8 +1000,16 @@ def test_defaults_are_the_documented_safe_ones(defaults: Settings):
     lb = defaults.load_balancer
     assert lb.deletion_protection and lb.access_logs
     assert lb.desync_mitigation_mode == "strictest"
-    assert lb.tls_policy.startswith("ELBSecurityPolicy-TLS13-")
+    assert lb.tls_policy == "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"  # AWS's recommended post-quantum policy
     assert lb.ingress_cidrs == ("0.0.0.0/0",)
+    edge = defaults.edge
+    assert (edge.mode, edge.origin_read_timeout_seconds, edge.minimum_protocol_version) == (
+        "cloudfront",
+        60,
+        "TLSv1.2_2021",
+    )
+    assert edge.waf.enabled and edge.waf.action == "block" and edge.waf.log_retention_days == 30
+    assert defaults.waf_max_body_bytes == 2 * 1024 * 1024  # the sample worker's MAX_REQUEST_BYTES default
     assert defaults.domain is None
     assert defaults.secrets == () and len(defaults.secret_values) == 0 and defaults.task_policy == ()
     assert [(p.provider, p.base) for p in defaults.service.capacity_providers] == [("FARGATE", 1)]

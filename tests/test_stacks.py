@@ -12,6 +12,7 @@ import pytest
 
 from harness import (
     ACCOUNT,
+    CLOUDFRONT_VPC_ORIGIN_SG,
     DIGEST,
     HOSTED_ZONES,
     OWN_SERVICE,
@@ -89,8 +90,9 @@ def test_tasks_run_in_private_subnets_without_public_ip(graph):
     assert net["subnets"] == PRIVATE_SUBNETS
     assert not set(net["subnets"]) & set(PUBLIC_SUBNETS)
     assert net["assignPublicIp"] is False
+    # Behind CloudFront (every committed stack) the load balancer has no public address either.
     lb = graph.one("aws:lb/loadBalancer:LoadBalancer").inputs
-    assert lb["subnets"] == PUBLIC_SUBNETS and lb["internal"] is False
+    assert lb["subnets"] == PRIVATE_SUBNETS and lb["internal"] is True
 
 
 def test_task_security_group_admits_only_the_alb_on_the_container_port(graph, stack):
@@ -113,18 +115,15 @@ def test_task_security_group_admits_only_the_alb_on_the_container_port(graph, st
     assert [(e["referencedSecurityGroupId"], e["fromPort"], e["toPort"]) for e in from_alb] == [(task, port, port)]
 
 
-def test_alb_listens_only_on_http_from_configured_ranges_without_a_domain(graph, stack):
+def test_the_load_balancer_admits_only_cloudfronts_vpc_origin_and_the_hook(graph):
     alb, _, _ = sg_ids(graph)
-    cidrs = stack_values(stack, "loadBalancer")["ingressCidrs"]
     into_alb = [r.inputs for r in graph.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == alb]
-    from_ranges = [r for r in into_alb if "cidrIpv4" in r]
-    assert sorted((r["fromPort"], r["toPort"], r["cidrIpv4"]) for r in from_ranges) == sorted(
-        (80, 80, c) for c in cidrs
-    )
-    # Anything else reaches the ALB from a security group: only the blue/green hook, on the test port.
-    others = [(r["fromPort"], r["referencedSecurityGroupId"]) for r in into_alb if "cidrIpv4" not in r]
+    assert not [r for r in into_alb if "cidrIpv4" in r or "cidrIpv6" in r or "prefixListId" in r]
+    # CloudFront's VPC-origin group on the origin listener's port; the blue/green hook on the test port.
     hooks = [r.outputs["id"] for r in graph.resources if r.name == "gantry-sg-hook"]
-    assert others == [(TEST_PORT, hook) for hook in hooks]
+    assert sorted((r["fromPort"], r["toPort"], r["referencedSecurityGroupId"]) for r in into_alb) == sorted(
+        [(80, 80, CLOUDFRONT_VPC_ORIGIN_SG), *((TEST_PORT, TEST_PORT, hook) for hook in hooks)]
+    )
 
 
 def test_one_port_for_container_target_group_and_health_check(graph, stack):
@@ -396,7 +395,9 @@ def test_alb_protections(graph, stack):
 
 
 def test_stack_outputs(graph):
-    assert graph.exports["serviceUrl"] == "http://" + graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["dnsName"]
+    distribution = graph.one("aws:cloudfront/distribution:Distribution").outputs
+    assert graph.exports["serviceUrl"] == "https://" + distribution["domainName"]
+    assert graph.exports["edgeName"] == distribution["id"]
     assert graph.exports["clusterName"] == graph.one("aws:ecs/cluster:Cluster").outputs["name"]
     assert graph.exports["serviceName"] == graph.one("aws:ecs/service:Service").outputs["name"]
     assert graph.exports["logGroupName"] == graph.named("gantry-logs").outputs["name"]
@@ -469,13 +470,13 @@ def variant(stack: str, **changes) -> Graph:
     return run_program(stack, config, secret_keys)
 
 
-def test_domain_brings_tls13_https_redirect_and_alias():
-    g = variant("dev", domain={"hostedZoneId": ZONE_ID, "hostname": "embed.acme.io"})
+def test_domain_on_the_alb_brings_tls13_https_redirect_and_alias():
+    g = variant("dev", domain={"hostedZoneId": ZONE_ID, "hostname": "embed.acme.io"}, edge={"mode": "alb"})
     https = g.named("gantry-lb-https").inputs
     validation = g.one("aws:acm/certificateValidation:CertificateValidation")
     cert = g.one("aws:acm/certificate:Certificate")
     assert https["protocol"] == "HTTPS" and https["port"] == 443
-    assert https["sslPolicy"].startswith("ELBSecurityPolicy-TLS13-")
+    assert https["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
     # That the listener waits for the validated certificate is held in test_ordering.py.
     assert https["defaultActions"][0]["targetGroupArn"] == g.one("aws:lb/targetGroup:TargetGroup").outputs["arn"]
     assert cert.inputs == {"domainName": "embed.acme.io", "validationMethod": "DNS"}
@@ -493,6 +494,10 @@ def test_domain_brings_tls13_https_redirect_and_alias():
     ports = sorted(r.inputs["fromPort"] for r in g.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == alb)
     assert ports == [80, 443]
     assert g.exports["serviceUrl"] == "https://embed.acme.io"
+    assert g.exports["edgeName"] == lb["dnsName"]
+    lb_inputs = g.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert lb_inputs["internal"] is False and lb_inputs["subnets"] == PUBLIC_SUBNETS
+    assert not g.of_type("aws:cloudfront/distribution:Distribution")
 
 
 def test_no_nat_keeps_tasks_on_endpoints_only():

@@ -1,32 +1,83 @@
-"""Settings of the edge: `loadBalancer` (with its health check) and `domain`.
+"""Settings of the edge: `edge` (CloudFront or a public ALB, and the WAF), `loadBalancer` (with its
+health check) and `domain`.
 
-Security stance: TLS 1.3 policies only, desync mitigation on, deletion protection and access logs
-on by default; ingress ranges must be explicit CIDRs; a stack without a domain serves plain HTTP only
-when it opts in by name.
+Security stance: no configuration serves plain HTTP to the internet. Without a domain the edge is
+CloudFront, which gives HTTPS on its own name, in front of an internal load balancer; `edge.mode: alb`
+(a public load balancer) needs a domain for its certificate and is refused without one. TLS 1.3
+policies only (a post-quantum one by default), desync mitigation on, deletion protection, access logs
+and the WAF (blocking) on by default; ingress ranges must be explicit CIDRs. Settings that would have
+no effect in the chosen mode are refused rather than silently ignored.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Annotated, Literal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from components.settings.base import Cidr, Section, Token, Where, because
+from components.settings.base import Cidr, Section, Token, Where, because, between, one_of
+from components.settings.network import RetentionDays
 
 DESYNC_MODES = ("monitor", "defensive", "strictest")
-# TLS 1.3-capable ALB policies (AWS's list). The default, TLS13-1-2-2021-06, is AWS's recommendation:
-# TLS 1.3 with a TLS 1.2 fallback for older SDKs; the -1-3- policy drops TLS 1.2 entirely.
+# TLS 1.3-capable ALB policies ("Security policies for your Application Load Balancer",
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html).
+# The default is the one AWS recommends there: "AWS recommends implementing the new post-quantum TLS
+# (PQ-TLS) based security policy ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09" - hybrid ML-KEM key
+# exchange for clients that offer it, TLS 1.3 or 1.2 with restricted ciphers for those that do not.
+# The -1-3- policies drop TLS 1.2; the FIPS ones use FIPS 140-3 validated modules; the 2021-06 ones
+# (no post-quantum key exchange) stay allowed for stacks already on them.
 TLS13_POLICIES = (
+    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext0-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-2-Ext2-FIPS-PQ-2025-09",
+    "ELBSecurityPolicy-TLS13-1-3-FIPS-PQ-2025-09",
     "ELBSecurityPolicy-TLS13-1-2-2021-06",
     "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
     "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
     "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
     "ELBSecurityPolicy-TLS13-1-3-2021-06",
-    "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
-    "ELBSecurityPolicy-TLS13-1-3-PQ-2025-09",
 )
+EDGE_MODES = ("cloudfront", "alb")
+# CloudFront viewer security policies for a custom certificate (botocore's MinimumProtocolVersion enum,
+# minus the ones that allow SSLv3, TLS 1.0 or 1.1, or TLS 1.2 ciphers without forward secrecy).
+VIEWER_TLS_POLICIES = ("TLSv1.2_2021", "TLSv1.2_2025", "TLSv1.3_2025")
+PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
+# AWS WAF rate-based rules evaluate over one of these windows (RateBasedStatement.EvaluationWindowSec).
+RATE_WINDOWS = (60, 120, 300, 600)
+# CloudFront's origin response timeout: the API accepts 1-120 s (VpcOriginConfig.OriginReadTimeout in
+# botocore's CloudFront model), but an account's default quota "Response timeout per origin" is 60 s;
+# more needs a Service Quotas increase first ("To configure a value greater than 60 seconds, request a
+# quota increase", https://repost.aws/knowledge-center/cloudfront-custom-origin-response).
+ORIGIN_READ_TIMEOUT_QUOTA = 60
+# Settings that exist for one edge mode only: set in the other they would do nothing.
+ALB_MODE_ONLY = {"loadBalancer": ("ingressCidrs", "tlsPolicy")}
+CLOUDFRONT_MODE_ONLY = {
+    "edge": (
+        "originReadTimeoutSeconds",
+        "originKeepaliveTimeoutSeconds",
+        "originReadTimeoutQuotaRaised",
+        "priceClass",
+        "minimumProtocolVersion",
+    )
+}
+# Settings gantry no longer reads, and what replaced them (refused with that message, never ignored).
+RETIRED = {
+    ("loadBalancer", "allowPlainHttp"): (
+        "was removed: no stack serves plain HTTP any more. Without gantry:domain the edge is CloudFront "
+        "(gantry:edge.mode: cloudfront, the default), which serves HTTPS on its own *.cloudfront.net name "
+        "in front of an internal load balancer; with a domain, gantry:edge.mode chooses CloudFront or a "
+        "public ALB, both HTTPS. Delete the line"
+    ),
+}
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _ZONE_ID = re.compile(r"^Z[0-9A-Z]{1,31}$")
 # Names that never resolve publicly (RFC 6761, RFC 6762, ICANN's .internal), so ACM cannot validate them.
@@ -53,7 +104,8 @@ class HealthCheckSettings(Section):
 
 class LoadBalancerSettings(Section):
     ingress_cidrs: tuple[Cidr, ...] = ("0.0.0.0/0",)
-    """Default ["0.0.0.0/0"]: it is a public endpoint; narrow it for internal-only APIs."""
+    """Default ["0.0.0.0/0"]: it is a public endpoint; narrow it for internal-only APIs. edge.mode alb
+    only (behind CloudFront the load balancer admits CloudFront's VPC origin alone)."""
     idle_timeout_seconds: int = Field(60, ge=1, le=4000)
     """Default 60: long enough for a large embeddings batch; raise it for slow LLM calls."""
     deletion_protection: bool = True
@@ -66,14 +118,12 @@ class LoadBalancerSettings(Section):
     """Default strictest: API clients send RFC-compliant requests, so ambiguous ones (request
     smuggling) are refused rather than merely monitored."""
     tls_policy: Literal[TLS13_POLICIES] = because(TLS13_POLICIES[0], "TLS 1.3 policies only")  # type: ignore[valid-type]
-    """Default ELBSecurityPolicy-TLS13-1-2-2021-06; TLS 1.3 policies only."""
+    """Default ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09, AWS's recommendation: post-quantum hybrid key
+    exchange with a TLS 1.2 fallback for older SDKs; TLS 1.3 policies only. edge.mode alb only."""
     deregistration_delay_seconds: int = Field(30, ge=0, le=3600)
     """Default 30: in-flight requests finish before a task is stopped."""
     health_check: HealthCheckSettings = HealthCheckSettings()
     """The target-group health check."""
-    allow_plain_http: bool = False
-    """Default false: without a domain there is no certificate, so the public endpoint would carry
-    API keys in clear text; a stack must opt in to that by name."""
 
     @field_validator("ingress_cidrs")
     @classmethod
@@ -118,3 +168,89 @@ class DomainSettings(Section):
 def within_zone(hostname: str, zone_name: str) -> bool:
     zone = zone_name.rstrip(".").lower()
     return hostname == zone or hostname.endswith(f".{zone}")
+
+
+class WafSettings(Section):
+    enabled: bool = True
+    """Default true: a web ACL filters requests before they reach the tasks. About $10/month plus $0.60
+    per million requests (README, "What the edge costs"); prod must keep it."""
+    action: Literal["block", "count"] = "block"
+    """Default block. count runs every rule without blocking anything (matches show in the WAF metrics
+    and logs): for a first rollout, to find false positives before they cost a client a request."""
+    rate_limit_per_ip: int = between(3000, 10, 2_000_000_000, "AWS WAF's rate-based rule limits")
+    """Default 3000 requests per client IP per rateWindowSeconds (600/minute over 5 minutes, the sample
+    worker's dev per-tenant rate): above it an address gets 429 until its rate falls. Set it above what
+    your busiest client sends from one address (a tenant behind NAT shares one)."""
+    rate_window_seconds: Annotated[int, one_of(RATE_WINDOWS, "AWS WAF's rate-based evaluation windows")] = 300
+    """Default 300: the window the per-IP rate is counted over."""
+    max_body_bytes: int | None = between(None, 1024, 512 * 1024 * 1024, "a request body size in bytes")  # type: ignore[arg-type]
+    """Default: the largest body the sample worker accepts (its MAX_REQUEST_BYTES, or MAX_BATCH_FILE_BYTES
+    when the Batch API is on; 2 MiB by the worker's defaults). Requests declaring a larger Content-Length
+    get 413 at the edge. A team's own image gets no size rule unless this is set."""
+    log_retention_days: RetentionDays = 30
+    """Default 30: retention of the WAF's log group (aws-waf-logs-gantry-<stack>)."""
+
+
+class EdgeSettings(Section):
+    mode: Literal["cloudfront", "alb"] = "cloudfront"
+    """Default cloudfront: HTTPS on CloudFront's own name with no certificate or domain of ours, and an
+    internal load balancer with no public address (CloudFront reaches it through a VPC origin). alb: a
+    public load balancer with an ACM certificate (needs gantry:domain), for responses slower than
+    CloudFront's origin timeout allows."""
+    origin_read_timeout_seconds: int = between(60, 1, 120, "CloudFront's origin response timeout range")
+    """Default 60, the most an account's default quota allows: how long CloudFront waits for the first
+    byte of a response (and between bytes). Up to 120 with originReadTimeoutQuotaRaised."""
+    origin_read_timeout_quota_raised: bool = False
+    """Default false. Set true once Service Quotas has raised "Response timeout per origin" above 60 s
+    for the account; then originReadTimeoutSeconds may exceed 60."""
+    origin_keepalive_timeout_seconds: int = between(
+        5, 1, 60, "CloudFront's origin keep-alive range without a quota increase"
+    )
+    """Default 5 (CloudFront's default): how long an idle connection to the load balancer is kept; must
+    stay below loadBalancer.idleTimeoutSeconds, or the load balancer closes connections CloudFront reuses."""
+    price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
+    """Default PriceClass_100: edge locations in North America and Europe (the cheapest); every request
+    still goes to the origin region, so more locations mostly buy a shorter TLS handshake."""
+    minimum_protocol_version: Literal["TLSv1.2_2021", "TLSv1.2_2025", "TLSv1.3_2025"] = "TLSv1.2_2021"
+    """Default TLSv1.2_2021: TLS 1.2+ with forward-secret ciphers. Only with gantry:domain: on its default
+    *.cloudfront.net certificate CloudFront fixes the policy at TLSv1 whatever is set (botocore's
+    ViewerCertificate.MinimumProtocolVersion)."""
+    waf: WafSettings = WafSettings()
+    """The web ACL in front of the edge."""
+
+    def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        if self.origin_read_timeout_seconds > ORIGIN_READ_TIMEOUT_QUOTA and not self.origin_read_timeout_quota_raised:
+            yield (
+                "originReadTimeoutSeconds",
+                f"{self.origin_read_timeout_seconds} is above the {ORIGIN_READ_TIMEOUT_QUOTA} s an account's default "
+                'CloudFront quota allows: request the increase of "Response timeout per origin" in Service Quotas '
+                "(us-east-1), then set originReadTimeoutQuotaRaised: true; or use edge.mode alb for slow responses",
+            )
+
+
+def explicit_fields(raw: Mapping[str, Any] | None, names: Sequence[str]) -> list[str]:
+    """The settings of `names` a stack file sets itself (defaults do not count)."""
+    return [n for n in names if isinstance(raw, Mapping) and n in raw]
+
+
+def edge_mode_problems(
+    edge: EdgeSettings, domain: DomainSettings | None, raw: Mapping[str, Mapping[str, Any]]
+) -> Iterator[tuple[str, str]]:
+    """(config key, problem) for an edge mode that would serve plain HTTP, or settings the mode ignores."""
+    if edge.mode == "alb" and domain is None:
+        yield (
+            "edge.mode",
+            "alb needs gantry:domain (hostedZoneId, hostname): a public load balancer has no certificate without "
+            "one and would serve plain HTTP. Set gantry:domain, or use edge.mode cloudfront, which serves HTTPS "
+            "on CloudFront's own name",
+        )
+    unused = ALB_MODE_ONLY if edge.mode == "cloudfront" else CLOUDFRONT_MODE_ONLY
+    for key, names in unused.items():
+        for name in explicit_fields(raw.get(key), names):
+            yield f"{key}.{name}", f"has no effect with edge.mode {edge.mode}; remove it"
+    if edge.mode == "cloudfront" and domain is None and "minimumProtocolVersion" in (raw.get("edge") or {}):
+        yield (
+            "edge.minimumProtocolVersion",
+            "has no effect without gantry:domain: on its default *.cloudfront.net certificate CloudFront "
+            "fixes the viewer policy; remove it, or set a domain (its certificate takes the policy)",
+        )

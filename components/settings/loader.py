@@ -26,9 +26,16 @@ from pydantic.fields import FieldInfo
 from components.settings.access import PolicyStatement, SecretSpec, resource_too_broad
 from components.settings.base import NAMESPACE, ConfigError, Section, Where, find_placeholders
 from components.settings.deployment import CONTROLLERS, DeploymentSettings
-from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
+from components.settings.edge import (
+    RETIRED,
+    DomainSettings,
+    EdgeSettings,
+    LoadBalancerSettings,
+    edge_mode_problems,
+    within_zone,
+)
 from components.settings.network import EndpointSettings, NetworkSettings
-from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
+from components.settings.sample_worker import SAMPLE_CONTEXT, worker_body_limit, worker_problems
 from components.settings.workload import (
     AutoscalingSettings,
     ContainerSettings,
@@ -63,7 +70,12 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
         model=ServiceSettings, summary="The ECS service: task count, rolling limits, capacity providers."
     ),
     "autoscaling": ConfigKey(model=AutoscalingSettings, summary="Target-tracking bounds and targets."),
-    "loadBalancer": ConfigKey(model=LoadBalancerSettings, summary="The public application load balancer."),
+    "edge": ConfigKey(
+        model=EdgeSettings, summary="What faces the internet: CloudFront (default) or a public ALB, and the WAF."
+    ),
+    "loadBalancer": ConfigKey(
+        model=LoadBalancerSettings, summary="The application load balancer (internal behind CloudFront)."
+    ),
     "domain": ConfigKey(model=DomainSettings, summary="hostedZoneId + hostname for HTTPS; {} for none."),
     "logs": ConfigKey(model=LogsSettings, summary="The service's log group."),
     "deployment": ConfigKey(
@@ -136,6 +148,7 @@ class Settings:
     image: ImageSettings
     service: ServiceSettings
     autoscaling: AutoscalingSettings
+    edge: EdgeSettings
     load_balancer: LoadBalancerSettings
     domain: DomainSettings | None
     logs: LogsSettings
@@ -143,6 +156,26 @@ class Settings:
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+    waf_max_body_bytes: int | None = None
+    """The WAF's body-size limit: edge.waf.maxBodyBytes, else the sample worker's own largest body;
+    None (no size rule) for a team's own image that sets none."""
+    provider_tags: Mapping[str, str] = field(default_factory=dict)
+    """The stack's aws:defaultTags, for providers the program creates itself (they do not inherit them)."""
+
+    @property
+    def load_balancer_domain(self) -> DomainSettings | None:
+        """The domain the load balancer serves itself (alb mode); behind CloudFront the edge owns it."""
+        return self.domain if self.edge.mode == "alb" else None
+
+    @property
+    def internal_load_balancer(self) -> bool:
+        """True behind CloudFront: the load balancer has no public address."""
+        return self.edge.mode == "cloudfront"
+
+    @property
+    def listener_ingress_cidrs(self) -> tuple[str, ...]:
+        """The address ranges the listeners admit: none behind CloudFront (only its VPC origin reaches them)."""
+        return self.load_balancer.ingress_cidrs if self.edge.mode == "alb" else ()
 
     @property
     def sample_worker(self) -> bool:
@@ -365,6 +398,7 @@ def load_settings(
         )
     facts = AwsFacts.from_mapping(aws_facts, region)
     cfg = decode_raw_config(raw, problems)
+    _retired(cfg, problems)
     _placeholders(cfg, problems)
     context = {"project_dir": project_dir or PROJECT_DIR}
     where = Where(region=region, partition=partition)
@@ -394,14 +428,8 @@ def load_settings(
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
     _deployment_checks(sections, facts, secret_values, problems)
-    reported = problems.reported_keys()
-    lb = sections["loadBalancer"]
-    if sections["domain"] is None and lb is not None and not lb.allow_plain_http and "domain" not in reported:
-        problems.add(
-            "domain",
-            "is not set, so the public endpoint would serve API keys over plain HTTP; set "
-            "domain.hostedZoneId and domain.hostname, or opt in with loadBalancer.allowPlainHttp: true",
-        )
+    _edge_checks(sections, cfg, problems)
+    waf_max_body_bytes = _waf_body_limit(sections, project_dir or PROJECT_DIR, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -414,6 +442,7 @@ def load_settings(
         image=sections["image"],
         service=sections["service"],
         autoscaling=sections["autoscaling"],
+        edge=sections["edge"],
         load_balancer=sections["loadBalancer"],
         domain=sections["domain"],
         logs=sections["logs"],
@@ -423,6 +452,7 @@ def load_settings(
         task_policy=tuple(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
         ),
+        waf_max_body_bytes=waf_max_body_bytes,
     )
 
 
@@ -431,6 +461,62 @@ def _entries(key: str, value: Any) -> Iterator[tuple[str, Any]]:
         yield from ((f"{key}[{i}]", item) for i, item in enumerate(value))
     elif value is not None:
         yield key, value
+
+
+def _retired(cfg: dict[str, Any], problems: _Problems) -> None:
+    """Refuse settings gantry no longer reads, saying what replaced them; drop them so the model does not
+    also call them unknown."""
+    for (key, name), message in RETIRED.items():
+        section = cfg.get(key)
+        if isinstance(section, dict) and name in section:
+            problems.add(f"{key}.{name}", message)
+            cfg[key] = {k: v for k, v in section.items() if k != name}
+
+
+def _edge_checks(sections: Mapping[str, Any], cfg: Mapping[str, Any], problems: _Problems) -> None:
+    edge, lb, domain = sections["edge"], sections["loadBalancer"], sections["domain"]
+    if edge is None or "domain" in problems.reported_keys():
+        return
+    for key, problem in edge_mode_problems(edge, domain, cfg):
+        if not any(p.startswith(f"{NAMESPACE}:{key}") for p in problems):  # already refused for its value
+            problems.add(key, problem)
+    if edge.mode != "cloudfront" or lb is None:
+        return
+    # Behind CloudFront the load balancer's idle timeout bounds both of CloudFront's origin timeouts.
+    if edge.origin_keepalive_timeout_seconds >= lb.idle_timeout_seconds:
+        problems.add(
+            "edge.originKeepaliveTimeoutSeconds",
+            f"{edge.origin_keepalive_timeout_seconds} must be below loadBalancer.idleTimeoutSeconds "
+            f"({lb.idle_timeout_seconds}): the load balancer would close idle connections CloudFront still "
+            "reuses (502s)",
+        )
+    if edge.origin_read_timeout_seconds > lb.idle_timeout_seconds:
+        problems.add(
+            "edge.originReadTimeoutSeconds",
+            f"{edge.origin_read_timeout_seconds} is above loadBalancer.idleTimeoutSeconds ({lb.idle_timeout_seconds}): "
+            "the load balancer would cut a slow response before CloudFront gives up on it; raise the idle timeout",
+        )
+
+
+def _waf_body_limit(sections: Mapping[str, Any], project_dir: Path, problems: _Problems) -> int | None:
+    """edge.waf.maxBodyBytes, or the sample worker's own largest body; never below what the worker accepts
+    (the WAF would refuse, with a bare 403/413, requests the worker is configured to serve)."""
+    edge, image, container = sections["edge"], sections["image"], sections["container"]
+    if edge is None or not edge.waf.enabled:
+        return None
+    configured = edge.waf.max_body_bytes
+    sample = image is not None and image.context == SAMPLE_CONTEXT
+    if not sample or container is None or "container" in problems.reported_keys():
+        return configured
+    gantry_set = {"PORT": str(container.port), "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds)}
+    worker = worker_body_limit(project_dir, container.variables, gantry_set)
+    if configured is not None and configured < worker:
+        problems.add(
+            "edge.waf.maxBodyBytes",
+            f"{configured} is below the {worker} bytes the sample worker accepts (MAX_REQUEST_BYTES, or "
+            "MAX_BATCH_FILE_BYTES with the Batch API): lower the worker's limit instead, or leave this unset",
+        )
+    return configured or worker
 
 
 def _placeholders(cfg: Mapping[str, Any], problems: _Problems) -> None:

@@ -79,22 +79,14 @@ def worker_problems(
     if problems:
         return problems
     config = _worker_config(project_dir)
-    with tempfile.TemporaryDirectory() as model_dir:
-        env = _Recording({**variables, **gantry_set, "API_KEYS": api_keys or _STAND_IN_KEYS, "MODEL_DIR": model_dir})
-        # The loader only checks that the model build's files exist; create each one it names.
-        for _ in range(10):
-            try:
-                config.load_settings(env, cpus=1)
-                break
-            except config.ConfigError as error:
-                missing = re.search(r"has no (\S+?);", str(error))
-                if missing and str(error).startswith("MODEL_DIR="):
-                    (Path(model_dir) / missing.group(1)).write_text("{}")
-                    continue
-                named = re.match(r"[A-Z_]+", str(error))
-                variable = named.group(0) if named else "environment"
-                key = "secretValues.API_KEYS" if variable == "API_KEYS" else f"container.environment.{variable}"
-                return [(key, f"the sample worker refuses to start: {error}")]
+    env = _Recording({**variables, **gantry_set, "API_KEYS": api_keys or _STAND_IN_KEYS})
+    try:
+        _load(config, env)
+    except config.ConfigError as error:
+        named = re.match(r"[A-Z_]+", str(error))
+        variable = named.group(0) if named else "environment"
+        key = "secretValues.API_KEYS" if variable == "API_KEYS" else f"container.environment.{variable}"
+        return [(key, f"the sample worker refuses to start: {error}")]
     read = env.read - {"MODEL_DIR", "API_KEYS"}
     for name in sorted(set(variables) - read):
         close = difflib.get_close_matches(name.upper(), sorted(read), n=1)
@@ -106,3 +98,29 @@ def worker_problems(
             )
         )
     return problems
+
+
+def _load(config: ModuleType, env: _Recording) -> Any:
+    """The worker's settings for `env` (with a throw-away model directory), or its ConfigError."""
+    with tempfile.TemporaryDirectory() as model_dir:
+        env._values["MODEL_DIR"] = model_dir
+        # The loader only checks that the model build's files exist; create each one it names.
+        for _ in range(10):
+            try:
+                return config.load_settings(env, cpus=1)
+            except config.ConfigError as error:
+                missing = re.search(r"has no (\S+?);", str(error))
+                if missing and str(error).startswith("MODEL_DIR="):
+                    (Path(model_dir) / missing.group(1)).write_text("{}")
+                    continue
+                raise
+        raise config.ConfigError("MODEL_DIR: the worker asked for more model files than it ships")
+
+
+def worker_body_limit(project_dir: Path, variables: Mapping[str, str], gantry_set: Mapping[str, str]) -> int:
+    """The largest request body the sample worker accepts with this environment, by its own loader:
+    MAX_REQUEST_BYTES, or MAX_BATCH_FILE_BYTES when that is larger and the Batch API is on. Call it only
+    on an environment `worker_problems` accepted."""
+    config = _worker_config(project_dir)
+    settings = _load(config, _Recording({**variables, **gantry_set, "API_KEYS": _STAND_IN_KEYS}))
+    return max(settings.max_request_bytes, settings.batch_file_limit)

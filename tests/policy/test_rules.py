@@ -22,14 +22,9 @@ from policy.rules import RULES, Resource, evaluate
 ROOT = Path(__file__).resolve().parents[2]
 
 # Rule -> what today's main fails on, per stack (resource logical names). Not exemptions: the rules stay
-# as strict as written; these are the work left (HTTPS without a domain and a WAF: the edge issue).
-KNOWN_GAPS: dict[str, dict[str, list[str]]] = {
-    "dev": {"no-plain-http-from-internet": ["gantry-lb-http"]},
-    "prod": {
-        "no-plain-http-from-internet": ["gantry-lb-http"],
-        "waf-on-production": ["gantry-lb-alb"],
-    },
-}
+# as strict as written; an entry is work left. None is left: the edge (CloudFront in front of an
+# internal load balancer, with a web ACL) closed the plain-HTTP and WAF gaps.
+KNOWN_GAPS: dict[str, dict[str, list[str]]] = {"dev": {}, "prod": {}}
 
 
 def as_resources(graph: Graph) -> list[Resource]:
@@ -76,9 +71,9 @@ def test_the_committed_stacks_policy_config_downgrades_exactly_the_mandatory_kno
     assert config == dict.fromkeys(sorted(gaps), "advisory")
 
 
-def test_rule_names_are_unique_and_only_waf_is_advisory() -> None:
+def test_rule_names_are_unique_and_every_rule_is_mandatory() -> None:
     assert len({r.name for r in RULES}) == len(RULES)
-    assert [r.name for r in RULES if not r.mandatory] == ["waf-on-production"]
+    assert [r.name for r in RULES if not r.mandatory] == []
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -230,13 +225,23 @@ def test_https_without_tls13_is_caught() -> None:
 def test_plain_http_redirect_only_passes_and_internal_balancers_are_not_the_internet(
     stack: tuple[str, list[Resource]],
 ) -> None:
-    _, resources = stack
+    name, resources = stack
+    # Behind CloudFront the load balancer is internal and admits no address range: nothing to find.
+    assert _findings("no-plain-http-from-internet", resources) == []
+    # Made public with its port open to the internet, its forwarding HTTP listener is a finding...
+    public = _mutated(resources, rules.LOAD_BALANCER, _set("internal", False))
+    alb_sg = next(r for r in resources if r.type == rules.SECURITY_GROUP and r.urn.endswith("::gantry-sg-alb"))
+    opened = Resource(
+        type=rules.SG_INGRESS_RULE,
+        urn=f"urn:pulumi:{name}::gantry::aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule::open-80",
+        props={"securityGroupId": alb_sg.props["id"], "cidrIpv4": "0.0.0.0/0", "fromPort": 80, "toPort": 80},
+    )
+    [finding] = _findings("no-plain-http-from-internet", [*public, opened])
+    assert "gantry-lb-http" in finding and "['forward']" in finding
+    # ...unless it only redirects.
     redirect = _set("defaultActions", [{"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443"}}])
-    assert _findings("no-plain-http-from-internet", _mutated(resources, rules.LISTENER, redirect)) == []
-    internal = _mutated(resources, rules.LOAD_BALANCER, _set("internal", True))
-    assert _findings("no-plain-http-from-internet", internal) == []
-    # ...and the gap itself is what it says: the listener forwards.
-    assert "['forward']" in _findings("no-plain-http-from-internet", resources)[0]
+    redirected = _mutated([*public, opened], rules.LISTENER, redirect)
+    assert _findings("no-plain-http-from-internet", redirected) == []
 
 
 def test_codedeploy_controller_or_alarms_satisfy_deployment_safety(stack: tuple[str, list[Resource]]) -> None:
@@ -249,15 +254,21 @@ def test_codedeploy_controller_or_alarms_satisfy_deployment_safety(stack: tuple[
 
 def test_waf_rule_skips_non_production_and_accepts_an_association(stack: tuple[str, list[Resource]]) -> None:
     _, resources = stack
-    assert _findings("waf-on-production", resources, production=False) == []
-    [finding] = _findings("waf-on-production", resources, production=True)
+    assert _findings("waf-on-production", resources, production=True) == []
+    # Without its web ACL the distribution is a finding, and so is the public load balancer behind it.
+    bare = _mutated(resources, rules.CLOUDFRONT_DISTRIBUTION, _set("webAclId", None))
+    assert _findings("waf-on-production", bare, production=False) == []
+    [finding] = _findings("waf-on-production", bare, production=True)
+    assert "CloudFront distribution without a WAF web ACL" in finding
+    public = _mutated(bare, rules.LOAD_BALANCER, _set("internal", False))
+    assert len(_findings("waf-on-production", public, production=True)) == 2
     lb = next(r for r in resources if r.type == rules.LOAD_BALANCER)
     association = Resource(
         type=rules.WEB_ACL_ASSOCIATION,
         urn="urn:pulumi:prod::gantry::aws:wafv2/webAclAssociation:WebAclAssociation::waf",
         props={"resourceArn": lb.props["arn"], "webAclArn": "arn:aws:wafv2:eu-west-1:210987654321:regional/webacl/x"},
     )
-    assert _findings("waf-on-production", [*resources, association], production=True) == []
+    assert _findings("waf-on-production", [*public, association], production=True) == [finding]
 
 
 def test_deletion_protection_applies_to_production_only(stack: tuple[str, list[Resource]]) -> None:
@@ -296,8 +307,9 @@ def test_res_adapter_keeps_camelcase_inputs() -> None:
 
 
 def test_a_test_listener_is_plain_http_from_the_internet_once_a_cidr_reaches_its_port() -> None:
-    # prod's CodeDeploy test listener forwards plain HTTP, but only the hook's security group reaches it.
-    resources = as_resources(run_program("prod"))
+    # prod's CodeDeploy test listener forwards plain HTTP, but only the hook's security group reaches it,
+    # even on a public load balancer (edge.mode alb; the committed stack's is internal).
+    resources = _mutated(as_resources(run_program("prod")), rules.LOAD_BALANCER, _set("internal", False))
     test_listener = next(r for r in resources if r.urn.endswith("::gantry-lb-test"))
     assert not [f for f in _findings("no-plain-http-from-internet", resources) if test_listener.urn in f]
     alb_sg = next(r for r in resources if r.type == rules.SECURITY_GROUP and r.urn.endswith("::gantry-sg-alb"))
