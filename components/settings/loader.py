@@ -28,6 +28,7 @@ from components.settings.base import NAMESPACE, ConfigError, Section, Where, fin
 from components.settings.deployment import CONTROLLERS, DeploymentSettings
 from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
 from components.settings.network import EndpointSettings, NetworkSettings
+from components.settings.operations import OperationsSettings
 from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
 from components.settings.workload import (
     AutoscalingSettings,
@@ -78,6 +79,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
         "`pulumi config set --secret --path 'secretValues.<NAME>' '<value>'`.",
     ),
     "taskRolePolicy": ConfigKey(model=PolicyStatement, summary="The application's own AWS permissions.", is_list=True),
+    "operations": ConfigKey(
+        model=OperationsSettings, summary="Alarm notifications (page / ticket), thresholds and the monthly budget."
+    ),
 }
 
 
@@ -143,6 +147,7 @@ class Settings:
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+    operations: OperationsSettings
 
     @property
     def sample_worker(self) -> bool:
@@ -423,6 +428,7 @@ def load_settings(
         task_policy=tuple(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
         ),
+        operations=sections["operations"],
     )
 
 
@@ -498,6 +504,13 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
                         "is also declared as a secret; secrets reach "
                         "the container only through ECS secrets, never environment",
                     )
+    operations, image = sections["operations"], sections["image"]
+    if operations is not None and image is not None and operations.tokens_per_minute is not None:
+        if image.context != SAMPLE_CONTEXT:
+            problems.add(
+                "operations.tokensPerMinute",
+                "needs the sample worker's Tokens metric; this stack builds its own image, so remove it",
+            )
     policy = sections["taskRolePolicy"]
     if policy is not None:
         sids = [s.sid for s in policy if s.sid]
