@@ -3,7 +3,7 @@
 Two topics, `gantry-<stack>-page` and `gantry-<stack>-ticket` (no page topic when `operations.paging` is
 false: then page-severity alarms notify the ticket topic), encrypted with a customer-managed KMS key.
 Not the AWS-managed `alias/aws/sns` key: its key policy cannot be edited, so CloudWatch (and Budgets)
-cannot be granted kms:GenerateDataKey* / kms:Decrypt on it and their notifications are dropped ("Enable
+cannot be granted kms:GenerateDataKey / kms:Decrypt on it and their notifications are dropped ("Enable
 compatibility between event sources from AWS services and encrypted topics",
 https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
 Alarm actions are looked up by alarm kind through `actions(kind)`, which applies the severity routing
@@ -29,7 +29,8 @@ import pulumi_aws as aws
 from components.env import AwsEnv
 from components.settings.operations import SEVERITIES, OperationsSettings
 
-PUBLISH_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey*"]
+# What a publisher needs on the topic's key: SNS generates a data key per message batch and reads it back.
+PUBLISH_KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -504,13 +504,6 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
                         "is also declared as a secret; secrets reach "
                         "the container only through ECS secrets, never environment",
                     )
-    operations, image = sections["operations"], sections["image"]
-    if operations is not None and image is not None and operations.tokens_per_minute is not None:
-        if image.context != SAMPLE_CONTEXT:
-            problems.add(
-                "operations.tokensPerMinute",
-                "needs the sample worker's Tokens metric; this stack builds its own image, so remove it",
-            )
     policy = sections["taskRolePolicy"]
     if policy is not None:
         sids = [s.sid for s in policy if s.sid]

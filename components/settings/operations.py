@@ -113,7 +113,8 @@ class OperationsSettings(Section):
     tokens_per_minute: int | None = Field(None, ge=1, le=10**12)
     """Default none (no token-spend alarm). The service-wide tokens a minute you budget for (the seeds'
     token-spend guardrail); the alarm fires after 5 minutes above it. Per-tenant limits are the worker's
-    TOKEN_BUDGET_PER_MINUTE; this is the sum the team pays for."""
+    TOKEN_BUDGET_PER_MINUTE; this is the sum the team pays for. Read from the sample worker's Tokens
+    metric, so a stack running its own image gets no token alarm."""
     monthly_budget_usd: int = between(100, 1, 1_000_000, "whole US dollars a month")
     """Default 100: a little above the dev stack's fixed cost (python -m gantry.cost dev). AWS Budgets
     alerts at 80 % actual, 100 % forecast (ticket) and 100 % actual (budget-actual's severity)."""
