@@ -281,7 +281,7 @@ def worker_throttle_alarm(prefix: str, worker: WorkerMetricIdentity, thresholds:
             "alarm_description": _describe(
                 f"""More than {thresholds.throttle_percent} % of requests to {worker.service_name} were refused
                 with 429 or 503 ({worker.namespace} Throttled / Requests, {_window(timing)}): clients are being
-                turned away. Check first: 1) which tenant (dashboard 'Throttled per tenant'): one tenant over
+                turned away. Check first: 1) which tenant (dashboard 'Throttled (429 / 503)'): one tenant over
                 its RATE_LIMIT_REQUESTS_PER_MINUTE or TOKEN_BUDGET_PER_MINUTE is a conversation, not an
                 outage; 2) QueuedInputs at MAX_QUEUED_INPUTS (503s): scale out or raise maxCapacity;
                 3) whether autoscaling is already at maxCapacity."""

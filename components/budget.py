@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -35,7 +35,7 @@ class BudgetError(ValueError):
     """The budget cannot be built as configured; the message names what is missing."""
 
 
-def tag_filter(tag_key: str, tags: Mapping[str, str]) -> dict[str, Any]:
+def tag_filter(tag_key: str, tags: Mapping[str, str]) -> aws.budgets.BudgetCostFilterArgsDict:
     """The TagKeyValue cost filter for the stack's tag `tag_key`, from the stack's aws:defaultTags."""
     if tag_key not in tags:
         raise BudgetError(
@@ -49,9 +49,9 @@ class TopicRouter(Protocol):
     def topic_arn(self, kind: str) -> pulumi.Output[str] | None: ...
 
 
-def budget_notifications(router: TopicRouter) -> list[dict[str, Any]]:
+def budget_notifications(router: TopicRouter) -> list[aws.budgets.BudgetNotificationArgsDict]:
     """One notification per alert whose kind notifies somebody (a severity of none drops it)."""
-    notifications = []
+    notifications: list[aws.budgets.BudgetNotificationArgsDict] = []
     for kind, notification_type, threshold in ALERTS:
         arn = router.topic_arn(kind)
         if arn is None:

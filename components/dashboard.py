@@ -75,7 +75,7 @@ def _graph(title: str, metrics: list[list[Any]], region: str, stat: str = "Sum",
 
 def _search(worker: WorkerMetricIdentity, metric: str, ident: str) -> list[Any]:
     query = (
-        f"SEARCH('{{{worker.namespace},Service,Tenant}} MetricName=\"{metric}\" "
+        f'SEARCH(\'{{{worker.namespace},Service,Tenant}} MetricName="{metric}" '
         f"Service=\"{worker.service_name}\"', 'Sum', {PERIOD})"
     )
     return [{"expression": query, "id": ident, "label": ""}]
@@ -172,7 +172,7 @@ def _widgets(spec: DashboardSpec) -> list[dict[str, Any]]:
             _graph("Tokens per minute per tenant", [_search(worker, "Tokens", "tokens")], spec.region),
             _graph(
                 "Throttled (429 / 503)",
-                [_row(ns, "Throttled", service, label="all tenants"), _search(worker, "Throttled", "tenants")[0]],
+                [_row(ns, "Throttled", service, label="all tenants"), _search(worker, "Throttled", "tenants")],
                 spec.region,
             ),
             _graph(
@@ -220,4 +220,3 @@ def dashboard_body(spec: DashboardSpec) -> dict[str, Any]:
 def _place(widget: dict[str, Any], index: int) -> dict[str, Any]:
     column, row = index % COLUMNS, index // COLUMNS
     return {**widget, "x": column * WIDTH, "y": row * HEIGHT, "width": WIDTH, "height": HEIGHT}
-

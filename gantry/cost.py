@@ -202,7 +202,9 @@ def estimate(resources: Iterable[Resource], region: str, *, log_gb_per_month: fl
             lines.append(Line("WAF rules", rules, "rule-months", p.waf_rule_month))
     distributions = _of(graph, "aws:cloudfront/distribution:Distribution")
     if distributions:
-        lines.append(Line("CloudFront distributions (no fixed fee: requests and data only)", len(distributions), "", 0.0))
+        lines.append(
+            Line("CloudFront distributions (no fixed fee: requests and data only)", len(distributions), "", 0.0)
+        )
 
     lines.extend(_task_lines(graph, p))
 
@@ -246,14 +248,34 @@ def _task_lines(graph: Sequence[Resource], p: PriceTable) -> list[Line]:
     hours = HOURS_PER_MONTH
     size = f"{vcpu:g} vCPU / {gb:g} GB {architecture}"
     lines = [
-        Line(f"minimum tasks on FARGATE ({size}): vCPU", on_demand * vcpu * hours, "vCPU-hours", p.fargate_vcpu_hour[architecture]),
-        Line(f"minimum tasks on FARGATE ({size}): memory", on_demand * gb * hours, "GB-hours", p.fargate_gb_hour[architecture]),
+        Line(
+            f"minimum tasks on FARGATE ({size}): vCPU",
+            on_demand * vcpu * hours,
+            "vCPU-hours",
+            p.fargate_vcpu_hour[architecture],
+        ),
+        Line(
+            f"minimum tasks on FARGATE ({size}): memory",
+            on_demand * gb * hours,
+            "GB-hours",
+            p.fargate_gb_hour[architecture],
+        ),
     ]
     if spot:
         discount = 1 - p.spot_discount
         lines += [
-            Line(f"minimum tasks on FARGATE_SPOT ({size}): vCPU", spot * vcpu * hours, "vCPU-hours", p.fargate_vcpu_hour[architecture] * discount),
-            Line(f"minimum tasks on FARGATE_SPOT ({size}): memory", spot * gb * hours, "GB-hours", p.fargate_gb_hour[architecture] * discount),
+            Line(
+                f"minimum tasks on FARGATE_SPOT ({size}): vCPU",
+                spot * vcpu * hours,
+                "vCPU-hours",
+                p.fargate_vcpu_hour[architecture] * discount,
+            ),
+            Line(
+                f"minimum tasks on FARGATE_SPOT ({size}): memory",
+                spot * gb * hours,
+                "GB-hours",
+                p.fargate_gb_hour[architecture] * discount,
+            ),
         ]
     return [line for line in lines if line.quantity]
 
@@ -261,15 +283,17 @@ def _task_lines(graph: Sequence[Resource], p: PriceTable) -> list[Line]:
 def synthesize(stack: str) -> tuple[list[Any], str]:
     """The committed stack's resources under the Pulumi mocks, and its region."""
     import asyncio
+    import importlib
 
     import yaml
 
-    from tests.harness import ROOT, run_program
-
+    # The mock engine lives with the tests for now; imported by name so that type checkers, which see
+    # tests/ as its own root, do not meet tests/harness.py under two module names.
+    harness = importlib.import_module("tests.harness")
     # A fresh loop for the mocks' run, as each test gets one.
     asyncio.set_event_loop(asyncio.new_event_loop())
-    region = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["aws:region"]
-    return run_program(stack).resources, region
+    region = yaml.safe_load((harness.ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["aws:region"]
+    return harness.run_program(stack).resources, region
 
 
 def main(argv: Sequence[str] | None = None) -> int:

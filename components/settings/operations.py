@@ -40,20 +40,6 @@ DEFAULT_SEVERITY: Mapping[str, str] = MappingProxyType(
         "budget-actual": "page",
     }
 )
-AlarmKind = Literal[
-    "edge-5xx-rate",
-    "target-5xx-rate",
-    "unhealthy-hosts",
-    "tasks-below-desired",
-    "worker-5xx-rate",
-    "p99-latency",
-    "cpu-high",
-    "memory-high",
-    "worker-throttle-rate",
-    "tokens-per-minute",
-    "budget-forecast",
-    "budget-actual",
-]
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 
 
@@ -63,14 +49,20 @@ def _email(value: str) -> str:
     return value
 
 
-def _https(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname:
-        raise ValueError("must be an https:// URL with a host (SNS delivers to HTTPS endpoints only here)")
+def _credential_in(url: str) -> str | None:
+    """What credential a URL carries (reported without the value by `checks`), or None."""
+    parts = urlsplit(url)
     if parts.username or parts.password:
-        raise ValueError("must not carry a user or password: the URL is stored in plain config and state")
-    if kind := secret_looking_value(value):
-        raise ValueError(f"looks like {kind}: the URL is stored in plain config and state")
+        return "a user or password"
+    return secret_looking_value(url)
+
+
+def _https(value: str) -> str:
+    # A URL with a credential is reported by `checks`, which never echoes the value; this error would.
+    if _credential_in(value) is None:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("must be an https:// URL with a host (SNS delivers to HTTPS endpoints only here)")
     return value
 
 
@@ -93,6 +85,42 @@ class Subscribers(Section):
         return not self.emails and not self.https
 
 
+Route = Literal["page", "ticket", "none"]
+
+
+class Severities(Section):
+    """Per alarm kind, where its notifications go; a kind left out keeps its DEFAULT_SEVERITY."""
+
+    edge_5xx_rate: Route | None = Field(None, alias="edge5xxRate")
+    """Default page: users get errors the edge generated (no healthy target, timeouts)."""
+    target_5xx_rate: Route | None = Field(None, alias="target5xxRate")
+    """Default page: the tasks answer 5xx."""
+    unhealthy_hosts: Route | None = None
+    """Default page: targets fail health checks."""
+    tasks_below_desired: Route | None = None
+    """Default page: tasks crash or cannot start."""
+    worker_5xx_rate: Route | None = Field(None, alias="worker5xxRate")
+    """Default page: the worker counts its own 5xx."""
+    p99_latency: Route | None = None
+    """Default ticket: slow, not broken."""
+    cpu_high: Route | None = None
+    """Default ticket: saturated; autoscaling should be reacting."""
+    memory_high: Route | None = None
+    """Default ticket: close to an out-of-memory kill."""
+    worker_throttle_rate: Route | None = None
+    """Default ticket: clients are refused with 429/503."""
+    tokens_per_minute: Route | None = None
+    """Default ticket: token spend above tokensPerMinute."""
+    budget_forecast: Route | None = None
+    """Default ticket: spend at 80 % of the budget, or forecast past it."""
+    budget_actual: Route | None = None
+    """Default page: spend past the monthly budget."""
+
+    def chosen(self) -> dict[str, str]:
+        """Alarm kind -> the route set for it (only the kinds set)."""
+        return {name.replace("_", "-"): value for name, value in self if value is not None}
+
+
 class OperationsSettings(Section):
     paging: bool = True
     """Default true: page-severity alarms go to the page topic. false (dev): they go to the ticket topic
@@ -101,9 +129,9 @@ class OperationsSettings(Section):
     """Default nobody. Subscribers woken by page-severity alarms (prod: on-call)."""
     ticket: Subscribers = Subscribers()
     """Default nobody. Subscribers of ticket-severity alarms and budget forecasts (the team's queue)."""
-    severity: Mapping[AlarmKind, Literal["page", "ticket", "none"]] = Field(default_factory=dict)
-    """Default {} (every alarm at DEFAULT_SEVERITY). Overrides per alarm kind; "none" keeps the alarm
-    (rollbacks still read it) but sends nothing."""
+    severity: Severities = Severities()
+    """Default {} (every alarm at DEFAULT_SEVERITY). Overrides per alarm kind (page, ticket or none);
+    none keeps the alarm (rollbacks still read it) but sends nothing."""
     cpu_high_percent: int = between(85, 10, 100, "a percentage of the task's CPU")
     """Default 85: sustained above this for 5 minutes, autoscaling (CPU target 60) is not keeping up."""
     memory_high_percent: int = between(85, 10, 100, "a percentage of the task's memory")
@@ -123,14 +151,26 @@ class OperationsSettings(Section):
     stack's value (aws:defaultTags). The tag must be activated once in Billing before it counts."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        for severity in SEVERITIES:
+            for i, url in enumerate(getattr(self, severity).https):
+                if kind := _credential_in(url):
+                    yield (
+                        f"{severity}.https[{i}]",
+                        f"holds what looks like {kind} (value not shown): the URL would sit in plain config and "
+                        "state; use an endpoint that authenticates SNS by its signed messages instead",
+                    )
         if not self.paging:
             if not self.page.empty:
-                yield "page", "has subscribers but paging is false, so nothing is sent to them; remove them or set paging: true"
-            for kind, severity in sorted(self.severity.items()):
+                yield (
+                    "page",
+                    "has subscribers but paging is false, so nothing is sent to them; remove them or set paging: true",
+                )
+            for name, severity in self.severity:
                 if severity == "page":
-                    yield f"severity.{kind}", "is page but paging is false; set ticket, or set paging: true"
+                    alias = Severities.model_fields[name].alias or name
+                    yield f"severity.{alias}", "is page but paging is false; set ticket, or set paging: true"
 
     def severity_of(self, kind: str) -> str:
         """page, ticket or none for an alarm kind, after overrides and `paging`."""
-        chosen = self.severity.get(kind, DEFAULT_SEVERITY[kind])  # type: ignore[call-overload]
+        chosen = self.severity.chosen().get(kind, DEFAULT_SEVERITY[kind])
         return "ticket" if chosen == "page" and not self.paging else chosen
