@@ -263,3 +263,41 @@ def test_budget_filter_and_alerts():
 
     assert len(budget_notifications(Router(""))) == len(ALERTS) == 3
     assert [n["notification_type"] for n in budget_notifications(Router("budget-forecast"))] == ["ACTUAL"]
+
+
+def test_a_cloudfront_edge_alarm_notifies_the_second_region_topics():
+    from components.operations import OperationsAlarms, OperationsAlarmsArgs
+
+    env = AwsEnv(account_id=ACCOUNT, region="eu-west-1", partition="aws", stack="prod")
+    settings = OperationsSettings()
+
+    def build():
+        us_east_1 = aws.Provider("us-east-1", region="us-east-1")
+        home = Notifications("alerts", NotificationsArgs(env=env, settings=settings))
+        edge = Notifications(
+            "edge-alerts",
+            # Paging off here only to tell the two sets apart: the mocks give same-named topics one ARN.
+            NotificationsArgs(env=env, settings=OperationsSettings(paging=False), region="us-east-1"),
+            opts=pulumi.ResourceOptions(provider=us_east_1),
+        )
+        OperationsAlarms(
+            "ops",
+            OperationsAlarmsArgs(
+                env=env,
+                settings=settings,
+                notifier=home,
+                edge=CLOUDFRONT,
+                service=SERVICE,
+                worker=None,
+                edge_notifier=edge,
+                edge_provider=us_east_1,
+            ),
+        )
+
+    graph = run_component(build)
+    topics = {t.name: t.outputs["arn"] for t in graph.of_type("aws:sns/topic:Topic")}
+    alarms = {a.inputs["name"]: a.inputs for a in graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    edge_alarm = alarms["gantry-prod-edge-5xx-rate"]
+    assert edge_alarm["namespace"] == "AWS/CloudFront"
+    assert edge_alarm["alarmActions"] == [topics["edge-alerts-ticket"]] != [topics["alerts-page"]]
+    assert alarms["gantry-prod-tasks-below-desired"]["alarmActions"] == [topics["alerts-page"]]
