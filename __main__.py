@@ -1,30 +1,41 @@
 """gantry: one containerised AI service on ECS Fargate behind an ALB and an edge, per stack config.
 
 Reads like the architecture: config -> settings -> network -> security groups -> VPC endpoints ->
-secrets -> image -> load balancer -> edge (CloudFront + WAF, or WAF on the public ALB) -> rollback
-alarms -> cluster -> service -> blue/green deployment (prod: CodeDeploy; dev: nothing, ECS rolls) -> outputs.
-Config is read and validated here, once, before any resource is registered (what validation needs
-from AWS is looked up first, with invokes); components receive typed Args and never read config
-themselves. This file holds no arithmetic, string building or indexing: a value that needs computing
-belongs to the box that owns it.
+secrets -> image -> load balancer -> edge (CloudFront + WAF, or WAF on the public ALB) ->
+notifications -> rollback alarms -> cluster -> service -> blue/green deployment (prod: CodeDeploy; dev:
+nothing, ECS rolls) -> operations alarms -> dashboard -> budget -> outputs. Config is read and validated
+here, once, before any resource is registered (what validation needs from AWS is looked up first, with
+invokes); components receive typed Args and never read config themselves. This file holds no
+arithmetic, string building or indexing: a value that needs computing belongs to the box that owns it.
 """
 
 import pulumi
 
+from components.alarms import ServiceMetricIdentity
 from components.blue_green.component import BlueGreenDeployment, BlueGreenDeploymentArgs
+from components.budget import CostBudget, CostBudgetArgs
 from components.cluster import Cluster
 from components.edge import Edge, EdgeArgs
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
 from components.env import AwsEnv
 from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
 from components.network import Network, NetworkArgs
+from components.notifications import Notifications, NotificationsArgs
+from components.operations import (
+    Dashboard,
+    DashboardArgs,
+    OperationsAlarms,
+    OperationsAlarmsArgs,
+    alb_edge,
+    worker_identity,
+)
 from components.registry import ImageRepository, ImageRepositoryArgs
 from components.rollback_alarms import RollbackAlarms, RollbackAlarmsArgs
 from components.scaling import standard_rules
 from components.secrets import AppSecrets, AppSecretsArgs
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
 from components.service import FargateService, FargateServiceArgs
-from components.stack_config import PROJECT_DIR, settings_from_stack_config
+from components.stack_config import PROJECT_DIR, settings_from_stack_config, stack_tags
 
 settings = settings_from_stack_config()
 env = AwsEnv.current(settings)
@@ -90,6 +101,7 @@ edge = Edge(
         provider_tags=settings.provider_tags,
     ),
 )
+notifications = Notifications("gantry-alerts", NotificationsArgs(env=env, settings=settings.operations))
 
 alarms = RollbackAlarms(
     "gantry-alarms",
@@ -98,6 +110,7 @@ alarms = RollbackAlarms(
         load_balancer=load_balancer,
         container=settings.container,
         worker_metrics=settings.sample_worker,
+        notifier=notifications,
     ),
 )
 
@@ -145,6 +158,34 @@ deployment = BlueGreenDeployment(
     ),
 )
 
+service_metrics = ServiceMetricIdentity(cluster_name=cluster.name, service_name=service.service.name)
+edge_metrics = alb_edge(load_balancer, env)
+worker_metrics = worker_identity(settings.container, settings.sample_worker)
+
+operations_alarms = OperationsAlarms(
+    "gantry-ops-alarms",
+    OperationsAlarmsArgs(
+        env=env,
+        settings=settings.operations,
+        notifier=notifications,
+        edge=edge_metrics,
+        service=service_metrics,
+        worker=worker_metrics,
+    ),
+)
+
+dashboard = Dashboard(
+    "gantry-dashboard",
+    DashboardArgs(
+        env=env, load_balancer=load_balancer, service=service_metrics, edge=edge_metrics, worker=worker_metrics
+    ),
+)
+
+budget = CostBudget(
+    "gantry-budget",
+    CostBudgetArgs(env=env, settings=settings.operations, tags=stack_tags(), router=notifications),
+)
+
 pulumi.export("serviceUrl", edge.url)
 pulumi.export("edgeName", edge.name)
 pulumi.export("clusterName", cluster.name)
@@ -153,3 +194,4 @@ pulumi.export("logGroupName", service.log_group.name)
 pulumi.export("repositoryUrl", image.repository_url)
 pulumi.export("imageDigest", image.image_digest)
 pulumi.export("deploymentController", service.deployment_controller)
+pulumi.export("dashboardName", dashboard.dashboard.dashboard_name)

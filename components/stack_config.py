@@ -80,3 +80,10 @@ def controller_from_outputs(outputs: Mapping[str, Any]) -> str | None:
     if isinstance(controller, str) and controller:
         return controller
     return LEGACY_CONTROLLER if outputs.get(LEGACY_OUTPUT) else None
+
+
+def stack_tags() -> dict[str, str]:
+    """The tags `aws:defaultTags` puts on every resource of the stack (the budget filters by one of them)."""
+    default_tags = pulumi.Config("aws").get_object("defaultTags") or {}
+    tags = default_tags.get("tags") if isinstance(default_tags, dict) else None
+    return {str(k): str(v) for k, v in (tags or {}).items()}

@@ -165,6 +165,11 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     },
     "aws:lambda/function:Function": lambda n, i: {"arn": _arn("lambda", f"function:{n}"), "name": n},
     "aws:codedeploy/application:Application": lambda n, i: {"name": n},
+    "aws:sns/topic:Topic": lambda n, i: {"arn": _arn("sns", i.get("name") or n)},
+    "aws:kms/key:Key": lambda n, i: {
+        "arn": _arn("kms", f"key/{_hex(n, 8)}-{_hex(n + 'key', 4)}-4{_hex(n, 3)}-8{_hex(n, 3)}-{_hex(n, 12)}"),
+        "keyId": f"{_hex(n, 8)}-{_hex(n + 'key', 4)}-4{_hex(n, 3)}-8{_hex(n, 3)}-{_hex(n, 12)}",
+    },
     "aws:ecs/cluster:Cluster": lambda n, i: {"arn": _arn("ecs", f"cluster/{n}")},
     "aws:ecs/service:Service": lambda n, i: {"arn": _arn("ecs", f"service/{n}/{n}")},
     "aws:ecs/taskDefinition:TaskDefinition": lambda n, i: {

@@ -19,6 +19,7 @@ from components.settings.loader import (
     required_interface_endpoints,
 )
 from components.settings.network import EndpointSettings, NetworkSettings
+from components.settings.operations import OperationsSettings, Subscribers
 from components.settings.workload import (
     AutoscalingSettings,
     CapacityProvider,
@@ -44,11 +45,13 @@ __all__ = [
     "LoadBalancerSettings",
     "LogsSettings",
     "NetworkSettings",
+    "OperationsSettings",
     "PolicyStatement",
     "SecretSpec",
     "SecretValues",
     "ServiceSettings",
     "Settings",
+    "Subscribers",
     "load_settings",
     "partition_for_region",
     "required_interface_endpoints",

@@ -35,6 +35,7 @@ from components.settings.edge import (
     within_zone,
 )
 from components.settings.network import EndpointSettings, NetworkSettings
+from components.settings.operations import OperationsSettings
 from components.settings.sample_worker import SAMPLE_CONTEXT, worker_body_limit, worker_problems
 from components.settings.workload import (
     AutoscalingSettings,
@@ -90,6 +91,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
         "`pulumi config set --secret --path 'secretValues.<NAME>' '<value>'`.",
     ),
     "taskRolePolicy": ConfigKey(model=PolicyStatement, summary="The application's own AWS permissions.", is_list=True),
+    "operations": ConfigKey(
+        model=OperationsSettings, summary="Alarm notifications (page / ticket), thresholds and the monthly budget."
+    ),
 }
 
 
@@ -156,6 +160,7 @@ class Settings:
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+    operations: OperationsSettings
     waf_max_body_bytes: int | None = None
     """The WAF's body-size limit: edge.waf.maxBodyBytes, else the sample worker's own largest body;
     None (no size rule) for a team's own image that sets none."""
@@ -453,6 +458,7 @@ def load_settings(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
         ),
         waf_max_body_bytes=waf_max_body_bytes,
+        operations=sections["operations"],
     )
 
 
