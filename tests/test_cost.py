@@ -15,7 +15,9 @@ def test_the_dev_estimate_matches_the_hand_calculation():
     nat = 730 * 0.048  # one NAT gateway (natStrategy single)           35.04
     nat_ip = 730 * 0.005  # its public IPv4 address                        3.65
     alb = 730 * 0.0252  # the ALB's hours                                  18.396
-    alb_ips = 2 * 730 * 0.005  # one public IPv4 per AZ, 2 AZs              7.30
+    # Internal behind CloudFront: no public IPv4 addresses on the ALB.
+    waf = 5.00 + 5 * 1.00  # one web ACL, 5 rules (3 managed groups, rate, size) 10.00
+    cloudfront = 0.0  # no fixed fee; requests and data only
     vcpu = 1 * 1.0 * 730 * 0.03238  # 1 task (FARGATE base 1), 1 vCPU, ARM  23.6374
     memory = 1 * 2.0 * 730 * 0.00356  # the same task's 2 GB                 5.1976
     secret = 1 * 0.40  # API_KEYS
@@ -25,8 +27,8 @@ def test_the_dev_estimate_matches_the_hand_calculation():
     # tasks below desired (2), CPU (1), memory (1), worker throttles (2), tokens (1) = 15 at $0.10.
     alarms = 15 * 0.10
     logs = 5 * 0.57
-    by_hand = nat + nat_ip + alb + alb_ips + vcpu + memory + secret + dashboard + kms + alarms + logs
-    assert by_hand == pytest.approx(101.97, abs=0.005)
+    by_hand = nat + nat_ip + alb + waf + cloudfront + vcpu + memory + secret + dashboard + kms + alarms + logs
+    assert by_hand == pytest.approx(104.67, abs=0.005)
     assert result.total == pytest.approx(by_hand, abs=1e-9)
     assert not any("interface endpoints" in line.item or "SPOT" in line.item for line in result.lines)
 
@@ -77,4 +79,4 @@ def test_the_command_prints_the_table_and_total(capsys):
     assert main(["dev"]) == 0
     out = capsys.readouterr().out
     assert "gantry stack dev: fixed monthly cost estimate" in out
-    assert "fixed total" in out and "101.97" in out and "as of 2026-12-01" in out
+    assert "fixed total" in out and "104.67" in out and "as of 2026-12-01" in out
