@@ -481,12 +481,37 @@ def synthesize(stack: str, root: Path = ROOT) -> Synthesis:
     return Synthesis(stack=stack, graph=graph, secrets=frozenset(secret_strings(config, secret_keys)))
 
 
-def digest(value: Any) -> str:
-    """A short, stable fingerprint of an input value: compared across runs, never reversed or printed."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _plain(value: Any) -> Any:
+    """Assets and archives as JSON-able values: file contents by digest, so a changed file is a change."""
+    if isinstance(value, pulumi.AssetArchive):
+        return {"assets": {k: _plain(v) for k, v in sorted(value.assets.items())}}
+    if isinstance(value, pulumi.StringAsset):
+        return {"text": value.text}
+    if isinstance(value, pulumi.FileAsset | pulumi.FileArchive):
+        path = Path(value.path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        return {"files": {str(p.relative_to(path) if path.is_dir() else p.name): _file_digest(p) for p in files}}
+    if isinstance(value, pulumi.RemoteAsset | pulumi.RemoteArchive):
+        return {"uri": value.uri}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
-def snapshot(graph: Graph) -> list[dict[str, Any]]:
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def digest(value: Any, root: Path = ROOT) -> str:
+    """A short, stable fingerprint of an input value: compared across runs, never reversed or printed.
+    The checkout's own path (in a build context, say) is factored out, so two checkouts compare equal."""
+    text = json.dumps(_plain(value), sort_keys=True, default=repr).replace(str(root), "<checkout>")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def snapshot(graph: Graph, root: Path = ROOT) -> list[dict[str, Any]]:
     """The graph without values: per resource its URN, type, name, parent URN, the fingerprint of each
     input and which inputs are secret. What a diff needs, and nothing a log could leak."""
     return [
@@ -495,7 +520,7 @@ def snapshot(graph: Graph) -> list[dict[str, Any]]:
             "type": r.typ,
             "name": r.name,
             "parent": r.opts.parent,
-            "inputs": {k: digest(v) for k, v in sorted(r.inputs.items())},
+            "inputs": {k: digest(v, root) for k, v in sorted(r.inputs.items())},
             "secretInputs": sorted(r.opts.secret_inputs),
         }
         for r in graph.resources
@@ -517,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     except StackNotFound as error:
         print(error, file=sys.stderr)
         return 3
-    json.dump(snapshot(synthesis.graph), sys.stdout)
+    json.dump(snapshot(synthesis.graph, root), sys.stdout)
     return 0
 
 
