@@ -66,7 +66,7 @@ def _is_component(typ: str) -> bool:
 
 
 def groups(graph: Graph) -> list[Group]:
-    """Resources grouped by their nearest component ancestor, in registration order of the components."""
+    """Resources grouped by their nearest component ancestor, sorted by component chain and name."""
     by_urn = {r.urn: r for r in graph.resources}
 
     def path(urn: str) -> tuple[str, ...]:
@@ -83,13 +83,14 @@ def groups(graph: Graph) -> list[Group]:
         owner = r.opts.parent if r.opts.parent in by_urn else ""
         if not _is_component(r.typ):
             members.setdefault(owner, []).append((r.name, r.typ))
-    out = [Group(path=(), type="pulumi:pulumi:Stack", resources=tuple(members[""]))] if members[""] else []
+    out = [Group(path=(), type="pulumi:pulumi:Stack", resources=tuple(sorted(members[""])))] if members[""] else []
     out += [
-        Group(path=path(urn), type=by_urn[urn].typ, resources=tuple(resources))
+        Group(path=path(urn), type=by_urn[urn].typ, resources=tuple(sorted(resources)))
         for urn, resources in members.items()
         if urn
     ]
-    return out
+    # Registration order varies between runs (outputs resolve concurrently); a comment should not.
+    return sorted(out, key=lambda g: (g.path, g.type))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def diff(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]
         if keys:
             marked = tuple(f"{k} {SECRET_MARK}" if k in secret else k for k in keys)
             changed.append(Changed(name=r["name"], type=r["type"], inputs=marked))
-    return added, removed, changed
+    return sorted(added), sorted(removed), sorted(changed, key=lambda c: (c.name, c.type))
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
