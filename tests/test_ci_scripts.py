@@ -1,13 +1,14 @@
-"""The scripts the workflows call (scripts/ci): the eval key reader, the smoke check, the eval runners.
+"""The scripts the workflows call (scripts/ci): the key and ECR password readers, smoke, the eval runners.
 
-eval_key.py runs against botocore's Stubber (the Secrets Manager API as its model defines it); the
-shell scripts run for real, with a local HTTP server standing in for the worker and a recording fake
-`docker`/`aws` on PATH, so what they pass to Docker (and what they keep out of argv and logs) is
-asserted, not assumed.
+eval_key.py and ecr_password.py run against botocore's Stubber (the APIs as their models define them);
+the shell scripts run for real, with a local HTTP server standing in for the worker, moto for Secrets
+Manager and ECR, and a recording fake `docker` on PATH, so what they pass to Docker (and what they keep
+out of argv and logs) is asserted, not assumed.
 """
 
 from __future__ import annotations
 
+import base64
 import http.server
 import importlib.util
 import json
@@ -22,6 +23,7 @@ from types import ModuleType
 import botocore.session
 import pytest
 from botocore.stub import Stubber
+from moto.server import ThreadedMotoServer
 
 from harness import ROOT
 
@@ -38,6 +40,7 @@ def _script_module(path: Path) -> ModuleType:
 
 
 eval_key = _script_module(CI / "eval_key.py")
+ecr_password = _script_module(CI / "ecr_password.py")
 ARN = "arn:aws:secretsmanager:eu-west-1:210987654321:secret:gantry-secrets-api-keys-Ab12Cd"
 KEY = "k-eval-test-0123456789abcdef"
 
@@ -79,6 +82,24 @@ def test_eval_key_errors_name_the_problem_and_never_a_key(
     assert eval_key.main(["--secret-id", ARN], client=stubbed(response, error)) == 1
     out = capsys.readouterr()
     assert out.out == "" and message in out.err and KEY not in out.err
+
+
+def test_ecr_password_prints_the_password_part_of_the_token(capsys: pytest.CaptureFixture[str]) -> None:
+    client = botocore.session.get_session().create_client(
+        "ecr", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stubber = Stubber(client)
+    token = base64.b64encode(b"AWS:registry-password-123").decode()
+    stubber.add_response("get_authorization_token", {"authorizationData": [{"authorizationToken": token}]}, {})
+    stubber.add_response("get_authorization_token", {"authorizationData": []}, {})
+    stubber.add_client_error("get_authorization_token", service_error_code="AccessDeniedException")
+    stubber.activate()
+    assert ecr_password.main(client) == 0
+    assert capsys.readouterr().out == "registry-password-123\n"
+    assert ecr_password.main(client) == 1
+    assert "no authorization data" in capsys.readouterr().err
+    assert ecr_password.main(client) == 1
+    assert "cannot get an ECR authorization token" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -130,18 +151,19 @@ def test_smoke_usage_errors() -> None:
 
 
 def fake_tools(tmp_path: Path) -> Path:
-    """`docker` and `aws` that log their argv and whether the key variables reached them."""
+    """A `docker` that logs its argv and whether the key variables (or a password on stdin) reached it."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
-    for tool in ("docker", "aws"):
-        script = bin_dir / tool
-        script.write_text(
-            "#!/usr/bin/env bash\n"
-            f'echo "{tool} $* | EVAL_API_KEY=${{EVAL_API_KEY:+set}} API_KEYS=${{API_KEYS:+set}}" >> {log}\n'
-            'if [ "$1" = ecr ]; then echo ecr-password; fi\n'
-        )
-        script.chmod(0o755)
+    docker = bin_dir / "docker"
+    docker.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "docker $* | EVAL_API_KEY=${{EVAL_API_KEY:+set}} API_KEYS=${{API_KEYS:+set}}" >> {log}\n'
+        # `docker login --password-stdin` reads the password: record only that one arrived.
+        'case "$*" in *--password-stdin*) [ -n "$(cat)" ] && echo "  password on stdin" >> '
+        f"{log} ;; esac\n"
+    )
+    docker.chmod(0o755)
     return bin_dir
 
 
@@ -186,3 +208,40 @@ def test_eval_deployed_refuses_what_is_not_a_digest_pinned_ecr_image(tmp_path: P
     )
     assert missing.returncode != 0 and "set EVAL_KEY_SECRET_ARN" in missing.stderr
     assert not (tmp_path / "calls.log").exists()
+
+
+def test_eval_deployed_reads_the_key_logs_in_and_runs_the_image_eval_against_the_url(tmp_path: Path) -> None:
+    """Against moto's Secrets Manager and ECR over HTTP: the key read with the job's credentials, masked
+    first and kept out of argv; the password piped to `docker login`; the pinned image run against URL."""
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    try:
+        client = botocore.session.get_session().create_client(
+            "secretsmanager",
+            region_name="eu-west-1",
+            endpoint_url=aws["AWS_ENDPOINT_URL"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        arn = client.create_secret(Name="gantry-secrets-api-keys", SecretString=json.dumps({"gantry-eval": KEY}))["ARN"]
+        image = "210987654321.dkr.ecr.eu-west-1.amazonaws.com/gantry-image-repo@sha256:" + "ab" * 32
+        env = {"PATH": f"{fake_tools(tmp_path)}:{os.environ['PATH']}", "EVAL_KEY_SECRET_ARN": arn, **aws}
+        result = sh("eval_deployed.sh", "http://gantry-lb.example", image, env=env)
+    finally:
+        moto.stop()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"::add-mask::{KEY}" and result.stdout.count(KEY) == 1
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert not any(KEY in c for c in calls)
+    login, password, run = calls
+    assert password == "  password on stdin"
+    assert login.startswith("docker login --username AWS --password-stdin 210987654321.dkr.ecr.eu-west-1.amazonaws.com")
+    assert run.startswith(f"docker run --rm --read-only --tmpfs /tmp --env EVAL_API_KEY {image} python -m worker.eval")
+    assert "--url http://gantry-lb.example" in run and "EVAL_API_KEY=set" in run

@@ -5,7 +5,7 @@
 # ECR and runs its `python -m worker.eval --url URL`, so the references match the model being served.
 # Exit status: the eval's (0 pass, 1 threshold missed, 2 error).
 # Security stance: the key is masked before anything can print it and reaches the container by
-# environment, never argv; the ECR password goes to `docker login` on stdin.
+# environment, never argv; the ECR password (scripts/ci/ecr_password.py) goes to `docker login` on stdin.
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -25,5 +25,5 @@ echo "::add-mask::$EVAL_API_KEY"
 export EVAL_API_KEY
 
 registry=${image%%/*}
-aws ecr get-login-password | docker login --username AWS --password-stdin "$registry" >/dev/null
+python3 "$(dirname "$0")/ecr_password.py" | docker login --username AWS --password-stdin "$registry" >/dev/null
 docker run --rm --read-only --tmpfs /tmp --env EVAL_API_KEY "$image" python -m worker.eval --url "$url"
