@@ -82,9 +82,8 @@ def test_the_workflow_script_plans_an_unchanged_checkout_with_no_changes(checkou
     assert summary.read_text() == out and outputs.read_text() == "policy=pass\n"
     assert "## gantry offline plan: `dev`" in out
     assert "### Changes against `main`" in out and "No resource changes." in out
-    # committed-stacks.json makes the known gap advisory: reported, not failing.
-    assert "| `no-plain-http-from-internet` | advisory | ⚠️ 1 finding |" in out
-    assert "- `no-plain-http-from-internet`: gantry-lb-http: plain-HTTP listener" in out
+    # Behind CloudFront nothing is plain HTTP from the internet: the rule that once needed a downgrade passes.
+    assert "| `no-plain-http-from-internet` | mandatory | ✅ pass |" in out
     for rule in RULES:
         assert f"| `{rule.name}` |" in out
     assert "<code>gantry › gantry-roles</code> <code>gantry:iam:TaskRoles</code>" in out
@@ -148,12 +147,7 @@ def stack_plan(request: pytest.FixtureRequest) -> plan.Plan:
 def test_both_stacks_pass_every_mandatory_rule_with_the_committed_policy_config(stack_plan: plan.Plan) -> None:
     assert stack_plan.mandatory_findings == 0
     assert [v.rule for v in stack_plan.verdicts] == [r.name for r in RULES]
-    advisory = {v.rule for v in stack_plan.verdicts if v.findings}
-    assert advisory == (
-        {"no-plain-http-from-internet", "waf-on-production"}
-        if stack_plan.stack == "prod"
-        else {"no-plain-http-from-internet"}
-    )
+    assert [v.rule for v in stack_plan.verdicts if v.findings] == []
 
 
 def test_every_resource_is_in_exactly_one_group_under_its_component_chain(stack_plan: plan.Plan) -> None:
@@ -187,13 +181,22 @@ def test_the_scrubber_catches_a_secret_that_reached_a_rendering() -> None:
         assert NEW_SECRET not in text and f"name-{plan.SECRET_MARK}" in text
 
 
-def test_main_exit_status_follows_the_mandatory_verdicts(capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_exit_status_follows_the_mandatory_verdicts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = str(ROOT / "policy" / "committed-stacks.json")
     assert plan.main(["prod", "--no-diff", "--policy-config", config]) == plan.EXIT_OK
     assert "## gantry offline plan: `prod`" in capsys.readouterr().out
-    # Without the config, dev's plain-HTTP listener is a mandatory finding.
+
+    def without_retention(stack: str, root: Path) -> Any:
+        synthesis = synthesize(stack, root)
+        synthesis.graph.named("gantry-logs").inputs.pop("retentionInDays")
+        return synthesis
+
+    # A log group kept forever is a mandatory finding: the plan exits 1.
+    monkeypatch.setattr(plan, "synthesize", without_retention)
     assert plan.main(["dev", "--no-diff"]) == plan.EXIT_MANDATORY
-    assert "| `no-plain-http-from-internet` | mandatory | ❌ 1 finding |" in capsys.readouterr().out
+    assert "| `log-group-retention` | mandatory | ❌ 1 finding |" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------------------
