@@ -39,6 +39,8 @@ AVAILABILITY_ZONES = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
 HOSTED_ZONES = {"Z0GANTRYTEST01": "acme.io"}
 VERSION_ID = "3f1b5c9e-7d2a-4e8f-9b6c-1a2d3e4f5a6b"
 DIGEST = "sha256:" + "ab" * 32
+# The permissions boundary the bootstrap creates in the mocked account (bootstrap/documents.py Scope).
+BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/gantry/gantry-workload-boundary"
 # Stand-in for what an operator sets with `pulumi config set --secret --path 'secretValues.<NAME>'`.
 # It holds the tenant the blue/green eval hook uses (deployment.evalTenant's default) with its own key.
 TEST_SECRET_VALUE = '{"tenant-a": "k-test-only-4f9c2e", "gantry-eval": "k-test-only-eval-7d1a"}'
@@ -143,7 +145,7 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "aws:secretsmanager/secretVersion:SecretVersion": lambda n, i: {
         "versionId": hashlib.sha256(json.dumps(i.get("secretString")).encode()).hexdigest()[:32]
     },
-    "aws:iam/role:Role": lambda n, i: {"arn": f"arn:aws:iam::{ACCOUNT}:role/{n}"},
+    "aws:iam/role:Role": lambda n, i: {"arn": f"arn:aws:iam::{ACCOUNT}:role{i.get('path', '/')}{n}"},
     "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {
         "arn": _arn("elasticloadbalancing", f"loadbalancer/app/{n}/50dc6c495c0c9188"),
         "arnSuffix": f"app/{n}/50dc6c495c0c9188",
@@ -305,6 +307,14 @@ class GantryMocks(pulumi.runtime.Mocks):
                 "insecureValue": "",
                 "withDecryption": False,
             }
+        if args.token == "aws:iam/getPolicy:getPolicy":
+            # The account has run the bootstrap: its boundary exists, nothing else does. A failure is returned
+            # as the provider returns it (a check failure, which the SDK raises from the invoke).
+            if args.args.get("arn") != BOUNDARY_ARN:
+                return {}, [
+                    ("arn", f"NoSuchEntity: Policy {args.args.get('arn')} does not exist or is not attachable.")
+                ]
+            return {"arn": BOUNDARY_ARN, "name": "gantry-workload-boundary", "path": "/gantry/", "id": BOUNDARY_ARN}
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {"id": ACCOUNT, "userName": "AWS", "password": "mock-ecr-token", "proxyEndpoint": "https://ecr"}
         raise NotImplementedError(f"no mock answer for {args.token}")

@@ -560,6 +560,8 @@ def test_invalid_config_fails_before_any_resource_is_registered():
     assert set(graph.calls) <= {
         "aws:index/getAvailabilityZones:getAvailabilityZones",
         "aws:route53/getZone:getZone",
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:iam/getPolicy:getPolicy",
         "pulumi:pulumi:readStackOutputs",
     }
     assert "gantry:container.memory" in str(err.value)

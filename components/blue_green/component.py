@@ -31,6 +31,7 @@ from components.blue_green.traffic import deployment_config
 from components.cluster import Cluster
 from components.env import AwsEnv
 from components.network import VpcHandles
+from components.roles import gantry_role
 from components.secrets import SecretRefs
 from components.service import CONTAINER_NAME, FargateService
 from components.settings import ContainerSettings, DeploymentSettings, LogsSettings, ServiceSettings
@@ -134,8 +135,9 @@ class BlueGreenDeployment(pulumi.ComponentResource):
 
         self.hook = self._hook(name, args, group_arn, child)
 
-        role = aws.iam.Role(
+        role = gantry_role(
             f"{name}-codedeploy-role",
+            env=env,
             description="CodeDeploy blue/green of one gantry service (inline, least-privilege)",
             assume_role_policy=json.dumps(policies.codedeploy_trust_policy(account_id=env.account_id)),
             opts=child,
@@ -272,8 +274,9 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             None,
         )
         log_group = aws.cloudwatch.LogGroup(f"{name}-hook-logs", retention_in_days=args.logs.retention_days, opts=child)
-        role = aws.iam.Role(
+        role = gantry_role(
             f"{name}-hook-role",
+            env=env,
             description="gantry blue/green hook: its logs, its ENIs, the verdict for one deployment group",
             assume_role_policy=json.dumps(policies.hook_trust_policy(account_id=env.account_id)),
             opts=child,

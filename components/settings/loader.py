@@ -27,6 +27,7 @@ from components.settings.access import PolicyStatement, SecretSpec, resource_too
 from components.settings.base import NAMESPACE, ConfigError, Section, Where, find_placeholders
 from components.settings.deployment import CONTROLLERS, DeploymentSettings
 from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
+from components.settings.iam import IamSettings
 from components.settings.network import EndpointSettings, NetworkSettings
 from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
 from components.settings.workload import (
@@ -78,6 +79,7 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
         "`pulumi config set --secret --path 'secretValues.<NAME>' '<value>'`.",
     ),
     "taskRolePolicy": ConfigKey(model=PolicyStatement, summary="The application's own AWS permissions.", is_list=True),
+    "iam": ConfigKey(model=IamSettings, summary="Path and permissions boundary of every IAM role the stack creates."),
 }
 
 
@@ -94,6 +96,8 @@ class AwsFacts:
     live_deployment_controller: str | None = None
     """The deployment controller (ECS or CODE_DEPLOY) of the service this stack already runs, from the
     stack's own last outputs; None when the stack has no service yet (or it was not looked up)."""
+    boundary_policies: Mapping[str, bool] = field(default_factory=dict)
+    """Permissions-boundary ARN -> whether these credentials found the policy; empty when not looked up."""
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
@@ -143,6 +147,7 @@ class Settings:
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+    iam: IamSettings
 
     @property
     def sample_worker(self) -> bool:
@@ -393,6 +398,7 @@ def load_settings(
     _cross_checks(sections, secrets, problems)
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
+    _boundary_checks(sections["iam"], facts, problems)
     _deployment_checks(sections, facts, secret_values, problems)
     reported = problems.reported_keys()
     lb = sections["loadBalancer"]
@@ -423,6 +429,7 @@ def load_settings(
         task_policy=tuple(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
         ),
+        iam=sections["iam"],
     )
 
 
@@ -565,6 +572,18 @@ def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, prob
                 "domain.hostname",
                 f"{domain.hostname!r} is not inside hosted zone "
                 f"{domain.hosted_zone_id} ({zone.rstrip('.')}): use a name ending in .{zone.rstrip('.')}",
+            )
+
+
+def _boundary_checks(iam: IamSettings | None, facts: AwsFacts, problems: _Problems) -> None:
+    """A boundary that does not exist fails CreateRole halfway through the first `up`: refuse it up front."""
+    for arn, found in facts.boundary_policies.items():
+        if iam is not None and not found:
+            problems.add(
+                "iam.permissionsBoundary",
+                f"{arn} does not exist (or these credentials cannot read it), and every role gantry creates carries "
+                "it: run the bootstrap once in this account (bootstrap/README.md), name an existing boundary policy, "
+                "or, for an account without the bootstrap, set iam.withoutPermissionsBoundary: true",
             )
 
 
