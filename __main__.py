@@ -55,7 +55,13 @@ secrets = AppSecrets("gantry-secrets", AppSecretsArgs(specs=settings.secrets, va
 
 image = ImageRepository(
     "gantry-image",
-    ImageRepositoryArgs(settings=settings.image, platform=settings.container.platform, project_dir=PROJECT_DIR),
+    ImageRepositoryArgs(
+        settings=settings.image,
+        platform=settings.container.platform,
+        project_dir=PROJECT_DIR,
+        promoted=settings.promoted,
+        source=settings.source,
+    ),
 )
 
 load_balancer = PublicLoadBalancer(
@@ -104,6 +110,7 @@ service = FargateService(
         start_after=[endpoints],
         deployment_controller=settings.deployment.controller,
         rollback_alarm_names=alarms.names,
+        source=settings.source,
     ),
 )
 
@@ -124,6 +131,7 @@ deployment = BlueGreenDeployment(
         rollback_alarm_names=alarms.names,
         eval_check=settings.sample_worker,
         secrets=secrets.refs,
+        source=settings.source,
     ),
 )
 

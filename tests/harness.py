@@ -41,6 +41,15 @@ VERSION_ID = "3f1b5c9e-7d2a-4e8f-9b6c-1a2d3e4f5a6b"
 DIGEST = "sha256:" + "ab" * 32
 # The permissions boundary the bootstrap creates in the mocked account (bootstrap/documents.py Scope).
 BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/gantry/gantry-workload-boundary"
+# The committed prod stack promotes from dev (image.promoteFrom: dev): what dev's last `pulumi up` exported,
+# and the images ECR holds in dev's repository ((repository name, digest) pairs).
+ORGANIZATION = "organization"
+DEV_STACK = f"{ORGANIZATION}/gantry/dev"
+DEV_REPOSITORY = "gantry-image-repo"
+DEV_REPOSITORY_URL = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{DEV_REPOSITORY}"
+DEV_OUTPUTS = {"repositoryUrl": DEV_REPOSITORY_URL, "imageDigest": DIGEST, "deploymentController": "ECS"}
+EARLIER_DIGEST = "sha256:" + "cd" * 32
+ECR_IMAGES = frozenset({(DEV_REPOSITORY, DIGEST), (DEV_REPOSITORY, EARLIER_DIGEST)})
 # Stand-in for what an operator sets with `pulumi config set --secret --path 'secretValues.<NAME>'`.
 # It holds the tenant the blue/green eval hook uses (deployment.evalTenant's default) with its own key.
 TEST_SECRET_VALUE = '{"tenant-a": "k-test-only-4f9c2e", "gantry-eval": "k-test-only-eval-7d1a"}'
@@ -98,6 +107,10 @@ class Graph:
     call_args: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     previous_outputs: dict[str, Any] = field(default_factory=dict)
     """What the stack's last update exported (readStackOutputs answers it); default none, a new stack."""
+    stack_outputs: dict[str, dict[str, Any]] = field(default_factory=lambda: {DEV_STACK: dict(DEV_OUTPUTS)})
+    """Other stacks' outputs by fully qualified name (what a StackReference reads); default dev's."""
+    ecr_images: frozenset[tuple[str, str]] = ECR_IMAGES
+    """(repository name, digest) pairs ECR holds; default dev's current and one earlier image."""
 
     def of_type(self, typ: str) -> list[Res]:
         return [r for r in self.resources if r.typ == typ]
@@ -264,7 +277,25 @@ class GantryMocks(pulumi.runtime.Mocks):
         self.graph.calls.append(args.token)
         self.graph.call_args.append((args.token, dict(args.args)))
         if args.token == "pulumi:pulumi:readStackOutputs":
-            return {"name": args.args["name"], "outputs": self.graph.previous_outputs, "secretOutputNames": []}
+            name = args.args["name"]
+            if name == f"{ORGANIZATION}/{pulumi.get_project()}/{pulumi.get_stack()}":
+                outputs = self.graph.previous_outputs
+            elif name in self.graph.stack_outputs:
+                outputs = self.graph.stack_outputs[name]
+            else:
+                return {}, [("name", f"unknown stack {name}")]
+            return {"name": name, "outputs": outputs, "secretOutputNames": []}
+        if args.token == "aws:ecr/getRepository:getRepository":
+            name = args.args["name"]
+            if name not in {repo for repo, _ in self.graph.ecr_images}:
+                return {}, [("name", f"RepositoryNotFoundException: repository {name} does not exist")]
+            url = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
+            return {"arn": _arn("ecr", f"repository/{name}"), "repositoryUrl": url, "registryId": ACCOUNT, "name": name}
+        if args.token == "aws:ecr/getImage:getImage":
+            key = (args.args["repositoryName"], args.args.get("imageDigest"))
+            if key not in self.graph.ecr_images:
+                return {}, [("imageDigest", f"ImageNotFoundException: no image {key[1]} in repository {key[0]}")]
+            return {"id": key[1], "imageDigest": key[1], "repositoryName": key[0], "imageTags": []}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAEXAMPLE"}
         if args.token == "aws:ec2/getRouteTables:getRouteTables":
@@ -369,7 +400,14 @@ def with_test_secrets(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]
 def run_with_mocks(program: Callable[[], Any], stack: str = "test", graph: Graph | None = None) -> Graph:
     graph = graph if graph is not None else Graph()
     mocks = GantryMocks(graph)
-    pulumi.runtime.set_mocks(mocks, project="gantry", stack=stack, preview=False, monitor=CapturingMonitor(mocks))
+    pulumi.runtime.set_mocks(
+        mocks,
+        project="gantry",
+        stack=stack,
+        preview=False,
+        monitor=CapturingMonitor(mocks),
+        organization=ORGANIZATION,
+    )
     pulumi.runtime.test(program)()
     return graph
 

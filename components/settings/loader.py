@@ -29,6 +29,13 @@ from components.settings.deployment import CONTROLLERS, DeploymentSettings
 from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
 from components.settings.iam import IamSettings
 from components.settings.network import EndpointSettings, NetworkSettings
+from components.settings.promotion import (
+    PromotedImage,
+    PromotionFacts,
+    SourceRevision,
+    promoted_image,
+    promotion_problems,
+)
 from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
 from components.settings.workload import (
     AutoscalingSettings,
@@ -59,7 +66,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "container": ConfigKey(
         model=ContainerSettings, summary="The task's one container: port, size, user, health, environment."
     ),
-    "image": ConfigKey(model=ImageSettings, summary="The image `pulumi up` builds and pushes to ECR."),
+    "image": ConfigKey(
+        model=ImageSettings, summary="The image `pulumi up` builds and pushes to ECR, or promotes from another stack."
+    ),
     "service": ConfigKey(
         model=ServiceSettings, summary="The ECS service: task count, rolling limits, capacity providers."
     ),
@@ -98,6 +107,9 @@ class AwsFacts:
     stack's own last outputs; None when the stack has no service yet (or it was not looked up)."""
     boundary_policies: Mapping[str, bool] = field(default_factory=dict)
     """Permissions-boundary ARN -> whether these credentials found the policy; empty when not looked up."""
+    promotion: PromotionFacts | None = None
+    """The source stack's outputs and the image's presence in ECR, for a stack with image.promoteFrom;
+    None when not looked up (then the promotion is not checked and Settings.promoted stays None)."""
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
@@ -148,6 +160,10 @@ class Settings:
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
     iam: IamSettings
+    promoted: PromotedImage | None = None
+    """The image a promoting stack (image.promoteFrom) deploys, checked to be in its repository."""
+    source: SourceRevision | None = None
+    """The commit being deployed (set by the program from GITHUB_SHA or git); None where no program runs."""
 
     @property
     def sample_worker(self) -> bool:
@@ -399,6 +415,7 @@ def load_settings(
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
     _boundary_checks(sections["iam"], facts, problems)
+    promoted = _promotion_checks(sections["image"], facts, problems)
     _deployment_checks(sections, facts, secret_values, problems)
     reported = problems.reported_keys()
     lb = sections["loadBalancer"]
@@ -430,6 +447,7 @@ def load_settings(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
         ),
         iam=sections["iam"],
+        promoted=promoted,
     )
 
 
@@ -585,6 +603,17 @@ def _boundary_checks(iam: IamSettings | None, facts: AwsFacts, problems: _Proble
                 "it: run the bootstrap once in this account (bootstrap/README.md), name an existing boundary policy, "
                 "or, for an account without the bootstrap, set iam.withoutPermissionsBoundary: true",
             )
+
+
+def _promotion_checks(image: ImageSettings | None, facts: AwsFacts, problems: _Problems) -> PromotedImage | None:
+    """A promoting stack deploys only a digest its source repository holds; refused before anything changes."""
+    if image is None or image.promote_from is None or facts.promotion is None:
+        return None
+    problem = promotion_problems(facts.promotion, pinned=image.digest is not None)
+    if problem is not None:
+        problems.add(*problem)
+        return None
+    return promoted_image(facts.promotion)
 
 
 def _deployment_checks(

@@ -154,9 +154,12 @@ MUTATIONS: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
 
 @pytest.mark.parametrize(("rule", "typ", "change"), MUTATIONS, ids=[f"{m[0]}:{i}" for i, m in enumerate(MUTATIONS)])
 def test_each_resource_mutation_is_caught(stack: tuple[str, list[Resource]], rule: str, typ: str, change) -> None:
-    """Production stacks judged as production (dev's repository is force-deleted on purpose)."""
+    """Production stacks judged as production. prod promotes dev's images and has no repository of its own,
+    so the repository rules are shown on dev's, which holds prod's images and is judged as production."""
     name, resources = stack
     production = name == "prod"
+    if typ == rules.ECR_REPOSITORY and not any(r.type == typ for r in resources):
+        resources, production = as_resources(run_program("dev")), True
     before = _findings(rule, resources, production)
     after = _findings(rule, _mutated(resources, typ, change), production)
     if production or not rule.endswith("-in-production"):
@@ -232,7 +235,10 @@ def test_plain_http_redirect_only_passes_and_internal_balancers_are_not_the_inte
 ) -> None:
     _, resources = stack
     redirect = _set("defaultActions", [{"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443"}}])
-    assert _findings("no-plain-http-from-internet", _mutated(resources, rules.LISTENER, redirect)) == []
+    http = [r.urn for r in resources if r.type == rules.LISTENER].index(
+        next(r.urn for r in resources if r.urn.endswith("::gantry-lb-http"))
+    )
+    assert _findings("no-plain-http-from-internet", _mutated(resources, rules.LISTENER, redirect, http)) == []
     internal = _mutated(resources, rules.LOAD_BALANCER, _set("internal", True))
     assert _findings("no-plain-http-from-internet", internal) == []
     # ...and the gap itself is what it says: the listener forwards.
