@@ -35,7 +35,7 @@ from components.scaling import standard_rules
 from components.secrets import AppSecrets, AppSecretsArgs
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
 from components.service import FargateService, FargateServiceArgs
-from components.stack_config import PROJECT_DIR, settings_from_stack_config, stack_tags
+from components.stack_config import PROJECT_DIR, settings_from_stack_config
 
 settings = settings_from_stack_config()
 env = AwsEnv.current(settings)
@@ -68,7 +68,13 @@ secrets = AppSecrets("gantry-secrets", AppSecretsArgs(specs=settings.secrets, va
 
 image = ImageRepository(
     "gantry-image",
-    ImageRepositoryArgs(settings=settings.image, platform=settings.container.platform, project_dir=PROJECT_DIR),
+    ImageRepositoryArgs(
+        settings=settings.image,
+        platform=settings.container.platform,
+        project_dir=PROJECT_DIR,
+        promoted=settings.promoted,
+        source=settings.source,
+    ),
 )
 
 load_balancer = PublicLoadBalancer(
@@ -135,6 +141,7 @@ service = FargateService(
         start_after=[endpoints],
         deployment_controller=settings.deployment.controller,
         rollback_alarm_names=alarms.names,
+        source=settings.source,
     ),
 )
 
@@ -155,6 +162,7 @@ deployment = BlueGreenDeployment(
         rollback_alarm_names=alarms.names,
         eval_check=settings.sample_worker,
         secrets=secrets.refs,
+        source=settings.source,
     ),
 )
 
@@ -183,7 +191,7 @@ dashboard = Dashboard(
 
 budget = CostBudget(
     "gantry-budget",
-    CostBudgetArgs(env=env, settings=settings.operations, tags=stack_tags(), router=notifications),
+    CostBudgetArgs(env=env, settings=settings.operations, tags=settings.provider_tags, router=notifications),
 )
 
 pulumi.export("serviceUrl", edge.url)

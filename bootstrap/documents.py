@@ -5,7 +5,8 @@ the permissions boundary every role gantry creates must carry. Security stance: 
 create and change IAM roles only under gantry's path (`/gantry/`) and only with the boundary attached
 (`iam:PermissionsBoundary`), can pass those roles only to the services gantry's roles are for
 (`iam:PassedToService`), and are explicitly denied every IAM action on the delivery roles themselves and
-on the boundary policy, so a deploy can never grant itself more. Everything else is scoped to this
+every action but reading it on the boundary policy (the program checks it exists before creating a role),
+so a deploy can never grant itself more. Everything else is scoped to this
 account and region and, wherever the service supports it, to names starting with the resource prefix.
 The `*` resources are those AWS forces (the action supports no resource-level permission), listed in
 STAR_ACTIONS with the reason, and tested to be the only ones.
@@ -34,6 +35,8 @@ WORKLOAD_SERVICES = (
     "lambda.amazonaws.com",
     "vpc-flow-logs.amazonaws.com",
 )
+# What the program reads of the permissions boundary (IAM GetPolicy, in `pulumi preview`): that it exists.
+BOUNDARY_READS = ("iam:GetPolicy", "iam:GetPolicyVersion")
 # Service-linked roles AWS creates on first use of ECS, ELB and ECS autoscaling in an account.
 SERVICE_LINKED = (
     "ecs.amazonaws.com",
@@ -230,6 +233,7 @@ def _read_only(scope: Scope) -> list[dict[str, Any]]:
             ],
             scope.workload_roles,
         ),
+        _allow("ReadTheBoundary", list(BOUNDARY_READS), scope.boundary_arn),
         _allow(
             "ReadGantryBuckets",
             [
@@ -599,14 +603,23 @@ def deploy_role_policy(
                 [scope.arn("route53", f"hostedzone/{z}", regional=False, account=False) for z in hosted_zone_ids],
             )
         )
-    statements.append(
-        {
+    statements.extend(
+        [
             # Explicit, so no Allow above (or added later) can let a deploy rewrite its own limits.
-            "Sid": "NeverTouchDeliveryRolesOrTheBoundary",
-            "Effect": "Deny",
-            "Action": "iam:*",
-            "Resource": sorted([scope.delivery_roles, scope.boundary_arn]),
-        }
+            {
+                "Sid": "NeverTouchDeliveryRoles",
+                "Effect": "Deny",
+                "Action": "iam:*",
+                "Resource": scope.delivery_roles,
+            },
+            # Everything but reading it: the program checks the boundary exists before it creates a role.
+            {
+                "Sid": "NeverChangeTheBoundary",
+                "Effect": "Deny",
+                "NotAction": list(BOUNDARY_READS),
+                "Resource": scope.boundary_arn,
+            },
+        ]
     )
     return {"Version": VERSION, "Statement": statements}
 

@@ -75,7 +75,7 @@ class CostBudgetArgs:
     settings: OperationsSettings
     """The monthly limit and the tag key to filter by."""
     tags: Mapping[str, str]
-    """The stack's aws:defaultTags (`stack_tags()`): the tag value the budget filters by comes from here."""
+    """The stack's aws:defaultTags (`Settings.provider_tags`): the tag value the budget filters by comes from here."""
     router: TopicRouter
     """Topics per alert kind (`Notifications`)."""
 

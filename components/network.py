@@ -20,6 +20,7 @@ import pulumi_awsx as awsx
 
 from components import policies
 from components.env import AwsEnv
+from components.roles import gantry_role
 from components.settings import NetworkSettings
 
 NAT_STRATEGY = {
@@ -115,9 +116,11 @@ class Network(pulumi.ComponentResource):
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs", retention_in_days=args.settings.flow_log_retention_days, opts=child
         )
-        role = aws.iam.Role(
+        role = gantry_role(
             f"{name}-flow-logs-role",
+            env=args.env,
             assume_role_policy=json.dumps(policies.flow_logs_trust_policy(args.env)),
+            description="VPC Flow Logs write the VPC's traffic log with this",
             opts=child,
         )
         aws.iam.RolePolicy(

@@ -1,4 +1,12 @@
-"""ImageRepository: the ECR repository and the image `pulumi up` builds from `app/` and pushes to it.
+"""ImageRepository: the ECR repository and the image `pulumi up` builds from `app/` and pushes to it, or,
+on a promoting stack (`image.promoteFrom`), the image another stack built, by digest.
+
+Build once, promote the same digest: the building stack (dev) owns the one repository; a promoting stack
+(prod) creates no repository and builds nothing, and deploys the digest dev validated, which the program
+checked ECR holds before registering anything (`components.settings.promotion`). The build records the
+commit on the image as the OCI label `org.opencontainers.image.revision` (a dirty tree is marked too);
+a new commit is therefore a new image even when the files the build sees are the same, with its layers
+from the build cache.
 
 The task definition uses the pushed image by digest, so what runs is exactly what was built and
 scanned. The image is pushed by digest, with no tag: the repository's tags are immutable and ECR
@@ -28,6 +36,7 @@ import pulumi_docker_build as docker_build
 from components import policies
 from components.dockerignore import context_files
 from components.settings import ImageSettings
+from components.settings.promotion import PromotedImage, SourceRevision
 
 
 def pinned_uri(repository_url: str, digest: str) -> str:
@@ -54,6 +63,13 @@ def image_resource_options(parent: pulumi.Resource) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(parent=parent, retain_on_delete=True)
 
 
+def repository_resource_options(parent: pulumi.Resource, force_delete: bool) -> pulumi.ResourceOptions:
+    """The repository outlives its stack unless `forceDelete` says otherwise: the building stack's repository
+    holds the promoting stack's images too, so `pulumi destroy -s dev` (or a stack that stops building and
+    starts promoting) leaves it and its images in place instead of failing on, or deleting, them."""
+    return pulumi.ResourceOptions(parent=parent, retain_on_delete=not force_delete)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ImageRepositoryArgs:
     settings: ImageSettings
@@ -63,6 +79,10 @@ class ImageRepositoryArgs:
     """linux/arm64 or linux/amd64, derived from the task's cpu architecture so the two cannot disagree."""
     project_dir: Path
     """The directory `settings.context` and `settings.dockerfile` are relative to."""
+    promoted: PromotedImage | None = None
+    """The image to deploy when `settings.promote_from` is set (required then; checked by the program)."""
+    source: SourceRevision | None = None
+    """The commit being built, labelled on the image; default none (no revision label)."""
 
 
 class ImageRepository(pulumi.ComponentResource):
@@ -71,13 +91,16 @@ class ImageRepository(pulumi.ComponentResource):
     image_uri: pulumi.Output[str]
     """repository@sha256:digest of the pushed image."""
     image_digest: pulumi.Output[str]
-    content_hash: str
-    """`content_tag` of the build: the image's `gantry.build-context` label."""
+    content_hash: str | None
+    """`content_tag` of the build: the image's `gantry.build-context` label; None on a promoting stack."""
 
     def __init__(self, name: str, args: ImageRepositoryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:registry:ImageRepository", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         s = args.settings
+        if s.promote_from is not None:
+            self._promote(s.promote_from, args.promoted)
+            return
 
         repo = aws.ecr.Repository(
             f"{name}-repo",
@@ -85,7 +108,7 @@ class ImageRepository(pulumi.ComponentResource):
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "KMS"}],
             force_delete=s.force_delete,
-            opts=child,
+            opts=repository_resource_options(self, s.force_delete),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
@@ -102,7 +125,7 @@ class ImageRepository(pulumi.ComponentResource):
             f"{name}-image",
             push=False,
             exports=[{"registry": {"names": [repo.repository_url], "push_by_digest": True, "oci_media_types": True}}],
-            labels={BUILD_CONTEXT_LABEL: self.content_hash},
+            labels={BUILD_CONTEXT_LABEL: self.content_hash, **(args.source.labels if args.source else {})},
             context={"location": str(context)},
             dockerfile={"location": str(args.project_dir / s.dockerfile)},
             platforms=[docker_build.Platform(args.platform)],
@@ -116,4 +139,15 @@ class ImageRepository(pulumi.ComponentResource):
         self.repository_arn = repo.arn
         self.image_digest = image.digest
         self.image_uri = pulumi.Output.all(repo.repository_url, image.digest).apply(lambda v: pinned_uri(*v))
+        self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})
+
+    def _promote(self, source: str, promoted: PromotedImage | None) -> None:
+        """No repository and no build: the image another stack built and validated, by digest."""
+        if promoted is None:
+            raise ValueError(f"promoting from {source} needs the checked image (Settings.promoted); none was given")
+        self.content_hash = None
+        self.repository_url = pulumi.Output.from_input(promoted.repository_url)
+        self.repository_arn = pulumi.Output.from_input(promoted.repository_arn)
+        self.image_digest = pulumi.Output.from_input(promoted.digest)
+        self.image_uri = pulumi.Output.from_input(pinned_uri(promoted.repository_url, promoted.digest))
         self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})

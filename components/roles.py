@@ -1,10 +1,14 @@
-"""TaskRoles: the two IAM roles of an ECS task, each with exactly the permissions it needs.
+"""gantry's IAM roles: `gantry_role`, the one way the program creates a role, and TaskRoles, the two roles
+of an ECS task, each with exactly the permissions it needs.
 
-The execution role is what ECS uses to start a task (pull the image, write the log group, read the
-declared secrets); the task role is the identity of the application code. Conflating them is the most
-common ECS mistake, so they are built apart. Security stance: inline policies from
-`components.policies` on exact ARNs, no AWS managed policies, trust limited to ECS tasks of this
-account and region; the task role has no permissions unless the app declares some in config.
+`gantry_role` gives every role the stack's path and permissions boundary (`AwsEnv.role_path`,
+`AwsEnv.permissions_boundary_arn`, from gantry:iam): the bootstrap's deploy roles may create roles only
+there and only so bounded, and a whole-program test checks every registered role carries both. The
+execution role is what ECS uses to start a task (pull the image, write the log group, read the declared
+secrets); the task role is the identity of the application code. Conflating them is the most common ECS
+mistake, so they are built apart. Security stance: inline policies from `components.policies` on exact
+ARNs, no AWS managed policies, trust limited to ECS tasks of this account and region; the task role has
+no permissions unless the app declares some in config; the boundary caps every role whatever its policy.
 """
 
 from __future__ import annotations
@@ -35,6 +39,26 @@ class TaskRolesArgs:
     """The application's own AWS permissions; default none."""
 
 
+def gantry_role(
+    name: str,
+    *,
+    env: AwsEnv,
+    assume_role_policy: pulumi.Input[str],
+    description: str,
+    opts: pulumi.ResourceOptions,
+) -> aws.iam.Role:
+    """An IAM role under the stack's path with its permissions boundary; policies are attached by the caller
+    (inline `aws.iam.RolePolicy` on exact ARNs, never a managed policy)."""
+    return aws.iam.Role(
+        name,
+        path=env.role_path,
+        permissions_boundary=env.permissions_boundary_arn,
+        assume_role_policy=assume_role_policy,
+        description=description,
+        opts=opts,
+    )
+
+
 class TaskRoles(pulumi.ComponentResource):
     execution_role_arn: pulumi.Output[str]
     task_role_arn: pulumi.Output[str]
@@ -43,8 +67,9 @@ class TaskRoles(pulumi.ComponentResource):
         super().__init__("gantry:iam:TaskRoles", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        execution = aws.iam.Role(
+        execution = gantry_role(
             f"{name}-execution",
+            env=args.env,
             assume_role_policy=json.dumps(policies.ecs_execution_role_trust_policy()),
             description="ECS starts gantry tasks with this",
             opts=child,
@@ -72,8 +97,9 @@ class TaskRoles(pulumi.ComponentResource):
             opts=child,
         )
 
-        task = aws.iam.Role(
+        task = gantry_role(
             f"{name}-task",
+            env=args.env,
             assume_role_policy=json.dumps(policies.ecs_task_role_trust_policy(args.env)),
             description="gantry application code runs as this",
             opts=child,

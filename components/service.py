@@ -37,6 +37,7 @@ from components.settings import (
     PolicyStatement,
     ServiceSettings,
 )
+from components.settings.promotion import SourceRevision
 
 CONTAINER_NAME = "app"
 TMP_VOLUME = "tmp"
@@ -60,6 +61,9 @@ IGNORED_SERVICE_PROPERTIES: Mapping[str, tuple[str, ...]] = {
         "capacityProviderStrategies",
     ),
 }
+
+
+SOURCE_TAG = "gantry:source-revision"
 
 
 def service_resource_options(
@@ -163,6 +167,9 @@ class FargateServiceArgs:
     rollback_alarm_names: pulumi.Input[Sequence[str]] = ()
     """Alarms that roll a rolling deploy back (ECS deployment `alarms`); default none. Unused with
     CODE_DEPLOY, whose deployment group watches them instead."""
+    source: SourceRevision | None = None
+    """The commit being deployed: tagged on the service (`gantry:source-revision`, propagated to its tasks),
+    since an ECS rolling deployment has no description of its own; default none (no tag)."""
 
 
 class FargateService(pulumi.ComponentResource):
@@ -283,6 +290,8 @@ class FargateService(pulumi.ComponentResource):
             enable_execute_command=False,
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
+            # A tag, not a task-definition label: a new commit with the same image must not roll the tasks.
+            tags={SOURCE_TAG: args.source.description} if args.source else None,
             opts=service_resource_options(self, start_after, args.deployment_controller),
         )
 

@@ -1,23 +1,38 @@
 """The program's one reader of `pulumi.Config`: raw `gantry:*` config -> AWS facts -> validated Settings.
 
 Everything environment-specific enters here, before any resource is registered: the config as the CLI
-passed it (however it passed it), what validation needs from AWS (looked up with invokes, which
-create nothing), then `load_settings`. A bad config stops the program with every problem listed.
+passed it (however it passed it), the commit being deployed (GITHUB_SHA or git), what validation needs
+from AWS and from other stacks (looked up with invokes, which create nothing: AZs, the hosted zone, the
+permissions boundary, a promoted image's source stack and its digest in ECR), then `load_settings`.
+A bad config stops the program with every problem listed.
 Security stance: secret keys stay marked secret, and no error echoes a secret value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import json
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 from pulumi.runtime import config as runtime_config
 
 from components.env import lookup_aws_facts
 from components.settings import NAMESPACE, ConfigError, Settings, load_settings
+from components.settings.promotion import (
+    DIGEST_OUTPUT,
+    REPOSITORY_OUTPUT,
+    PromotionFacts,
+    RevisionError,
+    repository_name,
+    source_revision,
+)
+from components.settings.workload import DIGEST
 
 # The engine's built-in invoke behind StackReference (pulumi/pulumi pkg/resource/deploy/builtins.go,
 # `readStackOutputs`; the Node SDK calls it synchronously for StackReference's sync outputs). Asked
@@ -45,25 +60,88 @@ def settings_from_stack_config() -> Settings:
     region = aws_config.get("region")
     default_tags = aws_config.get_object("defaultTags") or {}
     try:
+        source = source_revision(os.environ, _git)
+    except RevisionError as error:
+        raise pulumi.RunError(f"gantry: {error}; nothing was created") from None
+    try:
         settings = load_settings(
             values,
             region=region,
             secret_keys=secret_keys,
             aws_facts=dataclasses.replace(
-                lookup_aws_facts(values, region), live_deployment_controller=live_deployment_controller()
+                lookup_aws_facts(values, region),
+                live_deployment_controller=live_deployment_controller(),
+                promotion=promotion_lookup(values.get(f"{NAMESPACE}:image")),
             ),
             project_dir=PROJECT_DIR,
         )
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
-    return dataclasses.replace(settings, provider_tags=dict(default_tags.get("tags") or {}))
+    return dataclasses.replace(settings, provider_tags=dict(default_tags.get("tags") or {}), source=source)
+
+
+def _git(args: Sequence[str]) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _read_stack_outputs(name: str) -> Mapping[str, Any] | None:
+    """A stack's last outputs through the engine's built-in (what `pulumi.StackReference` reads), or None."""
+    try:
+        result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
+    except Exception:  # noqa: BLE001 - no such stack or no access: the caller reports which
+        return None
+    return (result.value or {}).get("outputs") or {}
+
+
+def qualified_stack(name: str) -> str:
+    """`dev` -> `<organization>/<project>/dev`; an organization/project/stack name stays as it is."""
+    return name if "/" in name else f"{pulumi.get_organization()}/{pulumi.get_project()}/{name}"
+
+
+def promotion_lookup(raw_image: Any) -> PromotionFacts | None:
+    """For image.promoteFrom: the source stack's repository and digest, and whether ECR holds that digest,
+    looked up with invokes (nothing is created) so a bad promotion stops `pulumi preview`. The checks run
+    at preview because invokes do (https://www.pulumi.com/docs/iac/concepts/resources/functions/); get_image
+    fails with ImageNotFoundException for a digest the repository lacks (ECR DescribeImages,
+    https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeImages.html)."""
+    try:
+        image = json.loads(raw_image) if isinstance(raw_image, str) else (raw_image or {})
+    except ValueError:
+        return None  # validation reports the malformed section
+    source, pinned = (image.get("promoteFrom"), image.get("digest")) if isinstance(image, dict) else (None, None)
+    if not isinstance(source, str) or not source.strip():
+        return None
+    stack = qualified_stack(source)
+    outputs = _read_stack_outputs(stack)
+    if outputs is None:
+        return PromotionFacts(stack=stack, outputs_read=False)
+    url = outputs.get(REPOSITORY_OUTPUT) if isinstance(outputs.get(REPOSITORY_OUTPUT), str) else None
+    digest = pinned if isinstance(pinned, str) else outputs.get(DIGEST_OUTPUT)
+    digest = digest if isinstance(digest, str) else None
+    name = repository_name(url) if url else None
+    facts = PromotionFacts(stack=stack, outputs_read=True, repository_url=url, digest=digest)
+    if name is None or digest is None or not DIGEST.fullmatch(digest):
+        return facts
+    try:
+        arn = aws.ecr.get_repository(name=name).arn
+    except Exception:  # noqa: BLE001 - RepositoryNotFoundException or no access: reported as missing
+        return facts
+    try:
+        aws.ecr.get_image(repository_name=name, image_digest=digest)
+    except Exception:  # noqa: BLE001 - ImageNotFoundException: reported as not in the repository
+        return dataclasses.replace(facts, repository_arn=arn)
+    return dataclasses.replace(facts, repository_arn=arn, image_found=True)
 
 
 def live_deployment_controller() -> str | None:
     """The deployment controller of the service this stack already runs, read from the stack's own last
     outputs (an invoke, so preview sees it too): switching it would replace the service, and validation
     refuses that unless the stack opts in."""
-    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    name = qualified_stack(pulumi.get_stack())
     try:
         result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
     except Exception as error:  # noqa: BLE001 - any failure: refuse rather than guess
@@ -80,10 +158,3 @@ def controller_from_outputs(outputs: Mapping[str, Any]) -> str | None:
     if isinstance(controller, str) and controller:
         return controller
     return LEGACY_CONTROLLER if outputs.get(LEGACY_OUTPUT) else None
-
-
-def stack_tags() -> dict[str, str]:
-    """The tags `aws:defaultTags` puts on every resource of the stack (the budget filters by one of them)."""
-    default_tags = pulumi.Config("aws").get_object("defaultTags") or {}
-    tags = default_tags.get("tags") if isinstance(default_tags, dict) else None
-    return {str(k): str(v) for k, v in (tags or {}).items()}

@@ -52,6 +52,17 @@ CLOUDFRONT_VPC_ORIGIN_SG = "sg-0c10dfa0e0vpc0rg"
 CLOUDFRONT_ZONE_ID = "Z2FDTNDATAQYW2"
 VERSION_ID = "3f1b5c9e-7d2a-4e8f-9b6c-1a2d3e4f5a6b"
 DIGEST = "sha256:" + "ab" * 32
+# The permissions boundary the bootstrap creates in the mocked account (bootstrap/documents.py Scope).
+BOUNDARY_ARN = f"arn:aws:iam::{ACCOUNT}:policy/gantry/gantry-workload-boundary"
+# The committed prod stack promotes from dev (image.promoteFrom: dev): what dev's last `pulumi up` exported,
+# and the images ECR holds in dev's repository ((repository name, digest) pairs).
+ORGANIZATION = "organization"
+DEV_STACK = f"{ORGANIZATION}/gantry/dev"
+DEV_REPOSITORY = "gantry-image-repo"
+DEV_REPOSITORY_URL = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{DEV_REPOSITORY}"
+DEV_OUTPUTS = {"repositoryUrl": DEV_REPOSITORY_URL, "imageDigest": DIGEST, "deploymentController": "ECS"}
+EARLIER_DIGEST = "sha256:" + "cd" * 32
+ECR_IMAGES = frozenset({(DEV_REPOSITORY, DIGEST), (DEV_REPOSITORY, EARLIER_DIGEST)})
 # Stand-in for what an operator sets with `pulumi config set --secret --path 'secretValues.<NAME>'`.
 # It holds the tenant the blue/green eval hook uses (deployment.evalTenant's default) with its own key.
 TEST_SECRET_VALUE = '{"tenant-a": "k-test-only-4f9c2e", "gantry-eval": "k-test-only-eval-7d1a"}'
@@ -113,6 +124,10 @@ class Graph:
     call_args: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     previous_outputs: dict[str, Any] = field(default_factory=dict)
     """What the stack's last update exported (readStackOutputs answers it); default none, a new stack."""
+    stack_outputs: dict[str, dict[str, Any]] = field(default_factory=lambda: {DEV_STACK: dict(DEV_OUTPUTS)})
+    """Other stacks' outputs by fully qualified name (what a StackReference reads); default dev's."""
+    ecr_images: frozenset[tuple[str, str]] = ECR_IMAGES
+    """(repository name, digest) pairs ECR holds; default dev's current and one earlier image."""
 
     def of_type(self, typ: str) -> list[Res]:
         return [r for r in self.resources if r.typ == typ]
@@ -160,7 +175,7 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     "aws:secretsmanager/secretVersion:SecretVersion": lambda n, i: {
         "versionId": hashlib.sha256(json.dumps(i.get("secretString")).encode()).hexdigest()[:32]
     },
-    "aws:iam/role:Role": lambda n, i: {"arn": f"arn:aws:iam::{ACCOUNT}:role/{n}"},
+    "aws:iam/role:Role": lambda n, i: {"arn": f"arn:aws:iam::{ACCOUNT}:role{i.get('path', '/')}{n}"},
     "aws:lb/loadBalancer:LoadBalancer": lambda n, i: {
         "arn": _arn("elasticloadbalancing", f"loadbalancer/app/{n}/50dc6c495c0c9188"),
         "arnSuffix": f"app/{n}/50dc6c495c0c9188",
@@ -317,7 +332,25 @@ class GantryMocks(pulumi.runtime.Mocks):
         self.graph.calls.append(args.token)
         self.graph.call_args.append((args.token, dict(args.args)))
         if args.token == "pulumi:pulumi:readStackOutputs":
-            return {"name": args.args["name"], "outputs": self.graph.previous_outputs, "secretOutputNames": []}
+            name = args.args["name"]
+            if name == f"{ORGANIZATION}/{pulumi.get_project()}/{pulumi.get_stack()}":
+                outputs = self.graph.previous_outputs
+            elif name in self.graph.stack_outputs:
+                outputs = self.graph.stack_outputs[name]
+            else:
+                return {}, [("name", f"unknown stack {name}")]
+            return {"name": name, "outputs": outputs, "secretOutputNames": []}
+        if args.token == "aws:ecr/getRepository:getRepository":
+            name = args.args["name"]
+            if name not in {repo for repo, _ in self.graph.ecr_images}:
+                return {}, [("name", f"RepositoryNotFoundException: repository {name} does not exist")]
+            url = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
+            return {"arn": _arn("ecr", f"repository/{name}"), "repositoryUrl": url, "registryId": ACCOUNT, "name": name}
+        if args.token == "aws:ecr/getImage:getImage":
+            key = (args.args["repositoryName"], args.args.get("imageDigest"))
+            if key not in self.graph.ecr_images:
+                return {}, [("imageDigest", f"ImageNotFoundException: no image {key[1]} in repository {key[0]}")]
+            return {"id": key[1], "imageDigest": key[1], "repositoryName": key[0], "imageTags": []}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAEXAMPLE"}
         if args.token == "aws:ec2/getRouteTables:getRouteTables":
@@ -365,6 +398,14 @@ class GantryMocks(pulumi.runtime.Mocks):
                 "insecureValue": "",
                 "withDecryption": False,
             }
+        if args.token == "aws:iam/getPolicy:getPolicy":
+            # The account has run the bootstrap: its boundary exists, nothing else does. A failure is returned
+            # as the provider returns it (a check failure, which the SDK raises from the invoke).
+            if args.args.get("arn") != BOUNDARY_ARN:
+                return {}, [
+                    ("arn", f"NoSuchEntity: Policy {args.args.get('arn')} does not exist or is not attachable.")
+                ]
+            return {"arn": BOUNDARY_ARN, "name": "gantry-workload-boundary", "path": "/gantry/", "id": BOUNDARY_ARN}
         if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {"id": ACCOUNT, "userName": "AWS", "password": "mock-ecr-token", "proxyEndpoint": "https://ecr"}
         raise NotImplementedError(f"no mock answer for {args.token}")
@@ -449,7 +490,14 @@ def secret_strings(config: dict[str, Any], secret_keys: list[str]) -> set[str]:
 def run_with_mocks(program: Callable[[], Any], stack: str = "test", graph: Graph | None = None) -> Graph:
     graph = graph if graph is not None else Graph()
     mocks = GantryMocks(graph)
-    pulumi.runtime.set_mocks(mocks, project="gantry", stack=stack, preview=False, monitor=CapturingMonitor(mocks))
+    pulumi.runtime.set_mocks(
+        mocks,
+        project="gantry",
+        stack=stack,
+        preview=False,
+        monitor=CapturingMonitor(mocks),
+        organization=ORGANIZATION,
+    )
     pulumi.runtime.test(program)()
     return graph
 

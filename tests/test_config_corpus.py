@@ -269,10 +269,10 @@ def test_overlays_reach_the_config_they_name():
     assert [s["name"] for s in config["gantry:secrets"]] == ["API_KEYS", "X"]
     assert config["gantry:secretValues"] == {"API_KEYS": TEST_SECRET_VALUE, "X": TEST_SECRET_VALUE}
     assert "aws:region" not in config and config["gantry:container.port"] == "8080"
-    assert config["gantry:image"] == {"keepImages": 20, "context": "worker"}
+    assert config["gantry:image"] == {"keepImages": 50, "context": "worker"}
     assert secret_keys == ["gantry:secretValues"]
     assert program_input(config)["gantry:container.port"] == "8080"
-    assert json.loads(program_input(config)["gantry:image"]) == {"keepImages": 20, "context": "worker"}
+    assert json.loads(program_input(config)["gantry:image"]) == {"keepImages": 50, "context": "worker"}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -106,8 +106,9 @@ def test_pulumi_up_leaves_the_task_count_to_autoscaling(graph, stack):
         assert ignored == ("desiredCount",)
 
 
-def test_pushed_images_are_never_deleted_by_pulumi(graph):
-    image = graph.one("docker-build:index:Image")
+def test_pushed_images_are_never_deleted_by_pulumi():
+    # dev builds (prod promotes dev's images and builds nothing: tests/test_promotion.py).
+    image = run_program("dev").one("docker-build:index:Image")
     assert image.opts.retain_on_delete is True
     assert image.name == "gantry-image-image"  # stable: a new tag updates it, never replaces it
 

@@ -13,6 +13,7 @@ import pytest
 from harness import (
     ACCOUNT,
     CLOUDFRONT_VPC_ORIGIN_SG,
+    DEV_REPOSITORY_URL,
     DIGEST,
     HOSTED_ZONES,
     OWN_SERVICE,
@@ -32,6 +33,8 @@ from harness import (
 # The committed stacks, and a team's own (non-worker) service on the dev stack: every check below is
 # about gantry's contract, so it must hold for all three.
 STACKS = ["dev", "prod", OWN_SERVICE]
+# The stacks that build their image into their own repository; prod promotes dev's (tests/test_promotion.py).
+BUILDING = ["dev", OWN_SERVICE]
 [ZONE_ID] = HOSTED_ZONES
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
@@ -51,6 +54,14 @@ def container_def(g: Graph) -> dict:
     defs = g.one("aws:ecs/taskDefinition:TaskDefinition").json("containerDefinitions")
     assert len(defs) == 1
     return defs[0]
+
+
+def pulled_repository(g: Graph) -> tuple[str, str]:
+    """ARN and URL of the repository the tasks pull from: the stack's own, or dev's for a promoting stack."""
+    own = g.of_type("aws:ecr/repository:Repository")
+    if own:
+        return own[0].outputs["arn"], own[0].outputs["repositoryUrl"]
+    return f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/gantry-image-repo", DEV_REPOSITORY_URL
 
 
 def statements(document: dict) -> list[dict]:
@@ -186,7 +197,7 @@ def test_a_new_secret_value_rolls_the_service():
 
 
 def test_execution_role_policy_names_exact_arns(graph):
-    repo_arn = graph.one("aws:ecr/repository:Repository").outputs["arn"]
+    repo_arn, _ = pulled_repository(graph)
     log_arn = graph.named("gantry-logs").outputs["arn"]
     secret_arn = graph.one("aws:secretsmanager/secret:Secret").outputs["arn"]
     policy = graph.named("gantry-roles-execution-policy")
@@ -258,6 +269,7 @@ def test_container_insights_on(graph):
     assert graph.one("aws:ecs/service:Service").inputs["cluster"] == cluster.outputs["arn"]
 
 
+@pytest.mark.parametrize("stack", BUILDING)
 def test_ecr_is_immutable_scanned_encrypted_and_pruned(graph, stack):
     repo = graph.one("aws:ecr/repository:Repository")
     assert repo.inputs["imageTagMutability"] == "IMMUTABLE"
@@ -270,6 +282,7 @@ def test_ecr_is_immutable_scanned_encrypted_and_pruned(graph, stack):
     assert rule["action"] == {"type": "expire"}
 
 
+@pytest.mark.parametrize("stack", BUILDING)
 def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, stack):
     arch = stack_values(stack, "container")["architecture"]
     image = graph.one("docker-build:index:Image")
@@ -401,7 +414,7 @@ def test_stack_outputs(graph):
     assert graph.exports["clusterName"] == graph.one("aws:ecs/cluster:Cluster").outputs["name"]
     assert graph.exports["serviceName"] == graph.one("aws:ecs/service:Service").outputs["name"]
     assert graph.exports["logGroupName"] == graph.named("gantry-logs").outputs["name"]
-    assert graph.exports["repositoryUrl"] == graph.one("aws:ecr/repository:Repository").outputs["repositoryUrl"]
+    assert graph.exports["repositoryUrl"] == pulled_repository(graph)[1]
     # What the next `pulumi up` reads back to refuse a surprise switch of the deployment controller.
     assert (
         graph.exports["deploymentController"]
@@ -565,6 +578,8 @@ def test_invalid_config_fails_before_any_resource_is_registered():
     assert set(graph.calls) <= {
         "aws:index/getAvailabilityZones:getAvailabilityZones",
         "aws:route53/getZone:getZone",
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:iam/getPolicy:getPolicy",
         "pulumi:pulumi:readStackOutputs",
     }
     assert "gantry:container.memory" in str(err.value)

@@ -26,14 +26,16 @@ import pulumi_aws as aws
 
 from components.blue_green import hook_package, policies
 from components.blue_green.appspec import AppSpecArgs, CapacityProviderItem, appspec_content
-from components.blue_green.provider import BlueGreenDeploy, BlueGreenDeployArgs
+from components.blue_green.provider import BlueGreenDeploy, BlueGreenDeployArgs, deployment_description
 from components.blue_green.traffic import deployment_config
 from components.cluster import Cluster
 from components.env import AwsEnv
 from components.network import VpcHandles
+from components.roles import gantry_role
 from components.secrets import SecretRefs
 from components.service import CONTAINER_NAME, FargateService
 from components.settings import ContainerSettings, DeploymentSettings, LogsSettings, ServiceSettings
+from components.settings.promotion import SourceRevision
 
 HOOK_EVENT = "AfterAllowTestTraffic"
 HOOK_RUNTIME = "python3.12"
@@ -91,6 +93,8 @@ class BlueGreenDeploymentArgs:
     secrets: SecretRefs = SecretRefs()
     """The container's secrets: the eval hook reads the sample worker's API_KEYS secret (the key of
     `settings.evalTenant`); default none (no key sent)."""
+    source: SourceRevision | None = None
+    """The commit being deployed, named in each deployment's description; default none (not named)."""
 
 
 class BlueGreenDeployment(pulumi.ComponentResource):
@@ -134,8 +138,9 @@ class BlueGreenDeployment(pulumi.ComponentResource):
 
         self.hook = self._hook(name, args, group_arn, child)
 
-        role = aws.iam.Role(
+        role = gantry_role(
             f"{name}-codedeploy-role",
+            env=env,
             description="CodeDeploy blue/green of one gantry service (inline, least-privilege)",
             assume_role_policy=json.dumps(policies.codedeploy_trust_policy(account_id=env.account_id)),
             opts=child,
@@ -242,7 +247,9 @@ class BlueGreenDeployment(pulumi.ComponentResource):
                 deployment_group_name=self.deployment_group.deployment_group_name,
                 task_definition_arn=task_definition_arn,
                 appspec_content=content,
-                description=pulumi.Output.concat("gantry ", env.stack, ": ", task_definition_arn),
+                description=task_definition_arn.apply(
+                    lambda arn: deployment_description(env.stack, arn, args.source.description if args.source else None)
+                ),
                 alarm_names=list(args.rollback_alarm_names),
                 timeout_seconds=settings.deploy_timeout_minutes * 60,
             ),
@@ -272,8 +279,9 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             None,
         )
         log_group = aws.cloudwatch.LogGroup(f"{name}-hook-logs", retention_in_days=args.logs.retention_days, opts=child)
-        role = aws.iam.Role(
+        role = gantry_role(
             f"{name}-hook-role",
+            env=env,
             description="gantry blue/green hook: its logs, its ENIs, the verdict for one deployment group",
             assume_role_policy=json.dumps(policies.hook_trust_policy(account_id=env.account_id)),
             opts=child,

@@ -46,6 +46,17 @@ INPUT_KEYS = (
 )
 
 
+DESCRIPTION_LIMIT = 1024  # CodeDeploy CreateDeployment's description length limit
+
+
+def deployment_description(stack: str, task_definition_arn: str, source: str | None) -> str:
+    """What the CodeDeploy console shows for a deployment: the stack, the commit it deploys (`source`, a
+    SourceRevision's description; None when unknown) and the task-definition revision."""
+    commit = f" from {source}" if source else ""
+    text = f"gantry {stack}{commit}: {task_definition_arn}"
+    return text if len(text) <= DESCRIPTION_LIMIT else text[: DESCRIPTION_LIMIT - 3] + "..."
+
+
 class DeployError(ValueError):
     """A deploy-resource input is invalid; the message names it and says what is allowed."""
 
@@ -102,8 +113,10 @@ class DeployRequest:
             )
         if f'"TaskDefinition":"{request.task_definition_arn}"' not in request.appspec_content:
             raise DeployError("appspec_content does not deploy task_definition_arn; build both from the same value")
-        if len(request.description) > 1024:
-            raise DeployError(f"description is {len(request.description)} characters; CodeDeploy allows 1024")
+        if len(request.description) > DESCRIPTION_LIMIT:
+            raise DeployError(
+                f"description is {len(request.description)} characters; CodeDeploy allows {DESCRIPTION_LIMIT}"
+            )
         return request
 
 

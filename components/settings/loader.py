@@ -34,8 +34,16 @@ from components.settings.edge import (
     edge_mode_problems,
     within_zone,
 )
+from components.settings.iam import IamSettings
 from components.settings.network import EndpointSettings, NetworkSettings
 from components.settings.operations import OperationsSettings
+from components.settings.promotion import (
+    PromotedImage,
+    PromotionFacts,
+    SourceRevision,
+    promoted_image,
+    promotion_problems,
+)
 from components.settings.sample_worker import SAMPLE_CONTEXT, worker_body_limit, worker_problems
 from components.settings.workload import (
     AutoscalingSettings,
@@ -66,7 +74,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "container": ConfigKey(
         model=ContainerSettings, summary="The task's one container: port, size, user, health, environment."
     ),
-    "image": ConfigKey(model=ImageSettings, summary="The image `pulumi up` builds and pushes to ECR."),
+    "image": ConfigKey(
+        model=ImageSettings, summary="The image `pulumi up` builds and pushes to ECR, or promotes from another stack."
+    ),
     "service": ConfigKey(
         model=ServiceSettings, summary="The ECS service: task count, rolling limits, capacity providers."
     ),
@@ -94,6 +104,7 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "operations": ConfigKey(
         model=OperationsSettings, summary="Alarm notifications (page / ticket), thresholds and the monthly budget."
     ),
+    "iam": ConfigKey(model=IamSettings, summary="Path and permissions boundary of every IAM role the stack creates."),
 }
 
 
@@ -110,6 +121,11 @@ class AwsFacts:
     live_deployment_controller: str | None = None
     """The deployment controller (ECS or CODE_DEPLOY) of the service this stack already runs, from the
     stack's own last outputs; None when the stack has no service yet (or it was not looked up)."""
+    boundary_policies: Mapping[str, bool] = field(default_factory=dict)
+    """Permissions-boundary ARN -> whether these credentials found the policy; empty when not looked up."""
+    promotion: PromotionFacts | None = None
+    """The source stack's outputs and the image's presence in ECR, for a stack with image.promoteFrom;
+    None when not looked up (then the promotion is not checked and Settings.promoted stays None)."""
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
@@ -161,11 +177,16 @@ class Settings:
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
     operations: OperationsSettings
+    iam: IamSettings
     waf_max_body_bytes: int | None = None
     """The WAF's body-size limit: edge.waf.maxBodyBytes, else the sample worker's own largest body;
     None (no size rule) for a team's own image that sets none."""
     provider_tags: Mapping[str, str] = field(default_factory=dict)
     """The stack's aws:defaultTags, for providers the program creates itself (they do not inherit them)."""
+    promoted: PromotedImage | None = None
+    """The image a promoting stack (image.promoteFrom) deploys, checked to be in its repository."""
+    source: SourceRevision | None = None
+    """The commit being deployed (set by the program from GITHUB_SHA or git); None where no program runs."""
 
     @property
     def load_balancer_domain(self) -> DomainSettings | None:
@@ -432,6 +453,8 @@ def load_settings(
     _cross_checks(sections, secrets, problems)
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
+    _boundary_checks(sections["iam"], facts, problems)
+    promoted = _promotion_checks(sections["image"], facts, problems)
     _deployment_checks(sections, facts, secret_values, problems)
     _edge_checks(sections, cfg, problems)
     waf_max_body_bytes = _waf_body_limit(sections, project_dir or PROJECT_DIR, problems)
@@ -459,6 +482,8 @@ def load_settings(
         ),
         waf_max_body_bytes=waf_max_body_bytes,
         operations=sections["operations"],
+        iam=sections["iam"],
+        promoted=promoted,
     )
 
 
@@ -658,6 +683,29 @@ def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, prob
                 f"{domain.hostname!r} is not inside hosted zone "
                 f"{domain.hosted_zone_id} ({zone.rstrip('.')}): use a name ending in .{zone.rstrip('.')}",
             )
+
+
+def _boundary_checks(iam: IamSettings | None, facts: AwsFacts, problems: _Problems) -> None:
+    """A boundary that does not exist fails CreateRole halfway through the first `up`: refuse it up front."""
+    for arn, found in facts.boundary_policies.items():
+        if iam is not None and not found:
+            problems.add(
+                "iam.permissionsBoundary",
+                f"{arn} does not exist (or these credentials cannot read it), and every role gantry creates carries "
+                "it: run the bootstrap once in this account (bootstrap/README.md), name an existing boundary policy, "
+                "or, for an account without the bootstrap, set iam.withoutPermissionsBoundary: true",
+            )
+
+
+def _promotion_checks(image: ImageSettings | None, facts: AwsFacts, problems: _Problems) -> PromotedImage | None:
+    """A promoting stack deploys only a digest its source repository holds; refused before anything changes."""
+    if image is None or image.promote_from is None or facts.promotion is None:
+        return None
+    problem = promotion_problems(facts.promotion, pinned=image.digest is not None)
+    if problem is not None:
+        problems.add(*problem)
+        return None
+    return promoted_image(facts.promotion)
 
 
 def _deployment_checks(

@@ -199,6 +199,25 @@ def _inside_project(value: str, info: ValidationInfo) -> str:
     return value
 
 
+# A stack to promote from: `dev`, or fully qualified `organization/project/stack` (Pulumi's stack-name rules).
+_STACK_REF = re.compile(r"[A-Za-z0-9_.-]{1,100}(?:/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100})?")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# What only a building stack reads: a promoting stack setting one has a mistake in it.
+BUILD_ONLY = ("context", "dockerfile", "keep_images", "force_delete")
+
+
+def _stack_ref(value: str) -> str:
+    if not _STACK_REF.fullmatch(value):
+        raise ValueError("must be a stack name such as dev, or organization/project/stack")
+    return value
+
+
+def _digest(value: str) -> str:
+    if not DIGEST.fullmatch(value):
+        raise ValueError("must be an image digest: sha256: followed by 64 lower-case hex digits (never a tag)")
+    return value
+
+
 class ImageSettings(Section):
     context: Annotated[Text, AfterValidator(_inside_project)] = "app"
     """Default "app": the Docker build context, a directory inside the project."""
@@ -210,6 +229,31 @@ class ImageSettings(Section):
     force_delete: bool = False
     """Default false: let `pulumi destroy` delete the repository with its images (throwaway stacks
     only; a production repository keeps its rollback images)."""
+    promote_from: Annotated[Token, AfterValidator(_stack_ref)] | None = None
+    """Default none: the stack builds from `context` into its own repository. A stack name (dev, or
+    organization/project/stack): build nothing and create no repository; deploy the image that stack
+    built, from its repository, by digest (its `imageDigest` output unless `digest` is set). `pulumi
+    preview` refuses a digest that repository does not hold."""
+    digest: Annotated[Token, AfterValidator(_digest)] | None = None
+    """Default none (the promoted stack's `imageDigest` output, the digest it last validated). With
+    promoteFrom only: an earlier digest of that repository, to promote or roll back to a known image."""
+
+    def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        if self.promote_from is None:
+            if self.digest is not None:
+                yield (
+                    "digest",
+                    "needs promoteFrom (the stack whose repository holds it); a building stack builds its own",
+                )
+            return
+        for name in sorted(BUILD_ONLY):
+            if name in self.model_fields_set:
+                alias = type(self).model_fields[name].alias or name
+                yield (
+                    alias,
+                    f"is a building stack's setting, but this stack promotes from {self.promote_from!r} and builds "
+                    "nothing: set it on that stack, or remove promoteFrom to build here",
+                )
 
 
 class CapacityProvider(Section):

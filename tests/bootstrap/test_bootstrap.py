@@ -94,10 +94,14 @@ def test_pass_role_only_to_gantry_roles_and_gantry_services() -> None:
     assert not _granted(deploy, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/admin")
 
 
-def test_deploy_is_denied_iam_on_itself_and_the_boundary() -> None:
-    [deny] = [s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"]
-    assert deny["Action"] == "iam:*"
-    assert deny["Resource"] == sorted([SCOPE.delivery_roles, SCOPE.boundary_arn])
+def test_deploy_is_denied_iam_on_itself_and_all_but_reading_the_boundary() -> None:
+    roles, boundary = [s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"]
+    assert (roles["Action"], roles["Resource"]) == ("iam:*", SCOPE.delivery_roles)
+    assert (boundary["NotAction"], boundary["Resource"]) == (
+        ["iam:GetPolicy", "iam:GetPolicyVersion"],
+        SCOPE.boundary_arn,
+    )
+    assert "Action" not in boundary
 
 
 def test_preview_writes_nothing_but_lock_files() -> None:
