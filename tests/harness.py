@@ -339,6 +339,12 @@ def stack_config(stack: str) -> dict[str, Any]:
     config.update(stack_file["config"])
     if stack == OWN_SERVICE:
         config.update(OWN_SERVICE_CHANGES)
+        # An own image writes none of the sample worker's metrics, so it scales without its targets.
+        config["gantry:autoscaling"] = {
+            k: v
+            for k, v in config["gantry:autoscaling"].items()
+            if k not in ("inFlightPerTask", "tokensPerMinutePerTask")
+        }
     return config
 
 

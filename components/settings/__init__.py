@@ -19,12 +19,15 @@ from components.settings.loader import (
     required_interface_endpoints,
 )
 from components.settings.network import EndpointSettings, NetworkSettings
+from components.settings.sample_worker import WorkerMetrics
+from components.settings.tracing import TracingSettings
 from components.settings.workload import (
     AutoscalingSettings,
     CapacityProvider,
     ContainerSettings,
     ImageSettings,
     LogsSettings,
+    ScheduleSettings,
     ServiceSettings,
 )
 
@@ -47,8 +50,11 @@ __all__ = [
     "PolicyStatement",
     "SecretSpec",
     "SecretValues",
+    "ScheduleSettings",
     "ServiceSettings",
     "Settings",
+    "TracingSettings",
+    "WorkerMetrics",
     "load_settings",
     "partition_for_region",
     "required_interface_endpoints",

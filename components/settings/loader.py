@@ -28,7 +28,14 @@ from components.settings.base import NAMESPACE, ConfigError, Section, Where, fin
 from components.settings.deployment import CONTROLLERS, DeploymentSettings
 from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
 from components.settings.network import EndpointSettings, NetworkSettings
-from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
+from components.settings.sample_worker import (
+    SAMPLE_CONTEXT,
+    WorkerMetrics,
+    builds_sample_worker,
+    worker_metrics,
+    worker_problems,
+)
+from components.settings.tracing import TracingSettings
 from components.settings.workload import (
     AutoscalingSettings,
     ContainerSettings,
@@ -78,6 +85,10 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
         "`pulumi config set --secret --path 'secretValues.<NAME>' '<value>'`.",
     ),
     "taskRolePolicy": ConfigKey(model=PolicyStatement, summary="The application's own AWS permissions.", is_list=True),
+    "tracing": ConfigKey(
+        model=TracingSettings,
+        summary="OpenTelemetry traces to X-Ray through an ADOT collector sidecar; off by default.",
+    ),
 }
 
 
@@ -143,11 +154,17 @@ class Settings:
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+    tracing: TracingSettings
 
     @property
     def sample_worker(self) -> bool:
         """True when the stack builds the bundled worker (its metrics and eval gate then apply)."""
         return self.image.context == SAMPLE_CONTEXT
+
+    @property
+    def worker_metrics(self) -> WorkerMetrics | None:
+        """Where the sample worker writes its EMF metrics; None for a team's own image (which writes none)."""
+        return worker_metrics(self.container.variables) if builds_sample_worker(self.image.context) else None
 
 
 @functools.cache
@@ -391,6 +408,7 @@ def load_settings(
     secrets = sections["secrets"] if "secrets" not in problems.reported_keys() else None
     secret_values = _secret_values(cfg, secrets, secret_keys, problems)
     _cross_checks(sections, secrets, problems)
+    _worker_signal_checks(sections, problems)
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
     _deployment_checks(sections, facts, secret_values, problems)
@@ -423,6 +441,7 @@ def load_settings(
         task_policy=tuple(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
         ),
+        tracing=sections["tracing"],
     )
 
 
@@ -530,6 +549,41 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
             "service.desiredCount",
             f"{service.desired_count} must lie between autoscaling.minCapacity "
             f"({autoscaling.min_capacity}) and autoscaling.maxCapacity ({autoscaling.max_capacity})",
+        )
+
+
+def _worker_signal_checks(sections: Mapping[str, Any], problems: _Problems) -> None:
+    """Scaling on the worker's own metrics needs the worker; the collector must fit in the task."""
+    image, autoscaling = sections["image"], sections["autoscaling"]
+    container, tracing = sections["container"], sections["tracing"]
+    if image is not None and autoscaling is not None and not builds_sample_worker(image.context):
+        for key, value in (
+            ("inFlightPerTask", autoscaling.in_flight_per_task),
+            ("tokensPerMinutePerTask", autoscaling.tokens_per_minute_per_task),
+        ):
+            if value is not None:
+                problems.add(
+                    f"autoscaling.{key}",
+                    f"reads the sample worker's EMF metrics, which image.context {image.context!r} does not "
+                    "write (no data means the policy never acts); remove it or build the sample worker",
+                )
+    network = sections["network"]
+    if network is not None and tracing is not None and tracing.enabled and network.nat_strategy == "none":
+        problems.add(
+            "tracing.enabled",
+            "needs a NAT (network.natStrategy single or per-az): the collector image comes from ECR Public and "
+            "the spans go to the X-Ray API, and gantry's VPC endpoints reach neither",
+        )
+    if (
+        container is not None
+        and tracing is not None
+        and tracing.enabled
+        and tracing.collector_memory_reservation_mib >= container.memory // 2
+    ):
+        problems.add(
+            "tracing.collectorMemoryReservationMib",
+            f"{tracing.collector_memory_reservation_mib} MiB would take half or more of the task's "
+            f"{container.memory} MiB (container.memory) from the app",
         )
 
 
