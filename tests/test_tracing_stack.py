@@ -10,13 +10,14 @@ five actions, and the policy pack's rules still pass.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
 from test_aws_shapes import SESSION, shape_errors
 
 from components.tracing import XRAY_WRITE_ACTIONS
-from harness import Graph, run_program, stack_config, with_test_secrets
+from harness import ROOT, Graph, run_program, stack_config, with_test_secrets
 from policy.rules import Resource, evaluate
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -134,3 +135,14 @@ def test_tracing_on_passes_the_policy_pack_and_a_wider_star_still_fails():
     document["Statement"][0]["Action"].append("xray:BatchGetTraces")
     widened = as_resources(graph, {"gantry-roles-task-tracing": json.dumps(document)})
     assert any("xray:BatchGetTraces" in m for m in evaluate(widened, production=True)["task-roles-exact"])
+
+
+def test_the_worker_turns_tracing_on_from_exactly_the_rendered_variables():
+    sys.path.insert(0, str(ROOT / "app"))
+    from worker import tracing as worker_tracing
+
+    app = containers(run("dev", {"enabled": True}))["app"]
+    tracer = worker_tracing.from_env({e["name"]: e["value"] for e in app["environment"]})
+    assert tracer is not None and tracer._path == "/v1/traces" and (tracer._host, tracer._port) == ("localhost", 4318)
+    off = containers(run("dev", None))["app"]
+    assert worker_tracing.from_env({e["name"]: e["value"] for e in off["environment"]}) is None
