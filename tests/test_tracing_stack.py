@@ -39,7 +39,11 @@ def _asset(value: Any) -> Any:
 
 
 def by_name(graph: Graph) -> dict[str, tuple[str, Any]]:
-    return {r.name: (r.typ, json.loads(json.dumps(r.inputs, default=_asset, sort_keys=True))) for r in graph.resources}
+    """Logical name (with the type: components and resources may share a name) -> (type, inputs)."""
+    return {
+        f"{r.typ}::{r.name}": (r.typ, json.loads(json.dumps(r.inputs, default=_asset, sort_keys=True)))
+        for r in graph.resources
+    }
 
 
 def containers(graph: Graph) -> dict[str, dict[str, Any]]:
@@ -59,8 +63,8 @@ def test_tracing_off_adds_nothing(stack):
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_tracing_on_adds_the_sidecar_and_x_ray_writes_only(stack):
     off, on = by_name(run(stack, None)), run(stack, {"enabled": True})
-    added = {n: v for n, v in by_name(on).items() if n not in off}
-    changed = {n for n, v in by_name(on).items() if n in off and off[n] != v}
+    added = {n.split("::")[-1]: v for n, v in by_name(on).items() if n not in off}
+    changed = {n.split("::")[-1] for n, v in by_name(on).items() if n in off and off[n] != v}
     assert set(added) == {"gantry-roles-task-tracing"}
     # The task definition changes, and so does what follows its revision (the service; with blue/green
     # the deployment resource that carries the revision to CodeDeploy).
