@@ -31,7 +31,7 @@ from components.operations import (
 )
 from components.registry import ImageRepository, ImageRepositoryArgs
 from components.rollback_alarms import RollbackAlarms, RollbackAlarmsArgs
-from components.scaling import standard_rules
+from components.scaling import scheduled_bounds, standard_rules
 from components.secrets import AppSecrets, AppSecretsArgs
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
 from components.service import FargateService, FargateServiceArgs
@@ -137,7 +137,9 @@ service = FargateService(
         secrets=secrets.refs,
         task_statements=settings.task_policy,
         load_balancer=attachment,
-        scaling_rules=standard_rules(settings.autoscaling, attachment.request_count_label),
+        scaling_rules=standard_rules(settings.autoscaling, attachment.request_count_label, settings.worker_metrics),
+        schedules=scheduled_bounds(settings.autoscaling),
+        tracing=settings.tracing,
         start_after=[endpoints],
         deployment_controller=settings.deployment.controller,
         rollback_alarm_names=alarms.names,

@@ -8,7 +8,8 @@ execution role is what ECS uses to start a task (pull the image, write the log g
 secrets); the task role is the identity of the application code. Conflating them is the most common ECS
 mistake, so they are built apart. Security stance: inline policies from `components.policies` on exact
 ARNs, no AWS managed policies, trust limited to ECS tasks of this account and region; the task role has
-no permissions unless the app declares some in config; the boundary caps every role whatever its policy.
+no permissions unless the app declares some in config (or tracing is on, which adds X-Ray's write
+actions and nothing else); the boundary caps every role whatever its policy.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from components import policies
 from components.env import AwsEnv
 from components.secrets import SecretRefs
 from components.settings import PolicyStatement
+from components.tracing import xray_write_policy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,9 @@ class TaskRolesArgs:
     """The secrets the container references (and their customer-managed KMS keys); default none."""
     task_statements: Sequence[PolicyStatement] = ()
     """The application's own AWS permissions; default none."""
+    xray_write: bool = False
+    """Default false. True (tracing on) adds one inline policy: X-Ray's five write actions
+    (components.tracing.xray_write_policy), for the collector sidecar."""
 
 
 def gantry_role(
@@ -109,6 +114,12 @@ class TaskRoles(pulumi.ComponentResource):
         if document is not None:
             task_policies.append(
                 aws.iam.RolePolicy(f"{name}-task-policy", role=task.id, policy=json.dumps(document), opts=child).id
+            )
+        if args.xray_write:
+            task_policies.append(
+                aws.iam.RolePolicy(
+                    f"{name}-task-tracing", role=task.id, policy=json.dumps(xray_write_policy()), opts=child
+                ).id
             )
 
         # The ARNs resolve only once the roles' policies are attached, so a task definition that uses

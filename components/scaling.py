@@ -4,8 +4,21 @@ A rule names one signal and the value per task to hold it at; Application Auto S
 when the signal is above target and removes them, slowly, when it is below. CPU catches compute-bound
 load; requests per target catches load that waits on I/O. A signal AWS does not predefine (a queue's
 backlog, the worker's own in-flight requests) is a metric-math query whose one returned series is
-already "per task", e.g. messages visible / running tasks. Security stance: nothing here grants
-anything; scaling changes only the task count, inside the configured bounds.
+already "per task", e.g. messages visible / running tasks.
+
+The sample worker's signals come from its EMF metrics (app/worker/metrics.py): every FLUSH_SECONDS
+each task writes one document with the dimension set {Service}, and every task writes the same
+set. CloudWatch does not keep tasks apart then: each task's value is one more sample of one metric.
+So a statistic over a minute runs over (tasks x 6) samples, each one task's 10 s figure, and
+`Average` already is the per-task value: the mean over tasks (and intervals) of each task's peak
+in-flight. `Sum / RunningTaskCount` would be wrong twice: Sum adds the six 10 s peaks of a task
+(6x too high, and a sum of peaks is no count of anything), and Container Insights' RunningTaskCount
+counts tasks still loading the model, which report nothing. Tokens are a count per interval, so
+per task per minute they are Average x (60 / FLUSH_SECONDS): Sum over the samples divided by the
+samples one task writes, which is exactly "tokens per minute / tasks reporting". An idle task writes
+zeros, so it lowers the average as it should. Scheduled actions change the bounds at known times
+(pre-warm before a peak). Security stance: nothing here grants anything; scaling changes only the
+task count, inside the configured (or scheduled) bounds.
 """
 
 from __future__ import annotations
@@ -17,7 +30,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from components.settings import AutoscalingSettings
+from components.settings import AutoscalingSettings, WorkerMetrics
 
 # Metric-math ids: a lower-case letter, then letters, digits and underscores (CloudWatch's rule for
 # MetricDataQuery.Id, which target tracking's TargetTrackingMetricDataQuery shares).
@@ -26,6 +39,10 @@ _QUERY_ID = re.compile(r"^[a-z][A-Za-z0-9_]*$")
 _TargetTracking = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgsDict
 _Predefined = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgsDict
 _Query = aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationCustomizedMetricSpecificationMetricArgsDict
+
+# The worker's EMF flush interval (app/worker/metrics.py FLUSH_SECONDS; a test holds the two together).
+WORKER_FLUSH_SECONDS = 10
+IN_FLIGHT_METRIC, TOKENS_METRIC = "InFlight", "Tokens"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +91,13 @@ class ScalingRule:
             raise ValueError(f"scaling rule {self.name!r}: exactly one metric query must return the signal")
 
 
-def standard_rules(settings: AutoscalingSettings, request_count_label: pulumi.Input[str] | None) -> list[ScalingRule]:
-    """CPU always; requests per target when the service sits behind a target group."""
+def standard_rules(
+    settings: AutoscalingSettings,
+    request_count_label: pulumi.Input[str] | None,
+    worker: WorkerMetrics | None = None,
+) -> list[ScalingRule]:
+    """CPU always; requests per target when the service sits behind a target group; in-flight and
+    tokens per task when configured and the sample worker (`worker`) writes the metrics they read."""
     scale_in, scale_out = settings.scale_in_cooldown_seconds, settings.scale_out_cooldown_seconds
     rules = [
         ScalingRule(
@@ -97,7 +119,86 @@ def standard_rules(settings: AutoscalingSettings, request_count_label: pulumi.In
                 scale_out_cooldown_seconds=scale_out,
             )
         )
+    if worker is not None and settings.in_flight_per_task is not None:
+        rules.append(in_flight_rule(settings, worker))
+    if worker is not None and settings.tokens_per_minute_per_task is not None:
+        rules.append(tokens_rule(settings, worker))
     return rules
+
+
+def in_flight_rule(settings: AutoscalingSettings, worker: WorkerMetrics) -> ScalingRule:
+    """Concurrent inference requests per task: the Average of the worker's InFlight (see the module doc)."""
+    assert settings.in_flight_per_task is not None
+    return ScalingRule(
+        name="in-flight",
+        target_value=settings.in_flight_per_task,
+        metric_queries=(
+            MetricQuery(
+                id="in_flight",
+                namespace=worker.namespace,
+                metric_name=IN_FLIGHT_METRIC,
+                dimensions={"Service": worker.service},
+                stat="Average",
+                returns=True,
+                label="Peak in-flight requests per task (10 s peaks, averaged over tasks)",
+            ),
+        ),
+        scale_in_cooldown_seconds=settings.scale_in_cooldown_seconds,
+        scale_out_cooldown_seconds=settings.scale_out_cooldown_seconds,
+    )
+
+
+def tokens_rule(settings: AutoscalingSettings, worker: WorkerMetrics) -> ScalingRule:
+    """Tokens per task per minute: the Average of the worker's 10 s Tokens counts x 60 / FLUSH_SECONDS."""
+    assert settings.tokens_per_minute_per_task is not None
+    return ScalingRule(
+        name="tokens",
+        target_value=settings.tokens_per_minute_per_task,
+        metric_queries=(
+            MetricQuery(
+                id="tokens",
+                namespace=worker.namespace,
+                metric_name=TOKENS_METRIC,
+                dimensions={"Service": worker.service},
+                stat="Average",
+                label="Tokens per task per 10 s interval",
+            ),
+            MetricQuery(
+                id="tokens_per_minute",
+                expression=f"tokens * {60 // WORKER_FLUSH_SECONDS}",
+                returns=True,
+                label="Tokens per task per minute",
+            ),
+        ),
+        scale_in_cooldown_seconds=settings.scale_in_cooldown_seconds,
+        scale_out_cooldown_seconds=settings.scale_out_cooldown_seconds,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduledBounds:
+    """One scheduled action's arguments (see `scheduled_bounds`)."""
+
+    name: str
+    """Stable suffix of the action's logical name (`<service>-schedule-<name>`)."""
+    schedule: str
+    timezone: str
+    min_capacity: int | None
+    max_capacity: int | None
+
+
+def scheduled_bounds(settings: AutoscalingSettings) -> list[ScheduledBounds]:
+    """The configured schedules as Application Auto Scaling's PutScheduledAction takes them."""
+    return [
+        ScheduledBounds(
+            name=s.name,
+            schedule=s.expression,
+            timezone=s.timezone,
+            min_capacity=s.min_capacity,
+            max_capacity=s.max_capacity,
+        )
+        for s in settings.schedules
+    ]
 
 
 def target_tracking_configuration(rule: ScalingRule) -> _TargetTracking:

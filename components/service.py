@@ -28,7 +28,7 @@ from components.env import AwsEnv
 from components.load_balancer import TargetAttachment
 from components.network import VpcHandles
 from components.roles import TaskRoles, TaskRolesArgs
-from components.scaling import ScalingRule, target_tracking_configuration
+from components.scaling import ScalingRule, ScheduledBounds, target_tracking_configuration
 from components.secrets import SecretRefs, version_labels
 from components.settings import (
     AutoscalingSettings,
@@ -36,12 +36,15 @@ from components.settings import (
     LogsSettings,
     PolicyStatement,
     ServiceSettings,
+    TracingSettings,
 )
 from components.settings.promotion import SourceRevision
+from components.tracing import app_environment, collector_container
 
 CONTAINER_NAME = "app"
 TMP_VOLUME = "tmp"
 LOG_STREAM_PREFIX = "service"
+TRACING_OFF = TracingSettings()
 # Properties owned by something other than `pulumi up` after creation, per deployment controller:
 # with the ECS controller, Application Auto Scaling owns the task count. With CODE_DEPLOY, also what
 # only a CodeDeploy deployment may change ("If your service uses the blue/green (CODE_DEPLOY)
@@ -77,6 +80,13 @@ def service_resource_options(
     )
 
 
+def scaling_target_options(parent: pulumi.Resource, scheduled: bool) -> pulumi.ResourceOptions:
+    """The scalable target's options. With schedules, the scheduled actions own the bounds after creation:
+    the project refreshes before every `up` (Pulumi.yaml `refresh: always`), so without this an `up`
+    during a pre-warm window would put minCapacity back to its off-peak value."""
+    return pulumi.ResourceOptions(parent=parent, ignore_changes=["minCapacity", "maxCapacity"] if scheduled else None)
+
+
 def container_definitions(
     *,
     image: str,
@@ -86,14 +96,19 @@ def container_definitions(
     log_group_name: str,
     region: str,
     health_check_start_period: int,
+    tracing: TracingSettings = TRACING_OFF,
+    service_name: str = "",
 ) -> list[dict]:
-    """The task's single container, as ECS's JSON. PORT and DRAIN_TIMEOUT_SECONDS derive from settings;
-    the secrets' versions are labels, so a new secret value is a new task definition revision."""
+    """The task's app container (plus, with tracing on, the collector sidecar), as ECS's JSON. PORT and
+    DRAIN_TIMEOUT_SECONDS derive from settings, the OTEL_* pair from `tracing`; the secrets' versions
+    are labels, so a new secret value is a new task definition revision."""
     environment = {
         **container.variables,
         "PORT": str(container.port),
         "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds),
+        **app_environment(tracing, service_name),
     }
+    sidecars = [collector_container(tracing, log_group_name=log_group_name, region=region)] if tracing.enabled else []
     return [
         {
             "name": CONTAINER_NAME,
@@ -126,7 +141,8 @@ def container_definitions(
             "user": container.user,
             "stopTimeout": container.stop_timeout_seconds,
             "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
-        }
+        },
+        *sidecars,
     ]
 
 
@@ -170,6 +186,10 @@ class FargateServiceArgs:
     source: SourceRevision | None = None
     """The commit being deployed: tagged on the service (`gantry:source-revision`, propagated to its tasks),
     since an ECS rolling deployment has no description of its own; default none (no tag)."""
+    schedules: Sequence[ScheduledBounds] = ()
+    """Scheduled changes of the task-count bounds (see `components.scaling.scheduled_bounds`); default none."""
+    tracing: TracingSettings = TRACING_OFF
+    """Default off. On: the ADOT collector sidecar, the OTEL_* variables and the task role's X-Ray writes."""
 
 
 class FargateService(pulumi.ComponentResource):
@@ -193,9 +213,11 @@ class FargateService(pulumi.ComponentResource):
                 log_group_arn=self.log_group.arn,
                 secrets=args.secrets,
                 task_statements=args.task_statements,
+                xray_write=args.tracing.enabled,
             ),
             opts=child,
         )
+        family = f"{name}-{args.env.stack}"
 
         refs = args.secrets.refs
         definitions = pulumi.Output.all(
@@ -214,12 +236,14 @@ class FargateService(pulumi.ComponentResource):
                     region=args.env.region,
                     # ECS allows at most 300 s; past the grace period the ALB decides anyway.
                     health_check_start_period=min(args.service.health_check_grace_period_seconds, 300),
+                    tracing=args.tracing,
+                    service_name=family,
                 )
             )
         )
         self.task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=f"{name}-{args.env.stack}",
+            family=family,
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
             cpu=str(args.container.cpu),
@@ -303,7 +327,7 @@ class FargateService(pulumi.ComponentResource):
             resource_id=pulumi.Output.concat("service/", args.cluster.name, "/", self.service.name),
             min_capacity=scaling.min_capacity,
             max_capacity=scaling.max_capacity,
-            opts=child,
+            opts=scaling_target_options(self, scheduled=bool(args.schedules)),
         )
         for rule in args.scaling_rules:
             aws.appautoscaling.Policy(
@@ -313,6 +337,18 @@ class FargateService(pulumi.ComponentResource):
                 scalable_dimension=target.scalable_dimension,
                 service_namespace=target.service_namespace,
                 target_tracking_scaling_policy_configuration=target_tracking_configuration(rule),
+                opts=child,
+            )
+        for bounds in args.schedules:
+            aws.appautoscaling.ScheduledAction(
+                f"{name}-schedule-{bounds.name}",
+                name=f"{family}-{bounds.name}",
+                resource_id=target.resource_id,
+                scalable_dimension=target.scalable_dimension,
+                service_namespace=target.service_namespace,
+                schedule=bounds.schedule,
+                timezone=bounds.timezone,
+                scalable_target_action={"min_capacity": bounds.min_capacity, "max_capacity": bounds.max_capacity},
                 opts=child,
             )
 

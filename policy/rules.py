@@ -53,6 +53,13 @@ STAR_RESOURCE_ACTIONS = frozenset(
         "elasticloadbalancing:DescribeTargetGroups",
         "ec2:DescribeNetworkInterfaces",
         "ec2:DescribeSubnets",
+        # X-Ray's write and sampling actions list no resource type; this is AWSXrayWriteOnlyAccess, which
+        # the task role holds only with tracing on (components/tracing.py).
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "xray:GetSamplingStatisticSummaries",
     }
 )
 

@@ -104,7 +104,14 @@ OWN_SERVICE_CHANGES: dict[str, Any] = {
 def stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
     """What the CLI passes for a committed stack (for OWN_SERVICE: the dev stack with its changes)."""
     if stack == OWN_SERVICE:
-        return {**offline.stack_config("dev", root), **OWN_SERVICE_CHANGES}
+        config = {**offline.stack_config("dev", root), **OWN_SERVICE_CHANGES}
+        # An own image writes none of the sample worker's metrics, so it scales without its targets.
+        config["gantry:autoscaling"] = {
+            k: v
+            for k, v in config["gantry:autoscaling"].items()
+            if k not in ("inFlightPerTask", "tokensPerMinutePerTask")
+        }
+        return config
     return offline.stack_config(stack, root)
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from worker import logs
+from worker import logs, tracing
 from worker.config import ConfigError, load_settings
 
 
 def main() -> int:
     try:
         settings = load_settings()
+        tracer = tracing.from_env()
     except ConfigError as error:
         logs.event("config_error", error=str(error))
         print(f"worker: configuration error: {error}", file=sys.stderr)
@@ -31,7 +32,7 @@ def main() -> int:
         if server is not None:
             server.fail()
 
-    app = WorkerApp(settings, on_fatal=on_fatal)
+    app = WorkerApp(settings, on_fatal=on_fatal, tracer=tracer)
     server = DrainingServer(app)
     logs.event("starting", port=settings.port, settings=_public(settings))
     server.run()

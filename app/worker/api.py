@@ -40,6 +40,7 @@ from worker.model import DIMENSIONS, MODEL_ID, Embedder
 
 if TYPE_CHECKING:
     from worker.batch_api import BatchApi
+    from worker.tracing import RequestTrace, Tracer
 
 # Names clients may put in `model`; answers always name MODEL_ID.
 MODEL_ALIASES = frozenset({MODEL_ID, f"sentence-transformers/{MODEL_ID}"})
@@ -85,21 +86,24 @@ class ClientDisconnected(Exception):
 class _Log:
     """Fields of the one log line written per request (safe fields only)."""
 
-    __slots__ = ("tenant", "inputs", "tokens", "batch", "code")
+    __slots__ = ("tenant", "inputs", "tokens", "batch", "code", "trace")
 
-    def __init__(self) -> None:
+    def __init__(self, trace: RequestTrace | None = None) -> None:
         self.tenant: str | None = None
         self.inputs = 0
         self.tokens = 0
         self.batch = 0
         self.code: str | None = None
+        self.trace = trace
 
 
 class WorkerApp:
     """ASGI app plus the worker's lifecycle state: loading -> ready -> draining (or failed)."""
 
-    def __init__(self, settings: Settings, on_fatal: Callable[[], None] | None = None):
+    def __init__(self, settings: Settings, on_fatal: Callable[[], None] | None = None, tracer: Tracer | None = None):
         self.settings = settings
+        # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set (worker/tracing.py): then no span is ever made.
+        self.tracer = tracer
         self.auth = Authenticator(settings.api_keys, settings.auth_disabled)
         self.limits = TenantLimits(settings.rate_limit_requests_per_minute, settings.token_budget_per_minute)
         self.metrics = Metrics(settings.metrics_namespace, settings.service_name)
@@ -153,6 +157,8 @@ class WorkerApp:
         if settings.max_batch_size is None:
             self._calibration = asyncio.get_running_loop().create_task(self._calibrate(), name="calibration")
         self.metrics.start()
+        if self.tracer is not None:
+            self.tracer.start()
         if self.state == "loading":
             self.state = "ready"
         logs.event(
@@ -200,6 +206,8 @@ class WorkerApp:
         if self.batcher is not None:
             await self.batcher.stop()
         await self.metrics.stop()
+        if self.tracer is not None:
+            await asyncio.to_thread(self.tracer.stop)
         logs.event("stopped")
 
     async def _lifespan(self, receive, send) -> None:
@@ -228,7 +236,7 @@ class WorkerApp:
             return
 
         started = time.perf_counter()
-        log = _Log()
+        log = _Log(self._trace(method, path, scope) if self.tracer is not None else None)
         status = 500
         self.in_flight += 1
         self.metrics.request_started()
@@ -256,6 +264,10 @@ class WorkerApp:
             headers = [*headers, (b"connection", b"close")]
         latency_ms = (time.perf_counter() - started) * 1000.0
         self.metrics.request_finished(log.tenant, status, log.tokens, latency_ms)
+        if log.trace is not None:
+            log.trace.finish(
+                status, {"gantry.tenant": log.tenant, "gantry.inputs": log.inputs, "gantry.tokens": log.tokens}
+            )
         # Logged before the response goes out, so that a client that has its answer can rely on
         # the line being there (the send itself is the kernel's buffer copy, not worth timing).
         logs.event(
@@ -282,6 +294,11 @@ class WorkerApp:
         while (chunk := await asyncio.to_thread(next, body, None)) is not None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+    def _trace(self, method: str, path: str, scope) -> RequestTrace | None:
+        assert self.tracer is not None
+        parent = next((value for name, value in scope["headers"] if name == b"traceparent"), None)
+        return self.tracer.request(method, path, parent)
 
     async def _health(self, method: str, send) -> None:
         if method not in ("GET", "HEAD"):
@@ -414,6 +431,8 @@ class WorkerApp:
         )
         texts = request["input"]
         log.inputs = len(texts)
+        if log.trace is not None:
+            log.trace.tokenizing()
         if sum(map(len, texts)) <= _INLINE_TOKENIZE_CHARS:
             token_ids = self.loaded_embedder.token_ids(texts)
         else:
@@ -448,7 +467,7 @@ class WorkerApp:
                 headers=[(b"retry-after", str(retry_after_seconds(wait)).encode())],
             )
         # No await since has_room(): the room is still there, and the budget is spent only now.
-        future = batcher.submit(token_ids)
+        future = batcher.submit(token_ids, log.trace.queued() if log.trace is not None else None)
         self.metrics.queued(batcher.outstanding)
         embeddings, log.batch = await future
         return 200, embeddings_response(embeddings, request["encoding_format"], tokens), []

@@ -53,6 +53,7 @@ class _Request:
     embeddings: np.ndarray
     remaining: int
     largest_batch: int = 0
+    on_run: Callable[[], None] | None = None  # tracing's hook: called once, when a run first takes a text
 
 
 @dataclass
@@ -208,7 +209,7 @@ class Batcher:
     def has_room(self, count: int) -> bool:
         return self._outstanding + count <= self._max_queued
 
-    def submit(self, token_ids: Sequence[Sequence[int]]) -> asyncio.Future:
+    def submit(self, token_ids: Sequence[Sequence[int]], on_run: Callable[[], None] | None = None) -> asyncio.Future:
         """Queue the texts of one request; the future resolves to (embeddings, largest batch).
 
         Raises QueueFull rather than exceed MAX_QUEUED_INPUTS.
@@ -221,6 +222,7 @@ class Batcher:
             future=loop.create_future(),
             embeddings=np.empty((count, self._dimensions), dtype=np.float32),
             remaining=count,
+            on_run=on_run,
         )
         now = loop.time()
         for row, ids in enumerate(token_ids):
@@ -247,6 +249,10 @@ class Batcher:
         while True:
             await self._until_ready()
             batch = self._former.take(loop.time())
+            for text in batch:
+                hook, text.request.on_run = text.request.on_run, None
+                if hook is not None:
+                    hook()
             vectors: np.ndarray | None = None
             error: Exception | None = None
             try:

@@ -20,12 +20,15 @@ from components.settings.loader import (
 )
 from components.settings.network import EndpointSettings, NetworkSettings
 from components.settings.operations import OperationsSettings, Subscribers
+from components.settings.sample_worker import WorkerMetrics
+from components.settings.tracing import TracingSettings
 from components.settings.workload import (
     AutoscalingSettings,
     CapacityProvider,
     ContainerSettings,
     ImageSettings,
     LogsSettings,
+    ScheduleSettings,
     ServiceSettings,
 )
 
@@ -49,9 +52,12 @@ __all__ = [
     "PolicyStatement",
     "SecretSpec",
     "SecretValues",
+    "ScheduleSettings",
     "ServiceSettings",
     "Settings",
     "Subscribers",
+    "TracingSettings",
+    "WorkerMetrics",
     "load_settings",
     "partition_for_region",
     "required_interface_endpoints",

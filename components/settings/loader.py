@@ -44,7 +44,15 @@ from components.settings.promotion import (
     promoted_image,
     promotion_problems,
 )
-from components.settings.sample_worker import SAMPLE_CONTEXT, worker_body_limit, worker_problems
+from components.settings.sample_worker import (
+    SAMPLE_CONTEXT,
+    WorkerMetrics,
+    builds_sample_worker,
+    worker_body_limit,
+    worker_metrics,
+    worker_problems,
+)
+from components.settings.tracing import TracingSettings
 from components.settings.workload import (
     AutoscalingSettings,
     ContainerSettings,
@@ -105,6 +113,10 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
         model=OperationsSettings, summary="Alarm notifications (page / ticket), thresholds and the monthly budget."
     ),
     "iam": ConfigKey(model=IamSettings, summary="Path and permissions boundary of every IAM role the stack creates."),
+    "tracing": ConfigKey(
+        model=TracingSettings,
+        summary="OpenTelemetry traces to X-Ray through an ADOT collector sidecar; off by default.",
+    ),
 }
 
 
@@ -176,6 +188,7 @@ class Settings:
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+    tracing: TracingSettings
     operations: OperationsSettings
     iam: IamSettings
     waf_max_body_bytes: int | None = None
@@ -206,7 +219,12 @@ class Settings:
     @property
     def sample_worker(self) -> bool:
         """True when the stack builds the bundled worker (its metrics and eval gate then apply)."""
-        return self.image.context == SAMPLE_CONTEXT
+        return builds_sample_worker(self.image.context)
+
+    @property
+    def worker_metrics(self) -> WorkerMetrics | None:
+        """Where the sample worker writes its EMF metrics; None for a team's own image (which writes none)."""
+        return worker_metrics(self.container.variables) if builds_sample_worker(self.image.context) else None
 
 
 @functools.cache
@@ -451,6 +469,7 @@ def load_settings(
     secrets = sections["secrets"] if "secrets" not in problems.reported_keys() else None
     secret_values = _secret_values(cfg, secrets, secret_keys, problems)
     _cross_checks(sections, secrets, problems)
+    _worker_signal_checks(sections, problems)
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
     _boundary_checks(sections["iam"], facts, problems)
@@ -484,6 +503,7 @@ def load_settings(
         operations=sections["operations"],
         iam=sections["iam"],
         promoted=promoted,
+        tracing=sections["tracing"],
     )
 
 
@@ -647,6 +667,41 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
             "service.desiredCount",
             f"{service.desired_count} must lie between autoscaling.minCapacity "
             f"({autoscaling.min_capacity}) and autoscaling.maxCapacity ({autoscaling.max_capacity})",
+        )
+
+
+def _worker_signal_checks(sections: Mapping[str, Any], problems: _Problems) -> None:
+    """Scaling on the worker's own metrics needs the worker; the collector must fit in the task."""
+    image, autoscaling = sections["image"], sections["autoscaling"]
+    container, tracing = sections["container"], sections["tracing"]
+    if image is not None and autoscaling is not None and not builds_sample_worker(image.context):
+        for key, value in (
+            ("inFlightPerTask", autoscaling.in_flight_per_task),
+            ("tokensPerMinutePerTask", autoscaling.tokens_per_minute_per_task),
+        ):
+            if value is not None:
+                problems.add(
+                    f"autoscaling.{key}",
+                    f"reads the sample worker's EMF metrics, which image.context {image.context!r} does not "
+                    "write (no data means the policy never acts); remove it or build the sample worker",
+                )
+    network = sections["network"]
+    if network is not None and tracing is not None and tracing.enabled and network.nat_strategy == "none":
+        problems.add(
+            "tracing.enabled",
+            "needs a NAT (network.natStrategy single or per-az): the collector image comes from ECR Public and "
+            "the spans go to the X-Ray API, and gantry's VPC endpoints reach neither",
+        )
+    if (
+        container is not None
+        and tracing is not None
+        and tracing.enabled
+        and tracing.collector_memory_reservation_mib >= container.memory // 2
+    ):
+        problems.add(
+            "tracing.collectorMemoryReservationMib",
+            f"{tracing.collector_memory_reservation_mib} MiB would take half or more of the task's "
+            f"{container.memory} MiB (container.memory) from the app",
         )
 
 

@@ -18,11 +18,15 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 from typing import Any
 
 SAMPLE_CONTEXT = "app"
+# The worker's own defaults for where its EMF metrics go (app/worker/config.py: METRICS_NAMESPACE and
+# SERVICE_NAME); a test holds them against the worker's config loader.
+WORKER_NAMESPACE_DEFAULT, WORKER_SERVICE_DEFAULT = "Gantry/Worker", "gantry-worker"
 LOCAL_ONLY = ("AUTH_DISABLED",)
 # A well-formed stand-in when the stack's own API_KEYS value is missing (that is reported elsewhere).
 _STAND_IN_KEYS = '{"stand-in": "0123456789abcdef0123"}'
@@ -52,6 +56,27 @@ class _Recording(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._values)
+
+
+def builds_sample_worker(context: str) -> bool:
+    """True when the image context is the bundled worker's directory, however the path is written (./app/)."""
+    return PurePosixPath(context) == PurePosixPath(SAMPLE_CONTEXT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerMetrics:
+    """The identity of the sample worker's service-level EMF metrics: namespace and {Service} dimension."""
+
+    namespace: str
+    service: str
+
+
+def worker_metrics(variables: Mapping[str, str]) -> WorkerMetrics:
+    """What the worker will read from the container environment it is given (its defaults otherwise)."""
+    return WorkerMetrics(
+        namespace=variables.get("METRICS_NAMESPACE", WORKER_NAMESPACE_DEFAULT),
+        service=variables.get("SERVICE_NAME", WORKER_SERVICE_DEFAULT),
+    )
 
 
 @functools.cache

@@ -1,4 +1,4 @@
-"""Settings of the workload: `container`, `image`, `service`, `autoscaling` and `logs`.
+"""Settings of the workload: `container`, `image`, `service`, `autoscaling` (with its schedules) and `logs`.
 
 Security stance: the container runs as a non-root uid on a port of 1024 or above, its plain
 environment may hold no credentials (by name or by value), its health check is in exec form, and the
@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import zoneinfo
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Literal
@@ -31,8 +33,9 @@ from components.settings.network import RetentionDays
 ARCHITECTURES = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
 CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 FARGATE_CPUS = (256, 512, 1024, 2048, 4096, 8192, 16384)
-# Environment variables gantry sets itself from other settings, so they cannot drift apart.
-RESERVED_ENV = ("PORT", "DRAIN_TIMEOUT_SECONDS")
+# Environment variables gantry sets itself from other settings (the OTEL_* pair only with tracing on),
+# so they cannot drift apart.
+RESERVED_ENV = ("PORT", "DRAIN_TIMEOUT_SECONDS", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME")
 # Seconds between SIGTERM and the end of the app's drain window: ECS sends SIGKILL at stopTimeout, so
 # the app must have finished (and flushed its logs) a little before that.
 DRAIN_MARGIN_SECONDS = 5
@@ -299,6 +302,139 @@ class ServiceSettings(Section):
             )
 
 
+# Application Auto Scaling's cron: six fields, "[Minutes] [Hours] [Day_of_Month] [Month] [Day_of_Week]
+# [Year]", in EventBridge's syntax ("Schedule recurring scaling actions using Application Auto Scaling",
+# https://docs.aws.amazon.com/autoscaling/application/userguide/scheduled-scaling-using-cron-expressions.html;
+# field values and wildcards per "Cron expressions reference",
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-scheduled-rule-pattern.html#eb-cron-expressions).
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+# (name, lowest, highest, names for 1.., extra single tokens the field allows)
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 1, 7, _WEEKDAYS),
+    ("year", 1970, 2199, ()),
+)
+_AT = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})$")
+SCHEDULE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+
+def _cron_value(text: str, lo: int, hi: int, names: tuple[str, ...], field: str) -> int:
+    if text.upper() in names:
+        return names.index(text.upper()) + 1
+    if not text.isdigit():
+        allowed = f"{lo}-{hi}" + (f" or {names[0]}-{names[-1]}" if names else "")
+        raise ValueError(f"{field} {text!r} is not a value ({allowed})")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise ValueError(f"{field} {value} is outside {lo}-{hi}")
+    return value
+
+
+def _cron_field(text: str, index: int) -> None:
+    field, lo, hi, names = _CRON_FIELDS[index]
+    if text == "?":
+        if field not in ("day-of-month", "day-of-week"):
+            raise ValueError(f"? is allowed only in day-of-month or day-of-week, not in {field}")
+        return
+    if field == "day-of-month" and re.fullmatch(r"L|LW|\d{1,2}W", text):
+        if text.endswith("W") and text != "LW":
+            _cron_value(text[:-1], lo, hi, names, field)
+        return
+    if field == "day-of-week" and (m := re.fullmatch(r"([^#L]+)(L|#([1-5]))", text)):
+        _cron_value(m.group(1), lo, hi, names, field)
+        return
+    for element in text.split(","):
+        base, _, step = element.partition("/")
+        if step and (not step.isdigit() or not 1 <= int(step) <= hi):
+            raise ValueError(f"{field} increment {step!r} must be a whole number from 1 to {hi}")
+        if base == "*":
+            continue
+        start, dash, end = base.partition("-")
+        first = _cron_value(start, lo, hi, names, field)
+        if dash and first > _cron_value(end, lo, hi, names, field):
+            raise ValueError(f"{field} range {base!r} runs backwards")
+
+
+def cron_expression(value: str) -> str:
+    """Check the six fields of an Application Auto Scaling cron expression; returns it unchanged."""
+    if value.startswith("cron("):
+        raise ValueError('give the six fields only, such as "0 8 ? * MON-FRI *" (gantry adds cron(...))')
+    fields = value.split(" ")
+    if len(fields) != 6 or not all(fields):
+        raise ValueError(
+            "must be six fields separated by single spaces: minutes hours day-of-month month day-of-week year, "
+            'such as "0 8 ? * MON-FRI *" (Application Auto Scaling\'s cron, not the five-field Unix one)'
+        )
+    for index, text in enumerate(fields):
+        _cron_field(text, index)
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise ValueError(
+            "exactly one of day-of-month and day-of-week must be ?: AWS cannot combine both (use * ? or ? *)"
+        )
+    return value
+
+
+def at_expression(value: str) -> str:
+    """A one-time schedule, yyyy-mm-ddThh:mm:ss (read in the schedule's timezone); returns it unchanged."""
+    m = _AT.match(value)
+    if not m:
+        raise ValueError("must be a date and time yyyy-mm-ddThh:mm:ss, such as 2026-11-27T07:30:00 (no zone suffix)")
+    try:
+        year, month, day, hour, minute, second = (int(part) for part in m.groups())
+        datetime(year, month, day, hour, minute, second)
+    except ValueError as error:
+        raise ValueError(f"is not a real date and time ({error})") from None
+    return value
+
+
+def _timezone(value: str) -> str:
+    if value not in zoneinfo.available_timezones():
+        raise ValueError("is not an IANA time zone name such as UTC, Europe/Dublin or America/New_York")
+    return value
+
+
+class ScheduleSettings(Section):
+    """One scheduled change of the task-count bounds (pre-warm before a known peak, shrink after it)."""
+
+    name: Annotated[Token, AfterValidator(lambda v: _match(SCHEDULE_NAME, v, "lower-case letters, digits, -"))]
+    """Required: unique per stack; lower-case letters, digits and -, up to 40 characters (it names the
+    scheduled action, gantry-<stack>-<name>)."""
+    cron: Annotated[Text | None, AfterValidator(lambda v: v if v is None else cron_expression(v))] = None
+    """Default none: a recurring schedule, the six fields of Application Auto Scaling's cron
+    ("0 8 ? * MON-FRI *": 08:00 on weekdays). Give exactly one of cron and at."""
+    at: Annotated[Token | None, AfterValidator(lambda v: v if v is None else at_expression(v))] = None
+    """Default none: a one-time schedule, yyyy-mm-ddThh:mm:ss (a launch day)."""
+    timezone: Annotated[Token, AfterValidator(_timezone)] = "UTC"
+    """Default UTC: the IANA zone cron and at are read in, so 08:00 stays 08:00 across daylight saving."""
+    min_capacity: int | None = Field(None, ge=0, le=1000)
+    """Default none (unchanged): the minimum task count from this time on; 0 lets a dev stack sleep."""
+    max_capacity: int | None = Field(None, ge=0, le=1000)
+    """Default none (unchanged): the maximum task count from this time on."""
+
+    def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        if (self.cron is None) == (self.at is None):
+            yield "cron", "give exactly one of cron (recurring) and at (one time)"
+        if self.min_capacity is None and self.max_capacity is None:
+            yield "minCapacity", "give minCapacity, maxCapacity or both (a schedule that changes nothing)"
+        if self.min_capacity is not None and self.max_capacity is not None and self.min_capacity > self.max_capacity:
+            yield "minCapacity", f"{self.min_capacity} exceeds maxCapacity ({self.max_capacity})"
+
+    @property
+    def expression(self) -> str:
+        """The Schedule parameter as Application Auto Scaling takes it: cron(...) or at(...)."""
+        return f"cron({self.cron})" if self.cron is not None else f"at({self.at})"
+
+
+def _match(pattern: re.Pattern[str], value: str, allowed: str) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"must start with a letter and hold only {allowed} (at most 40 characters)")
+    return value
+
+
 class AutoscalingSettings(Section):
     min_capacity: int = Field(2, ge=1, le=1000)
     """Default 2."""
@@ -313,10 +449,35 @@ class AutoscalingSettings(Section):
     """Default 300: scale in slowly to avoid thrashing."""
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600)
     """Default 60: scale out quickly."""
+    in_flight_per_task: int | None = Field(None, ge=1, le=100_000)
+    """Default none (off): target of concurrent inference requests per task, from the sample worker's
+    InFlight metric (the Average over tasks of each task's 10 s peak; see components.scaling). Derive it
+    from the worker: one inference runs at a time on up to MAX_BATCH_SIZE texts (32 by default), and a
+    task holds at most MAX_QUEUED_INPUTS texts before it answers 503. In-flight equal to the batch size
+    keeps every run full (the README's benchmark: 32 concurrent single-text clients reach ~92% of the
+    model's ceiling); each batch more only adds one run of queueing latency. The committed stacks use
+    32: full batches, and MAX_QUEUED_INPUTS / 32 = 16x (dev) or 32x (prod) burst headroom before 503
+    while new tasks start. For multi-text requests, divide by the typical texts per request. Sample
+    worker only (a team's own image does not emit InFlight)."""
+    tokens_per_minute_per_task: int | None = Field(None, ge=1, le=10**9)
+    """Default none (off): target of tokens embedded per task per minute, from the worker's Tokens
+    metric. Cost follows tokens, not requests: this catches a shift to long inputs that the request
+    count misses. About half a task's measured ceiling is a fair target (the README's 64-token benchmark
+    serves ~290k tokens per minute per vCPU). Sample worker only."""
+    schedules: tuple[ScheduleSettings, ...] = ()
+    """Default none: scheduled changes of minCapacity/maxCapacity, for peaks known in advance (target
+    tracking reacts in minutes; a schedule has the tasks warm before the peak). Each stays in force
+    until the next schedule changes it."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         if self.min_capacity > self.max_capacity:
             yield "minCapacity", f"{self.min_capacity} exceeds maxCapacity ({self.max_capacity})"
+        names = [s.name for s in self.schedules]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            yield "schedules", f"name {name!r} is used twice (each names one scheduled action)"
+        for index, schedule in enumerate(self.schedules):
+            for field_name, problem in schedule.checks(where):
+                yield f"schedules[{index}].{field_name}", problem
 
 
 class LogsSettings(Section):
