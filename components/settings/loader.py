@@ -28,7 +28,8 @@ from components.settings.base import NAMESPACE, ConfigError, Section, Where, fin
 from components.settings.deployment import CONTROLLERS, DeploymentSettings
 from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
 from components.settings.network import EndpointSettings, NetworkSettings
-from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
+from components.settings.queue import QueueSettings
+from components.settings.sample_worker import SAMPLE_CONTEXT, consumer_problems, worker_problems
 from components.settings.workload import (
     AutoscalingSettings,
     ContainerSettings,
@@ -38,6 +39,13 @@ from components.settings.workload import (
 )
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+# The batch variables the stack sets from resources that do not exist yet while validating: AWS-shaped
+# stand-ins, so the worker's own loader checks everything else about its environment.
+BATCH_STAND_INS = {
+    "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/210987654321/stand-in",
+    "BATCH_BUCKET": "stand-in-bucket",
+    "BATCH_TABLE": "stand-in-table",
+}
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
 
@@ -78,6 +86,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
         "`pulumi config set --secret --path 'secretValues.<NAME>' '<value>'`.",
     ),
     "taskRolePolicy": ConfigKey(model=PolicyStatement, summary="The application's own AWS permissions.", is_list=True),
+    "queue": ConfigKey(
+        model=QueueSettings, summary="Long jobs: the Batch API's queue, files, consumer service and its scaling."
+    ),
 }
 
 
@@ -143,6 +154,7 @@ class Settings:
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+    queue: QueueSettings = QueueSettings()
 
     @property
     def sample_worker(self) -> bool:
@@ -423,6 +435,7 @@ def load_settings(
         task_policy=tuple(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
         ),
+        queue=sections["queue"],
     )
 
 
@@ -536,12 +549,26 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
 def _sample_worker_checks(
     sections: Mapping[str, Any], secret_values: SecretValues, project_dir: Path, problems: _Problems
 ) -> None:
-    image, container = sections["image"], sections["container"]
+    image, container, queue = sections["image"], sections["container"], sections["queue"]
+    batches = queue is not None and queue.enabled
+    if batches and image is not None and image.context != SAMPLE_CONTEXT and "image" not in problems.reported_keys():
+        problems.add(
+            "queue.enabled",
+            f"needs the sample worker's image (image.context: {SAMPLE_CONTEXT}): the consumer service runs "
+            "`python -m worker.consumer`, which only that image has; set queue.enabled: false",
+        )
     if image is None or container is None or image.context != SAMPLE_CONTEXT or "container" in problems.reported_keys():
         return
     gantry_set = {"PORT": str(container.port), "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds)}
+    if batches and "queue" not in problems.reported_keys():
+        gantry_set.update(BATCH_STAND_INS)
     for key, problem in worker_problems(project_dir, container.variables, gantry_set, secret_values.get("API_KEYS")):
         problems.add(key, problem)
+    if batches and "queue" not in problems.reported_keys():
+        for key, problem in consumer_problems(
+            project_dir, container.variables, {**queue.consumer_variables, **BATCH_STAND_INS}
+        ):
+            problems.add(key, problem)
 
 
 def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, problems: _Problems) -> None:

@@ -35,6 +35,9 @@ class _Recording(Mapping[str, str]):
         self._values = values
         self.read: set[str] = set()
 
+    def add(self, key: str, value: str) -> None:
+        self._values[key] = value
+
     def __getitem__(self, key: str) -> str:
         self.read.add(key)
         return self._values[key]
@@ -78,23 +81,12 @@ def worker_problems(
     ]
     if problems:
         return problems
-    config = _worker_config(project_dir)
-    with tempfile.TemporaryDirectory() as model_dir:
-        env = _Recording({**variables, **gantry_set, "API_KEYS": api_keys or _STAND_IN_KEYS, "MODEL_DIR": model_dir})
-        # The loader only checks that the model build's files exist; create each one it names.
-        for _ in range(10):
-            try:
-                config.load_settings(env, cpus=1)
-                break
-            except config.ConfigError as error:
-                missing = re.search(r"has no (\S+?);", str(error))
-                if missing and str(error).startswith("MODEL_DIR="):
-                    (Path(model_dir) / missing.group(1)).write_text("{}")
-                    continue
-                named = re.match(r"[A-Z_]+", str(error))
-                variable = named.group(0) if named else "environment"
-                key = "secretValues.API_KEYS" if variable == "API_KEYS" else f"container.environment.{variable}"
-                return [(key, f"the sample worker refuses to start: {error}")]
+    env = _Recording({**variables, **gantry_set, "API_KEYS": api_keys or _STAND_IN_KEYS})
+    refused = _refusal(project_dir, "load_settings", env)
+    if refused is not None:
+        variable, error = refused
+        key = "secretValues.API_KEYS" if variable == "API_KEYS" else f"container.environment.{variable}"
+        return [(key, f"the sample worker refuses to start: {error}")]
     read = env.read - {"MODEL_DIR", "API_KEYS"}
     for name in sorted(set(variables) - read):
         close = difflib.get_close_matches(name.upper(), sorted(read), n=1)
@@ -106,3 +98,39 @@ def worker_problems(
             )
         )
     return problems
+
+
+def consumer_problems(
+    project_dir: Path, variables: Mapping[str, str], gantry_set: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """(config key, problem) for what the batch consumer (`python -m worker.consumer`) would refuse at start.
+
+    The consumer gets the container's environment (the same limits a batch line is validated against)
+    plus what gantry sets from `queue`; variables only the API reads are expected, so unread ones are
+    not reported here (`worker_problems` reports what neither command reads)."""
+    refused = _refusal(project_dir, "load_consumer_settings", _Recording({**variables, **gantry_set}))
+    if refused is None:
+        return []
+    variable, error = refused
+    key = f"container.environment.{variable}" if variable in variables else "queue"
+    return [(key, f"the batch consumer refuses to start: {error}")]
+
+
+def _refusal(project_dir: Path, loader: str, env: _Recording) -> tuple[str, str] | None:
+    """(variable, message) when the worker's `loader` refuses `env`, else None. MODEL_DIR is a fresh
+    directory holding each file the loader asks for (it only checks that the model build's files exist)."""
+    config = _worker_config(project_dir)
+    with tempfile.TemporaryDirectory() as model_dir:
+        env.add("MODEL_DIR", model_dir)
+        for _ in range(10):
+            try:
+                getattr(config, loader)(env, cpus=1)
+                return None
+            except config.ConfigError as error:
+                missing = re.search(r"has no (\S+?);", str(error))
+                if missing and str(error).startswith("MODEL_DIR="):
+                    (Path(model_dir) / missing.group(1)).write_text("{}")
+                    continue
+                named = re.match(r"[A-Z_]+", str(error))
+                return (named.group(0) if named else "environment"), str(error)
+    raise AssertionError("the worker's loader kept asking for model files")
