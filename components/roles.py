@@ -10,8 +10,8 @@ account and region; the task role has no permissions unless the app declares som
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -33,6 +33,9 @@ class TaskRolesArgs:
     """The secrets the container references (and their customer-managed KMS keys); default none."""
     task_statements: Sequence[PolicyStatement] = ()
     """The application's own AWS permissions; default none."""
+    task_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Further task-role policies gantry writes for resources of this stack (suffix -> JSON document),
+    each its own inline policy `<name>-task-<suffix>`; default none."""
 
 
 class TaskRoles(pulumi.ComponentResource):
@@ -83,6 +86,10 @@ class TaskRoles(pulumi.ComponentResource):
         if document is not None:
             task_policies.append(
                 aws.iam.RolePolicy(f"{name}-task-policy", role=task.id, policy=json.dumps(document), opts=child).id
+            )
+        for suffix, policy in sorted(args.task_policies.items()):
+            task_policies.append(
+                aws.iam.RolePolicy(f"{name}-task-{suffix}", role=task.id, policy=policy, opts=child).id
             )
 
         # The ARNs resolve only once the roles' policies are attached, so a task definition that uses

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -82,21 +82,33 @@ def container_definitions(
     log_group_name: str,
     region: str,
     health_check_start_period: int,
+    environment: Mapping[str, str] | None = None,
+    command: Sequence[str] = (),
 ) -> list[dict]:
     """The task's single container, as ECS's JSON. PORT and DRAIN_TIMEOUT_SECONDS derive from settings;
-    the secrets' versions are labels, so a new secret value is a new task definition revision."""
-    environment = {
+    the secrets' versions are labels, so a new secret value is a new task definition revision. With a
+    `command` (a queue worker) the container serves no port: no port mapping, no PORT and no HTTP health
+    check, and `environment` (what gantry sets from other resources) may set its own drain window."""
+    worker = bool(command)
+    variables = {
         **container.variables,
-        "PORT": str(container.port),
+        **({} if worker else {"PORT": str(container.port)}),
         "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds),
+        **(environment or {}),
     }
+    definition: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "essential": True,
+    }
+    if worker:
+        definition["command"] = list(command)
+    else:
+        definition["portMappings"] = [{"name": "http", "containerPort": container.port, "protocol": "tcp"}]
     return [
         {
-            "name": CONTAINER_NAME,
-            "image": image,
-            "essential": True,
-            "portMappings": [{"name": "http", "containerPort": container.port, "protocol": "tcp"}],
-            "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+            **definition,
+            "environment": [{"name": k, "value": v} for k, v in sorted(variables.items())],
             "secrets": [{"name": k, "valueFrom": arn} for k, arn in sorted(secrets.items())],
             "dockerLabels": version_labels(secret_versions),
             "logConfiguration": {
@@ -110,13 +122,19 @@ def container_definitions(
                     "max-buffer-size": "25m",
                 },
             },
-            "healthCheck": {
-                "command": list(container.health_check_command),
-                "interval": 15,
-                "timeout": 5,
-                "retries": 3,
-                "startPeriod": health_check_start_period,
-            },
+            **(
+                {}
+                if worker
+                else {
+                    "healthCheck": {
+                        "command": list(container.health_check_command),
+                        "interval": 15,
+                        "timeout": 5,
+                        "retries": 3,
+                        "startPeriod": health_check_start_period,
+                    }
+                }
+            ),
             "readonlyRootFilesystem": True,
             "mountPoints": [{"sourceVolume": TMP_VOLUME, "containerPath": "/tmp", "readOnly": False}],
             "user": container.user,
@@ -163,6 +181,17 @@ class FargateServiceArgs:
     rollback_alarm_names: pulumi.Input[Sequence[str]] = ()
     """Alarms that roll a rolling deploy back (ECS deployment `alarms`); default none. Unused with
     CODE_DEPLOY, whose deployment group watches them instead."""
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Variables gantry sets from other resources (the batch queue's URL ...); default none."""
+    command: Sequence[str] = ()
+    """The container's command instead of the image's; default none (the image's CMD, an HTTP service).
+    Set, the container is a worker that serves no port (see `container_definitions`)."""
+    task_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Further task-role policies (suffix -> JSON document) on resources of this stack; default none."""
+    scale_to_zero: bool = False
+    """Default False. True: the service starts with no task and autoscaling may take it back to none
+    (a queue worker, brought back by a scaling policy on its queue): the minimum is 0, and
+    `autoscaling.min_capacity` and `service.desired_count` do not apply."""
 
 
 class FargateService(pulumi.ComponentResource):
@@ -170,6 +199,8 @@ class FargateService(pulumi.ComponentResource):
     task_definition: aws.ecs.TaskDefinition
     log_group: aws.cloudwatch.LogGroup
     roles: TaskRoles
+    scaling_target: aws.appautoscaling.Target
+    """The task count's scalable target, for scaling policies built elsewhere (a queue's step policy)."""
     deployment_controller: str
     """ECS or CODE_DEPLOY, exported so the next `pulumi up` knows what the live service uses."""
 
@@ -186,16 +217,19 @@ class FargateService(pulumi.ComponentResource):
                 log_group_arn=self.log_group.arn,
                 secrets=args.secrets,
                 task_statements=args.task_statements,
+                task_policies=args.task_policies,
             ),
             opts=child,
         )
 
         refs = args.secrets.refs
+        names = sorted(args.environment)
         definitions = pulumi.Output.all(
             image=args.image.image_uri,
             log_group=self.log_group.name,
             arns=pulumi.Output.all(*[r.arn for r in refs]),
             versions=pulumi.Output.all(*[r.version for r in refs]),
+            environment=pulumi.Output.all(*[args.environment[n] for n in names]),
         ).apply(
             lambda v: json.dumps(
                 container_definitions(
@@ -207,6 +241,8 @@ class FargateService(pulumi.ComponentResource):
                     region=args.env.region,
                     # ECS allows at most 300 s; past the grace period the ALB decides anyway.
                     health_check_start_period=min(args.service.health_check_grace_period_seconds, 300),
+                    environment=dict(zip(names, v["environment"], strict=True)),
+                    command=args.command,
                 )
             )
         )
@@ -241,7 +277,7 @@ class FargateService(pulumi.ComponentResource):
             f"{name}-service",
             cluster=args.cluster.arn,
             task_definition=self.task_definition.arn,
-            desired_count=svc.desired_count,
+            desired_count=0 if args.scale_to_zero else svc.desired_count,
             platform_version="LATEST",
             capacity_provider_strategies=[
                 {"capacity_provider": p.provider, "base": p.base, "weight": p.weight} for p in svc.capacity_providers
@@ -286,16 +322,16 @@ class FargateService(pulumi.ComponentResource):
             opts=service_resource_options(self, start_after, args.deployment_controller),
         )
 
-        scaling = args.autoscaling
         target = aws.appautoscaling.Target(
             f"{name}-scaling",
             service_namespace="ecs",
             scalable_dimension="ecs:service:DesiredCount",
             resource_id=pulumi.Output.concat("service/", args.cluster.name, "/", self.service.name),
-            min_capacity=scaling.min_capacity,
-            max_capacity=scaling.max_capacity,
+            min_capacity=0 if args.scale_to_zero else args.autoscaling.min_capacity,
+            max_capacity=args.autoscaling.max_capacity,
             opts=child,
         )
+        self.scaling_target = target
         for rule in args.scaling_rules:
             aws.appautoscaling.Policy(
                 f"{name}-scale-on-{rule.name}",
