@@ -1,7 +1,8 @@
 """gantry: one containerised AI service on ECS Fargate behind an ALB, per stack config.
 
 Reads like the architecture: config -> settings -> network -> security groups -> VPC endpoints ->
-secrets -> image -> load balancer -> rollback alarms -> cluster -> service -> blue/green deployment
+secrets -> image -> load balancer -> rollback alarms -> cluster -> batch jobs (queue.enabled: the queue,
+files, records and the consumer service) -> service -> blue/green deployment
 (prod: CodeDeploy; dev: nothing, ECS rolls) -> outputs. Config is read and validated here,
 once, before any resource is registered (what validation needs from AWS is looked up first, with
 invokes); components receive typed Args and never read config themselves. This file holds no
@@ -10,6 +11,7 @@ arithmetic, string building or indexing: a value that needs computing belongs to
 
 import pulumi
 
+from components.batch_jobs import BatchJobs, BatchJobsArgs
 from components.blue_green.component import BlueGreenDeployment, BlueGreenDeploymentArgs
 from components.cluster import Cluster
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
@@ -38,6 +40,7 @@ security_groups = ServiceSecurityGroups(
         ingress_cidrs=settings.load_balancer.ingress_cidrs,
         https_egress_to_internet=settings.network.has_nat,
         test_listener_port=settings.deployment.test_listener,
+        queue_consumer=settings.queue.enabled,
     ),
 )
 
@@ -85,6 +88,21 @@ alarms = RollbackAlarms(
 
 cluster = Cluster("gantry")
 
+batch = BatchJobs(
+    "gantry-batch",
+    BatchJobsArgs(
+        env=env,
+        settings=settings.queue,
+        cluster=cluster,
+        vpc=network,
+        security_group_id=security_groups.consumer_security_group_id,
+        image=image,
+        container=settings.container,
+        logs=settings.logs,
+        start_after=[endpoints],
+    ),
+)
+
 service = FargateService(
     "gantry",
     FargateServiceArgs(
@@ -104,6 +122,8 @@ service = FargateService(
         start_after=[endpoints],
         deployment_controller=settings.deployment.controller,
         rollback_alarm_names=alarms.names,
+        environment=batch.api_environment,
+        task_policies=batch.api_policies,
     ),
 )
 
@@ -134,3 +154,4 @@ pulumi.export("logGroupName", service.log_group.name)
 pulumi.export("repositoryUrl", image.repository_url)
 pulumi.export("imageDigest", image.image_digest)
 pulumi.export("deploymentController", service.deployment_controller)
+pulumi.export("batchAlarmNames", batch.alarm_names)

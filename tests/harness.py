@@ -167,6 +167,13 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     },
     "aws:s3/bucket:Bucket": lambda n, i: {"arn": f"arn:aws:s3:::{n}-bucket", "bucket": f"{n}-bucket"},
     "aws:ec2/vpcEndpoint:VpcEndpoint": lambda n, i: {"prefixListId": "pl-6da54004"},
+    "aws:sqs/queue:Queue": lambda n, i: {
+        "arn": _arn("sqs", n),
+        "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{n}",
+        "name": n,
+    },
+    "aws:dynamodb/table:Table": lambda n, i: {"arn": _arn("dynamodb", f"table/{n}"), "name": n},
+    "aws:cloudwatch/metricAlarm:MetricAlarm": lambda n, i: {"arn": _arn("cloudwatch", f"alarm:{i.get('name') or n}")},
     "aws:acm/certificate:Certificate": lambda n, i: {
         "domainValidationOptions": [
             {
@@ -327,6 +334,8 @@ OWN_SERVICE_CHANGES: dict[str, Any] = {
         "environment": {"LOG_FORMAT": "json", "UPSTREAM_BASE_URL": "https://api.openai.com/v1"},
     },
     "gantry:secrets": [{"name": "UPSTREAM_TOKEN", "create": True}],
+    # The batch consumer is the sample worker's second command; a team's own image has none.
+    "gantry:queue": {"enabled": False},
 }
 
 
