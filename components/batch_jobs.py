@@ -8,7 +8,8 @@ task (target tracking on metric math, `backlog_rule`) and from zero on a step po
 because target tracking never leaves zero ("does not perform scaling when the specified metric has
 insufficient data", Amazon ECS developer guide, "Use a target metric to scale Amazon ECS services", and
 with no task the per-task metric has no data). Two alarms carry no actions here: the oldest message's
-age and a non-empty dead-letter queue; their names and ARNs are exposed for the operations topics.
+age and a non-empty dead-letter queue (which also rolls back a consumer release during which a batch
+dead-letters); their names and ARNs are exposed for the operations topics.
 Disabled (`queue.enabled: false`), the component holds nothing and hands out empty handles.
 
 Security stance: the queues and the bucket refuse plain HTTP; the bucket blocks public access, enforces
@@ -155,7 +156,9 @@ def from_zero_step_policy() -> aws.appautoscaling.PolicyStepScalingPolicyConfigu
     }
 
 
-def operations_alarms(settings: QueueSettings, identity: QueueIdentity) -> dict[str, dict[str, Any]]:
+def operations_alarms(
+    settings: QueueSettings, *, queue_name: pulumi.Input[str], dead_letter_queue_name: pulumi.Input[str]
+) -> dict[str, dict[str, Any]]:
     """role -> alarm arguments: the oldest batch waited too long; a batch reached the dead-letter queue.
 
     Missing data is not breaching in both: SQS stops sending metrics for a queue idle for six hours."""
@@ -163,7 +166,7 @@ def operations_alarms(settings: QueueSettings, identity: QueueIdentity) -> dict[
         "oldest-batch": {
             "namespace": "AWS/SQS",
             "metric_name": "ApproximateAgeOfOldestMessage",
-            "dimensions": {"QueueName": identity.queue_name},
+            "dimensions": {"QueueName": queue_name},
             "statistic": "Maximum",
             "period": PERIOD_SECONDS,
             "evaluation_periods": 5,
@@ -179,7 +182,7 @@ def operations_alarms(settings: QueueSettings, identity: QueueIdentity) -> dict[
         "dead-letters": {
             "namespace": "AWS/SQS",
             "metric_name": "ApproximateNumberOfMessagesVisible",
-            "dimensions": {"QueueName": identity.dead_letter_queue_name},
+            "dimensions": {"QueueName": dead_letter_queue_name},
             "statistic": "Maximum",
             "period": PERIOD_SECONDS,
             "evaluation_periods": 1,
@@ -320,6 +323,16 @@ class BatchJobs(pulumi.ComponentResource):
         self.api_environment = names
         self.api_policies = {"batch": policy(policies.BATCH_API_ACTIONS)}
 
+        alarms = {
+            role: aws.cloudwatch.MetricAlarm(
+                f"{name}-{role}-alarm", name=f"gantry-{args.env.stack}-batch-{role}", **spec, opts=child
+            )
+            for role, spec in operations_alarms(
+                settings, queue_name=queue.name, dead_letter_queue_name=dead_letters.name
+            ).items()
+        }
+        self.alarm_names = {role: alarm.name for role, alarm in alarms.items()}
+        self.alarm_arns = {role: alarm.arn for role, alarm in alarms.items()}
         consumer_container = args.container.model_copy(
             update={
                 "cpu": settings.cpu,
@@ -344,6 +357,9 @@ class BatchJobs(pulumi.ComponentResource):
                 command=CONSUMER_COMMAND,
                 task_policies={"batch": policy(policies.BATCH_CONSUMER_ACTIONS)},
                 scale_to_zero=settings.min_capacity == 0,
+                # A release during which a batch exhausts its receives is rolled back (ECS rolls back
+                # when a deployment alarm enters ALARM; the circuit breaker covers tasks that never start).
+                rollback_alarm_names=pulumi.Output.all(alarms["dead-letters"].name),
             ),
             opts=child,
         )
@@ -375,21 +391,13 @@ class BatchJobs(pulumi.ComponentResource):
             opts=child,
         )
         aws.cloudwatch.MetricAlarm(
-            f"{name}-start-from-zero",
+            f"{name}-start-from-zero-alarm",
             name=f"gantry-{args.env.stack}-batch-start-from-zero",
             alarm_description="Batches are queued and the consumer has no task: start one",
             alarm_actions=[start.arn],
             **from_zero_alarm(identity),
             opts=child,
         )
-        alarms = {
-            role: aws.cloudwatch.MetricAlarm(
-                f"{name}-{role}", name=f"gantry-{args.env.stack}-batch-{role}", **spec, opts=child
-            )
-            for role, spec in operations_alarms(settings, identity).items()
-        }
-        self.alarm_names = {role: alarm.name for role, alarm in alarms.items()}
-        self.alarm_arns = {role: alarm.arn for role, alarm in alarms.items()}
         self.register_outputs(
             {
                 "queueUrl": queue.url,

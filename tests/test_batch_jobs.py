@@ -226,7 +226,10 @@ def _alarm_request(spec: dict) -> dict:
 
 @pytest.mark.parametrize(
     "spec",
-    [from_zero_alarm(IDENTITY), *operations_alarms(QueueSettings(), IDENTITY).values()],
+    [
+        from_zero_alarm(IDENTITY),
+        *operations_alarms(QueueSettings(), queue_name="q", dead_letter_queue_name="dlq").values(),
+    ],
     ids=["from-zero", "oldest-batch", "dead-letters"],
 )
 def test_every_batch_alarm_fits_cloudwatch_s_model(spec):
@@ -241,7 +244,8 @@ def test_the_step_policy_fits_the_application_auto_scaling_model():
 
 
 def test_operations_alarms_derive_from_the_settings():
-    alarms = operations_alarms(QueueSettings(acceptable_queue_latency_seconds=300, seconds_per_job=60), IDENTITY)
+    settings = QueueSettings(acceptable_queue_latency_seconds=300, seconds_per_job=60)
+    alarms = operations_alarms(settings, queue_name="q", dead_letter_queue_name="dlq")
     assert alarms["oldest-batch"]["threshold"] == 360
     assert alarms["oldest-batch"]["dimensions"] == {"QueueName": "q"}
     assert alarms["dead-letters"]["dimensions"] == {"QueueName": "dlq"}

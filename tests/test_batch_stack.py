@@ -181,6 +181,10 @@ def test_the_consumer_runs_on_spot_per_config_and_scales_from_zero(graph, stack)
     assert all(p["base"] == 0 for p in consumer.inputs["capacityProviderStrategies"])
     assert consumer.inputs["desiredCount"] == 0
     assert "desiredCount" in consumer.opts.ignore_changes
+    # A consumer release rolls back on its circuit breaker and when a batch dead-letters meanwhile.
+    assert consumer.inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    dead_letters = graph.named("gantry-batch-dead-letters-alarm").inputs["name"]
+    assert consumer.inputs["alarms"] == {"alarmNames": [dead_letters], "enable": True, "rollback": True}
     target = graph.one("aws:appautoscaling/target:Target", "gantry-batch-consumer-scaling").inputs
     assert (target["minCapacity"], target["maxCapacity"]) == (0, queue["maxCapacity"])
 
