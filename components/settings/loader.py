@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -551,7 +552,8 @@ def _sample_worker_checks(
 ) -> None:
     image, container, queue = sections["image"], sections["container"], sections["queue"]
     batches = queue is not None and queue.enabled
-    if batches and image is not None and image.context != SAMPLE_CONTEXT and "image" not in problems.reported_keys():
+    own_image = image is not None and os.path.normpath(image.context) != SAMPLE_CONTEXT
+    if batches and own_image and "image" not in problems.reported_keys():
         problems.add(
             "queue.enabled",
             f"needs the sample worker's image (image.context: {SAMPLE_CONTEXT}): the consumer service runs "
