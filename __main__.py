@@ -2,9 +2,10 @@
 
 Reads like the architecture: config -> settings -> network -> security groups -> VPC endpoints ->
 secrets -> image -> load balancer -> edge (CloudFront + WAF, or WAF on the public ALB) ->
-notifications -> rollback alarms -> cluster -> service -> blue/green deployment (prod: CodeDeploy; dev:
-nothing, ECS rolls) -> operations alarms -> dashboard -> budget -> outputs. Config is read and validated
-here, once, before any resource is registered (what validation needs from AWS is looked up first, with
+notifications -> rollback alarms -> cluster -> batch jobs (queue.enabled: the queue, files, records and
+the consumer service) -> service -> blue/green deployment (prod: CodeDeploy; dev: nothing, ECS rolls) ->
+operations alarms -> dashboard -> budget -> outputs. Config is read and validated here, once, before any
+resource is registered (what validation needs from AWS is looked up first, with
 invokes); components receive typed Args and never read config themselves. This file holds no
 arithmetic, string building or indexing: a value that needs computing belongs to the box that owns it.
 """
@@ -12,6 +13,7 @@ arithmetic, string building or indexing: a value that needs computing belongs to
 import pulumi
 
 from components.alarms import ServiceMetricIdentity
+from components.batch_jobs import BatchJobs, BatchJobsArgs
 from components.blue_green.component import BlueGreenDeployment, BlueGreenDeploymentArgs
 from components.budget import CostBudget, CostBudgetArgs
 from components.cluster import Cluster
@@ -51,6 +53,7 @@ security_groups = ServiceSecurityGroups(
         ingress_cidrs=settings.listener_ingress_cidrs,
         https_egress_to_internet=settings.network.has_nat,
         test_listener_port=settings.deployment.test_listener,
+        queue_consumer=settings.queue.enabled,
     ),
 )
 
@@ -122,6 +125,22 @@ alarms = RollbackAlarms(
 
 cluster = Cluster("gantry")
 
+batch = BatchJobs(
+    "gantry-batch",
+    BatchJobsArgs(
+        env=env,
+        settings=settings.queue,
+        cluster=cluster,
+        vpc=network,
+        security_group_id=security_groups.consumer_security_group_id,
+        image=image,
+        container=settings.container,
+        logs=settings.logs,
+        start_after=[endpoints],
+        notifier=notifications,
+    ),
+)
+
 service = FargateService(
     "gantry",
     FargateServiceArgs(
@@ -144,6 +163,8 @@ service = FargateService(
         deployment_controller=settings.deployment.controller,
         rollback_alarm_names=alarms.names,
         source=settings.source,
+        environment=batch.api_environment,
+        task_policies=batch.api_policies,
     ),
 )
 
@@ -205,3 +226,4 @@ pulumi.export("repositoryUrl", image.repository_url)
 pulumi.export("imageDigest", image.image_digest)
 pulumi.export("deploymentController", service.deployment_controller)
 pulumi.export("dashboardName", dashboard.dashboard.dashboard_name)
+pulumi.export("batchAlarmNames", batch.alarm_names)

@@ -270,3 +270,60 @@ def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
             }
         ]
     }
+
+
+# The Batch API's AWS calls, per command, as IAM actions on its three resources: the single source of
+# truth for both task roles and app/README.md's "AWS permissions" table (a test holds them equal, and
+# holds every call worker/batch_store.py makes to one of them). Multipart uploads (the consumer
+# assembles output files with upload_fileobj) are authorised as s3:PutObject, except their abort.
+BATCH_API_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "queue": ("sqs:SendMessage",),
+    "objects": ("s3:GetObject", "s3:PutObject"),
+    "table": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+}
+BATCH_CONSUMER_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "queue": ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"),
+    "objects": ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"),
+    "table": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+}
+
+
+def batch_task_policy(
+    actions: Mapping[str, Sequence[str]], *, queue_arn: str, bucket_arn: str, prefix: str, table_arn: str
+) -> dict[str, Any]:
+    """A Batch API command's task-role policy: its actions on this stack's queue, the batch prefix of its
+    bucket and its table, and nothing else (no wildcard resource, no other queue, bucket or table)."""
+    resources = {"queue": queue_arn, "objects": f"{bucket_arn}/{prefix}*", "table": table_arn}
+    sids = {"queue": "BatchQueue", "objects": "BatchFiles", "table": "BatchRecords"}
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {"Sid": sids[kind], "Effect": "Allow", "Action": sorted(actions[kind]), "Resource": resources[kind]}
+            for kind in ("queue", "objects", "table")
+        ],
+    }
+
+
+def deny_insecure_transport(*, resources: Sequence[str], action: str) -> dict[str, Any]:
+    """One statement refusing every request over plain HTTP (aws:SecureTransport false) to `resources`."""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": action,
+        "Resource": list(resources),
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def batch_bucket_policy(bucket_arn: str) -> dict[str, Any]:
+    """The batch bucket admits TLS only; access itself is granted by the task roles, never by the bucket."""
+    return {
+        "Version": VERSION,
+        "Statement": [deny_insecure_transport(resources=[bucket_arn, f"{bucket_arn}/*"], action="s3:*")],
+    }
+
+
+def tls_only_queue_policy(queue_arn: str) -> dict[str, Any]:
+    """A queue admits TLS only (SQS honours aws:SecureTransport in queue policies like S3 does)."""
+    return {"Version": VERSION, "Statement": [deny_insecure_transport(resources=[queue_arn], action="sqs:*")]}

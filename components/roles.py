@@ -15,8 +15,8 @@ actions and nothing else); the boundary caps every role whatever its policy.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -42,6 +42,9 @@ class TaskRolesArgs:
     xray_write: bool = False
     """Default false. True (tracing on) adds one inline policy: X-Ray's five write actions
     (components.tracing.xray_write_policy), for the collector sidecar."""
+    task_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Further task-role policies gantry writes for resources of this stack (suffix -> JSON document),
+    each its own inline policy `<name>-task-<suffix>`; default none."""
 
 
 def gantry_role(
@@ -120,6 +123,10 @@ class TaskRoles(pulumi.ComponentResource):
                 aws.iam.RolePolicy(
                     f"{name}-task-tracing", role=task.id, policy=json.dumps(xray_write_policy()), opts=child
                 ).id
+            )
+        for suffix, policy in sorted(args.task_policies.items()):
+            task_policies.append(
+                aws.iam.RolePolicy(f"{name}-task-{suffix}", role=task.id, policy=policy, opts=child).id
             )
 
         # The ARNs resolve only once the roles' policies are attached, so a task definition that uses

@@ -6,7 +6,8 @@ Task egress is HTTPS to the internet through NAT (an AI service calls model APIs
 when the VPC has no NAT; the VpcEndpoints component adds the egress its endpoints need. With a
 blue/green test listener, a third group for the validation hook: the ALB admits it, and only it, on
 the test port (never a CIDR, so the test listener is unreachable from the internet), and it may send
-only there and HTTPS to AWS APIs. Every rule is
+only there and HTTPS to AWS APIs. The batch consumer's group (with a queue) admits nothing at all and
+sends what the tasks send. Every rule is
 its own resource, so components can add rules to a group without fighting over an inline rule list,
 and every group-to-group path is written by `allow`, so its two halves cannot disagree.
 """
@@ -87,6 +88,8 @@ class ServiceSecurityGroupsArgs:
     test_listener_port: int | None = None
     """The blue/green test listener's port: adds the hook's group and its one path to the ALB. Default
     none (rolling deploys have no test traffic)."""
+    queue_consumer: bool = False
+    """Add the batch consumer's group: no ingress at all, egress as the tasks'. Default false (no queue)."""
 
 
 class ServiceSecurityGroups(pulumi.ComponentResource):
@@ -94,6 +97,8 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
     task_security_group_id: pulumi.Output[str]
     hook_security_group_id: pulumi.Output[str] | None
     """The blue/green validation hook's group; None without a test listener."""
+    consumer_security_group_id: pulumi.Output[str] | None
+    """The batch consumer's group (no ingress); None without a queue."""
 
     def __init__(self, name: str, args: ServiceSecurityGroupsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:network:ServiceSecurityGroups", name, None, opts)
@@ -159,6 +164,19 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
                 )
             self.hook_security_group_id = hook.id
 
+        self.consumer_security_group_id = None
+        if args.queue_consumer:
+            # Nothing connects to a queue worker: it only calls out (SQS, S3, DynamoDB, logs, ECR).
+            consumer = aws.ec2.SecurityGroup(
+                f"{name}-consumer",
+                vpc_id=args.vpc_id,
+                description="gantry batch consumer: no ingress, AWS APIs only",
+                opts=child,
+            )
+            if args.https_egress_to_internet:
+                https_out(f"{name}-consumer-https-out", consumer.id, "HTTPS to SQS, S3, DynamoDB through NAT", child)
+            self.consumer_security_group_id = consumer.id
+
         self.alb_security_group_id = alb.id
         self.task_security_group_id = task.id
         self.register_outputs(
@@ -171,4 +189,6 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
         clients: dict[str, pulumi.Input[str]] = {"service": self.task_security_group_id}
         if self.hook_security_group_id is not None:
             clients["hook"] = self.hook_security_group_id
+        if self.consumer_security_group_id is not None:
+            clients["consumer"] = self.consumer_security_group_id
         return clients

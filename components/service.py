@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -98,24 +98,36 @@ def container_definitions(
     health_check_start_period: int,
     tracing: TracingSettings = TRACING_OFF,
     service_name: str = "",
+    environment: Mapping[str, str] | None = None,
+    command: Sequence[str] = (),
 ) -> list[dict]:
     """The task's app container (plus, with tracing on, the collector sidecar), as ECS's JSON. PORT and
     DRAIN_TIMEOUT_SECONDS derive from settings, the OTEL_* pair from `tracing`; the secrets' versions
-    are labels, so a new secret value is a new task definition revision."""
-    environment = {
+    are labels, so a new secret value is a new task definition revision. With a `command` (a queue
+    worker) the container serves no port: no port mapping, no PORT and no HTTP health check, and
+    `environment` (what gantry sets from other resources) may set its own drain window."""
+    worker = bool(command)
+    variables = {
         **container.variables,
-        "PORT": str(container.port),
+        **({} if worker else {"PORT": str(container.port)}),
         "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds),
         **app_environment(tracing, service_name),
+        **(environment or {}),
     }
     sidecars = [collector_container(tracing, log_group_name=log_group_name, region=region)] if tracing.enabled else []
+    definition: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "essential": True,
+    }
+    if worker:
+        definition["command"] = list(command)
+    else:
+        definition["portMappings"] = [{"name": "http", "containerPort": container.port, "protocol": "tcp"}]
     return [
         {
-            "name": CONTAINER_NAME,
-            "image": image,
-            "essential": True,
-            "portMappings": [{"name": "http", "containerPort": container.port, "protocol": "tcp"}],
-            "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+            **definition,
+            "environment": [{"name": k, "value": v} for k, v in sorted(variables.items())],
             "secrets": [{"name": k, "valueFrom": arn} for k, arn in sorted(secrets.items())],
             "dockerLabels": version_labels(secret_versions),
             "logConfiguration": {
@@ -129,13 +141,19 @@ def container_definitions(
                     "max-buffer-size": "25m",
                 },
             },
-            "healthCheck": {
-                "command": list(container.health_check_command),
-                "interval": 15,
-                "timeout": 5,
-                "retries": 3,
-                "startPeriod": health_check_start_period,
-            },
+            **(
+                {}
+                if worker
+                else {
+                    "healthCheck": {
+                        "command": list(container.health_check_command),
+                        "interval": 15,
+                        "timeout": 5,
+                        "retries": 3,
+                        "startPeriod": health_check_start_period,
+                    }
+                }
+            ),
             "readonlyRootFilesystem": True,
             "mountPoints": [{"sourceVolume": TMP_VOLUME, "containerPath": "/tmp", "readOnly": False}],
             "user": container.user,
@@ -190,6 +208,17 @@ class FargateServiceArgs:
     """Scheduled changes of the task-count bounds (see `components.scaling.scheduled_bounds`); default none."""
     tracing: TracingSettings = TRACING_OFF
     """Default off. On: the ADOT collector sidecar, the OTEL_* variables and the task role's X-Ray writes."""
+    environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Variables gantry sets from other resources (the batch queue's URL ...); default none."""
+    command: Sequence[str] = ()
+    """The container's command instead of the image's; default none (the image's CMD, an HTTP service).
+    Set, the container is a worker that serves no port (see `container_definitions`)."""
+    task_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Further task-role policies (suffix -> JSON document) on resources of this stack; default none."""
+    scale_to_zero: bool = False
+    """Default False. True: the service starts with no task and autoscaling may take it back to none
+    (a queue worker, brought back by a scaling policy on its queue): the minimum is 0, and
+    `autoscaling.min_capacity` and `service.desired_count` do not apply."""
 
 
 class FargateService(pulumi.ComponentResource):
@@ -197,6 +226,8 @@ class FargateService(pulumi.ComponentResource):
     task_definition: aws.ecs.TaskDefinition
     log_group: aws.cloudwatch.LogGroup
     roles: TaskRoles
+    scaling_target: aws.appautoscaling.Target
+    """The task count's scalable target, for scaling policies built elsewhere (a queue's step policy)."""
     deployment_controller: str
     """ECS or CODE_DEPLOY, exported so the next `pulumi up` knows what the live service uses."""
 
@@ -214,17 +245,20 @@ class FargateService(pulumi.ComponentResource):
                 secrets=args.secrets,
                 task_statements=args.task_statements,
                 xray_write=args.tracing.enabled,
+                task_policies=args.task_policies,
             ),
             opts=child,
         )
         family = f"{name}-{args.env.stack}"
 
         refs = args.secrets.refs
+        names = sorted(args.environment)
         definitions = pulumi.Output.all(
             image=args.image.image_uri,
             log_group=self.log_group.name,
             arns=pulumi.Output.all(*[r.arn for r in refs]),
             versions=pulumi.Output.all(*[r.version for r in refs]),
+            environment=pulumi.Output.all(*[args.environment[n] for n in names]),
         ).apply(
             lambda v: json.dumps(
                 container_definitions(
@@ -238,6 +272,8 @@ class FargateService(pulumi.ComponentResource):
                     health_check_start_period=min(args.service.health_check_grace_period_seconds, 300),
                     tracing=args.tracing,
                     service_name=family,
+                    environment=dict(zip(names, v["environment"], strict=True)),
+                    command=args.command,
                 )
             )
         )
@@ -272,7 +308,7 @@ class FargateService(pulumi.ComponentResource):
             f"{name}-service",
             cluster=args.cluster.arn,
             task_definition=self.task_definition.arn,
-            desired_count=svc.desired_count,
+            desired_count=0 if args.scale_to_zero else svc.desired_count,
             platform_version="LATEST",
             capacity_provider_strategies=[
                 {"capacity_provider": p.provider, "base": p.base, "weight": p.weight} for p in svc.capacity_providers
@@ -319,16 +355,16 @@ class FargateService(pulumi.ComponentResource):
             opts=service_resource_options(self, start_after, args.deployment_controller),
         )
 
-        scaling = args.autoscaling
         target = aws.appautoscaling.Target(
             f"{name}-scaling",
             service_namespace="ecs",
             scalable_dimension="ecs:service:DesiredCount",
             resource_id=pulumi.Output.concat("service/", args.cluster.name, "/", self.service.name),
-            min_capacity=scaling.min_capacity,
-            max_capacity=scaling.max_capacity,
+            min_capacity=0 if args.scale_to_zero else args.autoscaling.min_capacity,
+            max_capacity=args.autoscaling.max_capacity,
             opts=scaling_target_options(self, scheduled=bool(args.schedules)),
         )
+        self.scaling_target = target
         for rule in args.scaling_rules:
             aws.appautoscaling.Policy(
                 f"{name}-scale-on-{rule.name}",

@@ -191,6 +191,13 @@ COMPUTED: dict[str, Callable[[str, dict[str, Any]], dict[str, Any]]] = {
     },
     "aws:lambda/function:Function": lambda n, i: {"arn": _arn("lambda", f"function:{n}"), "name": n},
     "aws:codedeploy/application:Application": lambda n, i: {"name": n},
+    "aws:sqs/queue:Queue": lambda n, i: {
+        "arn": _arn("sqs", n),
+        "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{n}",
+        "name": n,
+    },
+    "aws:dynamodb/table:Table": lambda n, i: {"arn": _arn("dynamodb", f"table/{n}"), "name": n},
+    "aws:cloudwatch/metricAlarm:MetricAlarm": lambda n, i: {"arn": _arn("cloudwatch", f"alarm:{i.get('name') or n}")},
     "aws:sns/topic:Topic": lambda n, i: {"arn": _arn("sns", i.get("name") or n)},
     "aws:kms/key:Key": lambda n, i: {
         "arn": _arn("kms", f"key/{_hex(n, 8)}-{_hex(n + 'key', 4)}-4{_hex(n, 3)}-8{_hex(n, 3)}-{_hex(n, 12)}"),

@@ -87,6 +87,8 @@ __all__ = [
 OWN_SERVICE = "own-service"
 OWN_SERVICE_CHANGES: dict[str, Any] = {
     "gantry:image": {"context": "tests/own_service", "dockerfile": "tests/own_service/Dockerfile", "keepImages": 10},
+    # The batch consumer is the sample worker's second command; a team's own image has none.
+    "gantry:queue": {"enabled": False},
     "gantry:container": {
         "port": 8080,
         "healthCheckPath": "/health",

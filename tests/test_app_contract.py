@@ -75,7 +75,7 @@ def model_dir(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_worker_accepts_the_environment_each_stack_renders(stack, model_dir):
     graph = run_program(stack)
-    (container,) = graph.one("aws:ecs/taskDefinition:TaskDefinition").json("containerDefinitions")
+    (container,) = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").json("containerDefinitions")
     environment = {e["name"]: e["value"] for e in container["environment"]}
     secrets = {s["name"] for s in container["secrets"]}
     assert secrets == {"API_KEYS"}
@@ -111,6 +111,6 @@ def test_the_image_matches_what_the_task_definition_assumes():
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_committed_stacks_keep_the_image_port(stack):
     graph = run_program(stack)
-    (container,) = graph.one("aws:ecs/taskDefinition:TaskDefinition").json("containerDefinitions")
+    (container,) = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").json("containerDefinitions")
     expose = dict(final_stage((ROOT / "app" / "Dockerfile").read_text()))["EXPOSE"]
     assert str(container["portMappings"][0]["containerPort"]) == expose

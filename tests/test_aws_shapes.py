@@ -69,7 +69,7 @@ def policy_actions(graph: Graph) -> set[str]:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_container_definitions_fit_the_ecs_api_model(stack):
     graph = run_program(stack)
-    definitions = graph.one("aws:ecs/taskDefinition:TaskDefinition").json("containerDefinitions")
+    definitions = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").json("containerDefinitions")
     shape = SESSION.get_service_model("ecs").shape_for("ContainerDefinition")
     errors = [e for i, d in enumerate(definitions) for e in shape_errors(d, shape, f"containerDefinitions[{i}]")]
     assert errors == []
@@ -114,7 +114,14 @@ def test_every_scaling_policy_fits_the_application_auto_scaling_model(stack):
     graph = run_program(stack)
     policies = graph.of_type("aws:appautoscaling/policy:Policy")
     assert policies
-    errors = [e for p in policies for e in scaling_shape_errors(p.inputs["targetTrackingScalingPolicyConfiguration"])]
+    model = SESSION.get_service_model("application-autoscaling")
+    errors = []
+    for p in policies:
+        if p.inputs["policyType"] == "StepScaling":
+            shape = model.shape_for("StepScalingPolicyConfiguration")
+            errors += shape_errors(pascal(p.inputs["stepScalingPolicyConfiguration"]), shape, p.name)
+        else:
+            errors += scaling_shape_errors(p.inputs["targetTrackingScalingPolicyConfiguration"])
     assert errors == []
 
 

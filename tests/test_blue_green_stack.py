@@ -69,7 +69,7 @@ def alarm_dimension(alarm: Res, name: str) -> set[str]:
 
 
 def test_prod_service_hands_deployments_to_codedeploy(prod):
-    service = prod.one(SERVICE)
+    service = prod.one(SERVICE, "gantry-service")
     assert service.inputs["deploymentController"] == {"type": "CODE_DEPLOY"}
     # CodeDeploy owns these after creation; Pulumi resetting them would fight (or fail) every deployment.
     assert set(service.opts.ignore_changes) == {
@@ -133,7 +133,7 @@ def test_prod_deployment_group_names_what_exists_in_the_graph(prod):
     }
     assert group["ecsService"] == {
         "clusterName": prod.one("aws:ecs/cluster:Cluster").outputs["name"],
-        "serviceName": prod.one(SERVICE).outputs["name"],
+        "serviceName": prod.one(SERVICE, "gantry-service").outputs["name"],
     }
     assert group["deploymentConfigName"] == "CodeDeployDefault.ECSCanary10Percent5Minutes"
     assert group["blueGreenDeploymentConfig"]["terminateBlueInstancesOnDeploymentSuccess"] == {
@@ -160,7 +160,7 @@ def test_prod_codedeploy_role_is_scoped_to_this_service(prod):
     assert not prod.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")  # no AWSCodeDeployRoleForECS
     document = prod.named("gantry-deploy-codedeploy-policy").json("policy")
     cluster = prod.one("aws:ecs/cluster:Cluster").outputs["name"]
-    service = prod.one(SERVICE).outputs["name"]
+    service = prod.one(SERVICE, "gantry-service").outputs["name"]
     listeners = sorted(prod.named(n).outputs["arn"] for n in ("gantry-lb-http", "gantry-lb-test"))
     hook = prod.named("gantry-deploy-hook").outputs["arn"]
     roles = sorted(prod.named(n).outputs["arn"] for n in ("gantry-roles-execution", "gantry-roles-task"))
@@ -221,8 +221,8 @@ def test_prod_hook_is_packaged_with_its_data_in_the_private_subnets(prod):
 def test_prod_deploy_resource_waits_for_the_service_and_the_group(prod):
     deploy = prod.named("gantry-deploy-deploy")
     assert deploy.typ == DEPLOY
-    assert deploy.depends_on(prod.one(SERVICE)) and deploy.depends_on(prod.one(GROUP))
-    task_definition = prod.one("aws:ecs/taskDefinition:TaskDefinition").outputs["arn"]
+    assert deploy.depends_on(prod.one(SERVICE, "gantry-service")) and deploy.depends_on(prod.one(GROUP))
+    task_definition = prod.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").outputs["arn"]
     assert deploy.inputs["task_definition_arn"] == task_definition
     appspec = json.loads(deploy.inputs["appspec_content"])
     properties = appspec["Resources"][0]["TargetService"]["Properties"]
@@ -238,7 +238,7 @@ def test_prod_deploy_resource_waits_for_the_service_and_the_group(prod):
 
 
 def test_dev_rolls_with_alarms_that_roll_back(dev):
-    service = dev.one(SERVICE).inputs
+    service = dev.one(SERVICE, "gantry-service").inputs
     assert service["deploymentController"] == {"type": "ECS"}
     assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     alarms = {a.inputs["name"]: a for a in rollback_alarms(dev)}

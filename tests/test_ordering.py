@@ -33,7 +33,7 @@ def through_input(res: Res, prop: str, other: Res) -> bool:
 
 
 def test_tasks_start_only_after_the_listener_the_endpoints_and_the_capacity_providers(graph, stack):
-    service = graph.one("aws:ecs/service:Service")
+    service = graph.one("aws:ecs/service:Service", "gantry-service")
     # ECS refuses a target group that no listener forwards to.
     assert service.depends_on(graph.named("gantry-lb-http"))
     assert service.depends_on(graph.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"))
@@ -42,13 +42,13 @@ def test_tasks_start_only_after_the_listener_the_endpoints_and_the_capacity_prov
 
 
 def test_the_execution_role_is_handed_out_only_after_its_policy(graph):
-    task_definition = graph.one("aws:ecs/taskDefinition:TaskDefinition")
+    task_definition = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task")
     assert through_input(task_definition, "executionRoleArn", graph.named("gantry-roles-execution-policy"))
     assert through_input(task_definition, "executionRoleArn", graph.named("gantry-roles-execution"))
 
 
 def test_the_secret_arn_reaches_the_task_only_after_the_value_exists(graph):
-    task_definition = graph.one("aws:ecs/taskDefinition:TaskDefinition")
+    task_definition = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task")
     value = graph.one("aws:secretsmanager/secretVersion:SecretVersion")
     assert through_input(task_definition, "containerDefinitions", value)
     # The execution role's read permission names the same secret, and waits for it the same way.
@@ -71,7 +71,7 @@ def test_the_https_listener_waits_for_a_validated_certificate():
     g = run_program("dev", config, secret_keys)
     https = g.named("gantry-lb-https")
     assert through_input(https, "certificateArn", g.one("aws:acm/certificateValidation:CertificateValidation"))
-    assert g.one("aws:ecs/service:Service").depends_on(https)
+    assert g.one("aws:ecs/service:Service", "gantry-service").depends_on(https)
 
 
 def test_the_distribution_waits_for_its_validated_us_east_1_certificate():
@@ -100,7 +100,7 @@ def test_the_cloudfront_path_into_the_load_balancer_opens_after_the_vpc_origin_e
 
 
 def test_pulumi_up_leaves_the_task_count_to_autoscaling(graph, stack):
-    ignored = graph.one("aws:ecs/service:Service").opts.ignore_changes
+    ignored = graph.one("aws:ecs/service:Service", "gantry-service").opts.ignore_changes
     assert ignored[0] == "desiredCount"
     if stack_config(stack)["gantry:deployment"]["strategy"] == "rolling":
         assert ignored == ("desiredCount",)
@@ -118,7 +118,10 @@ def test_the_cluster_keeps_its_identity_across_the_cluster_service_split(graph, 
     # top-level resource urn:pulumi:<stack>::<project>::<type>::<name> (the mock monitor prefixes the
     # root stack's type, so its own URNs are not compared here).
     old_parent = f"urn:pulumi:{stack}::gantry::gantry:ecs:FargateService::gantry"
-    assert [r.name for r in graph.components() if r.typ == "gantry:ecs:FargateService"] == ["gantry"]
+    services = [r for r in graph.components() if r.typ == "gantry:ecs:FargateService"]
+    assert [r.name for r in services if not r.opts.parent.endswith("gantry:batch:BatchJobs::gantry-batch")] == [
+        "gantry"
+    ]
     cluster = next(r for r in graph.components() if r.typ == "gantry:ecs:Cluster")
     for res in (
         graph.one("aws:ecs/cluster:Cluster"),

@@ -51,7 +51,7 @@ def secret_name(stack: str) -> str:
 
 
 def container_def(g: Graph) -> dict:
-    defs = g.one("aws:ecs/taskDefinition:TaskDefinition").json("containerDefinitions")
+    defs = g.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").json("containerDefinitions")
     assert len(defs) == 1
     return defs[0]
 
@@ -97,7 +97,7 @@ def graph(stack) -> Graph:
 
 
 def test_tasks_run_in_private_subnets_without_public_ip(graph):
-    net = graph.one("aws:ecs/service:Service").inputs["networkConfiguration"]
+    net = graph.one("aws:ecs/service:Service", "gantry-service").inputs["networkConfiguration"]
     assert net["subnets"] == PRIVATE_SUBNETS
     assert not set(net["subnets"]) & set(PUBLIC_SUBNETS)
     assert net["assignPublicIp"] is False
@@ -109,7 +109,9 @@ def test_tasks_run_in_private_subnets_without_public_ip(graph):
 def test_task_security_group_admits_only_the_alb_on_the_container_port(graph, stack):
     port = stack_values(stack, "container")["port"]
     alb, task, _ = sg_ids(graph)
-    assert graph.one("aws:ecs/service:Service").inputs["networkConfiguration"]["securityGroups"] == [task]
+    assert graph.one("aws:ecs/service:Service", "gantry-service").inputs["networkConfiguration"]["securityGroups"] == [
+        task
+    ]
     into_task = [r.inputs for r in graph.of_type(SG_INGRESS) if r.inputs["securityGroupId"] == task]
     assert into_task == [
         {
@@ -141,7 +143,7 @@ def test_one_port_for_container_target_group_and_health_check(graph, stack):
     port = stack_values(stack, "container")["port"]
     container = container_def(graph)
     tg = production_tg(graph)
-    service_lb = graph.one("aws:ecs/service:Service").inputs["loadBalancers"]
+    service_lb = graph.one("aws:ecs/service:Service", "gantry-service").inputs["loadBalancers"]
     assert [m["containerPort"] for m in container["portMappings"]] == [port]
     # Every group (blue and green alike: they swap roles) checks and serves the container's one port.
     for group in graph.of_type("aws:lb/targetGroup:TargetGroup"):
@@ -186,7 +188,7 @@ def test_a_new_secret_value_rolls_the_service():
         config["gantry:secretValues"] = {"API_KEYS": value}
         (container,) = (
             run_program("dev", config, secret_keys)
-            .one("aws:ecs/taskDefinition:TaskDefinition")
+            .one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task")
             .json("containerDefinitions")
         )
         return container
@@ -222,10 +224,13 @@ def test_execution_role_policy_names_exact_arns(graph):
 def test_task_role_has_no_permissions_by_default(graph):
     task_role = graph.named("gantry-roles-task")
     assert not task_role.inputs.get("managedPolicyArns")
+    # Nothing but the Batch API's own policy when the stack runs a queue (tests/test_batch_stack.py holds it).
     assert [
-        p for p in graph.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == task_role.outputs["id"]
+        p.name
+        for p in graph.of_type("aws:iam/rolePolicy:RolePolicy")
+        if p.inputs["role"] == task_role.outputs["id"] and p.name != "gantry-roles-task-batch"
     ] == []
-    td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").inputs
     assert td["taskRoleArn"] == task_role.outputs["arn"]
     assert td["executionRoleArn"] == graph.named("gantry-roles-execution").outputs["arn"]
     assert td["taskRoleArn"] != td["executionRoleArn"]
@@ -255,18 +260,18 @@ def test_every_log_group_has_retention(graph, stack):
 def test_rolling_deploys_roll_back_and_fail_the_up(graph, stack):
     if stack_values(stack, "deployment")["strategy"] != "rolling":
         return  # blue/green: tests/test_blue_green_stack.py
-    svc = graph.one("aws:ecs/service:Service").inputs
+    svc = graph.one("aws:ecs/service:Service", "gantry-service").inputs
     assert svc["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert svc["waitForSteadyState"] is True
     assert svc["deploymentController"] == {"type": "ECS"}
     assert svc["platformVersion"] == "LATEST"
-    assert svc["taskDefinition"] == graph.one("aws:ecs/taskDefinition:TaskDefinition").outputs["arn"]
+    assert svc["taskDefinition"] == graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").outputs["arn"]
 
 
 def test_container_insights_on(graph):
     cluster = graph.one("aws:ecs/cluster:Cluster")
     assert {"name": "containerInsights", "value": "enabled"} in cluster.inputs["settings"]
-    assert graph.one("aws:ecs/service:Service").inputs["cluster"] == cluster.outputs["arn"]
+    assert graph.one("aws:ecs/service:Service", "gantry-service").inputs["cluster"] == cluster.outputs["arn"]
 
 
 @pytest.mark.parametrize("stack", BUILDING)
@@ -295,7 +300,7 @@ def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, 
     assert image.inputs["context"] == {"location": str(ROOT / settings["context"])}
     assert image.inputs["dockerfile"] == {"location": str(ROOT / settings["dockerfile"])}
     assert [r["address"] for r in image.inputs["registries"]] == [repo_url]
-    td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").inputs
     assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": arch}
     assert container_def(graph)["image"].endswith(f"@{DIGEST}")
     assert graph.exports["imageDigest"] == DIGEST
@@ -303,7 +308,7 @@ def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, 
 
 def test_task_definition_hardening(graph, stack):
     cfg = stack_values(stack, "container")
-    td = graph.one("aws:ecs/taskDefinition:TaskDefinition").inputs
+    td = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").inputs
     assert (td["cpu"], td["memory"]) == (str(cfg["cpu"]), str(cfg["memory"]))
     assert td["networkMode"] == "awsvpc" and td["requiresCompatibilities"] == ["FARGATE"]
     assert td["family"] == f"gantry-{stack}"
@@ -323,14 +328,15 @@ def test_task_definition_hardening(graph, stack):
 def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
     cfg = stack_values(stack, "autoscaling")
     cluster = graph.one("aws:ecs/cluster:Cluster").outputs["name"]
-    service = graph.one("aws:ecs/service:Service").outputs["name"]
-    target = graph.one("aws:appautoscaling/target:Target").inputs
+    service = graph.one("aws:ecs/service:Service", "gantry-service").outputs["name"]
+    target = graph.one("aws:appautoscaling/target:Target", "gantry-scaling").inputs
     assert (target["minCapacity"], target["maxCapacity"]) == (cfg["minCapacity"], cfg["maxCapacity"])
     assert target["resourceId"] == f"service/{cluster}/{service}"
     assert target["scalableDimension"] == "ecs:service:DesiredCount"
     policies = {
         p.name: p.inputs["targetTrackingScalingPolicyConfiguration"]
         for p in graph.of_type("aws:appautoscaling/policy:Policy")
+        if p.inputs["resourceId"] == target["resourceId"]
     }
     cpu = policies["gantry-scale-on-cpu"]
     assert cpu["predefinedMetricSpecification"]["predefinedMetricType"] == "ECSServiceAverageCPUUtilization"
@@ -344,7 +350,7 @@ def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
     }
     assert requests["targetValue"] == cfg["requestsPerTarget"]
     assert all(p["scaleInCooldown"] == cfg["scaleInCooldownSeconds"] for p in policies.values())
-    svc = graph.one("aws:ecs/service:Service").inputs
+    svc = graph.one("aws:ecs/service:Service", "gantry-service").inputs
     assert cfg["minCapacity"] <= svc["desiredCount"] <= cfg["maxCapacity"]
 
 
@@ -403,7 +409,7 @@ def test_alb_protections(graph, stack):
     for group in graph.of_type("aws:lb/targetGroup:TargetGroup"):
         assert group.inputs["deregistrationDelay"] == cfg["deregistrationDelaySeconds"]
         assert group.inputs["healthCheck"]["interval"] == cfg["healthCheck"]["intervalSeconds"]
-    svc = graph.one("aws:ecs/service:Service").inputs
+    svc = graph.one("aws:ecs/service:Service", "gantry-service").inputs
     assert svc["healthCheckGracePeriodSeconds"] == stack_values(stack, "service")["healthCheckGracePeriodSeconds"]
 
 
@@ -412,13 +418,13 @@ def test_stack_outputs(graph):
     assert graph.exports["serviceUrl"] == "https://" + distribution["domainName"]
     assert graph.exports["edgeName"] == distribution["id"]
     assert graph.exports["clusterName"] == graph.one("aws:ecs/cluster:Cluster").outputs["name"]
-    assert graph.exports["serviceName"] == graph.one("aws:ecs/service:Service").outputs["name"]
+    assert graph.exports["serviceName"] == graph.one("aws:ecs/service:Service", "gantry-service").outputs["name"]
     assert graph.exports["logGroupName"] == graph.named("gantry-logs").outputs["name"]
     assert graph.exports["repositoryUrl"] == pulled_repository(graph)[1]
     # What the next `pulumi up` reads back to refuse a surprise switch of the deployment controller.
     assert (
         graph.exports["deploymentController"]
-        == graph.one("aws:ecs/service:Service").inputs["deploymentController"]["type"]
+        == graph.one("aws:ecs/service:Service", "gantry-service").inputs["deploymentController"]["type"]
     )
 
 
@@ -441,7 +447,10 @@ def test_dev_and_prod_differ_where_cost_and_resilience_trade_off():
         )
 
     def providers(g):
-        return {p["capacityProvider"] for p in g.one("aws:ecs/service:Service").inputs["capacityProviderStrategies"]}
+        return {
+            p["capacityProvider"]
+            for p in g.one("aws:ecs/service:Service", "gantry-service").inputs["capacityProviderStrategies"]
+        }
 
     assert (nat(dev), nat(prod)) == ("Single", "OnePerAz")
     assert dev.one("awsx:ec2:Vpc").inputs["numberOfAvailabilityZones"] == 2
@@ -452,7 +461,7 @@ def test_dev_and_prod_differ_where_cost_and_resilience_trade_off():
     assert dev.one("aws:lb/loadBalancer:LoadBalancer").inputs["enableDeletionProtection"] is False
     assert prod.one("aws:lb/loadBalancer:LoadBalancer").inputs["enableDeletionProtection"] is True
     assert not dev.one("aws:lb/loadBalancer:LoadBalancer").inputs.get("accessLogs")
-    assert not dev.of_type("aws:s3/bucket:Bucket")
+    assert [b.name for b in dev.of_type("aws:s3/bucket:Bucket")] == ["gantry-batch-files"]  # no access-log bucket
 
 
 def test_prod_access_logs_land_in_a_private_encrypted_expiring_bucket():

@@ -44,10 +44,12 @@ from components.settings.promotion import (
     promoted_image,
     promotion_problems,
 )
+from components.settings.queue import QueueSettings
 from components.settings.sample_worker import (
     SAMPLE_CONTEXT,
     WorkerMetrics,
     builds_sample_worker,
+    consumer_problems,
     worker_body_limit,
     worker_metrics,
     worker_problems,
@@ -62,6 +64,13 @@ from components.settings.workload import (
 )
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+# The batch variables the stack sets from resources that do not exist yet while validating: AWS-shaped
+# stand-ins, so the worker's own loader checks everything else about its environment.
+BATCH_STAND_INS = {
+    "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/210987654321/stand-in",
+    "BATCH_BUCKET": "stand-in-bucket",
+    "BATCH_TABLE": "stand-in-table",
+}
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 
 
@@ -116,6 +125,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "tracing": ConfigKey(
         model=TracingSettings,
         summary="OpenTelemetry traces to X-Ray through an ADOT collector sidecar; off by default.",
+    ),
+    "queue": ConfigKey(
+        model=QueueSettings, summary="Long jobs: the Batch API's queue, files, consumer service and its scaling."
     ),
 }
 
@@ -191,6 +203,7 @@ class Settings:
     tracing: TracingSettings
     operations: OperationsSettings
     iam: IamSettings
+    queue: QueueSettings = QueueSettings()
     waf_max_body_bytes: int | None = None
     """The WAF's body-size limit: edge.waf.maxBodyBytes, else the sample worker's own largest body;
     None (no size rule) for a team's own image that sets none."""
@@ -504,6 +517,7 @@ def load_settings(
         iam=sections["iam"],
         promoted=promoted,
         tracing=sections["tracing"],
+        queue=sections["queue"],
     )
 
 
@@ -556,10 +570,13 @@ def _waf_body_limit(sections: Mapping[str, Any], project_dir: Path, problems: _P
     if edge is None or not edge.waf.enabled:
         return None
     configured = edge.waf.max_body_bytes
-    sample = image is not None and image.context == SAMPLE_CONTEXT
+    sample = image is not None and builds_sample_worker(image.context)
     if not sample or container is None or "container" in problems.reported_keys():
         return configured
     gantry_set = {"PORT": str(container.port), "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds)}
+    queue = sections["queue"]
+    if queue is not None and queue.enabled and "queue" not in problems.reported_keys():
+        gantry_set.update(BATCH_STAND_INS)  # the Batch API on: MAX_BATCH_FILE_BYTES bounds uploads
     worker = worker_body_limit(project_dir, container.variables, gantry_set)
     if configured is not None and configured < worker:
         problems.add(
@@ -708,12 +725,27 @@ def _worker_signal_checks(sections: Mapping[str, Any], problems: _Problems) -> N
 def _sample_worker_checks(
     sections: Mapping[str, Any], secret_values: SecretValues, project_dir: Path, problems: _Problems
 ) -> None:
-    image, container = sections["image"], sections["container"]
-    if image is None or container is None or image.context != SAMPLE_CONTEXT or "container" in problems.reported_keys():
+    image, container, queue = sections["image"], sections["container"], sections["queue"]
+    batches = queue is not None and queue.enabled
+    own_image = image is not None and not builds_sample_worker(image.context)
+    if batches and own_image and "image" not in problems.reported_keys():
+        problems.add(
+            "queue.enabled",
+            f"needs the sample worker's image (image.context: {SAMPLE_CONTEXT}): the consumer service runs "
+            "`python -m worker.consumer`, which only that image has; set queue.enabled: false",
+        )
+    if image is None or container is None or own_image or "container" in problems.reported_keys():
         return
     gantry_set = {"PORT": str(container.port), "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds)}
+    if batches and "queue" not in problems.reported_keys():
+        gantry_set.update(BATCH_STAND_INS)
     for key, problem in worker_problems(project_dir, container.variables, gantry_set, secret_values.get("API_KEYS")):
         problems.add(key, problem)
+    if batches and "queue" not in problems.reported_keys():
+        for key, problem in consumer_problems(
+            project_dir, container.variables, {**queue.consumer_variables, **BATCH_STAND_INS}
+        ):
+            problems.add(key, problem)
 
 
 def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, problems: _Problems) -> None:
@@ -782,7 +814,7 @@ def _deployment_checks(
             "of mixed tasks), and set it back to false afterwards",
         )
     created = secret_values.get("API_KEYS")
-    if deployment.blue_green and image is not None and image.context == SAMPLE_CONTEXT and created is not None:
+    if deployment.blue_green and image is not None and builds_sample_worker(image.context) and created is not None:
         try:
             tenants = json.loads(created)
         except ValueError:

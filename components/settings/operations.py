@@ -38,6 +38,8 @@ DEFAULT_SEVERITY: Mapping[str, str] = MappingProxyType(
         "tokens-per-minute": "ticket",
         "budget-forecast": "ticket",
         "budget-actual": "page",
+        "batch-oldest": "ticket",
+        "batch-dead-letters": "ticket",
     }
 )
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
@@ -115,6 +117,10 @@ class Severities(Section):
     """Default ticket: spend at 80 % of the budget, or forecast past it."""
     budget_actual: Route | None = None
     """Default page: spend past the monthly budget."""
+    batch_oldest: Route | None = None
+    """Default ticket: a queued batch waited longer than queue.acceptableLatencySeconds (late, not lost)."""
+    batch_dead_letters: Route | None = None
+    """Default ticket: a batch failed queue.maxReceives times and sits in the dead-letter queue."""
 
     def chosen(self) -> dict[str, str]:
         """Alarm kind -> the route set for it (only the kinds set)."""

@@ -39,6 +39,9 @@ class _Recording(Mapping[str, str]):
         self._values = values
         self.read: set[str] = set()
 
+    def add(self, key: str, value: str) -> None:
+        self._values[key] = value
+
     def __getitem__(self, key: str) -> str:
         self.read.add(key)
         return self._values[key]
@@ -103,13 +106,10 @@ def worker_problems(
     ]
     if problems:
         return problems
-    config = _worker_config(project_dir)
     env = _Recording({**variables, **gantry_set, "API_KEYS": api_keys or _STAND_IN_KEYS})
-    try:
-        _load(config, env)
-    except config.ConfigError as error:
-        named = re.match(r"[A-Z_]+", str(error))
-        variable = named.group(0) if named else "environment"
+    refused = _refusal(project_dir, "load_settings", env)
+    if refused is not None:
+        variable, error = refused
         key = "secretValues.API_KEYS" if variable == "API_KEYS" else f"container.environment.{variable}"
         return [(key, f"the sample worker refuses to start: {error}")]
     read = env.read - {"MODEL_DIR", "API_KEYS"}
@@ -125,14 +125,41 @@ def worker_problems(
     return problems
 
 
-def _load(config: ModuleType, env: _Recording) -> Any:
-    """The worker's settings for `env` (with a throw-away model directory), or its ConfigError."""
+def consumer_problems(
+    project_dir: Path, variables: Mapping[str, str], gantry_set: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """(config key, problem) for what the batch consumer (`python -m worker.consumer`) would refuse at start.
+
+    The consumer gets the container's environment (the same limits a batch line is validated against)
+    plus what gantry sets from `queue`; variables only the API reads are expected, so unread ones are
+    not reported here (`worker_problems` reports what neither command reads)."""
+    refused = _refusal(project_dir, "load_consumer_settings", _Recording({**variables, **gantry_set}))
+    if refused is None:
+        return []
+    variable, error = refused
+    key = f"container.environment.{variable}" if variable in variables else "queue"
+    return [(key, f"the batch consumer refuses to start: {error}")]
+
+
+def _refusal(project_dir: Path, loader: str, env: _Recording) -> tuple[str, str] | None:
+    """(variable, message) when the worker's `loader` refuses `env`, else None."""
+    config = _worker_config(project_dir)
+    try:
+        _load(config, loader, env)
+    except config.ConfigError as error:
+        named = re.match(r"[A-Z_]+", str(error))
+        return (named.group(0) if named else "environment"), str(error)
+    return None
+
+
+def _load(config: ModuleType, loader: str, env: _Recording) -> Any:
+    """What the worker's `loader` returns for `env`, or its ConfigError. MODEL_DIR is a fresh directory
+    holding each file the loader asks for (it only checks that the model build's files exist)."""
     with tempfile.TemporaryDirectory() as model_dir:
-        env._values["MODEL_DIR"] = model_dir
-        # The loader only checks that the model build's files exist; create each one it names.
+        env.add("MODEL_DIR", model_dir)
         for _ in range(10):
             try:
-                return config.load_settings(env, cpus=1)
+                return getattr(config, loader)(env, cpus=1)
             except config.ConfigError as error:
                 missing = re.search(r"has no (\S+?);", str(error))
                 if missing and str(error).startswith("MODEL_DIR="):
@@ -147,5 +174,5 @@ def worker_body_limit(project_dir: Path, variables: Mapping[str, str], gantry_se
     MAX_REQUEST_BYTES, or MAX_BATCH_FILE_BYTES when that is larger and the Batch API is on. Call it only
     on an environment `worker_problems` accepted."""
     config = _worker_config(project_dir)
-    settings = _load(config, _Recording({**variables, **gantry_set, "API_KEYS": _STAND_IN_KEYS}))
+    settings = _load(config, "load_settings", _Recording({**variables, **gantry_set, "API_KEYS": _STAND_IN_KEYS}))
     return max(settings.max_request_bytes, settings.batch_file_limit)
