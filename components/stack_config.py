@@ -18,6 +18,7 @@ from pulumi.runtime import config as runtime_config
 
 from components.env import lookup_aws_facts
 from components.settings import NAMESPACE, ConfigError, Settings, load_settings
+from components.settings.migration import PreviousCutover
 
 # The engine's built-in invoke behind StackReference (pulumi/pulumi pkg/resource/deploy/builtins.go,
 # `readStackOutputs`; the Node SDK calls it synchronously for StackReference's sync outputs). Asked
@@ -42,33 +43,37 @@ def raw_config() -> tuple[dict[str, Any], list[str]]:
 def settings_from_stack_config() -> Settings:
     values, secret_keys = raw_config()
     region = pulumi.Config("aws").get("region")
+    outputs = previous_outputs()
     try:
         return load_settings(
             values,
             region=region,
             secret_keys=secret_keys,
             aws_facts=dataclasses.replace(
-                lookup_aws_facts(values, region), live_deployment_controller=live_deployment_controller()
+                lookup_aws_facts(values, region),
+                live_deployment_controller=controller_from_outputs(outputs),
+                previous_cutover=PreviousCutover.from_outputs(outputs),
             ),
             project_dir=PROJECT_DIR,
+            stack=pulumi.get_stack(),
         )
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
 
 
-def live_deployment_controller() -> str | None:
-    """The deployment controller of the service this stack already runs, read from the stack's own last
-    outputs (an invoke, so preview sees it too): switching it would replace the service, and validation
-    refuses that unless the stack opts in."""
+def previous_outputs() -> Mapping[str, Any]:
+    """The stack's own outputs from its last update (an invoke, so preview sees them too; empty for a new
+    stack). Validation reads the live deployment controller from them (switching it would replace the
+    service) and the cutover in progress (its legacy record must not vanish while it carries traffic)."""
     name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
     try:
         result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
     except Exception as error:  # noqa: BLE001 - any failure: refuse rather than guess
         raise pulumi.RunError(
-            f"gantry: cannot read stack {name}'s own outputs to check its live deployment controller ({error}); "
-            "nothing was created"
+            f"gantry: cannot read stack {name}'s own outputs to check its live deployment controller and "
+            f"cutover ({error}); nothing was created"
         ) from None
-    return controller_from_outputs((result.value or {}).get("outputs") or {})
+    return (result.value or {}).get("outputs") or {}
 
 
 def controller_from_outputs(outputs: Mapping[str, Any]) -> str | None:

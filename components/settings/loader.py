@@ -27,6 +27,12 @@ from components.settings.access import PolicyStatement, SecretSpec, resource_too
 from components.settings.base import NAMESPACE, ConfigError, Section, Where, find_placeholders
 from components.settings.deployment import CONTROLLERS, DeploymentSettings
 from components.settings.edge import DomainSettings, LoadBalancerSettings, within_zone
+from components.settings.migration import (
+    MigrationSettings,
+    PreviousCutover,
+    cutover_problems,
+    fault_switch_problems,
+)
 from components.settings.network import EndpointSettings, NetworkSettings
 from components.settings.sample_worker import SAMPLE_CONTEXT, worker_problems
 from components.settings.workload import (
@@ -78,6 +84,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
         "`pulumi config set --secret --path 'secretValues.<NAME>' '<value>'`.",
     ),
     "taskRolePolicy": ConfigKey(model=PolicyStatement, summary="The application's own AWS permissions.", is_list=True),
+    "migration": ConfigKey(
+        model=MigrationSettings, summary="Moving a hostname from a legacy endpoint to gantry by weighted DNS."
+    ),
 }
 
 
@@ -94,6 +103,8 @@ class AwsFacts:
     live_deployment_controller: str | None = None
     """The deployment controller (ECS or CODE_DEPLOY) of the service this stack already runs, from the
     stack's own last outputs; None when the stack has no service yet (or it was not looked up)."""
+    previous_cutover: PreviousCutover | None = None
+    """The weighted-DNS cutover the stack's last `up` recorded; None on a first `up` or without one."""
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
@@ -143,6 +154,7 @@ class Settings:
     secrets: tuple[SecretSpec, ...]
     secret_values: SecretValues
     task_policy: tuple[PolicyStatement, ...]
+    migration: MigrationSettings = MigrationSettings()
 
     @property
     def sample_worker(self) -> bool:
@@ -341,12 +353,15 @@ def load_settings(
     secret_keys: Sequence[str] = (),
     aws_facts: Mapping[str, Any] | AwsFacts | None = None,
     project_dir: Path | None = None,
+    stack: str | None = None,
 ) -> Settings:
     """Validate `gantry:*` config (keys with or without the namespace) into Settings, or raise ConfigError.
 
     `secret_keys` lists the config keys the CLI marked secret; `secretValues` must be among them.
     `aws_facts` carries what the program looked up before validating (see `AwsFacts`); checks that
-    need a fact not given are skipped. `project_dir` is where image paths must lie (default: this repo).
+    need a fact not given are skipped. `stack` is the Pulumi stack name (one of the signs of a
+    production stack, where the worker's fault switch is refused). `project_dir` is where image paths
+    must lie (default: this repo).
     """
     problems = _Problems()
     if not region:
@@ -394,6 +409,13 @@ def load_settings(
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
     _deployment_checks(sections, facts, secret_values, problems)
+    _migration_checks(sections, facts, problems)
+    container, lb = sections["container"], sections["loadBalancer"]
+    if container is not None and lb is not None:
+        for key, problem in fault_switch_problems(
+            container.variables, stack=stack, deletion_protection=lb.deletion_protection
+        ):
+            problems.add(key, problem)
     reported = problems.reported_keys()
     lb = sections["loadBalancer"]
     if sections["domain"] is None and lb is not None and not lb.allow_plain_http and "domain" not in reported:
@@ -423,6 +445,7 @@ def load_settings(
         task_policy=tuple(
             s if s.sid else s.model_copy(update={"sid": f"App{i}"}) for i, s in enumerate(sections["taskRolePolicy"])
         ),
+        migration=sections["migration"],
     )
 
 
@@ -566,6 +589,15 @@ def _fact_checks(sections: Mapping[str, Any], facts: AwsFacts, region: str, prob
                 f"{domain.hostname!r} is not inside hosted zone "
                 f"{domain.hosted_zone_id} ({zone.rstrip('.')}): use a name ending in .{zone.rstrip('.')}",
             )
+
+
+def _migration_checks(sections: Mapping[str, Any], facts: AwsFacts, problems: _Problems) -> None:
+    migration, domain = sections["migration"], sections["domain"]
+    if migration is None or "domain" in problems.reported_keys():
+        return
+    zone = facts.zone_names.get(domain.hosted_zone_id) if domain is not None else None
+    for key, problem in cutover_problems(migration.cutover, domain, zone_name=zone, previous=facts.previous_cutover):
+        problems.add(key, problem)
 
 
 def _deployment_checks(
