@@ -1,7 +1,8 @@
 """gantry: one containerised AI service on ECS Fargate behind an ALB, per stack config.
 
 Reads like the architecture: config -> settings -> network -> security groups -> VPC endpoints ->
-secrets -> image -> load balancer -> rollback alarms -> cluster -> service -> blue/green deployment
+secrets -> image -> load balancer -> weighted DNS cutover (only while moving off a legacy
+endpoint) -> rollback alarms -> cluster -> service -> blue/green deployment
 (prod: CodeDeploy; dev: nothing, ECS rolls) -> outputs. Config is read and validated here,
 once, before any resource is registered (what validation needs from AWS is looked up first, with
 invokes); components receive typed Args and never read config themselves. This file holds no
@@ -12,6 +13,7 @@ import pulumi
 
 from components.blue_green.component import BlueGreenDeployment, BlueGreenDeploymentArgs
 from components.cluster import Cluster
+from components.cutover import WeightedCutover, WeightedCutoverArgs
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
 from components.env import AwsEnv
 from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
@@ -69,9 +71,20 @@ load_balancer = PublicLoadBalancer(
         domain=settings.domain,
         target_group_roles=settings.deployment.target_group_roles,
         test_listener_port=settings.deployment.test_listener,
+        alias_record=settings.migration.owns_hostname,
     ),
 )
 attachment = load_balancer.attachment(settings.deployment.production_role)
+
+cutover = WeightedCutover(
+    "gantry-cutover",
+    WeightedCutoverArgs(
+        domain=settings.domain,
+        settings=settings.migration.cutover,
+        gantry_target=load_balancer.dns_name,
+        health_check_path=settings.container.health_check_path,
+    ),
+)
 
 alarms = RollbackAlarms(
     "gantry-alarms",
@@ -134,3 +147,4 @@ pulumi.export("logGroupName", service.log_group.name)
 pulumi.export("repositoryUrl", image.repository_url)
 pulumi.export("imageDigest", image.image_digest)
 pulumi.export("deploymentController", service.deployment_controller)
+pulumi.export("migrationCutover", cutover.state)
