@@ -117,6 +117,7 @@ service = FargateService(
         start_after=[endpoints],
         deployment_controller=settings.deployment.controller,
         rollback_alarm_names=alarms.names,
+        pre_traffic=settings.deployment.pre_traffic,
     ),
 )
 

@@ -27,6 +27,7 @@ from components.cluster import Cluster
 from components.env import AwsEnv
 from components.load_balancer import TargetAttachment
 from components.network import VpcHandles
+from components.pre_traffic_provider import PreTrafficTask, PreTrafficTaskArgs
 from components.roles import TaskRoles, TaskRolesArgs
 from components.scaling import ScalingRule, target_tracking_configuration
 from components.secrets import SecretRefs, version_labels
@@ -37,6 +38,7 @@ from components.settings import (
     PolicyStatement,
     ServiceSettings,
 )
+from components.settings.deployment import PreTrafficSettings
 
 CONTAINER_NAME = "app"
 TMP_VOLUME = "tmp"
@@ -163,6 +165,9 @@ class FargateServiceArgs:
     rollback_alarm_names: pulumi.Input[Sequence[str]] = ()
     """Alarms that roll a rolling deploy back (ECS deployment `alarms`); default none. Unused with
     CODE_DEPLOY, whose deployment group watches them instead."""
+    pre_traffic: PreTrafficSettings | None = None
+    """A one-off task of each new revision that must exit 0 before the rolling update starts (ECS controller
+    only; with CODE_DEPLOY the blue/green hook runs it); default none."""
 
 
 class FargateService(pulumi.ComponentResource):
@@ -172,6 +177,8 @@ class FargateService(pulumi.ComponentResource):
     roles: TaskRoles
     deployment_controller: str
     """ECS or CODE_DEPLOY, exported so the next `pulumi up` knows what the live service uses."""
+    pre_traffic: PreTrafficTask | None
+    """The one-off task the rolling update waits for (None without deployment.preTraffic or with CODE_DEPLOY)."""
 
     def __init__(self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:ecs:FargateService", name, None, opts)
@@ -237,6 +244,26 @@ class FargateService(pulumi.ComponentResource):
                 f"{', '.join(IGNORED_SERVICE_PROPERTIES)}"
             )
         rolling = args.deployment_controller == "ECS"
+        self.pre_traffic = None
+        if rolling and args.pre_traffic is not None:
+            self.pre_traffic = PreTrafficTask(
+                f"{name}-pre-traffic",
+                PreTrafficTaskArgs(
+                    region=args.env.region,
+                    cluster=args.cluster.name,
+                    task_definition_arn=self.task_definition.arn,
+                    container_name=CONTAINER_NAME,
+                    command=list(args.pre_traffic.command),
+                    subnets=args.vpc.private_subnet_ids,
+                    security_groups=[args.security_group_id],
+                    log_group=self.log_group.name,
+                    log_stream_prefix=LOG_STREAM_PREFIX,
+                    timeout_seconds=args.pre_traffic.timeout_seconds,
+                ),
+                # It starts tasks: they need the endpoints (or NAT) and capacity providers the service needs.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(start_after)),
+            )
+            start_after.append(self.pre_traffic)
         self.service = aws.ecs.Service(
             f"{name}-service",
             cluster=args.cluster.arn,
