@@ -409,7 +409,9 @@ class WorkerApp:
             )
         tenant = log.tenant = self._authenticate(scope)
         if self.settings.fault_inject == "5xx":
-            raise ApiError(500, "fault injected by FAULT_INJECT=5xx (rollback drill)", type="server_error", code="fault")
+            raise ApiError(
+                500, "fault injected by FAULT_INJECT=5xx (rollback drill)", type="server_error", code="fault"
+            )
         self._admit(tenant)
 
         request = parse_embeddings_request(
