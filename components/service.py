@@ -177,6 +177,8 @@ class FargateService(pulumi.ComponentResource):
     roles: TaskRoles
     deployment_controller: str
     """ECS or CODE_DEPLOY, exported so the next `pulumi up` knows what the live service uses."""
+    task_family: str
+    """The task definition family: every revision's ARN is `...:task-definition/<family>:<revision>`."""
     pre_traffic: PreTrafficTask | None
     """The one-off task the rolling update waits for (None without deployment.preTraffic or with CODE_DEPLOY)."""
 
@@ -217,9 +219,10 @@ class FargateService(pulumi.ComponentResource):
                 )
             )
         )
+        self.task_family = f"{name}-{args.env.stack}"
         self.task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=f"{name}-{args.env.stack}",
+            family=self.task_family,
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
             cpu=str(args.container.cpu),

@@ -4,6 +4,8 @@ task definition with no public IP, and the service update waits for it (Capturin
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 from botocore.stub import Stubber
@@ -217,3 +219,134 @@ def test_without_pre_traffic_nothing_runs():
 
 def service_subnets(g):
     return g.one("aws:ecs/service:Service").inputs["networkConfiguration"]["subnets"]
+
+
+# --- codedeploy: the hook runs the task of the revision its deployment installs ---------------------
+
+HOOK_EVENT = {"DeploymentId": "d-ABCDEF123", "LifecycleEventHookExecutionId": "exec-1"}
+
+
+def hook_env(**extra: str) -> dict[str, str]:
+    return {
+        "AWS_REGION": REGION,
+        "CHECK": "smoke",
+        "TEST_URL": "http://127.0.0.1:9",
+        "PRE_TRAFFIC_COMMAND": '["python", "-m", "migrate"]',
+        "PRE_TRAFFIC_TIMEOUT_SECONDS": "120",
+        "PRE_TRAFFIC_CLUSTER": CLUSTER,
+        "PRE_TRAFFIC_CONTAINER": "app",
+        "PRE_TRAFFIC_SUBNETS": "subnet-0a0a0a01,subnet-0b0b0b01",
+        "PRE_TRAFFIC_SECURITY_GROUPS": "sg-0123456789abcdef0",
+        "PRE_TRAFFIC_LOG_GROUP": "gantry-logs-1a2b3c",
+        "PRE_TRAFFIC_LOG_STREAM_PREFIX": "service",
+        **extra,
+    }
+
+
+def appspec_for(task_definition: str) -> str:
+    return json.dumps(
+        {
+            "Resources": [
+                {"TargetService": {"Type": "AWS::ECS::Service", "Properties": {"TaskDefinition": task_definition}}}
+            ]
+        }
+    )
+
+
+def test_hook_reports_a_failed_pre_traffic_task_with_its_exit_code_and_never_checks_green():
+    from components.blue_green.hook import handler
+
+    codedeploy = boto3.client("codedeploy", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    ecs, ecs_stub = stubbed(
+        (
+            "run_task",
+            {"tasks": [{"taskArn": TASK_ARN}], "failures": []},
+            {
+                **run_task_request(
+                    OneOffTask(
+                        **{
+                            **TASK.__dict__,
+                            "command": ("python", "-m", "migrate"),
+                            "subnets": ("subnet-0a0a0a01", "subnet-0b0b0b01"),
+                        }
+                    )
+                )
+            },
+        ),
+        ("describe_tasks", described("STOPPED", 2, stopped="Essential container in task exited"), DESCRIBE),
+    )
+    with Stubber(codedeploy) as cd_stub:
+        cd_stub.add_response(
+            "get_deployment",
+            {
+                "deploymentInfo": {
+                    "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec_for(TASK_DEF)}}
+                }
+            },
+            {"deploymentId": "d-ABCDEF123"},
+        )
+        cd_stub.add_response(
+            "put_lifecycle_event_hook_execution_status",
+            {"lifecycleEventHookExecutionId": "exec-1"},
+            {"deploymentId": "d-ABCDEF123", "lifecycleEventHookExecutionId": "exec-1", "status": "Failed"},
+        )
+        logs: list[str] = []
+        # TEST_URL points at a closed port: reaching the smoke check would raise, so the verdict proves it did not.
+        result = handler.run(
+            HOOK_EVENT, hook_env(), codedeploy=codedeploy, ecs=ecs, log=logs.append, sleep=lambda s: None
+        )
+        cd_stub.assert_no_pending_responses()
+    ecs_stub.assert_no_pending_responses()
+    assert result["status"] == "Failed"
+    assert "exit code 2" in result["summary"] and "Essential container in task exited" in result["summary"]
+    assert "#logsV2:log-groups/log-group/gantry-logs-1a2b3c/log-events/service$252Fapp$252F" in result["summary"]
+
+
+def test_hook_task_definition_comes_from_the_deployments_own_appspec():
+    from components.blue_green.hook import handler
+
+    codedeploy = boto3.client("codedeploy", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(codedeploy) as stub:
+        stub.add_response(
+            "get_deployment",
+            {
+                "deploymentInfo": {
+                    "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": appspec_for(TASK_DEF)}}
+                }
+            },
+            {"deploymentId": "d-ABCDEF123"},
+        )
+        assert handler.deployed_task_definition(codedeploy, "d-ABCDEF123") == TASK_DEF
+        stub.add_response("get_deployment", {"deploymentInfo": {}}, None)
+        with pytest.raises(handler.CheckError, match="no AppSpec content"):
+            handler.deployed_task_definition(codedeploy, "d-ABCDEF123")
+
+
+def test_codedeploy_stack_hands_the_task_to_the_hook_with_exactly_its_permissions():
+    g = with_pre_traffic("prod")
+    assert [r for r in g.of_type(DYNAMIC) if r.name == "gantry-pre-traffic"] == []
+    function = g.named("gantry-deploy-hook").inputs
+    env = function["environment"]["variables"]
+    assert json.loads(env["PRE_TRAFFIC_COMMAND"]) == ["python", "-m", "migrate"]
+    assert env["PRE_TRAFFIC_SECURITY_GROUPS"] == g.named("gantry-sg-task").outputs["id"]
+    assert env["PRE_TRAFFIC_SUBNETS"] == ",".join(PRIVATE_SUBNETS)
+    assert env["PRE_TRAFFIC_LOG_GROUP"] == g.one("aws:cloudwatch/logGroup:LogGroup", "gantry-logs").outputs["name"]
+    assert env["PRE_TRAFFIC_CLUSTER"] == g.one("aws:ecs/cluster:Cluster").outputs["arn"]
+    assert function["timeout"] == 300 + 300
+    assert set(function["code"].assets) == {"handler.py", "golden.json", "pre_traffic.py"}
+    statements = {s["Sid"]: s for s in g.named("gantry-deploy-hook-policy").json("policy")["Statement"]}
+    family = g.one("aws:ecs/taskDefinition:TaskDefinition").inputs["family"]
+    assert (
+        statements["RunThisFamilyOnThisCluster"]["Resource"]
+        == f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}:*"
+    )
+    roles = {g.named(n).outputs["arn"] for n in ("gantry-roles-execution", "gantry-roles-task")}
+    assert set(statements["PassTheTaskRoles"]["Resource"]) == roles
+    assert statements["ReadOwnDeployment"]["Action"] == "codedeploy:GetDeployment"
+
+
+def test_codedeploy_stack_without_pre_traffic_grants_the_hook_nothing_more():
+    g = run_program("prod")
+    sids = {s["Sid"] for s in g.named("gantry-deploy-hook-policy").json("policy")["Statement"]}
+    assert not sids & {"RunThisFamilyOnThisCluster", "PassTheTaskRoles", "WatchItsTasks", "ReadOwnDeployment"}
+    assert "PRE_TRAFFIC_COMMAND" not in g.named("gantry-deploy-hook").inputs["environment"]["variables"]
