@@ -174,3 +174,31 @@ def test_the_loader_reports_cutover_problems_by_key():
     text = "\n".join(err.value.problems)
     assert "gantry:migration.cutover.legacyTarget" in text and "without scheme" in text
     assert "gantry:migration.cutover.gantryWeight: 120 is not allowed: must be between 0 and 100" in text
+
+
+def test_production_is_known_by_name_or_by_deletion_protection():
+    from components.settings.migration import production_stack
+
+    for name in ("prod", "production", "prod-eu", "Production-2", "api-prod"):
+        assert production_stack(name, deletion_protection=False), name
+    assert production_stack("dev", deletion_protection=True)
+    for name in ("dev", "staging", "product-demo", None):
+        assert not production_stack(name, deletion_protection=False), name
+
+
+def test_the_fault_switch_is_refused_on_a_stack_named_prod_even_without_deletion_protection():
+    config, secret_keys = with_test_secrets(stack_config("dev"))
+    container = dict(config["gantry:container"])
+    container["environment"] = {**container["environment"], "FAULT_INJECT": "5xx"}
+    config["gantry:container"] = container
+    raw = {k: v for k, v in config.items() if k.startswith("gantry:")}
+    assert (
+        load_settings(raw, region="eu-west-1", secret_keys=secret_keys, stack="dev").container.variables["FAULT_INJECT"]
+        == "5xx"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(raw, region="eu-west-1", secret_keys=secret_keys, stack="prod")
+    assert any(
+        p.startswith("gantry:container.environment.FAULT_INJECT: is refused on a production stack")
+        for p in err.value.problems
+    )

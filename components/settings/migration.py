@@ -4,11 +4,12 @@ another load balancer, any hostname) to gantry by weighted DNS, one `pulumi up` 
 `migration.cutover` names the legacy endpoint and the share of the hostname's traffic gantry receives;
 gantry then manages the hostname as two Route 53 weighted CNAME records (set identifiers `legacy` and
 `gantry`) instead of its own alias record. The rules that need other sections or the stack's previous
-state (a domain is required, the zone apex is refused, the legacy target is not gantry's own hostname,
-the legacy record is not removed while it still carries traffic) live in `cutover_problems`, a pure
-function the loader calls. Security stance: the legacy target is a DNS name only (no scheme, port or
-path, nothing that could smuggle a URL into a record), and a cutover never takes the last step on its
-own: removing the legacy record needs a previous `up` that already left it at weight 0.
+state (a domain is required, the zone apex is refused, the legacy target is neither the hostname nor
+gantry's own edge, the legacy record is retired only after an `up` already held it at weight 0, and a
+cutover is never removed in one step) live in `cutover_problems`, a pure function the loader calls. The
+module also holds the rule for the worker's fault switch (`FAULT_INJECT`, refused on production stacks).
+Security stance: the legacy target is a DNS name only (no scheme, port or path, nothing that could
+smuggle a URL into a record), and a cutover never takes the last step on its own.
 """
 
 from __future__ import annotations
