@@ -53,6 +53,7 @@ def settings_from_stack_config() -> Settings:
                 lookup_aws_facts(values, region),
                 live_deployment_controller=controller_from_outputs(outputs),
                 previous_cutover=PreviousCutover.from_outputs(outputs),
+                previous_service_url=outputs.get("serviceUrl") if isinstance(outputs.get("serviceUrl"), str) else None,
             ),
             project_dir=PROJECT_DIR,
             stack=pulumi.get_stack(),

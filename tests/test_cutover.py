@@ -182,8 +182,9 @@ def test_production_is_known_by_name_or_by_deletion_protection():
     for name in ("prod", "production", "prod-eu", "Production-2", "api-prod"):
         assert production_stack(name, deletion_protection=False), name
     assert production_stack("dev", deletion_protection=True)
-    for name in ("dev", "staging", "product-demo", None):
-        assert not production_stack(name, deletion_protection=False), name
+    assert not production_stack(None, deletion_protection=False)
+    for other in ("dev", "staging", "product-demo"):
+        assert not production_stack(other, deletion_protection=False), other
 
 
 def test_the_fault_switch_is_refused_on_a_stack_named_prod_even_without_deletion_protection():
@@ -202,3 +203,22 @@ def test_the_fault_switch_is_refused_on_a_stack_named_prod_even_without_deletion
         p.startswith("gantry:container.environment.FAULT_INJECT: is refused on a production stack")
         for p in err.value.problems
     )
+
+
+def test_a_hostname_gantrys_alias_already_serves_is_not_cut_over():
+    with pytest.raises(pulumi.RunError) as err:
+        config, secret_keys = with_test_secrets(stack_config("dev"))
+        config["gantry:domain"] = DOMAIN
+        config["gantry:migration"] = {"cutover": {"legacyTarget": LEGACY, "gantryWeight": 10}}
+        run_program("dev", config, secret_keys, Graph(previous_outputs={"serviceUrl": f"https://{HOSTNAME}"}))
+    assert "already served by gantry's own alias record" in str(err.value)
+    # A stack that served plain HTTP (or another hostname) before may start a cutover.
+    g = run_program_with_url("http://gantry-lb-alb-1.eu-west-1.elb.amazonaws.com")
+    assert {r.inputs["setIdentifier"] for r in hostname_records(g)} == {"legacy", "gantry"}
+
+
+def run_program_with_url(url: str) -> Graph:
+    config, secret_keys = with_test_secrets(stack_config("dev"))
+    config["gantry:domain"] = DOMAIN
+    config["gantry:migration"] = {"cutover": {"legacyTarget": LEGACY, "gantryWeight": 10}}
+    return run_program("dev", config, secret_keys, Graph(previous_outputs={"serviceUrl": url}))

@@ -105,6 +105,8 @@ class AwsFacts:
     stack's own last outputs; None when the stack has no service yet (or it was not looked up)."""
     previous_cutover: PreviousCutover | None = None
     """The weighted-DNS cutover the stack's last `up` recorded; None on a first `up` or without one."""
+    previous_service_url: str | None = None
+    """The `serviceUrl` the stack's last `up` exported (https://<hostname> once gantry's alias serves it)."""
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
@@ -598,6 +600,17 @@ def _migration_checks(sections: Mapping[str, Any], facts: AwsFacts, problems: _P
     zone = facts.zone_names.get(domain.hosted_zone_id) if domain is not None else None
     for key, problem in cutover_problems(migration.cutover, domain, zone_name=zone, previous=facts.previous_cutover):
         problems.add(key, problem)
+    if (
+        migration.cutover is not None
+        and domain is not None
+        and facts.previous_cutover is None
+        and facts.previous_service_url == f"https://{domain.hostname}"
+    ):
+        problems.add(
+            "migration.cutover",
+            f"{domain.hostname} is already served by gantry's own alias record, which a CNAME cannot join, and there "
+            "is no legacy traffic left to move; a cutover is for a hostname the legacy endpoint serves today",
+        )
 
 
 def _deployment_checks(
