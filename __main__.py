@@ -1,11 +1,12 @@
 """gantry: one containerised AI service on ECS Fargate behind an ALB and an edge, per stack config.
 
 Reads like the architecture: config -> settings -> network -> security groups -> VPC endpoints ->
-secrets -> image -> load balancer -> edge (CloudFront + WAF, or WAF on the public ALB) ->
-notifications -> rollback alarms -> cluster -> batch jobs (queue.enabled: the queue, files, records and
-the consumer service) -> service -> blue/green deployment (prod: CodeDeploy; dev: nothing, ECS rolls) ->
-operations alarms -> dashboard -> budget -> outputs. Config is read and validated here, once, before any
-resource is registered (what validation needs from AWS is looked up first, with
+secrets -> image -> load balancer -> edge (CloudFront + WAF, or WAF on the public ALB) -> weighted DNS
+cutover (only while moving off a legacy endpoint) -> notifications -> rollback alarms -> cluster -> batch
+jobs (queue.enabled: the queue, files, records and the consumer service) -> service -> blue/green
+deployment (prod: CodeDeploy; dev: nothing, ECS rolls) -> operations alarms -> dashboard -> budget ->
+outputs. Config is read and validated here, once, before any resource is registered (what validation
+needs from AWS is looked up first, with
 invokes); components receive typed Args and never read config themselves. This file holds no
 arithmetic, string building or indexing: a value that needs computing belongs to the box that owns it.
 """
@@ -17,6 +18,7 @@ from components.batch_jobs import BatchJobs, BatchJobsArgs
 from components.blue_green.component import BlueGreenDeployment, BlueGreenDeploymentArgs
 from components.budget import CostBudget, CostBudgetArgs
 from components.cluster import Cluster
+from components.cutover import WeightedCutover, WeightedCutoverArgs
 from components.edge import Edge, EdgeArgs
 from components.endpoints import VpcEndpoints, VpcEndpointsArgs
 from components.env import AwsEnv
@@ -92,6 +94,7 @@ load_balancer = PublicLoadBalancer(
         internal=settings.internal_load_balancer,
         target_group_roles=settings.deployment.target_group_roles,
         test_listener_port=settings.deployment.test_listener,
+        alias_record=settings.migration.owns_hostname,
     ),
 )
 attachment = load_balancer.attachment(settings.deployment.production_role)
@@ -108,8 +111,20 @@ edge = Edge(
         origin_port=load_balancer.production_port,
         waf_max_body_bytes=settings.waf_max_body_bytes,
         provider_tags=settings.provider_tags,
+        alias_record=settings.migration.owns_hostname,
     ),
 )
+
+cutover = WeightedCutover(
+    "gantry-cutover",
+    WeightedCutoverArgs(
+        domain=settings.domain,
+        settings=settings.migration.cutover,
+        gantry_target=edge.dns_name,
+        health_check_path=settings.container.health_check_path,
+    ),
+)
+
 notifications = Notifications("gantry-alerts", NotificationsArgs(env=env, settings=settings.operations))
 
 alarms = RollbackAlarms(
@@ -165,6 +180,7 @@ service = FargateService(
         source=settings.source,
         environment=batch.api_environment,
         task_policies=batch.api_policies,
+        pre_traffic=settings.deployment.pre_traffic,
     ),
 )
 
@@ -227,3 +243,4 @@ pulumi.export("imageDigest", image.image_digest)
 pulumi.export("deploymentController", service.deployment_controller)
 pulumi.export("dashboardName", dashboard.dashboard.dashboard_name)
 pulumi.export("batchAlarmNames", batch.alarm_names)
+pulumi.export("migrationCutover", cutover.state)

@@ -77,6 +77,9 @@ class EdgeArgs:
     """The WAF's body-size limit (Settings.waf_max_body_bytes)."""
     provider_tags: Mapping[str, str]
     """The stack's aws:defaultTags, which an explicit provider (us-east-1) does not inherit."""
+    alias_record: bool = True
+    """Default true: the domain's A/AAAA alias records point at the distribution. False while a weighted
+    cutover (components.cutover) holds the hostname as CNAMEs, which cannot share a name with them."""
 
 
 class Edge(pulumi.ComponentResource):
@@ -201,7 +204,7 @@ class Edge(pulumi.ComponentResource):
             viewer_certificate=viewer_certificate,
             opts=child,
         )
-        if args.domain is not None:
+        if args.domain is not None and args.alias_record:
             for record_type in ("A", "AAAA"):
                 aws.route53.Record(
                     f"{name}-alias-{record_type.lower()}",

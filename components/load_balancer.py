@@ -65,6 +65,9 @@ class PublicLoadBalancerArgs:
     """One target group per role; the first receives production traffic. Blue/green uses two."""
     test_listener_port: int | None = None
     """A listener forwarding to the second target group, for validating a new version before the shift."""
+    alias_record: bool = True
+    """Default true: with a domain, an alias record points the hostname at the ALB. False while a weighted
+    cutover (components.cutover) holds the hostname as CNAMEs, which cannot coexist with the alias."""
 
 
 def listener_ports(domain: DomainSettings | None) -> tuple[int, ...]:
@@ -81,6 +84,8 @@ class PublicLoadBalancer(pulumi.ComponentResource):
     """The load balancer's own URL: https://<domain> when public; http://<internal DNS name> behind CloudFront."""
     production_port: int
     """The production listener's port: 443 with a domain, 80 behind CloudFront."""
+    dns_name: pulumi.Output[str]
+    """The ALB's DNS name: the target of the hostname's alias (or of a cutover's `gantry` record)."""
     arn_suffix: pulumi.Output[str]
     """The `LoadBalancer` dimension of its CloudWatch metrics."""
 
@@ -185,20 +190,21 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 default_actions=forward,
                 opts=forwarding,
             )
-            aws.route53.Record(
-                f"{name}-alias",
-                zone_id=args.domain.hosted_zone_id,
-                name=args.domain.hostname,
-                type="A",
-                aliases=[
-                    {
-                        "name": self.load_balancer.dns_name,
-                        "zone_id": self.load_balancer.zone_id,
-                        "evaluate_target_health": True,
-                    }
-                ],
-                opts=child,
-            )
+            if args.alias_record:
+                aws.route53.Record(
+                    f"{name}-alias",
+                    zone_id=args.domain.hosted_zone_id,
+                    name=args.domain.hostname,
+                    type="A",
+                    aliases=[
+                        {
+                            "name": self.load_balancer.dns_name,
+                            "zone_id": self.load_balancer.zone_id,
+                            "evaluate_target_health": True,
+                        }
+                    ],
+                    opts=child,
+                )
             self.url = pulumi.Output.from_input(f"https://{args.domain.hostname}")
 
         self.test_listener = None
@@ -219,6 +225,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         self.production_port = 443 if args.domain else 80
         self._container_port = args.container.port
         self.arn_suffix = self.load_balancer.arn_suffix
+        self.dns_name = self.load_balancer.dns_name
         self.register_outputs({"url": self.url, "dnsName": self.load_balancer.dns_name})
 
     def attachment(self, role: str) -> TargetAttachment:

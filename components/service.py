@@ -27,6 +27,7 @@ from components.cluster import Cluster
 from components.env import AwsEnv
 from components.load_balancer import TargetAttachment
 from components.network import VpcHandles
+from components.pre_traffic_provider import PreTrafficTask, PreTrafficTaskArgs
 from components.roles import TaskRoles, TaskRolesArgs
 from components.scaling import ScalingRule, ScheduledBounds, target_tracking_configuration
 from components.secrets import SecretRefs, version_labels
@@ -38,6 +39,7 @@ from components.settings import (
     ServiceSettings,
     TracingSettings,
 )
+from components.settings.deployment import PreTrafficSettings
 from components.settings.promotion import SourceRevision
 from components.tracing import app_environment, collector_container
 
@@ -219,6 +221,9 @@ class FargateServiceArgs:
     """Default False. True: the service starts with no task and autoscaling may take it back to none
     (a queue worker, brought back by a scaling policy on its queue): the minimum is 0, and
     `autoscaling.min_capacity` and `service.desired_count` do not apply."""
+    pre_traffic: PreTrafficSettings | None = None
+    """A one-off task of each new revision that must exit 0 before the rolling update starts (ECS controller
+    only; with CODE_DEPLOY the blue/green hook runs it); default none."""
 
 
 class FargateService(pulumi.ComponentResource):
@@ -230,6 +235,10 @@ class FargateService(pulumi.ComponentResource):
     """The task count's scalable target, for scaling policies built elsewhere (a queue's step policy)."""
     deployment_controller: str
     """ECS or CODE_DEPLOY, exported so the next `pulumi up` knows what the live service uses."""
+    task_family: str
+    """The task definition family: every revision's ARN is `...:task-definition/<family>:<revision>`."""
+    pre_traffic: PreTrafficTask | None
+    """The one-off task the rolling update waits for (None without deployment.preTraffic or with CODE_DEPLOY)."""
 
     def __init__(self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:ecs:FargateService", name, None, opts)
@@ -277,6 +286,7 @@ class FargateService(pulumi.ComponentResource):
                 )
             )
         )
+        self.task_family = family
         self.task_definition = aws.ecs.TaskDefinition(
             f"{name}-task",
             family=family,
@@ -304,6 +314,26 @@ class FargateService(pulumi.ComponentResource):
                 f"{', '.join(IGNORED_SERVICE_PROPERTIES)}"
             )
         rolling = args.deployment_controller == "ECS"
+        self.pre_traffic = None
+        if rolling and args.pre_traffic is not None:
+            self.pre_traffic = PreTrafficTask(
+                f"{name}-pre-traffic",
+                PreTrafficTaskArgs(
+                    region=args.env.region,
+                    cluster=args.cluster.name,
+                    task_definition_arn=self.task_definition.arn,
+                    container_name=CONTAINER_NAME,
+                    command=list(args.pre_traffic.command),
+                    subnets=args.vpc.private_subnet_ids,
+                    security_groups=[args.security_group_id],
+                    log_group=self.log_group.name,
+                    log_stream_prefix=LOG_STREAM_PREFIX,
+                    timeout_seconds=args.pre_traffic.timeout_seconds,
+                ),
+                # It starts tasks: they need the endpoints (or NAT) and capacity providers the service needs.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(start_after)),
+            )
+            start_after.append(self.pre_traffic)
         self.service = aws.ecs.Service(
             f"{name}-service",
             cluster=args.cluster.arn,

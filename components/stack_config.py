@@ -24,6 +24,7 @@ from pulumi.runtime import config as runtime_config
 
 from components.env import lookup_aws_facts
 from components.settings import NAMESPACE, ConfigError, Settings, load_settings
+from components.settings.migration import PreviousCutover
 from components.settings.promotion import (
     DIGEST_OUTPUT,
     REPOSITORY_OUTPUT,
@@ -59,6 +60,7 @@ def settings_from_stack_config() -> Settings:
     aws_config = pulumi.Config("aws")
     region = aws_config.get("region")
     default_tags = aws_config.get_object("defaultTags") or {}
+    outputs = previous_outputs()
     try:
         source = source_revision(os.environ, _git)
     except RevisionError as error:
@@ -70,10 +72,13 @@ def settings_from_stack_config() -> Settings:
             secret_keys=secret_keys,
             aws_facts=dataclasses.replace(
                 lookup_aws_facts(values, region),
-                live_deployment_controller=live_deployment_controller(),
+                live_deployment_controller=controller_from_outputs(outputs),
+                previous_cutover=PreviousCutover.from_outputs(outputs),
+                previous_service_url=outputs.get("serviceUrl") if isinstance(outputs.get("serviceUrl"), str) else None,
                 promotion=promotion_lookup(values.get(f"{NAMESPACE}:image")),
             ),
             project_dir=PROJECT_DIR,
+            stack=pulumi.get_stack(),
         )
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
@@ -137,19 +142,19 @@ def promotion_lookup(raw_image: Any) -> PromotionFacts | None:
     return dataclasses.replace(facts, repository_arn=arn, image_found=True)
 
 
-def live_deployment_controller() -> str | None:
-    """The deployment controller of the service this stack already runs, read from the stack's own last
-    outputs (an invoke, so preview sees it too): switching it would replace the service, and validation
-    refuses that unless the stack opts in."""
+def previous_outputs() -> Mapping[str, Any]:
+    """The stack's own outputs from its last update (an invoke, so preview sees them too; empty for a new
+    stack). Validation reads the live deployment controller from them (switching it would replace the
+    service) and the cutover in progress (its legacy record must not vanish while it carries traffic)."""
     name = qualified_stack(pulumi.get_stack())
     try:
         result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": name})
     except Exception as error:  # noqa: BLE001 - any failure: refuse rather than guess
         raise pulumi.RunError(
-            f"gantry: cannot read stack {name}'s own outputs to check its live deployment controller ({error}); "
-            "nothing was created"
+            f"gantry: cannot read stack {name}'s own outputs to check its live deployment controller and "
+            f"cutover ({error}); nothing was created"
         ) from None
-    return controller_from_outputs((result.value or {}).get("outputs") or {})
+    return (result.value or {}).get("outputs") or {}
 
 
 def controller_from_outputs(outputs: Mapping[str, Any]) -> str | None:

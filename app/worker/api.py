@@ -305,7 +305,8 @@ class WorkerApp:
             error = ApiError(405, "use GET /health", code="method_not_allowed", headers=[(b"allow", b"GET, HEAD")])
             status, body, headers = 405, error.body(), error.headers
         else:
-            status = 200 if self.state == "ready" else 503
+            # The drill's 5xx fault fails the load balancer's health check, so ECS's circuit breaker sees it.
+            status = 200 if self.state == "ready" and self.settings.fault_inject != "5xx" else 503
             body = orjson.dumps({"status": self.state, "model": MODEL_ID, "model_loaded": self.embedder is not None})
             headers = [(b"cache-control", b"no-store")]
         # Health probes are logged like any request so that a failing probe is visible.
@@ -424,6 +425,10 @@ class WorkerApp:
                 headers=[(b"retry-after", b"1")],
             )
         tenant = log.tenant = self._authenticate(scope)
+        if self.settings.fault_inject == "5xx":
+            raise ApiError(
+                500, "fault injected by FAULT_INJECT=5xx (rollback drill)", type="server_error", code="fault"
+            )
         self._admit(tenant)
 
         request = parse_embeddings_request(
@@ -470,6 +475,9 @@ class WorkerApp:
         future = batcher.submit(token_ids, log.trace.queued() if log.trace is not None else None)
         self.metrics.queued(batcher.outstanding)
         embeddings, log.batch = await future
+        if self.settings.fault_inject == "bad-embeddings":
+            # Reversed components: still unit vectors of the right size, so only the eval can tell.
+            embeddings = np.ascontiguousarray(embeddings[:, ::-1])
         return 200, embeddings_response(embeddings, request["encoding_format"], tokens), []
 
     async def _read_body(self, scope, receive, limit: int | None = None, variable: str = "MAX_REQUEST_BYTES") -> bytes:

@@ -27,6 +27,9 @@ MODEL_MAX_TOKENS = 256
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Short keys are guessable; 16 characters is a floor, not a recommendation (generate 32+ random).
 _MIN_KEY_LENGTH = 16
+# FAULT_INJECT, for the rollback drill only (python -m gantry.drill): 5xx fails /health and every API
+# call; bad-embeddings serves vectors that fail the eval while /health stays green. Unset means off.
+FAULT_MODES = ("5xx", "bad-embeddings")
 
 
 class ConfigError(ValueError):
@@ -57,6 +60,8 @@ class Settings:
     service_name: str
     # None: the batch routes answer 404 (no queue configured); see BatchSettings.
     batch: BatchSettings | None = None
+    # None (off) unless FAULT_INJECT names one of FAULT_MODES; only the environment can set it.
+    fault_inject: str | None = None
 
     @property
     def batch_file_limit(self) -> int:
@@ -336,4 +341,14 @@ def load_settings(env: Mapping[str, str] | None = None, cpus: int | None = None)
         metrics_namespace=_name(env, "METRICS_NAMESPACE", "Gantry/Worker"),
         service_name=_name(env, "SERVICE_NAME", "gantry-worker"),
         batch=load_batch_settings(env, required=False),
+        fault_inject=_fault(env),
     )
+
+
+def _fault(env: Mapping[str, str]) -> str | None:
+    raw = env.get("FAULT_INJECT", "").strip()
+    if not raw:
+        return None
+    if raw not in FAULT_MODES:
+        raise ConfigError(f"FAULT_INJECT={raw!r} is not a fault mode; allowed: {', '.join(FAULT_MODES)} (or unset)")
+    return raw

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -31,9 +31,10 @@ from components.blue_green.traffic import deployment_config
 from components.cluster import Cluster
 from components.env import AwsEnv
 from components.network import VpcHandles
+from components.pre_traffic import one_off_task_policy
 from components.roles import gantry_role
 from components.secrets import SecretRefs
-from components.service import CONTAINER_NAME, FargateService
+from components.service import CONTAINER_NAME, LOG_STREAM_PREFIX, FargateService
 from components.settings import ContainerSettings, DeploymentSettings, LogsSettings, ServiceSettings
 from components.settings.promotion import SourceRevision
 
@@ -286,6 +287,8 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             assume_role_policy=json.dumps(policies.hook_trust_policy(account_id=env.account_id)),
             opts=child,
         )
+        pre_traffic = settings.pre_traffic
+        family_arn_prefix = env.arn("ecs", f"task-definition/{args.service.task_family}")
         policy = aws.iam.RolePolicy(
             f"{name}-hook-policy",
             role=role.id,
@@ -295,20 +298,9 @@ class BlueGreenDeployment(pulumi.ComponentResource):
                 subnets=args.vpc.private_subnet_ids,
                 sg=hook_sg,
                 secret=api_key_secret_arn,
-            ).apply(
-                lambda v: json.dumps(
-                    policies.hook_function_policy(
-                        log_group_arn=v["logs"],
-                        deployment_group_arn=v["group"],
-                        subnet_ids=v["subnets"],
-                        security_group_ids=[v["sg"]],
-                        region=env.region,
-                        account_id=env.account_id,
-                        partition=env.partition,
-                        api_key_secret_arn=v["secret"],
-                    )
-                )
-            ),
+                cluster=args.cluster.arn,
+                roles=pulumi.Output.all(args.service.roles.execution_role_arn, args.service.roles.task_role_arn),
+            ).apply(lambda v: json.dumps(_hook_policy(v, env, family_arn_prefix, pre_traffic is not None))),
             opts=child,
         )
         variables: dict[str, pulumi.Input[str]] = {
@@ -322,6 +314,19 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             ),
             "HEALTH_PATH": args.container.health_check_path,
         }
+        if pre_traffic is not None:
+            variables.update(
+                {
+                    "PRE_TRAFFIC_COMMAND": json.dumps(list(pre_traffic.command)),
+                    "PRE_TRAFFIC_TIMEOUT_SECONDS": str(pre_traffic.timeout_seconds),
+                    "PRE_TRAFFIC_CLUSTER": args.cluster.arn,
+                    "PRE_TRAFFIC_CONTAINER": CONTAINER_NAME,
+                    "PRE_TRAFFIC_SUBNETS": pulumi.Output.from_input(args.vpc.private_subnet_ids).apply(",".join),
+                    "PRE_TRAFFIC_SECURITY_GROUPS": args.task_security_group_id,
+                    "PRE_TRAFFIC_LOG_GROUP": args.service.log_group.name,
+                    "PRE_TRAFFIC_LOG_STREAM_PREFIX": LOG_STREAM_PREFIX,
+                }
+            )
         if args.eval_check:
             variables.update(
                 {
@@ -350,10 +355,14 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             architectures=["arm64"],
             handler=hook_package.LAMBDA_HANDLER,
             code=pulumi.AssetArchive(
-                {archive_name: pulumi.FileAsset(str(path)) for path, archive_name in hook_package.archive_files(check)}
+                {
+                    archive_name: pulumi.FileAsset(str(path))
+                    for path, archive_name in hook_package.archive_files(check, pre_traffic=pre_traffic is not None)
+                }
             ),
             role=role.arn,
-            timeout=HOOK_TIMEOUT_SECONDS,
+            # The one-off task runs first, inside the same invocation (validation keeps the sum within 900 s).
+            timeout=HOOK_TIMEOUT_SECONDS + (pre_traffic.timeout_seconds if pre_traffic is not None else 0),
             memory_size=512,
             environment={"variables": variables},
             vpc_config={"subnet_ids": args.vpc.private_subnet_ids, "security_group_ids": [hook_sg]},
@@ -361,3 +370,30 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             # The function's ENIs need the policy at creation, and its logs the group.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
         )
+
+
+def _hook_policy(v: Mapping[str, Any], env: AwsEnv, family_arn_prefix: str, pre_traffic: bool) -> dict[str, Any]:
+    """The hook's policy document; with a pre-traffic task, also what running it needs (and nothing more)."""
+    document = policies.hook_function_policy(
+        log_group_arn=v["logs"],
+        deployment_group_arn=v["group"],
+        subnet_ids=v["subnets"],
+        security_group_ids=[v["sg"]],
+        region=env.region,
+        account_id=env.account_id,
+        partition=env.partition,
+        api_key_secret_arn=v["secret"],
+    )
+    if pre_traffic:
+        document["Statement"].extend(
+            policies.hook_pre_traffic_statements(
+                deployment_group_arn=v["group"],
+                one_off_task_policy=one_off_task_policy(
+                    family_arn_prefix=family_arn_prefix,
+                    cluster_arn=v["cluster"],
+                    task_role_arns=v["roles"],
+                    partition=env.partition,
+                ),
+            )
+        )
+    return document

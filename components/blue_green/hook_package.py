@@ -20,6 +20,8 @@ from typing import Any
 
 HOOK_DIR = Path(__file__).resolve().parent / "hook"
 HANDLER = HOOK_DIR / "handler.py"
+# The one-off task runner (standard library only), shipped beside the handler when deployment.preTraffic is set.
+PRE_TRAFFIC = HOOK_DIR.parents[1] / "pre_traffic.py"
 REFERENCE = HOOK_DIR / "golden.json"
 LAMBDA_HANDLER = "handler.handler"
 """The function's `handler` setting for this archive layout."""
@@ -27,13 +29,16 @@ LAMBDA_HANDLER = "handler.handler"
 DECIMALS = 8
 
 
-def archive_files(check: str) -> list[tuple[Path, str]]:
-    """(source path, archive name) of every file the hook needs for `check` ("eval" or "smoke")."""
+def archive_files(check: str, *, pre_traffic: bool = False) -> list[tuple[Path, str]]:
+    """(source path, archive name) of every file the hook needs for `check` ("eval" or "smoke"), plus the
+    one-off task runner when the hook runs `deployment.preTraffic` first."""
     if check not in ("eval", "smoke"):
         raise ValueError(f"hook check={check!r} is invalid; allowed: eval, smoke")
     files = [(HANDLER, "handler.py")]
     if check == "eval":
         files.append((REFERENCE, "golden.json"))
+    if pre_traffic:
+        files.append((PRE_TRAFFIC, "pre_traffic.py"))
     for path, _ in files:
         if not path.is_file():
             raise FileNotFoundError(

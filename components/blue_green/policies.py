@@ -15,7 +15,7 @@ policies pin the service principal to this account (`aws:SourceAccount`) against
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from components.policies import VERSION, service_trust_policy
@@ -234,3 +234,20 @@ def deployment_group_arn(
     return (
         f"arn:{partition}:codedeploy:{region}:{account_id}:deploymentgroup:{application_name}/{deployment_group_name}"
     )
+
+
+def hook_pre_traffic_statements(
+    *, deployment_group_arn: str, one_off_task_policy: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """What the hook adds to run `deployment.preTraffic`: read its own deployment (the AppSpec names the new
+    task definition; GetDeployment is authorised on the deployment group) and the one-off task's own
+    least privilege (components.pre_traffic.one_off_task_policy)."""
+    return [
+        {
+            "Sid": "ReadOwnDeployment",
+            "Effect": "Allow",
+            "Action": "codedeploy:GetDeployment",
+            "Resource": deployment_group_arn,
+        },
+        *one_off_task_policy["Statement"],
+    ]

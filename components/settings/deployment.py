@@ -73,6 +73,27 @@ def _path(value: str) -> str:
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+# "Timeout: 900 seconds (15 minutes)" is Lambda's hard limit (Lambda quotas). With codedeploy the one-off task
+# runs inside the hook function, whose check keeps its 300 s (components.blue_green.component).
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+PRE_TRAFFIC_MAX_IN_HOOK_SECONDS = 600
+
+
+def _argument(value: str) -> str:
+    if not value or "\x00" in value:
+        raise ValueError("must be a non-empty argument without NUL characters")
+    return value
+
+
+class PreTrafficSettings(Section):
+    command: tuple[Annotated[str, AfterValidator(_argument)], ...] = Field(min_length=1, max_length=64)
+    """Required: the one-off task's command in exec form (["python", "-m", "app.migrate"]), run in the new
+    revision's container instead of its own command; no shell is involved, so nothing is re-split or expanded."""
+    timeout_seconds: int = between(600, 60, 3600, "a one-off task gets 1 minute to 1 hour")
+    """Default 600: a task still running after this long is stopped and the deploy fails. With codedeploy it
+    runs inside the hook function (Lambda allows 15 minutes, the check keeps 5), so at most 600."""
+
+
 class DeploymentSettings(Section):
     strategy: Literal["rolling", "codedeploy"] = "rolling"
     """Default rolling: ECS replaces tasks in place, rolled back by the circuit breaker and the 5xx,
@@ -114,6 +135,10 @@ class DeploymentSettings(Section):
     """Default none: the smoke request's JSON body (POST)."""
     smoke_expect_status: int = between(200, 100, 599, "an HTTP status code")
     """Default 200: the status the smoke request must answer."""
+    pre_traffic: PreTrafficSettings | None = None
+    """Default none. A command (database migration, cache warm-up, model check) run once as a Fargate task of
+    the new task definition before production traffic reaches it (rolling: before the service update;
+    codedeploy: in the hook, before the eval and the traffic shift); a non-zero exit fails the deploy."""
     replace_service_on_strategy_change: bool = False
     """Default false: switching a live stack's strategy changes the ECS deployment controller, which ECS
     cannot update in place, so `pulumi up` would replace the service; true acknowledges that one
@@ -178,6 +203,14 @@ class DeploymentSettings(Section):
         )
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
+        pre = self.pre_traffic
+        if self.blue_green and pre is not None and pre.timeout_seconds > PRE_TRAFFIC_MAX_IN_HOOK_SECONDS:
+            yield (
+                "preTraffic.timeoutSeconds",
+                f"{pre.timeout_seconds} is too long for strategy codedeploy: the task runs inside the hook function, "
+                f"which Lambda stops after {LAMBDA_MAX_TIMEOUT_SECONDS} s and whose check needs 300 s of it; "
+                f"allowed: up to {PRE_TRAFFIC_MAX_IN_HOOK_SECONDS}",
+            )
         if not self.blue_green:
             for name in sorted(self.model_fields_set & set(CODEDEPLOY_ONLY)):
                 alias = self.__class__.model_fields[name].alias or name

@@ -35,6 +35,12 @@ from components.settings.edge import (
     within_zone,
 )
 from components.settings.iam import IamSettings
+from components.settings.migration import (
+    MigrationSettings,
+    PreviousCutover,
+    cutover_problems,
+    fault_switch_problems,
+)
 from components.settings.network import EndpointSettings, NetworkSettings
 from components.settings.operations import OperationsSettings
 from components.settings.promotion import (
@@ -129,6 +135,9 @@ CONFIG_KEYS: Mapping[str, ConfigKey] = {
     "queue": ConfigKey(
         model=QueueSettings, summary="Long jobs: the Batch API's queue, files, consumer service and its scaling."
     ),
+    "migration": ConfigKey(
+        model=MigrationSettings, summary="Moving a hostname from a legacy endpoint to gantry by weighted DNS."
+    ),
 }
 
 
@@ -150,6 +159,10 @@ class AwsFacts:
     promotion: PromotionFacts | None = None
     """The source stack's outputs and the image's presence in ECR, for a stack with image.promoteFrom;
     None when not looked up (then the promotion is not checked and Settings.promoted stays None)."""
+    previous_cutover: PreviousCutover | None = None
+    """The weighted-DNS cutover the stack's last `up` recorded; None on a first `up` or without one."""
+    previous_service_url: str | None = None
+    """The `serviceUrl` the stack's last `up` exported (https://<hostname> once gantry's alias serves it)."""
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any] | AwsFacts | None, region: str) -> AwsFacts:
@@ -204,6 +217,7 @@ class Settings:
     operations: OperationsSettings
     iam: IamSettings
     queue: QueueSettings = QueueSettings()
+    migration: MigrationSettings = MigrationSettings()
     waf_max_body_bytes: int | None = None
     """The WAF's body-size limit: edge.waf.maxBodyBytes, else the sample worker's own largest body;
     None (no size rule) for a team's own image that sets none."""
@@ -431,12 +445,15 @@ def load_settings(
     secret_keys: Sequence[str] = (),
     aws_facts: Mapping[str, Any] | AwsFacts | None = None,
     project_dir: Path | None = None,
+    stack: str | None = None,
 ) -> Settings:
     """Validate `gantry:*` config (keys with or without the namespace) into Settings, or raise ConfigError.
 
     `secret_keys` lists the config keys the CLI marked secret; `secretValues` must be among them.
     `aws_facts` carries what the program looked up before validating (see `AwsFacts`); checks that
-    need a fact not given are skipped. `project_dir` is where image paths must lie (default: this repo).
+    need a fact not given are skipped. `stack` is the Pulumi stack name (one of the signs of a
+    production stack, where the worker's fault switch is refused). `project_dir` is where image paths
+    must lie (default: this repo).
     """
     problems = _Problems()
     if not region:
@@ -490,6 +507,13 @@ def load_settings(
     _deployment_checks(sections, facts, secret_values, problems)
     _edge_checks(sections, cfg, problems)
     waf_max_body_bytes = _waf_body_limit(sections, project_dir or PROJECT_DIR, problems)
+    _migration_checks(sections, facts, problems)
+    container, lb = sections["container"], sections["loadBalancer"]
+    if container is not None and lb is not None:
+        for key, problem in fault_switch_problems(
+            container.variables, stack=stack, deletion_protection=lb.deletion_protection
+        ):
+            problems.add(key, problem)
 
     if problems:
         raise ConfigError(problems)
@@ -518,6 +542,7 @@ def load_settings(
         promoted=promoted,
         tracing=sections["tracing"],
         queue=sections["queue"],
+        migration=sections["migration"],
     )
 
 
@@ -793,6 +818,26 @@ def _promotion_checks(image: ImageSettings | None, facts: AwsFacts, problems: _P
         problems.add(*problem)
         return None
     return promoted_image(facts.promotion)
+
+
+def _migration_checks(sections: Mapping[str, Any], facts: AwsFacts, problems: _Problems) -> None:
+    migration, domain = sections["migration"], sections["domain"]
+    if migration is None or "domain" in problems.reported_keys():
+        return
+    zone = facts.zone_names.get(domain.hosted_zone_id) if domain is not None else None
+    for key, problem in cutover_problems(migration.cutover, domain, zone_name=zone, previous=facts.previous_cutover):
+        problems.add(key, problem)
+    if (
+        migration.cutover is not None
+        and domain is not None
+        and facts.previous_cutover is None
+        and facts.previous_service_url == f"https://{domain.hostname}"
+    ):
+        problems.add(
+            "migration.cutover",
+            f"{domain.hostname} is already served by gantry's own alias record, which a CNAME cannot join, and there "
+            "is no legacy traffic left to move; a cutover is for a hostname the legacy endpoint serves today",
+        )
 
 
 def _deployment_checks(

@@ -13,6 +13,12 @@ ALB's private addresses (its network interfaces' description is "ELB app/NAME/ID
 an internet-facing ALB's DNS name resolves to public addresses, which a function in the VPC reaches
 only through NAT, from the NAT's address, so the test listener's security group (which admits only
 the hook's group) would refuse it.
+Before the check, when PRE_TRAFFIC_COMMAND is set (deployment.preTraffic), it runs that command as a
+one-off Fargate task of the task definition this deployment installs (read from the deployment's own
+AppSpec) with components/pre_traffic.py (shipped beside this file), and reports Failed with the task's
+exit code, stop reason and logs link unless it exited 0. Lambda's 15-minute limit bounds the task: the
+function's timeout is the check's 300 s plus the task's timeout, and validation keeps the task at 600 s
+or less; CodeDeploy itself waits up to an hour for a hook's verdict.
 - "smoke": GET HEALTH_PATH must answer 200, then SMOKE_METHOD SMOKE_PATH (with SMOKE_BODY) must answer
   SMOKE_EXPECT_STATUS: a generic check for a user's own service, meant to be replaced by a real one.
 Any exception while checking reports Failed, so a deployment is never left waiting for the hook's
@@ -276,6 +282,66 @@ def smoke_check(env: Mapping[str, str], key: str | None) -> Verdict:
     return Verdict(passed, f"GET {health} 200; {method} {path} answered {status}, expected {raw_expected}")
 
 
+# --- the one-off task before the check (deployment.preTraffic) -------------------------------------
+
+
+def _pre_traffic_module() -> Any:
+    """The runner: the archive's copy in Lambda, the repository's module in tests (one source file)."""
+    try:
+        import pre_traffic  # type: ignore[import-not-found]
+    except ImportError:
+        from components import pre_traffic
+    return pre_traffic
+
+
+def deployed_task_definition(codedeploy: Any, deployment_id: str) -> str:
+    """The task definition this deployment installs on green, read from its own AppSpec (gantry writes
+    JSON, components.blue_green.appspec), so the one-off task runs exactly the revision being deployed."""
+    info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+    content = ((info.get("revision") or {}).get("appSpecContent") or {}).get("content")
+    if not content:
+        raise CheckError(f"deployment {deployment_id} carries no AppSpec content to read the task definition from")
+    for resource in json.loads(content).get("Resources", []):
+        for target in resource.values():
+            if target.get("Type") == "AWS::ECS::Service":
+                return str(target["Properties"]["TaskDefinition"])
+    raise CheckError(f"deployment {deployment_id}'s AppSpec names no AWS::ECS::Service task definition")
+
+
+def pre_traffic_task(env: Mapping[str, str], task_definition_arn: str) -> Any:
+    """The one-off task from the PRE_TRAFFIC_* variables the component sets."""
+    module = _pre_traffic_module()
+    try:
+        command = json.loads(env["PRE_TRAFFIC_COMMAND"])
+        return module.OneOffTask(
+            region=env["AWS_REGION"],
+            cluster=env["PRE_TRAFFIC_CLUSTER"],
+            task_definition_arn=task_definition_arn,
+            container_name=env["PRE_TRAFFIC_CONTAINER"],
+            command=tuple(str(a) for a in command),
+            subnets=tuple(s for s in env["PRE_TRAFFIC_SUBNETS"].split(",") if s),
+            security_groups=tuple(s for s in env["PRE_TRAFFIC_SECURITY_GROUPS"].split(",") if s),
+            log_group=env["PRE_TRAFFIC_LOG_GROUP"],
+            log_stream_prefix=env["PRE_TRAFFIC_LOG_STREAM_PREFIX"],
+            timeout_seconds=int(env["PRE_TRAFFIC_TIMEOUT_SECONDS"]),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckError(f"the pre-traffic task is misconfigured: {type(exc).__name__}: {exc}") from None
+
+
+def run_pre_traffic(
+    deployment_id: str, env: Mapping[str, str], *, codedeploy: Any, ecs: Any, log: Callable[[str], None], sleep: Any
+) -> Verdict:
+    """Run the one-off task of the deployment's revision; a failure is the hook's verdict."""
+    task = pre_traffic_task(env, deployed_task_definition(codedeploy, deployment_id))
+    module = _pre_traffic_module()
+    try:
+        module.OneOffTaskRunner(ecs, log=log, sleep=sleep).run(task)
+    except module.OneOffTaskFailed as failed:
+        return Verdict(False, str(failed))
+    return Verdict(True, "pre-traffic task exited 0")
+
+
 def run(
     event: Mapping[str, Any],
     env: Mapping[str, str],
@@ -283,10 +349,12 @@ def run(
     codedeploy: Any,
     secrets: Any = None,
     ec2: Any = None,
+    ecs: Any = None,
     log: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, str]:
-    """Check green and report; every failure to check is reported as Failed."""
+    """Run the pre-traffic task (when configured), then check green, and report; every failure to run or
+    check is reported as Failed."""
     deployment_id = event.get("DeploymentId")
     execution_id = event.get("LifecycleEventHookExecutionId")
     if not deployment_id or not execution_id:
@@ -296,10 +364,14 @@ def run(
         check = env.get("CHECK", "").strip()
         if check not in CHECKS:
             raise CheckError(f"CHECK={check!r} is invalid; allowed: {', '.join(CHECKS)}")
-        key = api_key(env, secrets)
-        if env.get("TEST_LOAD_BALANCER", "").strip():
-            env = {**env, "TEST_URL": private_test_url(env, ec2)}
-        verdict = eval_check(env, key, sleep) if check == "eval" else smoke_check(env, key)
+        verdict = Verdict(True, "")
+        if env.get("PRE_TRAFFIC_COMMAND", "").strip():
+            verdict = run_pre_traffic(deployment_id, env, codedeploy=codedeploy, ecs=ecs, log=log, sleep=sleep)
+        if verdict.passed:
+            key = api_key(env, secrets)
+            if env.get("TEST_LOAD_BALANCER", "").strip():
+                env = {**env, "TEST_URL": private_test_url(env, ec2)}
+            verdict = eval_check(env, key, sleep) if check == "eval" else smoke_check(env, key)
     except Exception as exc:  # noqa: BLE001 — whatever went wrong, the deployment must hear Failed.
         verdict = Verdict(False, f"check could not run: {type(exc).__name__}: {exc}")
     status = "Succeeded" if verdict.passed else "Failed"
@@ -326,4 +398,5 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, str]:
 
     secrets = boto3.client("secretsmanager") if os.environ.get("API_KEY_SECRET_ARN") else None
     ec2 = boto3.client("ec2") if os.environ.get("TEST_LOAD_BALANCER") else None
-    return run(event, os.environ, codedeploy=boto3.client("codedeploy"), secrets=secrets, ec2=ec2)
+    ecs = boto3.client("ecs") if os.environ.get("PRE_TRAFFIC_COMMAND") else None
+    return run(event, os.environ, codedeploy=boto3.client("codedeploy"), secrets=secrets, ec2=ec2, ecs=ecs)
