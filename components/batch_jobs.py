@@ -179,7 +179,10 @@ def operations_alarms(
             "treat_missing_data": "notBreaching",
             "alarm_description": (
                 f"A batch has been queued over {settings.oldest_message_threshold_seconds} s (acceptable latency "
-                "plus one job) for 5 minutes: the consumer is down, at maxCapacity, or slower than secondsPerJob"
+                "plus one job) for 5 minutes: batches are late, not lost. Check first: 1) the consumer service's "
+                "running tasks and its log group (crash loop, model load failure); 2) whether it sits at "
+                "queue.maxCapacity (raise it, or accept the wait); 3) the consumer's texts/s against "
+                "queue.secondsPerJob (a larger batch or slower CPU than measured)."
             ),
         },
         "dead-letters": {
@@ -194,8 +197,10 @@ def operations_alarms(
             "threshold": 0,
             "treat_missing_data": "notBreaching",
             "alarm_description": (
-                f"A batch failed {settings.max_receives} times and is in the dead-letter queue; its record says "
-                "why (GET /v1/batches/<id>). Redrive it after fixing the cause, or delete it"
+                f"A batch failed {settings.max_receives} times and is in the dead-letter queue. Check first: "
+                "1) its record (GET /v1/batches/<id>: status failed and the reason); 2) the consumer's log group "
+                "around its receives (a poison input, an out-of-memory stop, an S3 or DynamoDB denial); 3) after "
+                "fixing the cause, redrive it from the dead-letter queue, or delete it."
             ),
         },
     }
@@ -332,7 +337,7 @@ class BatchJobs(pulumi.ComponentResource):
         alarms = {
             role: aws.cloudwatch.MetricAlarm(
                 f"{name}-{role}-alarm",
-                name=f"gantry-{args.env.stack}-batch-{role}",
+                name=f"gantry-{args.env.stack}-{ALARM_KINDS[role]}",
                 **spec,
                 **(args.notifier.actions(ALARM_KINDS[role]) if args.notifier else {}),
                 opts=child,
@@ -403,7 +408,13 @@ class BatchJobs(pulumi.ComponentResource):
         aws.cloudwatch.MetricAlarm(
             f"{name}-start-from-zero-alarm",
             name=f"gantry-{args.env.stack}-batch-start-from-zero",
-            alarm_description="Batches are queued and the consumer has no task: start one",
+            alarm_description=(
+                "Batches are queued and the consumer has no task: this alarm starts one (its action is the "
+                "start-from-zero scaling policy, it notifies nobody). Check first, if it stays in ALARM: 1) the "
+                "consumer service's events (a task that cannot start: image pull, subnet capacity); 2) its "
+                "scalable target's maxCapacity (above 0); 3) Container Insights on the cluster (the task count "
+                "it reads)."
+            ),
             alarm_actions=[start.arn],
             **from_zero_alarm(identity),
             opts=child,

@@ -94,7 +94,13 @@ class Resource(Protocol):
     def typ(self) -> str: ...
 
     @property
+    def name(self) -> str: ...
+
+    @property
     def inputs(self) -> Mapping[str, Any]: ...
+
+    @property
+    def outputs(self) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -228,18 +234,22 @@ def estimate(resources: Iterable[Resource], region: str, *, log_gb_per_month: fl
 
 
 def _task_lines(graph: Sequence[Resource], p: PriceTable) -> list[Line]:
-    services = _of(graph, "aws:ecs/service:Service")
-    definitions = _of(graph, "aws:ecs/taskDefinition:TaskDefinition")
-    if not services:
-        return []
-    if len(services) != 1 or len(definitions) != 1:
-        raise CostError(
-            f"the estimate prices one service with one task definition; the graph has {len(services)} services "
-            f"and {len(definitions)} task definitions"
-        )
-    service, definition = services[0], definitions[0]
+    """The minimum tasks of every service (the API, and the batch consumer when the queue is on)."""
+    definitions = {d.outputs.get("arn"): d for d in _of(graph, "aws:ecs/taskDefinition:TaskDefinition")}
     targets = _of(graph, "aws:appautoscaling/target:Target")
-    tasks = int(targets[0].inputs["minCapacity"]) if targets else int(service.inputs.get("desiredCount") or 0)
+    lines: list[Line] = []
+    for service in _of(graph, "aws:ecs/service:Service"):
+        definition = definitions.get(service.inputs.get("taskDefinition"))
+        if definition is None:
+            raise CostError(f"service {service.name} runs a task definition the graph does not hold")
+        name = service.inputs.get("name") or service.outputs.get("name") or service.name
+        own = [t for t in targets if str(t.inputs.get("resourceId", "")).endswith(f"/{name}")]
+        tasks = int(own[0].inputs["minCapacity"]) if own else int(service.inputs.get("desiredCount") or 0)
+        lines += _service_lines(service, definition, tasks, p)
+    return lines
+
+
+def _service_lines(service: Resource, definition: Resource, tasks: int, p: PriceTable) -> list[Line]:
     architecture = (definition.inputs.get("runtimePlatform") or {}).get("cpuArchitecture", "X86_64")
     vcpu = int(definition.inputs["cpu"]) / 1024
     gb = int(definition.inputs["memory"]) / 1024
@@ -281,19 +291,12 @@ def _task_lines(graph: Sequence[Resource], p: PriceTable) -> list[Line]:
 
 
 def synthesize(stack: str) -> tuple[list[Any], str]:
-    """The committed stack's resources under the Pulumi mocks, and its region."""
-    import asyncio
-    import importlib
+    """The committed stack's resources under the Pulumi mocks (gantry.offline, as the tests and the
+    offline plan run it), and its region."""
+    from gantry import offline
 
-    import yaml
-
-    # The mock engine lives with the tests for now; imported by name so that type checkers, which see
-    # tests/ as its own root, do not meet tests/harness.py under two module names.
-    harness = importlib.import_module("tests.harness")
-    # A fresh loop for the mocks' run, as each test gets one.
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    region = yaml.safe_load((harness.ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["aws:region"]
-    return harness.run_program(stack).resources, region
+    region = offline.stack_config(stack)["aws:region"]
+    return offline.synthesize(stack).graph.resources, region
 
 
 def main(argv: Sequence[str] | None = None) -> int:

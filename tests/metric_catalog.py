@@ -5,6 +5,7 @@ AWS side, as the AWS documentation lists them (names and the dimension sets each
 - AWS/ECS (service CPU/memory): https://docs.aws.amazon.com/AmazonECS/latest/developerguide/available-metrics.html
 - ECS/ContainerInsights: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-metrics-ECS.html
 - AWS/CloudFront (us-east-1, Region=Global): https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/programming-cloudwatch-metrics.html
+- AWS/SQS (the batch queue): https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html
 Worker side: an AST walk of app/worker/metrics.py `Metrics.documents`, pairing each MetricsContext's
 `set_dimensions` keys with the names it `put_metric`s, so a renamed metric in the worker fails the tests.
 Also the CloudWatch dashboard body rules the tests hold the dashboard to
@@ -35,6 +36,14 @@ AWS_METRICS: Mapping[str, Mapping[str, tuple[frozenset[str], ...]]] = {
     "ECS/ContainerInsights": {
         name: (ECS_SERVICE,)
         for name in ("RunningTaskCount", "DesiredTaskCount", "PendingTaskCount", "DeploymentCount", "TaskSetCount")
+    },
+    "AWS/SQS": {
+        name: (frozenset({"QueueName"}),)
+        for name in (
+            "ApproximateAgeOfOldestMessage",
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateNumberOfMessagesNotVisible",
+        )
     },
     "AWS/CloudFront": {
         "Requests": (frozenset({"DistributionId", "Region"}),),

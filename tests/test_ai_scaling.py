@@ -38,12 +38,17 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 def policies(graph: Graph) -> dict[str, dict[str, Any]]:
-    return {p.name: p.inputs["targetTrackingScalingPolicyConfiguration"] for p in graph.of_type(POLICY)}
+    # The API service's policies (the batch consumer has its own, on its queue).
+    return {
+        p.name: p.inputs["targetTrackingScalingPolicyConfiguration"]
+        for p in graph.of_type(POLICY)
+        if p.name.startswith("gantry-scale-on-")
+    }
 
 
 def what_the_worker_emits(graph: Graph, model_dir: Path) -> tuple[str, str, dict[str, Any]]:
     """(namespace, Service, one EMF document) the worker writes given this stack's task environment."""
-    (container,) = graph.one("aws:ecs/taskDefinition:TaskDefinition").json("containerDefinitions")
+    (container,) = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").json("containerDefinitions")
     env = {e["name"]: e["value"] for e in container["environment"]}
     env |= {"API_KEYS": '{"t": "0123456789abcdef0123"}', "MODEL_DIR": str(model_dir)}
     settings = worker_config.load_settings(env, cpus=1)
@@ -122,7 +127,7 @@ def test_a_team_image_scales_on_cpu_and_requests_only():
 def test_prod_pre_warms_on_its_schedules_and_dev_has_none():
     assert run_program("dev").of_type(SCHEDULED) == []
     graph = run_program("prod")
-    target = graph.one("aws:appautoscaling/target:Target")
+    target = graph.one("aws:appautoscaling/target:Target", "gantry-scaling")
     actions = {a.name: a.inputs for a in graph.of_type(SCHEDULED)}
     assert set(actions) == {"gantry-schedule-weekday-prewarm", "gantry-schedule-weekday-evening"}
     prewarm = actions["gantry-schedule-weekday-prewarm"]
@@ -148,9 +153,9 @@ def test_prod_pre_warms_on_its_schedules_and_dev_has_none():
 
 
 def test_schedules_own_the_bounds_so_a_refreshing_up_does_not_undo_a_pre_warm():
-    prod = run_program("prod").one("aws:appautoscaling/target:Target")
+    prod = run_program("prod").one("aws:appautoscaling/target:Target", "gantry-scaling")
     assert set(prod.opts.ignore_changes) == {"minCapacity", "maxCapacity"}
-    dev = run_program("dev").one("aws:appautoscaling/target:Target")
+    dev = run_program("dev").one("aws:appautoscaling/target:Target", "gantry-scaling")
     assert dev.opts.ignore_changes == ()
 
 

@@ -336,12 +336,14 @@ def test_the_operations_alarms_watch_this_queue_and_stay_quiet_when_idle(graph, 
         "GreaterThanThreshold",
         0,
     )
+    ticket = graph.named("gantry-alerts-ticket").outputs["arn"]
     for alarm in (oldest, dead):
         assert alarm["treatMissingData"] == "notBreaching"
-        assert not alarm.get("alarmActions")  # the operations topics are wired by the integrator
+        # Late or dead-lettered batches are not user-facing outages: a ticket, on alarm and on recovery.
+        assert alarm["alarmActions"] == alarm["okActions"] == [ticket]
     prefix = "gantry-prod" if stack == PROD_WITH_QUEUE else "gantry-dev"
     assert graph.exports["batchAlarmNames"] == {
-        "oldest-batch": f"{prefix}-batch-oldest-batch",
+        "oldest-batch": f"{prefix}-batch-oldest",
         "dead-letters": f"{prefix}-batch-dead-letters",
     }
 

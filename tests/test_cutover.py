@@ -34,27 +34,33 @@ def hostname_records(g: Graph):
     return [r for r in g.of_type(RECORD) if r.inputs["name"] == HOSTNAME]
 
 
+def edge_target(g: Graph) -> str:
+    """The committed stacks' edge is CloudFront: gantry's record points at the distribution's name."""
+    return g.one("aws:cloudfront/distribution:Distribution").outputs["domainName"]
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_two_weighted_cnames_share_the_hostname_with_the_configured_weights(stack):
     g = run({"legacyTarget": LEGACY, "gantryWeight": 10}, stack=stack)
     records = {r.inputs["setIdentifier"]: r.inputs for r in hostname_records(g)}
-    lb = g.one("aws:lb/loadBalancer:LoadBalancer").outputs
+    target = edge_target(g)
     assert set(records) == {"legacy", "gantry"}
     assert records["legacy"]["records"] == [LEGACY]
-    assert records["gantry"]["records"] == [lb["dnsName"]]
+    assert records["gantry"]["records"] == [target]
     assert records["legacy"]["weightedRoutingPolicies"] == [{"weight": 90}]
     assert records["gantry"]["weightedRoutingPolicies"] == [{"weight": 10}]
     for record in records.values():
         assert record["type"] == "CNAME" and record["zoneId"] == ZONE_ID
         assert record["ttl"] == 60
-    # A CNAME cannot sit beside the alias: gantry's own record is not created during a cutover.
-    assert [r.name for r in g.of_type(RECORD) if r.name == "gantry-lb-alias"] == []
-    # The certificate is still validated (its record has another name).
-    assert g.named("gantry-lb-certificate-validation").inputs["name"] != HOSTNAME
+    # A CNAME cannot sit beside the alias: gantry's own records are not created during a cutover.
+    assert [r.name for r in g.of_type(RECORD) if "alias" in r.name] == []
+    # The certificate is still validated (its record has another name), and the distribution serves the name.
+    assert all(r.inputs["name"] != HOSTNAME for r in g.of_type(RECORD) if "validation" in r.name)
+    assert g.one("aws:cloudfront/distribution:Distribution").inputs["aliases"] == [HOSTNAME]
     assert g.exports["migrationCutover"] == {
         "legacyTarget": LEGACY,
         "gantryWeight": 10,
-        "gantryTarget": lb["dnsName"],
+        "gantryTarget": target,
         "legacyRetired": False,
     }
 
@@ -62,9 +68,8 @@ def test_two_weighted_cnames_share_the_hostname_with_the_configured_weights(stac
 def test_gantry_is_health_checked_over_https_on_its_edge_and_legacy_only_when_asked():
     g = run({"legacyTarget": LEGACY, "gantryWeight": 50, "ttlSeconds": 30})
     [check] = g.of_type(HEALTH)
-    lb = g.one("aws:lb/loadBalancer:LoadBalancer").outputs
     assert check.inputs["type"] == "HTTPS" and check.inputs["port"] == 443
-    assert check.inputs["fqdn"] == lb["dnsName"] and check.inputs["resourcePath"] == "/health"
+    assert check.inputs["fqdn"] == edge_target(g) and check.inputs["resourcePath"] == "/health"
     records = {r.inputs["setIdentifier"]: r.inputs for r in hostname_records(g)}
     assert records["gantry"]["healthCheckId"] == check.outputs["id"]
     assert "healthCheckId" not in records["legacy"]
@@ -80,8 +85,11 @@ def test_gantry_is_health_checked_over_https_on_its_edge_and_legacy_only_when_as
 
 def test_without_a_cutover_the_alias_owns_the_hostname():
     g = run(None)
-    [record] = hostname_records(g)
-    assert record.name == "gantry-lb-alias" and record.inputs["type"] == "A"
+    records = hostname_records(g)
+    assert {(r.name, r.inputs["type"]) for r in records} == {
+        ("gantry-edge-alias-a", "A"),
+        ("gantry-edge-alias-aaaa", "AAAA"),
+    }
     assert g.of_type(HEALTH) == []
     assert g.exports["migrationCutover"] is None
 

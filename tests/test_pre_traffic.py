@@ -199,8 +199,8 @@ def with_pre_traffic(stack: str, strategy: str | None = None):
 def test_rolling_stack_runs_the_new_task_definition_before_the_service_update():
     g = with_pre_traffic("dev")
     [task] = [r for r in g.of_type(DYNAMIC) if r.name == "gantry-pre-traffic"]
-    task_definition = g.one("aws:ecs/taskDefinition:TaskDefinition")
-    service = g.one("aws:ecs/service:Service")
+    task_definition = g.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task")
+    service = g.one("aws:ecs/service:Service", "gantry-service")
     assert task.inputs["task_definition_arn"] == task_definition.outputs["arn"]
     assert task.inputs["subnets"] == PRIVATE_SUBNETS == service_subnets(g)
     assert task.inputs["security_groups"] == [g.named("gantry-sg-task").outputs["id"]]
@@ -218,7 +218,7 @@ def test_without_pre_traffic_nothing_runs():
 
 
 def service_subnets(g):
-    return g.one("aws:ecs/service:Service").inputs["networkConfiguration"]["subnets"]
+    return g.one("aws:ecs/service:Service", "gantry-service").inputs["networkConfiguration"]["subnets"]
 
 
 # --- codedeploy: the hook runs the task of the revision its deployment installs ---------------------
@@ -335,7 +335,7 @@ def test_codedeploy_stack_hands_the_task_to_the_hook_with_exactly_its_permission
     assert function["timeout"] == 300 + 300
     assert set(function["code"].assets) == {"handler.py", "golden.json", "pre_traffic.py"}
     statements = {s["Sid"]: s for s in g.named("gantry-deploy-hook-policy").json("policy")["Statement"]}
-    family = g.one("aws:ecs/taskDefinition:TaskDefinition").inputs["family"]
+    family = g.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").inputs["family"]
     assert (
         statements["RunThisFamilyOnThisCluster"]["Resource"]
         == f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}:*"

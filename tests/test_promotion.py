@@ -46,7 +46,9 @@ def commit(monkeypatch):
 def image_of(g: Graph) -> str:
     import json
 
-    [container] = json.loads(g.one("aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    [container] = json.loads(
+        g.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").inputs["containerDefinitions"]
+    )
     return container["image"]
 
 
@@ -73,7 +75,9 @@ def test_dev_builds_into_the_repository_it_owns_with_the_commit_on_the_image():
     # prod's rollback images live here: neither destroy nor a replace deletes the repository.
     assert repo.inputs["forceDelete"] is False and repo.opts.retain_on_delete is True
     # Rolling ECS has no deployment description: the service (and its tasks) carry the commit.
-    assert g.one("aws:ecs/service:Service").inputs["tags"] == {"gantry:source-revision": f"commit {SHA}"}
+    assert g.one("aws:ecs/service:Service", "gantry-service").inputs["tags"] == {
+        "gantry:source-revision": f"commit {SHA}"
+    }
 
 
 def test_prod_promotes_devs_digest_without_building_or_a_repository():
@@ -99,7 +103,7 @@ def test_one_repository_across_both_stacks():
 def test_the_codedeploy_deployment_names_the_commit():
     g = run_program("prod")
     [deploy] = [r for r in g.resources if r.name == "gantry-deploy-deploy"]
-    task_definition = g.one("aws:ecs/taskDefinition:TaskDefinition").outputs["arn"]
+    task_definition = g.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").outputs["arn"]
     assert deploy.inputs["description"] == f"gantry prod from commit {SHA}: {task_definition}"
 
 

@@ -47,7 +47,7 @@ def by_name(graph: Graph) -> dict[str, tuple[str, Any]]:
 
 
 def containers(graph: Graph) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in graph.one(TASK_DEFINITION).json("containerDefinitions")}
+    return {c["name"]: c for c in graph.one(TASK_DEFINITION, "gantry-task").json("containerDefinitions")}
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -107,7 +107,7 @@ def test_the_sidecar_is_pinned_hardened_non_essential_and_logged(stack):
     assert logs["awslogs-stream-prefix"] == "otel-collector" and logs["mode"] == "non-blocking"
     env = {e["name"]: e["value"] for e in app["environment"]}
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
-    assert env["OTEL_SERVICE_NAME"] == graph.one(TASK_DEFINITION).inputs["family"] == f"gantry-{stack}"
+    assert env["OTEL_SERVICE_NAME"] == graph.one(TASK_DEFINITION, "gantry-task").inputs["family"] == f"gantry-{stack}"
     off_env = {e["name"] for e in containers(run(stack, None))["app"]["environment"]}
     assert set(env) - off_env == {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"}
     shape = SESSION.get_service_model("ecs").shape_for("ContainerDefinition")
