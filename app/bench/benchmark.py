@@ -2,7 +2,8 @@
 
 Run from `app/` after building the model (see app/README.md, "Benchmark").
 The script starts the worker (`python -m worker`) pinned with taskset to one
-CPU with INFERENCE_THREADS=1, measures its cold start to a healthy /health,
+CPU with INFERENCE_THREADS=1, measures its cold start to a healthy /health (wall
+time and the CPU seconds the process used, next to `import onnxruntime` alone),
 drives four closed-loop workloads from a load generator (loadgen.py) pinned
 to another CPU — (a)-(c) of one length each, and (m), the committed mixed-length
 workload of bench/workloads.py — reads the server's peak RSS from /proc, and then
@@ -19,7 +20,8 @@ the distributions locked in app/requirements.txt (and, for the baseline, of
 sentence-transformers and everything it pulls in) from the installed
 packages' RECORD files, and prints a Markdown table (JSON with --json FILE).
 This is a measuring tool, not a test: it asserts nothing, and the targets are
-reported, not enforced. Everything listens on 127.0.0.1 only; the worker runs
+reported, not enforced; the host's load average at start and end is printed with
+them, since other jobs on a shared host slow every number. Everything listens on 127.0.0.1 only; the worker runs
 with a throwaway API key generated per run and passed through the environment.
 """
 
@@ -84,6 +86,8 @@ CEILING_BATCH_SIZES = "1,2,4,8,16,32"
 class ServerResult:
     name: str
     cold_starts_s: list[float] = field(default_factory=list)
+    # CPU seconds the process used until healthy: on a shared host, steadier than wall time.
+    cold_start_cpu_s: list[float] = field(default_factory=list)
     peak_rss_mb: float | None = None
     exit_code: int | None = None
     scenarios: dict[str, dict] = field(default_factory=dict)
@@ -139,6 +143,33 @@ def wait_healthy(url: str, process: subprocess.Popen, started: float, timeout: f
             process.kill()
             raise SystemExit(f"benchmark: {url}/health not healthy within {timeout:.0f} s")
         time.sleep(0.005)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    """The host's 1/5/15-minute load averages: how much else competed for the CPUs during a run."""
+    return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def import_floor(args, repeats: int) -> dict:
+    """Wall and CPU seconds of `python -c "import onnxruntime"` on the server's CPU: the part of
+    cold start no worker code can remove (the interpreter, numpy and onnxruntime's shared library)."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        process = subprocess.Popen(["taskset", "-c", str(args.server_cpu), sys.executable, "-c", "import onnxruntime"])
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise SystemExit("benchmark: `python -c 'import onnxruntime'` failed")
+        walls.append(time.perf_counter() - started)
+        cpus.append(usage.ru_utime + usage.ru_stime)
+    return {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus)}
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -221,6 +252,7 @@ def measure_server(
         process = subprocess.Popen(pinned, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             result.cold_starts_s.append(wait_healthy(url, process, started, timeout=120))
+            result.cold_start_cpu_s.append(cpu_seconds(process.pid))
             if attempt < args.cold_starts - 1:
                 stop(process)
                 continue
@@ -333,7 +365,9 @@ def markdown(report: dict) -> str:
         f"AVX-512 {'yes' if cpu['avx512f'] else 'no'}). Server pinned to CPU {report['server_cpu']} "
         f"(INFERENCE_THREADS=1), load generator on CPU {report['client_cpu']}; {report['warmup_s']:g} s warm-up + "
         f"{report['duration_s']:g} s per workload. Tokens per text: short {report['tokens']['short']:.1f}, "
-        f"long {report['tokens']['long']:.0f}, mixed {report['tokens']['mixed']:.1f} on average.",
+        f"long {report['tokens']['long']:.0f}, mixed {report['tokens']['mixed']:.1f} on average. "
+        f"Load average (1/5/15 min) at start {report['load_average']['start']}, "
+        f"at end {report['load_average']['end']}.",
         "",
     ]
     header = "| Workload | gantry texts/s | p50 ms | p99 ms | model ceiling texts/s (where) | share of ceiling |"
@@ -381,6 +415,10 @@ def markdown(report: dict) -> str:
         f"| Cold start to healthy (s, median of {len(worker['cold_starts_s'])}) | "
         + " | ".join(fmt(server["cold_start_s"], 2) for _, server, _ in servers)
         + f" | {verdict(worker['cold_start_s'], TARGETS['cold_start_s'], ' s', at_least=False)} |",
+        f"| CPU used until healthy (s, median of {len(worker['cold_start_cpu_s'])}) | "
+        + " | ".join(fmt(statistics.median(server["cold_start_cpu_s"]), 2) for _, server, _ in servers)
+        + f" | floor: `import onnxruntime` alone {fmt(report['import_floor']['wall_s'], 2)} s, "
+        + f"{fmt(report['import_floor']['cpu_s'], 2)} CPU s |",
         "| Peak RSS of the server (MB) | "
         + " | ".join(fmt(server["peak_rss_mb"]) for _, server, _ in servers)
         + f" | {verdict(worker['peak_rss_mb'], TARGETS['rss_mb'], ' MB', at_least=False)} |",
@@ -499,6 +537,7 @@ def main() -> int:
         "warmup_s": args.warmup,
         "duration_s": args.duration,
         "cpu": cpu_info(),
+        "load_average": {"start": load_average()},
         "tokens": {kind: mean_tokens(model_dir, items) for kind, items in texts.items()},
         "worker_deps_mb": installed_mb(worker_deps),
         "worker_deps_count": len(worker_deps),
@@ -524,6 +563,7 @@ def main() -> int:
 
         if not args.skip_baseline:
             report["ceiling"]["baseline"] = model_ceiling(args, "baseline", model_dir, files["short"])
+        report["import_floor"] = import_floor(args, args.cold_starts)
         print("benchmark: worker", file=sys.stderr)
         worker = measure_server(
             args,
@@ -563,6 +603,7 @@ def main() -> int:
             report["baseline_deps_mb"] = installed_mb(baseline_deps)
             report["baseline_deps_count"] = len(baseline_deps)
 
+    report["load_average"]["end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     print(markdown(report))

@@ -16,7 +16,7 @@ import pytest
 
 from worker import build_model
 from worker.golden import load_golden, reference_texts
-from worker.model import Embedder, file_sha256
+from worker.model import Embedder, file_sha256, load_optimized
 
 
 def test_manifest_records_checksums_and_quantization(model_dir):
@@ -34,6 +34,33 @@ def test_manifest_records_checksums_and_quantization(model_dir):
     assert manifest["source_sha256"] == build_model.SOURCE_SHA256
     assert manifest["versions"]["torch"].startswith("2.13.0")
     assert manifest["dimensions"] == 384 and manifest["max_tokens"] == 256
+
+
+def test_graph_is_saved_fused_and_optimized_for_this_onnxruntime(model_dir):
+    import onnx
+    import onnxruntime
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["graph_optimization"] == {"level": "extended", "onnxruntime": onnxruntime.__version__}
+    assert load_optimized(manifest, onnxruntime.__version__)
+    ops = [node.op_type for node in onnx.load(str(model_dir / "model.onnx")).graph.node]
+    # Every int8 matmul is one fused kernel (Q, K, V, output, two FFN matmuls x 6 layers)...
+    assert ops.count("MatMulIntegerToFloat") == 36 and "MatMulInteger" not in ops
+    # ...and onnxruntime's own fusions are already in the file, so the worker need not redo them.
+    assert ops.count("SkipLayerNormalization") == 6 and ops.count("BiasGelu") == 6
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        ({"graph_optimization": {"level": "extended", "onnxruntime": "1.32.0"}}, True),
+        ({"graph_optimization": {"level": "extended", "onnxruntime": "1.31.0"}}, False),
+        ({"graph_optimization": "extended"}, False),
+        ({}, False),
+    ],
+)
+def test_only_a_graph_optimized_by_this_onnxruntime_skips_optimization(manifest, expected):
+    assert load_optimized(manifest, "1.32.0") is expected
 
 
 def test_tokenizer_pads_nothing_and_truncates_at_256(model_dir):

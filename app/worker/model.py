@@ -4,6 +4,8 @@
 the build manifest (a half-copied or mixed-up model directory fails loudly at start instead of
 serving subtly wrong vectors), and turns token ids into L2-normalised sentence embeddings. The
 graph already contains mean pooling and normalisation, so a call here is one `session.run`.
+A graph that the build already optimized with this onnxruntime version is loaded with
+optimizations off (`load_optimized`), which halves the session's share of cold start.
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ DIMENSIONS = 384
 
 class ModelError(RuntimeError):
     """The model directory is unusable (missing file, checksum mismatch, wrong format)."""
+
+
+def load_optimized(manifest: dict, runtime_version: str) -> bool:
+    """True when model.onnx holds the graph this onnxruntime would produce, so it need not re-optimize.
+
+    The build saves onnxruntime's optimized graph (worker/build_model.py, `optimize_graph`) and
+    records the version that did it. Another version may fuse differently (or better): then the
+    session optimizes again at load, which is safe on an optimized graph and only costs time.
+    """
+    recorded = manifest.get("graph_optimization")
+    return isinstance(recorded, dict) and recorded.get("onnxruntime") == runtime_version
 
 
 def file_sha256(path: Path) -> str:
@@ -51,7 +64,11 @@ class Embedder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            if load_optimized(manifest, ort.__version__)
+            else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        )
         # Spinning pool threads burn the CPU the event loop needs to parse and answer requests.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # ORT warnings go to stderr as plain text; only errors are worth breaking the JSON stream.
