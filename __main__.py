@@ -30,7 +30,7 @@ from components.operations import (
     DashboardArgs,
     OperationsAlarms,
     OperationsAlarmsArgs,
-    alb_edge,
+    edge_identity,
     worker_identity,
 )
 from components.registry import ImageRepository, ImageRepositoryArgs
@@ -206,7 +206,7 @@ deployment = BlueGreenDeployment(
 )
 
 service_metrics = ServiceMetricIdentity(cluster_name=cluster.name, service_name=service.service.name)
-edge_metrics = alb_edge(load_balancer, env)
+edge_metrics = edge_identity(edge.metrics)
 worker_metrics = worker_identity(settings.container, settings.sample_worker)
 
 operations_alarms = OperationsAlarms(
@@ -218,6 +218,7 @@ operations_alarms = OperationsAlarms(
         edge=edge_metrics,
         service=service_metrics,
         worker=worker_metrics,
+        edge_provider=edge.alarm_provider,
     ),
 )
 

@@ -73,6 +73,16 @@ STAR_ACTIONS: dict[str, str] = {
     "kms:ListAliases": "list call",
     "ecr:DescribeRegistry": "registry-wide call",
     "s3:ListAllMyBuckets": "list call",
+    "kms:CreateKey": "the key's ARN does not exist before the call",
+    "logs:PutResourcePolicy": "account-wide resource policies (the WAF's log delivery) have no ARN",
+    "logs:DeleteResourcePolicy": "account-wide resource policies have no ARN",
+    "logs:DescribeResourcePolicies": "list call",
+    "route53:CreateHealthCheck": "the health check's id does not exist before the call",
+    "xray:PutTraceSegments": "X-Ray's write actions support no resource types",
+    "xray:PutTelemetryRecords": "X-Ray's write actions support no resource types",
+    "xray:GetSamplingRules": "X-Ray's write actions support no resource types",
+    "xray:GetSamplingTargets": "X-Ray's write actions support no resource types",
+    "xray:GetSamplingStatisticSummaries": "X-Ray's write actions support no resource types",
 }
 
 
@@ -594,6 +604,8 @@ def deploy_role_policy(
             ],
             scope.arn("lambda", f"function:{p}-*"),
         ),
+        *_operations_and_jobs(scope),
+        *_edge(scope),
     ]
     if hosted_zone_ids:
         statements.append(
@@ -622,6 +634,227 @@ def deploy_role_policy(
         ]
     )
     return {"Version": VERSION, "Statement": statements}
+
+
+def _operations_and_jobs(scope: Scope) -> list[dict[str, Any]]:
+    """The alert topics and their key, dashboards, budgets, scheduled scaling and the Batch API's queue,
+    table and bucket (components/notifications.py, operations.py, budget.py, batch_jobs.py)."""
+    p = scope.prefix
+    return [
+        _allow(
+            "ManageGantryTopics",
+            [
+                "sns:CreateTopic",
+                "sns:DeleteTopic",
+                "sns:GetTopicAttributes",
+                "sns:SetTopicAttributes",
+                "sns:Subscribe",
+                "sns:Unsubscribe",
+                "sns:GetSubscriptionAttributes",
+                "sns:ListSubscriptionsByTopic",
+                "sns:TagResource",
+                "sns:UntagResource",
+                "sns:ListTagsForResource",
+            ],
+            scope.arn("sns", f"{p}-*"),
+        ),
+        _allow("CreateKeys", ["kms:CreateKey"], "*"),
+        _allow(
+            "ManageGantryKeys",
+            [
+                "kms:DescribeKey",
+                "kms:GetKeyPolicy",
+                "kms:PutKeyPolicy",
+                "kms:GetKeyRotationStatus",
+                "kms:EnableKeyRotation",
+                "kms:ScheduleKeyDeletion",
+                "kms:TagResource",
+                "kms:ListResourceTags",
+                "kms:CreateAlias",
+                "kms:DeleteAlias",
+            ],
+            [scope.arn("kms", "key/*"), scope.arn("kms", f"alias/{p}-*")],
+        ),
+        _allow(
+            "ManageGantryDashboards",
+            ["cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards"],
+            scope.arn("cloudwatch", f"dashboard/{p}-*", regional=False),
+        ),
+        _allow(
+            "ManageGantryBudgets",
+            ["budgets:ModifyBudget", "budgets:ViewBudget"],
+            scope.arn("budgets", f"budget/{p}-*", regional=False),
+        ),
+        _allow(
+            "ScheduleServiceScaling",
+            ["application-autoscaling:PutScheduledAction", "application-autoscaling:DeleteScheduledAction"],
+            scope.arn("application-autoscaling", "scalable-target/*"),
+            StringEquals={"application-autoscaling:service-namespace": "ecs"},
+        ),
+        # The access-log bucket (prod) and the Batch API's files bucket: names start with the prefix.
+        _allow(
+            "ManageGantryBuckets",
+            [
+                "s3:CreateBucket",
+                "s3:DeleteBucket",
+                "s3:PutBucketPolicy",
+                "s3:DeleteBucketPolicy",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:PutBucketOwnershipControls",
+                "s3:PutEncryptionConfiguration",
+                "s3:PutLifecycleConfiguration",
+                "s3:PutBucketTagging",
+            ],
+            f"arn:{scope.partition}:s3:::{p}-*",
+        ),
+        _allow(
+            "ManageGantryQueues",
+            [
+                "sqs:CreateQueue",
+                "sqs:DeleteQueue",
+                "sqs:GetQueueAttributes",
+                "sqs:SetQueueAttributes",
+                "sqs:GetQueueUrl",
+                "sqs:TagQueue",
+                "sqs:UntagQueue",
+                "sqs:ListQueueTags",
+            ],
+            scope.arn("sqs", f"{p}-*"),
+        ),
+        _allow(
+            "ManageGantryTables",
+            [
+                "dynamodb:CreateTable",
+                "dynamodb:DeleteTable",
+                "dynamodb:DescribeTable",
+                "dynamodb:UpdateTable",
+                "dynamodb:DescribeContinuousBackups",
+                "dynamodb:UpdateContinuousBackups",
+                "dynamodb:DescribeTimeToLive",
+                "dynamodb:TagResource",
+                "dynamodb:UntagResource",
+                "dynamodb:ListTagsOfResource",
+            ],
+            scope.arn("dynamodb", f"table/{p}-*"),
+        ),
+    ]
+
+
+def _edge(scope: Scope) -> list[dict[str, Any]]:
+    """CloudFront, its VPC origin and the web ACL (components/edge.py, waf.py). CloudFront is global and a
+    CLOUDFRONT-scope web ACL, its log group and its certificate live in us-east-1, beside this region."""
+    p = scope.prefix
+    east = Scope(account_id=scope.account_id, region="us-east-1", partition=scope.partition, prefix=p)
+    web_acls = [
+        s.arn("wafv2", f"{kind}/{what}/*")
+        for s, kind in ((scope, "regional"), (east, "global"))
+        for what in ("webacl", "managedruleset", "ipset", "regexpatternset")
+    ]
+    return [
+        _allow(
+            "ManageDistributions",
+            [
+                "cloudfront:CreateDistribution",
+                "cloudfront:CreateDistributionWithTags",
+                "cloudfront:UpdateDistribution",
+                "cloudfront:DeleteDistribution",
+                "cloudfront:GetDistribution",
+                "cloudfront:GetDistributionConfig",
+                "cloudfront:TagResource",
+                "cloudfront:UntagResource",
+                "cloudfront:ListTagsForResource",
+                "cloudfront:CreateVpcOrigin",
+                "cloudfront:UpdateVpcOrigin",
+                "cloudfront:DeleteVpcOrigin",
+                "cloudfront:GetVpcOrigin",
+            ],
+            [
+                scope.arn("cloudfront", "distribution/*", regional=False),
+                scope.arn("cloudfront", "vpcorigin/*", regional=False),
+            ],
+        ),
+        _allow(
+            "ManageGantryWebAcls",
+            [
+                "wafv2:CreateWebACL",
+                "wafv2:UpdateWebACL",
+                "wafv2:DeleteWebACL",
+                "wafv2:GetWebACL",
+                "wafv2:AssociateWebACL",
+                "wafv2:DisassociateWebACL",
+                "wafv2:PutLoggingConfiguration",
+                "wafv2:DeleteLoggingConfiguration",
+                "wafv2:GetLoggingConfiguration",
+                "wafv2:TagResource",
+                "wafv2:UntagResource",
+                "wafv2:ListTagsForResource",
+            ],
+            web_acls,
+        ),
+        _allow(
+            "ManageEdgeLogs",
+            ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:TagResource"],
+            [s.arn("logs", f"log-group:aws-waf-logs-{p}-*") for s in (scope, east)],
+        ),
+        _allow(
+            "EdgeLogDelivery",
+            ["logs:PutResourcePolicy", "logs:DeleteResourcePolicy", "logs:DescribeResourcePolicies"],
+            "*",
+        ),
+        _allow(
+            "EdgeCertificates",
+            ["acm:DeleteCertificate", "acm:AddTagsToCertificate", "acm:DescribeCertificate"],
+            east.arn("acm", "certificate/*"),
+        ),
+        # CloudFront's 5xx alarm lives beside its metrics in us-east-1, with topics and a key of that region.
+        _allow(
+            "EdgeAlarms",
+            [
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:DeleteAlarms",
+                "cloudwatch:TagResource",
+                "cloudwatch:ListTagsForResource",
+            ],
+            east.arn("cloudwatch", f"alarm:{p}-*"),
+        ),
+        _allow(
+            "EdgeTopics",
+            [
+                "sns:CreateTopic",
+                "sns:DeleteTopic",
+                "sns:GetTopicAttributes",
+                "sns:SetTopicAttributes",
+                "sns:Subscribe",
+                "sns:Unsubscribe",
+                "sns:GetSubscriptionAttributes",
+                "sns:TagResource",
+                "sns:ListTagsForResource",
+            ],
+            east.arn("sns", f"{p}-*"),
+        ),
+        _allow(
+            "EdgeKeys",
+            [
+                "kms:DescribeKey",
+                "kms:GetKeyPolicy",
+                "kms:PutKeyPolicy",
+                "kms:GetKeyRotationStatus",
+                "kms:EnableKeyRotation",
+                "kms:ScheduleKeyDeletion",
+                "kms:TagResource",
+                "kms:ListResourceTags",
+                "kms:CreateAlias",
+                "kms:DeleteAlias",
+            ],
+            [east.arn("kms", "key/*"), east.arn("kms", f"alias/{p}-*")],
+        ),
+        _allow("CreateHealthChecks", ["route53:CreateHealthCheck"], "*"),
+        _allow(
+            "ManageHealthChecks",
+            ["route53:GetHealthCheck", "route53:UpdateHealthCheck", "route53:DeleteHealthCheck"],
+            scope.arn("route53", "healthcheck/*", regional=False, account=False),
+        ),
+    ]
 
 
 def workload_boundary_policy(scope: Scope) -> dict[str, Any]:
@@ -712,6 +945,35 @@ def workload_boundary_policy(scope: Scope) -> dict[str, Any]:
                 "ReportHookVerdict",
                 ["codedeploy:PutLifecycleEventHookExecutionStatus"],
                 scope.arn("codedeploy", f"deploymentgroup:{p}-*/*"),
+            ),
+            # The Batch API (components/policies.py BATCH_API_ACTIONS, BATCH_CONSUMER_ACTIONS) on gantry's
+            # queue, table and bucket; each role's own policy names the exact ARNs and prefix.
+            _allow(
+                "BatchQueue",
+                ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"],
+                scope.arn("sqs", f"{p}-*"),
+            ),
+            _allow(
+                "BatchRecords",
+                ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                scope.arn("dynamodb", f"table/{p}-*"),
+            ),
+            _allow(
+                "BatchFiles",
+                ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                f"arn:{scope.partition}:s3:::{p}-*/*",
+            ),
+            # Tracing on: X-Ray's write actions, which take no resource (AWSXrayWriteOnlyAccess).
+            _allow(
+                "TraceWrites",
+                [
+                    "xray:PutTraceSegments",
+                    "xray:PutTelemetryRecords",
+                    "xray:GetSamplingRules",
+                    "xray:GetSamplingTargets",
+                    "xray:GetSamplingStatisticSummaries",
+                ],
+                "*",
             ),
         ],
     }

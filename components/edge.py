@@ -94,11 +94,15 @@ class Edge(pulumi.ComponentResource):
     metrics: EdgeMetrics
     distribution: aws.cloudfront.Distribution | None
     firewall: WebFirewall | None
+    alarm_provider: pulumi.ProviderResource | None
+    """The provider of the region the edge's metrics live in when it is not the stack's (CloudFront:
+    us-east-1), for alarms on them; None when they are in the stack's region (alb mode)."""
 
     def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:edge:Edge", name, None, opts)
         s, lb = args.settings, args.load_balancer.load_balancer
         self.distribution = None
+        self.alarm_provider = None
         if s.mode == "alb":
             self.firewall = self._firewall(name, args, "REGIONAL", None)
             if self.firewall is not None:
@@ -129,6 +133,7 @@ class Edge(pulumi.ComponentResource):
             default_tags={"tags": dict(args.provider_tags)},
             opts=child,
         )
+        self.alarm_provider = us_east_1
         origin = aws.cloudfront.VpcOrigin(
             f"{name}-vpc-origin",
             vpc_origin_endpoint_config={

@@ -32,9 +32,23 @@ from components.alarms import (
 )
 from components.dashboard import DashboardSpec, dashboard_body
 from components.env import AwsEnv
+from components.notifications import Notifications, NotificationsArgs
 from components.rollback_alarms import WORKER_NAMESPACE_DEFAULT, WORKER_SERVICE_DEFAULT, AlarmNotifier
 from components.settings import ContainerSettings
 from components.settings.operations import OperationsSettings
+
+
+class EdgeMetricsHandles(Protocol):
+    """Where the edge's metrics are (`components.edge.EdgeMetrics`)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def dimensions(self) -> Mapping[str, Any]: ...
+
+    @property
+    def region(self) -> str: ...
 
 
 class LoadBalancerHandles(Protocol):
@@ -45,9 +59,11 @@ class LoadBalancerHandles(Protocol):
     def target_groups(self) -> Mapping[str, aws.lb.TargetGroup]: ...
 
 
-def alb_edge(load_balancer: LoadBalancerHandles, env: AwsEnv) -> EdgeMetricIdentity:
-    """Today's edge: the public ALB's own metrics, in the stack's region."""
-    return EdgeMetricIdentity.alb(load_balancer.arn_suffix, env.region)
+def edge_identity(metrics: EdgeMetricsHandles) -> EdgeMetricIdentity:
+    """The edge the clients reach (`Edge.metrics`): CloudFront's distribution, or the public ALB."""
+    if metrics.namespace == "AWS/CloudFront":
+        return EdgeMetricIdentity.cloudfront(metrics.dimensions["DistributionId"])
+    return EdgeMetricIdentity.alb(metrics.dimensions["LoadBalancer"], metrics.region)
 
 
 def worker_identity(container: ContainerSettings, sample_worker: bool) -> WorkerMetricIdentity | None:
@@ -80,16 +96,15 @@ class OperationsAlarmsArgs:
     notifier: AlarmNotifier
     """Actions per alarm kind (`Notifications.actions`)."""
     edge: EdgeMetricIdentity
-    """Where the edge's requests and 5xx are published (`alb_edge` today)."""
+    """Where the edge's requests and 5xx are published (`edge_identity(Edge.metrics)`)."""
     service: ServiceMetricIdentity
     """The ECS service's ClusterName / ServiceName."""
     worker: WorkerMetricIdentity | None
     """The sample worker's metrics; None for a team's own image."""
-    edge_notifier: AlarmNotifier | None = None
-    """Default: `notifier`. For an edge whose metrics live in another region (CloudFront: us-east-1), a
-    `Notifications` created in that region, because an alarm can notify only a topic in its own region."""
     edge_provider: pulumi.ProviderResource | None = None
-    """Default: the stack's provider. For CloudFront, a us-east-1 provider (the edge alarm is created there)."""
+    """Default: the stack's provider. For an edge whose metrics live in another region (CloudFront:
+    us-east-1, `Edge.alarm_provider`), that region's provider: the edge alarm is created there, with its
+    own topics (an alarm can notify only a topic in its own region)."""
 
 
 class OperationsAlarms(pulumi.ComponentResource):
@@ -111,10 +126,17 @@ class OperationsAlarms(pulumi.ComponentResource):
         }
         edge = edge_5xx_alarm(prefix, args.edge, limits)
         edge_opts = pulumi.ResourceOptions(parent=self, provider=args.edge_provider)
+        edge_notifier = args.notifier
+        if args.edge.region != args.env.region:
+            edge_notifier = Notifications(
+                f"{name}-edge-alerts",
+                NotificationsArgs(env=args.env, settings=args.settings, region=args.edge.region),
+                opts=edge_opts,
+            )
         self.alarms[edge.role] = aws.cloudwatch.MetricAlarm(
             f"{name}-{edge.role}",
             **edge.args,
-            **(args.edge_notifier or args.notifier).actions(edge.role),
+            **edge_notifier.actions(edge.role),
             opts=edge_opts,
         )
         self.register_outputs({"alarmNames": [alarm.name for alarm in self.alarms.values()]})

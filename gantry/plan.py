@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gantry.offline import ROOT, Graph, StackNotFound, Synthesis, snapshot, synthesize
+from gantry.cost import CostError, Estimate, estimate
+from gantry.offline import ROOT, Graph, StackNotFound, Synthesis, snapshot, stack_config, synthesize
 from policy.rules import DEFAULT_PRODUCTION_STACKS, RULES, Resource, evaluate, is_production
 
 Level = Literal["mandatory", "advisory", "disabled"]
@@ -260,6 +261,8 @@ class Plan:
     groups: tuple[Group, ...]
     verdicts: tuple[Verdict, ...]
     diff: Diff | None = None
+    cost: Estimate | str | None = None
+    """The fixed monthly cost (gantry.cost), or why it could not be priced; None when not asked for."""
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """Secret config strings of the run: scrubbed from every rendering, never rendered."""
 
@@ -268,13 +271,23 @@ class Plan:
         return sum(len(v.findings) for v in self.verdicts if v.level == "mandatory")
 
 
-def make_plan(synthesis: Synthesis, levels: Mapping[str, Level], change: Diff | None) -> Plan:
+def make_plan(
+    synthesis: Synthesis, levels: Mapping[str, Level], change: Diff | None, region: str | None = None
+) -> Plan:
+    """The plan of one synthesis; with the stack's `region`, also its fixed monthly cost."""
+    cost: Estimate | str | None = None
+    if region is not None:
+        try:
+            cost = estimate(synthesis.graph.resources, region)
+        except CostError as error:
+            cost = str(error)
     return Plan(
         stack=synthesis.stack,
         resources=len(synthesis.graph.resources),
         groups=tuple(groups(synthesis.graph)),
         verdicts=tuple(verdicts(synthesis.graph, levels)),
         diff=change,
+        cost=cost,
         secrets=synthesis.secrets,
     )
 
@@ -341,6 +354,7 @@ def render_markdown(plan: Plan) -> str:
     findings = [(v.rule, f) for v in plan.verdicts for f in v.findings]
     if findings:
         lines += ["", *[f"- `{rule}`: {finding}" for rule, finding in findings]]
+    lines += _cost_markdown(plan.cost)
     lines += ["", "### Resources by component", ""]
     for g in plan.groups:
         title = " › ".join(g.path) if g.path else "(stack)"
@@ -350,6 +364,25 @@ def render_markdown(plan: Plan) -> str:
         lines += [f"- `{name}` `{typ}`" for name, typ in g.resources]
         lines += ["", "</details>"]
     return scrub("\n".join(lines) + "\n", plan.secrets)
+
+
+def _cost_markdown(cost: Estimate | str | None) -> list[str]:
+    if cost is None:
+        return []
+    lines = ["", "### Fixed monthly cost (`python -m gantry.cost`)", ""]
+    if isinstance(cost, str):
+        return [*lines, f"Not priced: {cost}"]
+    lines += ["| Item | Quantity | Unit | Price | $/month |", "|---|---:|---|---:|---:|"]
+    lines += [
+        f"| {line.item} | {line.quantity:g} | {line.unit} | {line.unit_price:g} | {line.monthly:.2f} |"
+        for line in cost.lines
+    ]
+    lines += [
+        f"| **fixed total** | | | | **{cost.total:.2f}** |",
+        "",
+        f"{cost.region} list prices as of {cost.prices.as_of}; requests, data and scale-out tasks come on top.",
+    ]
+    return lines
 
 
 def render_json(plan: Plan) -> str:
@@ -363,6 +396,11 @@ def render_json(plan: Plan) -> str:
         ],
         "policy": [asdict(v) for v in plan.verdicts],
         "diff": asdict(plan.diff) if plan.diff is not None else None,
+        "monthlyCost": (
+            {"total": round(plan.cost.total, 2), "region": plan.cost.region, "pricesAsOf": plan.cost.prices.as_of}
+            if isinstance(plan.cost, Estimate)
+            else plan.cost
+        ),
     }
     return scrub(json.dumps(document, indent=2, ensure_ascii=False) + "\n", plan.secrets)
 
@@ -402,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     except (PlanError, StackNotFound) as error:
         print(f"gantry.plan: {error}", file=sys.stderr)
         return EXIT_ERROR
-    plan = make_plan(synthesis, levels, change)
+    plan = make_plan(synthesis, levels, change, stack_config(args.stack, ROOT).get("aws:region"))
     text = render_json(plan) if args.json else render_markdown(plan)
     sys.stdout.write(text)
     if args.output is not None:

@@ -22,15 +22,16 @@ def test_the_dev_estimate_matches_the_hand_calculation():
     memory = 1 * 2.0 * 730 * 0.00356  # the same task's 2 GB                 5.1976
     secret = 1 * 0.40  # API_KEYS
     dashboard = 1 * 3.00
-    kms = 1 * 1.00  # the topics' key
-    # Alarm metrics: rollback target 5xx (2), p99 (1), unhealthy (1), worker 5xx (2); operations edge 5xx (2),
+    kms = 2 * 1.00  # the topics' key, and the us-east-1 key of the CloudFront alarm's topics
+    # Alarm metrics: rollback target 5xx (2), p99 (1), unhealthy (1), worker 5xx (2); operations edge 5xx (1:
+    # CloudFront's 5xxErrorRate is already a rate),
     # tasks below desired (2), CPU (1), memory (1), worker throttles (2), tokens (1); the batch queue's oldest
-    # batch (1), dead letters (1) and start-from-zero (visible, in flight, tasks: 3) = 20 at $0.10.
+    # batch (1), dead letters (1) and start-from-zero (visible, in flight, tasks: 3) = 19 at $0.10.
     # The batch consumer idles at 0 tasks (queue.minCapacity 0): no task line of its own.
-    alarms = 20 * 0.10
+    alarms = 19 * 0.10
     logs = 5 * 0.57
     by_hand = nat + nat_ip + alb + waf + cloudfront + vcpu + memory + secret + dashboard + kms + alarms + logs
-    assert by_hand == pytest.approx(105.17, abs=0.005)
+    assert by_hand == pytest.approx(106.07, abs=0.005)
     assert result.total == pytest.approx(by_hand, abs=1e-9)
     assert not any("interface endpoints" in line.item or "SPOT" in line.item for line in result.lines)
 
@@ -81,4 +82,4 @@ def test_the_command_prints_the_table_and_total(capsys):
     assert main(["dev"]) == 0
     out = capsys.readouterr().out
     assert "gantry stack dev: fixed monthly cost estimate" in out
-    assert "fixed total" in out and "105.17" in out and "as of 2026-12-01" in out
+    assert "fixed total" in out and "106.07" in out and "as of 2026-12-01" in out

@@ -265,7 +265,7 @@ def test_budget_filter_and_alerts():
     assert [n["notification_type"] for n in budget_notifications(Router("budget-forecast"))] == ["ACTUAL"]
 
 
-def test_a_cloudfront_edge_alarm_notifies_the_second_region_topics():
+def test_a_cloudfront_edge_alarm_notifies_topics_of_its_own_region():
     from components.operations import OperationsAlarms, OperationsAlarmsArgs
 
     env = AwsEnv(account_id=ACCOUNT, region="eu-west-1", partition="aws", stack="prod")
@@ -274,12 +274,6 @@ def test_a_cloudfront_edge_alarm_notifies_the_second_region_topics():
     def build():
         us_east_1 = aws.Provider("us-east-1", region="us-east-1")
         home = Notifications("alerts", NotificationsArgs(env=env, settings=settings))
-        edge = Notifications(
-            "edge-alerts",
-            # Paging off here only to tell the two sets apart: the mocks give same-named topics one ARN.
-            NotificationsArgs(env=env, settings=OperationsSettings(paging=False), region="us-east-1"),
-            opts=pulumi.ResourceOptions(provider=us_east_1),
-        )
         OperationsAlarms(
             "ops",
             OperationsAlarmsArgs(
@@ -289,15 +283,20 @@ def test_a_cloudfront_edge_alarm_notifies_the_second_region_topics():
                 edge=CLOUDFRONT,
                 service=SERVICE,
                 worker=None,
-                edge_notifier=edge,
                 edge_provider=us_east_1,
             ),
         )
 
     graph = run_component(build)
-    topics = {t.name: t.outputs["arn"] for t in graph.of_type("aws:sns/topic:Topic")}
-    alarms = {a.inputs["name"]: a.inputs for a in graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    alarms = {a.inputs["name"]: a for a in graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
     edge_alarm = alarms["gantry-prod-edge-5xx-rate"]
-    assert edge_alarm["namespace"] == "AWS/CloudFront"
-    assert edge_alarm["alarmActions"] == [topics["edge-alerts-ticket"]] != [topics["alerts-page"]]
-    assert alarms["gantry-prod-tasks-below-desired"]["alarmActions"] == [topics["alerts-page"]]
+    assert edge_alarm.inputs["namespace"] == "AWS/CloudFront"
+    # CloudFront's metrics are in us-east-1: the alarm is created there, and notifies topics of that region
+    # (the component creates them) rather than the stack's, which an alarm could not reach.
+    assert "us-east-1" in edge_alarm.opts.provider
+    topics = {t.name: t for t in graph.of_type("aws:sns/topic:Topic")}
+    east = topics["ops-edge-alerts-page"]
+    assert "us-east-1" in east.opts.provider and "us-east-1" not in topics["alerts-page"].opts.provider
+    assert edge_alarm.opts.property_dependencies["alarmActions"] == frozenset({east.opts.urn})
+    home_page = alarms["gantry-prod-tasks-below-desired"]
+    assert home_page.opts.property_dependencies["alarmActions"] == frozenset({topics["alerts-page"].opts.urn})

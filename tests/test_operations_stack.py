@@ -34,7 +34,12 @@ def stack(request) -> tuple[str, Graph]:
 
 
 def topics(graph: Graph) -> dict[str, Res]:
-    return {t.inputs["name"].rsplit("-", 1)[1]: t for t in graph.of_type(TOPIC)}
+    """The stack region's topics by severity (CloudFront's edge alarm has its own, in us-east-1)."""
+    return {t.inputs["name"].rsplit("-", 1)[1]: t for t in graph.of_type(TOPIC) if t.name.startswith("gantry-alerts-")}
+
+
+# The distribution's id as the mocks give it (its logical name + "-id"): the edge alarm's dimension.
+DISTRIBUTION_ID = "gantry-edge-distribution-id"
 
 
 def kind_of(alarm: Res, stack: str) -> str:
@@ -110,6 +115,8 @@ def test_every_alarm_reads_a_metric_that_is_published(stack):
                     "TargetGroup": suffixes,
                     "ClusterName": {cluster},
                     "ServiceName": {service, consumer},
+                    "DistributionId": {DISTRIBUTION_ID},
+                    "Region": {"Global"},
                     "QueueName": queues,
                     "Service": {"gantry-worker"},
                 }[key]
@@ -135,7 +142,7 @@ def test_container_insights_is_on_for_the_tasks_alarm(stack):
 
 def test_topics_are_encrypted_with_the_stacks_own_key_whose_policy_lets_alarms_and_budgets_publish(stack):
     name, graph = stack
-    key = graph.one("aws:kms/key:Key")
+    key = graph.named("gantry-alerts-key")
     assert key.inputs["enableKeyRotation"] is True
     statements = {s["Sid"]: s for s in key.json("policy")["Statement"]}
     for sid, service, source in (
@@ -149,9 +156,16 @@ def test_topics_are_encrypted_with_the_stacks_own_key_whose_policy_lets_alarms_a
             "StringEquals": {"aws:SourceAccount": ACCOUNT},
             "ArnLike": {"aws:SourceArn": source},
         }
-    for topic in graph.of_type(TOPIC):
+    for topic in topics(graph).values():
         assert topic.inputs["kmsMasterKeyId"] == key.outputs["arn"]
         assert topic.inputs["kmsMasterKeyId"] != "alias/aws/sns"
+    # The CloudFront edge alarm's topics, in us-east-1, have their own key there for that region's alarms.
+    east_key = graph.named("gantry-ops-alarms-edge-alerts-key")
+    assert "us-east-1" in east_key.opts.provider
+    east_alarms = {s["Sid"]: s for s in east_key.json("policy")["Statement"]}["CloudWatchAlarmsPublish"]
+    assert east_alarms["Condition"]["ArnLike"] == {
+        "aws:SourceArn": f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:gantry-{name}-*"
+    }
 
 
 def test_topic_policies_allow_only_this_accounts_alarms_and_budgets_to_publish(stack):
@@ -186,7 +200,8 @@ def test_subscriptions_from_config_reach_their_severitys_topic():
     }
     graph = run_program("prod", config, secret_keys)
     arns = {severity: t.outputs["arn"] for severity, t in topics(graph).items()}
-    found = sorted((s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in graph.of_type(SUBSCRIPTION))
+    home = [s for s in graph.of_type(SUBSCRIPTION) if s.name.startswith("gantry-alerts-")]
+    found = sorted((s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in home)
     assert found == sorted(
         [
             (arns["page"], "email", "oncall@acme.io"),
@@ -194,6 +209,8 @@ def test_subscriptions_from_config_reach_their_severitys_topic():
             (arns["ticket"], "email", "platform@acme.io"),
         ]
     )
+    # The same people hear the CloudFront edge alarm, through its us-east-1 topics.
+    assert len(graph.of_type(SUBSCRIPTION)) == 2 * len(home)
     # A subscriber's logical name does not carry the address.
     assert all("acme" not in s.name for s in graph.of_type(SUBSCRIPTION))
 
@@ -212,6 +229,8 @@ def test_the_dashboard_is_a_valid_body_over_metrics_in_the_graph_or_the_worker(s
         "ClusterName": {graph.one("aws:ecs/cluster:Cluster").outputs["name"]},
         "ServiceName": {graph.one("aws:ecs/service:Service", "gantry-service").outputs["name"]},
         "Service": {"gantry-worker"},
+        "DistributionId": {DISTRIBUTION_ID},
+        "Region": {"Global"},
     }
     rows = dashboard_metrics(body)
     for namespace, metric, dimensions in rows:

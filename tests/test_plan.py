@@ -231,3 +231,16 @@ def test_policy_config_changes_only_the_levels_it_names() -> None:
     levels = plan.policy_levels({"no-plain-http-from-internet": "disabled"})
     assert levels["no-plain-http-from-internet"] == "disabled"
     assert levels["log-group-retention"] == "mandatory"
+
+
+def test_the_plan_quotes_the_stacks_fixed_monthly_cost() -> None:
+    from gantry.cost import estimate
+
+    synthesis = synthesize("dev")
+    made = plan.make_plan(synthesis, plan.policy_levels({}), None, "eu-west-1")
+    total = estimate(synthesis.graph.resources, "eu-west-1").total
+    assert f"| **fixed total** | | | | **{total:.2f}** |" in plan.render_markdown(made)
+    assert json.loads(plan.render_json(made))["monthlyCost"]["total"] == round(total, 2)
+    # A region without a price table is said, not guessed.
+    unpriced = plan.make_plan(synthesis, plan.policy_levels({}), None, "ap-south-2")
+    assert "Not priced:" in plan.render_markdown(unpriced)

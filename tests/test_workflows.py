@@ -177,7 +177,7 @@ def local_workflows_missing(workflow: dict[str, Any]) -> list[str]:
 
 
 def test_the_workflows_exist() -> None:
-    assert [f.name for f in FILES] == ["checks.yml", "deploy.yml", "pull-request.yml"]
+    assert [f.name for f in FILES] == ["checks.yml", "deploy.yml", "pull-request.yml", "rollback-drill.yml"]
 
 
 def run_tool(tool: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -331,3 +331,11 @@ def test_shell_lines_of_the_workflows_parse() -> None:
         for command in commands(load(path)):
             shlex.split(command.replace("\n", " "))
             assert subprocess.run(["bash", "-n", "-c", command], capture_output=True).returncode == 0
+
+
+def test_the_rollback_drill_waits_for_the_dev_deploys_and_uses_their_role():
+    drill, deploy = load(WORKFLOWS / "rollback-drill.yml"), load(WORKFLOWS / "deploy.yml")
+    dev_groups = {job.get("concurrency", {}).get("group") for job in deploy["jobs"].values()}
+    group = drill["jobs"]["drill"]["concurrency"]["group"]
+    assert group in dev_groups and group.endswith("-dev")
+    assert "vars.GANTRY_DEPLOY_ROLE_ARN_DEV" in (WORKFLOWS / "rollback-drill.yml").read_text()
