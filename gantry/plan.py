@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -220,13 +221,15 @@ def ref_snapshot(root: Path, commit: str, stack: str) -> list[dict[str, Any]] | 
     with tempfile.TemporaryDirectory(prefix="gantry-plan-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter=_inside)
-        # Run from this checkout so this engine is used; `--root` puts the ref's components first.
+        # Run from this checkout so this engine is used; `--root` puts the ref's components first. The
+        # export is no git checkout, so the commit the program records is given as CI gives it.
         result = subprocess.run(
             [sys.executable, "-m", "gantry.offline", stack, "--root", tmp],
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=600,
+            env={**os.environ, "GITHUB_SHA": commit},
         )
     if result.returncode == EXIT_NO_STACK:
         return None

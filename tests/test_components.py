@@ -473,7 +473,7 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
         )
 
     g = run_component(build)
-    svc = g.one("aws:ecs/service:Service", "gantry-service")
+    svc = g.one("aws:ecs/service:Service")
     inputs = svc.inputs
     assert (inputs["desiredCount"], inputs["deploymentMinimumHealthyPercent"], inputs["deploymentMaximumPercent"]) == (
         4,
@@ -488,7 +488,7 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
     assert svc.depends_on(g.named("listener")) and svc.depends_on(
         g.one("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")
     )
-    td = g.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task")
+    td = g.one("aws:ecs/taskDefinition:TaskDefinition")
     assert td.inputs["family"] == "svc-test"
     (container,) = td.json("containerDefinitions")
     assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": SECRET_ARN}]
@@ -499,7 +499,7 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
     task_policy = g.named("svc-roles-task-policy").json("policy")
     assert task_policy["Statement"][0]["Resource"] == ["arn:aws:s3:::corpus/*"]
     assert td.inputs["taskRoleArn"] == g.named("svc-roles-task").outputs["arn"]
-    target = g.one("aws:appautoscaling/target:Target", "gantry-scaling").inputs
+    target = g.one("aws:appautoscaling/target:Target").inputs
     assert (target["minCapacity"], target["maxCapacity"]) == (2, 8)
     requests = g.named("svc-scale-on-requests").inputs["targetTrackingScalingPolicyConfiguration"]
     assert requests["predefinedMetricSpecification"]["resourceLabel"] == "app/lb/1/targetgroup/tg/2"
@@ -514,7 +514,7 @@ def test_a_service_without_a_load_balancer_has_no_target_group_and_no_request_sc
         )
 
     g = run_component(build)
-    inputs = g.one("aws:ecs/service:Service", "gantry-service").inputs
+    inputs = g.one("aws:ecs/service:Service").inputs
     assert not inputs.get("loadBalancers")
     assert "healthCheckGracePeriodSeconds" not in inputs  # ECS allows it only with a load balancer
     assert inputs["networkConfiguration"]["assignPublicIp"] is False
