@@ -529,7 +529,8 @@ def deploy_role_policy(
                 "cloudwatch:TagResource",
                 "cloudwatch:UntagResource",
             ],
-            scope.arn("cloudwatch", f"alarm:{p}-*"),
+            # us-east-1 too: CloudFront's 5xx alarm lives beside its metrics.
+            [scope.arn("cloudwatch", f"alarm:{p}-*"), _us_east_1(scope).arn("cloudwatch", f"alarm:{p}-*")],
         ),
         _allow(
             "ManageGantrySecrets",
@@ -636,10 +637,17 @@ def deploy_role_policy(
     return {"Version": VERSION, "Statement": statements}
 
 
+def _us_east_1(scope: Scope) -> Scope:
+    """The same account and prefix in us-east-1: CloudFront's certificate, web ACL, logs and metrics."""
+    return Scope(account_id=scope.account_id, region="us-east-1", partition=scope.partition, prefix=scope.prefix)
+
+
 def _operations_and_jobs(scope: Scope) -> list[dict[str, Any]]:
     """The alert topics and their key, dashboards, budgets, scheduled scaling and the Batch API's queue,
-    table and bucket (components/notifications.py, operations.py, budget.py, batch_jobs.py)."""
+    table and bucket (components/notifications.py, operations.py, budget.py, batch_jobs.py). The topics
+    and key exist in us-east-1 too, beside CloudFront's 5xx alarm."""
     p = scope.prefix
+    east = _us_east_1(scope)
     return [
         _allow(
             "ManageGantryTopics",
@@ -656,7 +664,7 @@ def _operations_and_jobs(scope: Scope) -> list[dict[str, Any]]:
                 "sns:UntagResource",
                 "sns:ListTagsForResource",
             ],
-            scope.arn("sns", f"{p}-*"),
+            [scope.arn("sns", f"{p}-*"), east.arn("sns", f"{p}-*")],
         ),
         _allow("CreateKeys", ["kms:CreateKey"], "*"),
         _allow(
@@ -673,7 +681,7 @@ def _operations_and_jobs(scope: Scope) -> list[dict[str, Any]]:
                 "kms:CreateAlias",
                 "kms:DeleteAlias",
             ],
-            [scope.arn("kms", "key/*"), scope.arn("kms", f"alias/{p}-*")],
+            [s.arn("kms", what) for s in (scope, east) for what in ("key/*", f"alias/{p}-*")],
         ),
         _allow(
             "ManageGantryDashboards",
@@ -744,7 +752,7 @@ def _edge(scope: Scope) -> list[dict[str, Any]]:
     """CloudFront, its VPC origin and the web ACL (components/edge.py, waf.py). CloudFront is global and a
     CLOUDFRONT-scope web ACL, its log group and its certificate live in us-east-1, beside this region."""
     p = scope.prefix
-    east = Scope(account_id=scope.account_id, region="us-east-1", partition=scope.partition, prefix=p)
+    east = _us_east_1(scope)
     web_acls = [
         s.arn("wafv2", f"{kind}/{what}/*")
         for s, kind in ((scope, "regional"), (east, "global"))
@@ -805,48 +813,6 @@ def _edge(scope: Scope) -> list[dict[str, Any]]:
             "EdgeCertificates",
             ["acm:DeleteCertificate", "acm:AddTagsToCertificate", "acm:DescribeCertificate"],
             east.arn("acm", "certificate/*"),
-        ),
-        # CloudFront's 5xx alarm lives beside its metrics in us-east-1, with topics and a key of that region.
-        _allow(
-            "EdgeAlarms",
-            [
-                "cloudwatch:PutMetricAlarm",
-                "cloudwatch:DeleteAlarms",
-                "cloudwatch:TagResource",
-                "cloudwatch:ListTagsForResource",
-            ],
-            east.arn("cloudwatch", f"alarm:{p}-*"),
-        ),
-        _allow(
-            "EdgeTopics",
-            [
-                "sns:CreateTopic",
-                "sns:DeleteTopic",
-                "sns:GetTopicAttributes",
-                "sns:SetTopicAttributes",
-                "sns:Subscribe",
-                "sns:Unsubscribe",
-                "sns:GetSubscriptionAttributes",
-                "sns:TagResource",
-                "sns:ListTagsForResource",
-            ],
-            east.arn("sns", f"{p}-*"),
-        ),
-        _allow(
-            "EdgeKeys",
-            [
-                "kms:DescribeKey",
-                "kms:GetKeyPolicy",
-                "kms:PutKeyPolicy",
-                "kms:GetKeyRotationStatus",
-                "kms:EnableKeyRotation",
-                "kms:ScheduleKeyDeletion",
-                "kms:TagResource",
-                "kms:ListResourceTags",
-                "kms:CreateAlias",
-                "kms:DeleteAlias",
-            ],
-            [east.arn("kms", "key/*"), east.arn("kms", f"alias/{p}-*")],
         ),
         _allow("CreateHealthChecks", ["route53:CreateHealthCheck"], "*"),
         _allow(

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from harness import Graph, Res, run_program
+from gantry.plan import as_policy_resources
+from harness import Res, run_program
 from policy import rules
 from policy.rules import RULES, Resource, evaluate
 
@@ -27,19 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 KNOWN_GAPS: dict[str, dict[str, list[str]]] = {"dev": {}, "prod": {}}
 
 
-def as_resources(graph: Graph) -> list[Resource]:
-    """The graph as CrossGuard shows a stack: camelCase props plus the outputs that identify a resource."""
-    return [
-        Resource(
-            type=r.typ,
-            urn=r.urn,
-            props={**r.inputs, **{k: r.outputs[k] for k in ("id", "arn") if k in r.outputs}},
-            property_dependencies=r.opts.property_dependencies,
-        )
-        for r in graph.resources
-    ]
-
-
 @pytest.fixture(scope="module", params=["dev", "prod"])
 def stack(request: pytest.FixtureRequest) -> tuple[str, list[Resource]]:
     import asyncio
@@ -47,7 +35,7 @@ def stack(request: pytest.FixtureRequest) -> tuple[str, list[Resource]]:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return request.param, as_resources(run_program(request.param))
+        return request.param, as_policy_resources(run_program(request.param))
     finally:
         loop.close()
         asyncio.set_event_loop(None)
@@ -154,7 +142,7 @@ def test_each_resource_mutation_is_caught(stack: tuple[str, list[Resource]], rul
     name, resources = stack
     production = name == "prod"
     if typ == rules.ECR_REPOSITORY and not any(r.type == typ for r in resources):
-        resources, production = as_resources(run_program("dev")), True
+        resources, production = as_policy_resources(run_program("dev")), True
     before = _findings(rule, resources, production)
     after = _findings(rule, _mutated(resources, typ, change), production)
     if production or not rule.endswith("-in-production"):
@@ -312,7 +300,7 @@ def test_res_adapter_keeps_camelcase_inputs() -> None:
 def test_a_test_listener_is_plain_http_from_the_internet_once_a_cidr_reaches_its_port() -> None:
     # prod's CodeDeploy test listener forwards plain HTTP, but only the hook's security group reaches it,
     # even on a public load balancer (edge.mode alb; the committed stack's is internal).
-    resources = _mutated(as_resources(run_program("prod")), rules.LOAD_BALANCER, _set("internal", False))
+    resources = _mutated(as_policy_resources(run_program("prod")), rules.LOAD_BALANCER, _set("internal", False))
     test_listener = next(r for r in resources if r.urn.endswith("::gantry-lb-test"))
     assert not [f for f in _findings("no-plain-http-from-internet", resources) if test_listener.urn in f]
     alb_sg = next(r for r in resources if r.type == rules.SECURITY_GROUP and r.urn.endswith("::gantry-sg-alb"))
