@@ -7,14 +7,13 @@ All with fake models and explicit clocks: no ONNX model, no timing. The former's
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 
 import numpy as np
 import pytest
 
-from worker.batch_size import CALIBRATION_WIDTH, calibrate, choose_cells
-from worker.batcher import BUCKET_EDGES, Batcher, BatchFormer, bucket_of
+from worker.batch_size import CALIBRATION_WIDTH, calibrate, choose_cells, overhead_cells
+from worker.batcher import MAX_EARLY_PADDING, Batcher, BatchFormer
 
 
 class _Request:
@@ -33,26 +32,76 @@ def _lengths(batch) -> list[int]:
     return [len(text.ids) for text in batch]
 
 
-def test_buckets_cover_the_window_with_bounded_padding():
-    assert bucket_of(1) == bucket_of(16) == 0
-    assert bucket_of(17) == 1
-    assert bucket_of(256) == len(BUCKET_EDGES) - 1
-    assert bucket_of(10_000) == len(BUCKET_EDGES) - 1
-    for low, high in itertools.pairwise(BUCKET_EDGES[1:]):
-        assert high / low <= 1.5
+def _cost(runs: list[list[int]], overhead: float) -> float:
+    return sum(len(run) * max(run) + overhead for run in runs)
+
+
+def _drain(former: BatchFormer, now: float) -> list[list[int]]:
+    runs = []
+    while len(former):
+        runs.append(_lengths(former.take(now=now)))
+    return runs
 
 
 def test_similar_lengths_are_grouped_and_padding_drops():
-    former = BatchFormer(max_rows=4, max_cells=4096, max_wait_s=0.002)
+    former = BatchFormer(max_rows=4, max_cells=4096, max_wait_s=0.002, overhead_cells=16)
     # Alternating queries and passages, as mixed traffic arrives.
     _add(former, [10, 200, 12, 230, 11, 210, 9, 205], now=0.0)
-    batches = []
-    while len(former):
-        batches.append(_lengths(former.take(now=1.0)))
-    assert batches == [[10, 12, 11, 9], [200, 230, 210, 205]]
-    fifo_cells = 4 * 230 + 4 * 210  # arrival order: every run holds a passage
-    grouped_cells = 4 * 12 + 4 * 230
-    assert grouped_cells < 0.6 * fifo_cells
+    runs = _drain(former, now=1.0)
+    # Padding three passages to 230 tokens would cost 75 cells, more than a run's fixed 16.
+    assert runs == [[10, 12, 11, 9], [200, 210, 205], [230]]
+    fifo = [[10, 200, 12, 230], [11, 210, 9, 205]]  # arrival order: every run holds a passage
+    assert _cost(runs, 16) < 0.6 * _cost(fifo, 16)
+
+
+def test_short_texts_of_two_lengths_run_apart_when_padding_costs_more_than_a_run():
+    # Queries of 7-8 and 15-16 tokens: one run would pad the short half to 16 (144 cells with its
+    # overhead), two runs cost 48 + 80 = 128. A fixed bucket up to 16 tokens would merge them.
+    former = BatchFormer(max_rows=32, max_cells=4096, max_wait_s=0, overhead_cells=16)
+    _add(former, [7, 16, 8, 15, 7, 16, 8, 15], now=0.0)
+    runs = _drain(former, now=0.0)
+    assert runs == [[7, 8, 7, 8], [16, 15, 16, 15]]
+    assert _cost(runs, 16) < _cost([[7, 16, 8, 15, 7, 16, 8, 15]], 16)
+
+
+def test_lengths_merge_when_a_run_costs_more_than_their_padding():
+    # On a CPU whose fixed cost per run is 100 cells, a second run for two 11-token texts costs
+    # far more than padding them to 12.
+    former = BatchFormer(max_rows=32, max_cells=4096, max_wait_s=0, overhead_cells=100)
+    _add(former, [10, 12, 11, 12, 11, 10], now=0.0)
+    assert _drain(former, now=0.0) == [[10, 12, 11, 12, 11, 10]]
+    # Without fixed cost, every length is its own run: nothing is padded.
+    former = BatchFormer(max_rows=32, max_cells=4096, max_wait_s=0, overhead_cells=0)
+    _add(former, [10, 12, 11, 12, 11, 10], now=0.0)
+    assert sorted(_drain(former, now=0.0)) == [[10, 10], [11, 11], [12, 12]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_queue_is_cut_into_the_cheapest_runs(seed):
+    """Against brute force: every way to cut the length-sorted queue into capped runs."""
+    rng = np.random.default_rng(seed)
+    lengths = [int(n) for n in rng.integers(5, 60, size=9)]
+    max_rows, max_cells, overhead = 4, 160, float(rng.integers(0, 40))
+
+    def cheapest(sorted_lengths: list[int]) -> float:
+        if not sorted_lengths:
+            return 0.0
+        options = []
+        for size in range(1, len(sorted_lengths) + 1):
+            run = sorted_lengths[:size]
+            if size > 1 and (size > max_rows or size * run[-1] > max_cells):
+                break
+            options.append(size * run[-1] + overhead + cheapest(sorted_lengths[size:]))
+        return min(options)
+
+    former = BatchFormer(max_rows=max_rows, max_cells=max_cells, max_wait_s=0, overhead_cells=overhead)
+    _add(former, lengths, now=0.0)
+    runs = _drain(former, now=0.0)
+    assert sorted(length for run in runs for length in run) == sorted(lengths)
+    assert all(len(run) <= max_rows and (len(run) == 1 or len(run) * max(run) <= max_cells) for run in runs)
+    # Runs are taken one at a time around the oldest text, each from the cheapest cut of what is
+    # left, so their total is the least possible.
+    assert _cost(runs, overhead) == pytest.approx(cheapest(sorted(lengths)))
 
 
 def test_single_length_traffic_is_plain_fifo():
@@ -93,7 +142,7 @@ def test_a_full_run_does_not_wait_for_the_window():
     assert _lengths(former.take(now=0.0)) == [12, 13, 14, 15]
 
 
-def test_a_full_bucket_may_overtake_a_young_text_but_not_an_old_one():
+def test_a_full_run_may_overtake_a_young_text_but_not_an_old_one():
     former = BatchFormer(max_rows=2, max_cells=4096, max_wait_s=0.005)
     _add(former, [200], now=0.0)
     _add(former, [10, 11, 12, 13], now=0.001)
@@ -102,6 +151,16 @@ def test_a_full_bucket_may_overtake_a_young_text_but_not_an_old_one():
     # ... once its window is over, the passage goes next although a full run of queries waits.
     assert _lengths(former.take(now=0.005)) == [200]
     assert _lengths(former.take(now=0.005)) == [12, 13]
+
+
+def test_only_a_tightly_packed_full_run_overtakes_within_the_window():
+    former = BatchFormer(max_rows=2, max_cells=4096, max_wait_s=10.0)
+    _add(former, [10, 100], now=0.0)
+    # Two rows fill a run, but padding the query to the passage would cost 200 cells for 110 tokens.
+    assert MAX_EARLY_PADDING * 110 < 200
+    assert not former.ready(now=1.0)
+    _add(former, [12], now=1.0)
+    assert _lengths(former.take(now=1.0)) == [10, 12]
 
 
 def test_no_starvation_a_long_text_behind_endless_short_ones():
@@ -196,6 +255,19 @@ def test_choose_cells_takes_the_smallest_run_near_the_cheapest():
         choose_cells({32: 1.0}, tolerance=0.5)
 
 
+def test_overhead_is_the_intercept_of_the_run_cost_line():
+    # Run cost 2 ms + 10 us per cell: the fixed cost is worth 200 cells.
+    rates = {cells: (0.002 + cells * 1e-5) / cells for cells in (32, 64, 128, 256)}
+    assert overhead_cells(rates) == pytest.approx(200)
+    # The development VM's AVX2 core (microseconds per cell, as the worker logs them).
+    measured = {32: 347.78, 64: 307.27, 128: 291.38, 256: 277.02, 512: 266.19, 1024: 270.01}
+    assert overhead_cells(measured) == pytest.approx(10.7, abs=0.1)
+    # Noise that makes the smallest run look cheapest per cell means no measurable overhead.
+    assert overhead_cells({32: 1.0, 64: 2.0}) == 0.0
+    with pytest.raises(ValueError, match="no measurements"):
+        overhead_cells({})
+
+
 def test_calibrate_finds_the_cache_cliff_of_a_fake_cpu():
     """A fake model: a fixed cost per run, then a per-cell cost that doubles beyond 256 cells."""
     clock = [0.0]
@@ -208,3 +280,4 @@ def test_calibrate_finds_the_cache_cliff_of_a_fake_cpu():
     result = calibrate(embed_ids, clock=lambda: clock[0])
     assert sorted(result.seconds_per_cell) == [32, 64, 128, 256, 512, 1024]
     assert result.max_cells == 256
+    assert result.overhead_cells == pytest.approx(200)

@@ -190,10 +190,11 @@ class WorkerApp:
         # time is the model's cost even if requests already keep the event loop busy meanwhile.
         clock = time.thread_time if self.settings.inference_threads == 1 else time.perf_counter
         result = await self.running_batcher.run_exclusive(calibrate, self.loaded_embedder.embed_ids, clock)
-        self.running_batcher.set_limits(DEFAULT_MAX_BATCH_SIZE, result.max_cells)
+        self.running_batcher.set_limits(DEFAULT_MAX_BATCH_SIZE, result.max_cells, result.overhead_cells)
         logs.event(
             "batch_calibrated",
             max_cells=result.max_cells,
+            overhead_cells=round(result.overhead_cells, 1),
             max_batch_size=DEFAULT_MAX_BATCH_SIZE,
             microseconds_per_cell={str(cells): round(cost * 1e6, 2) for cells, cost in result.seconds_per_cell.items()},
             seconds=round(time.monotonic() - started, 3),

@@ -8,7 +8,9 @@ sweet spot lies depends on the CPU — on an AVX-512 VNNI machine batch 4 beat b
 chosen on one machine is wrong on another. `calibrate` times the model on synthetic 32-token
 texts at 1, 2, ... 32 rows (32 to 1024 cells, best of two runs each, about 4000 cells in all:
 under a second on one AVX2 core) and `choose_cells` picks the smallest run whose cost per cell is within 5 % of the
-cheapest: the same throughput at the lowest latency. The worker does this on the inference thread
+cheapest: the same throughput at the lowest latency. The same numbers give the batcher's cost
+model its fixed cost per run (`overhead_cells`, in cells: the intercept of the run cost's line;
+11 on the development VM's AVX2 core, about one short text). The worker does this on the inference thread
 right after it reports healthy, so cold start does not pay for it (with one inference thread it
 times the thread's CPU time, which requests arriving meanwhile cannot inflate); until it finishes (and always
 when MAX_BATCH_SIZE is set) runs are capped at the configured rows and 2048 cells. Security
@@ -34,10 +36,11 @@ _CLS, _SEP, _FIRST_WORD = 101, 102, 1000
 
 @dataclass(frozen=True)
 class Calibration:
-    """Measured seconds per cell by run size (cells), and the run size chosen from them."""
+    """Measured seconds per cell by run size (cells), and the run size and fixed run cost chosen from them."""
 
     seconds_per_cell: Mapping[int, float]
     max_cells: int
+    overhead_cells: float
 
 
 def choose_cells(seconds_per_cell: Mapping[int, float], tolerance: float = TOLERANCE) -> int:
@@ -48,6 +51,26 @@ def choose_cells(seconds_per_cell: Mapping[int, float], tolerance: float = TOLER
         raise ValueError(f"tolerance={tolerance} must be >= 1")
     cheapest = min(seconds_per_cell.values())
     return min(cells for cells, cost in seconds_per_cell.items() if cost <= cheapest * tolerance)
+
+
+def overhead_cells(seconds_per_cell: Mapping[int, float]) -> float:
+    """A run's fixed cost in cells, from the line through the smallest run and the cheapest per cell.
+
+    With run cost = overhead x rate + cells x rate, the cost of the smallest run (c0 cells) and of
+    the run cheapest per cell (c1) fix the line; its intercept over its slope is the overhead.
+    Never negative (noise can make the smallest run look cheapest).
+    """
+    if not seconds_per_cell:
+        raise ValueError("no measurements to derive a run overhead from")
+    smallest = min(seconds_per_cell)
+    cheapest = min(seconds_per_cell, key=lambda cells: seconds_per_cell[cells])
+    if cheapest <= smallest:
+        return 0.0
+    small_cost, cheap_cost = smallest * seconds_per_cell[smallest], cheapest * seconds_per_cell[cheapest]
+    rate = (cheap_cost - small_cost) / (cheapest - smallest)
+    if rate <= 0:
+        return 0.0
+    return max(0.0, (small_cost - rate * smallest) / rate)
 
 
 def synthetic_batch(rows: int, width: int = CALIBRATION_WIDTH) -> list[list[int]]:
@@ -72,4 +95,4 @@ def calibrate(
             embed_ids(batch)
             best = min(best, clock() - started)
         seconds_per_cell[count * CALIBRATION_WIDTH] = best / (count * CALIBRATION_WIDTH)
-    return Calibration(seconds_per_cell, choose_cells(seconds_per_cell))
+    return Calibration(seconds_per_cell, choose_cells(seconds_per_cell), overhead_cells(seconds_per_cell))

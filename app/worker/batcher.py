@@ -2,16 +2,23 @@
 
 One ONNX run over several texts costs less than one run per text, so texts that arrive together
 are embedded together — but a run costs what its padded shape costs (rows x the longest text),
-so a 200-token passage batched with 10-token queries makes each query cost 200 tokens. Texts
-therefore wait in length buckets (`BUCKET_EDGES`: at most 1.5x padding above 32 tokens, and
-never more than 16 tokens of padding for short texts), each in arrival order. A run is the
-oldest texts of one bucket, up to `max_batch_size` rows and `max_cells` rows x width. Which
-bucket: once the oldest waiting text has waited `max_batch_wait_ms`, its bucket, always — so no
-text starves: it runs at the latest when the texts that arrived before it have run. Before that,
-only a bucket that already fills a whole run may go first; otherwise the batcher waits, at most
+so a 200-token passage batched with 10-token queries makes each query cost 200 tokens, and even
+queries of 7 to 16 tokens padded to 16 waste a third of the run. The batcher therefore keeps the
+waiting texts sorted by length and makes each run a stretch of neighbours in that order, chosen
+with a cost model of a run: `rows x width + overhead_cells`, where the overhead is the fixed cost
+of dispatching the graph once, in cells (measured at start by worker/batch_size.py: about one
+short text on an AVX2 core). The queue is cut into the runs that cost least in total, so a run
+holds texts of nearly one length unless merging two lengths saves more overhead than it pads;
+runs are capped at `max_batch_size` rows and `max_cells` rows x width.
+
+Which run: once the oldest waiting text has waited `max_batch_wait_ms`, the next run is the one
+of that cut that holds it, always — so no text starves: it runs at the
+latest when the texts that arrived before it have run (under load that is every run, and runs
+form around the oldest text). Before that, only a run that is already full (its row or cell cap
+reached, padded at most `MAX_EARLY_PADDING`) may go first; otherwise the batcher waits, at most
 until that deadline, for more texts (the wait window only matters when the worker is nearly
-idle: under load the queue fills runs by itself). Under single-length traffic every text is in
-one bucket and this is exactly FIFO batching. Results go back to each request in input order.
+idle: under load the queue fills runs by itself). Under single-length traffic this is exactly
+FIFO batching. Results go back to each request in input order.
 
 The model runs on a dedicated thread so the event loop keeps accepting and answering requests;
 while one batch runs the next fills up, so under load batches grow by themselves. The queue is
@@ -38,13 +45,17 @@ from worker.background import cancel_and_wait
 # batch * length^2 (measured on one core: peak RSS 200 MB at 33 x 122 tokens, 170 MB at 16).
 MAX_BATCH_CELLS = 2048
 
-# Upper edges (tokens, inclusive) of the length buckets; the last is the model's window.
-BUCKET_EDGES = (16, 32, 48, 64, 96, 128, 192, 256)
+# A run's fixed cost in cells until the start-up calibration has measured this CPU's (and always
+# when MAX_BATCH_SIZE is set): the development VM's AVX2 core measures 10, and a CPU with faster
+# int8 arithmetic (VNNI) has a larger one in cells, as its per-cell cost is lower.
+DEFAULT_RUN_OVERHEAD_CELLS = 16
 
+# A full run may overtake the oldest text within its wait window only if its cells are at most
+# this many times its real tokens (a run of 10- to 15-token texts, not queries padded to a passage).
+MAX_EARLY_PADDING = 1.5
 
-def bucket_of(length: int) -> int:
-    """Index of the length bucket of a text with `length` tokens (longer texts share the last)."""
-    return min(bisect.bisect_left(BUCKET_EDGES, length), len(BUCKET_EDGES) - 1)
+# How many runs' worth of texts on each side of the oldest one the cut of the queue looks at.
+_CUT_REACH = 2
 
 
 @dataclass
@@ -62,7 +73,8 @@ class _Text:
     request: _Request
     row: int
     arrived: float
-    seq: int  # arrival order across all buckets
+    seq: int  # arrival order
+    taken: bool = False
 
 
 class BatchFormer:
@@ -71,68 +83,122 @@ class BatchFormer:
     Callers pass `now` (any monotonic clock in seconds), which keeps every decision testable.
     """
 
-    def __init__(self, max_rows: int, max_cells: int, max_wait_s: float):
-        if max_rows < 1 or max_cells < 1 or max_wait_s < 0:
+    def __init__(
+        self, max_rows: int, max_cells: int, max_wait_s: float, overhead_cells: float = DEFAULT_RUN_OVERHEAD_CELLS
+    ):
+        if max_rows < 1 or max_cells < 1 or max_wait_s < 0 or overhead_cells < 0:
             raise ValueError(
-                f"max_rows={max_rows} and max_cells={max_cells} must be >= 1, max_wait_s={max_wait_s} >= 0"
+                f"max_rows={max_rows} and max_cells={max_cells} must be >= 1, max_wait_s={max_wait_s} "
+                f"and overhead_cells={overhead_cells} >= 0"
             )
         self.max_rows = max_rows
         self.max_cells = max_cells
         self.max_wait_s = max_wait_s
-        self._buckets: list[deque[_Text]] = [deque() for _ in BUCKET_EDGES]
-        self._count = 0
+        self.overhead_cells = overhead_cells
+        # Waiting texts by (length, arrival); `_keys` mirrors `_sorted` for bisect.
+        self._sorted: list[_Text] = []
+        self._keys: list[tuple[int, int]] = []
+        self._arrivals: deque[_Text] = deque()  # arrival order; taken texts are skipped lazily
         self._seq = 0
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._sorted)
 
     def add(self, ids: Sequence[int], request: _Request, row: int, now: float) -> None:
-        self._buckets[bucket_of(len(ids))].append(_Text(ids, request, row, now, self._seq))
+        text = _Text(ids, request, row, now, self._seq)
+        # Keys are unique and seq grows, so a new text goes after every waiting text of its length.
+        index = bisect.bisect_right(self._keys, (len(ids), self._seq))
+        self._keys.insert(index, (len(ids), self._seq))
+        self._sorted.insert(index, text)
+        self._arrivals.append(text)
         self._seq += 1
-        self._count += 1
 
-    def _heads(self) -> list[deque[_Text]]:
-        """Non-empty buckets, the one holding the oldest text first."""
-        return sorted((bucket for bucket in self._buckets if bucket), key=lambda bucket: bucket[0].seq)
-
-    def _plan(self, bucket: deque[_Text]) -> tuple[int, bool]:
-        """How many of the bucket's oldest texts one run takes (at least one), and whether that run is full."""
-        rows, width = 0, 0
-        for text in bucket:
-            next_width = max(width, len(text.ids))
-            if rows and (rows + 1 > self.max_rows or next_width * (rows + 1) > self.max_cells):
-                return rows, True
-            rows, width = rows + 1, next_width
-        return rows, rows >= self.max_rows or (rows + 1) * width > self.max_cells
+    def _oldest(self) -> _Text | None:
+        while self._arrivals and self._arrivals[0].taken:
+            self._arrivals.popleft()
+        return self._arrivals[0] if self._arrivals else None
 
     def deadline(self) -> float:
         """When the oldest waiting text must run at the latest (its arrival + the wait window)."""
-        heads = self._heads()
-        if not heads:
+        oldest = self._oldest()
+        if oldest is None:
             raise LookupError("no text is waiting")
-        return heads[0][0].arrived + self.max_wait_s
+        return oldest.arrived + self.max_wait_s
 
-    def _next_bucket(self, now: float) -> deque[_Text] | None:
-        heads = self._heads()
-        if not heads:
+    def _rows_cap(self, width: int) -> int:
+        return max(1, min(self.max_rows, self.max_cells // width))
+
+    def _run_with(self, anchor: int) -> tuple[int, int]:
+        """[start, end) in length order of the run holding text `anchor` in the cheapest cut of the queue.
+
+        The texts around the anchor (sorted by length) are cut into consecutive runs so that
+        the total cost, sum of rows x width + overhead_cells, is least: a dynamic program over
+        where each run ends, leftmost-longest on ties so that equal lengths stay FIFO. Only
+        `_CUT_REACH` runs' worth on each side take part: farther texts do not move the anchor's
+        cut, and the work stays a few thousand steps however long the queue.
+        """
+        keys, overhead = self._keys, self.overhead_cells
+        reach = _CUT_REACH * self.max_rows
+        low, high = max(0, anchor - reach), min(len(keys), anchor + reach + 1)
+        # cost[i]: least cost of keys[i:high] cut into runs; end[i]: where the first of them ends.
+        cost = [0.0] * (high - low + 1)
+        end = [high] * (high - low + 1)
+        for i in range(high - 1, low - 1, -1):
+            best, best_end = float("inf"), i + 1
+            for j in range(i + 1, high + 1):
+                width = keys[j - 1][0]
+                if j - i > self._rows_cap(width):
+                    break  # wider runs hold fewer rows: no later end fits either
+                total = (j - i) * width + overhead + cost[j - low]
+                if total <= best:
+                    best, best_end = total, j
+            cost[i - low], end[i - low] = best, best_end
+        start = low
+        while end[start - low] <= anchor:
+            start = end[start - low]
+        return start, end[start - low]
+
+    def _first_full(self) -> tuple[int, int] | None:
+        """[start, end) of the shortest texts that already fill a run padded at most MAX_EARLY_PADDING."""
+        keys = self._keys
+        tokens = 0  # of keys[start:end]
+        start = 0
+        for end in range(len(keys)):
+            tokens += keys[end][0]
+            width = keys[end][0]
+            cap = self._rows_cap(width)
+            while end - start + 1 > cap:
+                tokens -= keys[start][0]
+                start += 1
+            if end - start + 1 == cap and cap * width <= MAX_EARLY_PADDING * tokens:
+                return start, end + 1
+        return None
+
+    def _next_run(self, now: float) -> tuple[int, int] | None:
+        oldest = self._oldest()
+        if oldest is None:
             return None
-        if now >= heads[0][0].arrived + self.max_wait_s:
-            return heads[0]
-        # Within the oldest text's window, a bucket that already fills a run need not wait for it.
-        return next((bucket for bucket in heads if self._plan(bucket)[1]), None)
+        if now >= oldest.arrived + self.max_wait_s:
+            return self._run_with(bisect.bisect_left(self._keys, (len(oldest.ids), oldest.seq)))
+        # Within the oldest text's window, a run that is already full need not wait for it.
+        return self._first_full()
 
     def ready(self, now: float) -> bool:
-        """True when a run should start now: some bucket fills a run, or the oldest text's wait is over."""
-        return self._next_bucket(now) is not None
+        """True when a run should start now: a full run waits, or the oldest text's wait is over."""
+        return self._next_run(now) is not None
 
     def take(self, now: float) -> list[_Text]:
         """The next run (empty if none is ready): its texts in arrival order."""
-        bucket = self._next_bucket(now)
-        if bucket is None:
+        window = self._next_run(now)
+        if window is None:
             return []
-        batch = [bucket.popleft() for _ in range(self._plan(bucket)[0])]
-        self._count -= len(batch)
-        return batch
+        start, end = window
+        batch = self._sorted[start:end]
+        del self._sorted[start:end]
+        del self._keys[start:end]
+        for text in batch:
+            text.taken = True
+        return sorted(batch, key=lambda text: text.seq)
 
 
 @dataclass
@@ -188,12 +254,21 @@ class Batcher:
     def max_cells(self) -> int:
         return self._former.max_cells
 
-    def set_limits(self, max_batch_size: int, max_cells: int) -> None:
-        """Change the run caps (from a calibration); applies from the next run on."""
-        if max_batch_size < 1 or max_cells < 1:
-            raise ValueError(f"max_batch_size={max_batch_size} and max_cells={max_cells} must be >= 1")
+    @property
+    def overhead_cells(self) -> float:
+        return self._former.overhead_cells
+
+    def set_limits(self, max_batch_size: int, max_cells: int, overhead_cells: float | None = None) -> None:
+        """Change the run caps and cost model (from a calibration); applies from the next run on."""
+        if max_batch_size < 1 or max_cells < 1 or (overhead_cells is not None and overhead_cells < 0):
+            raise ValueError(
+                f"max_batch_size={max_batch_size} and max_cells={max_cells} must be >= 1, "
+                f"overhead_cells={overhead_cells} >= 0"
+            )
         self._former.max_rows = max_batch_size
         self._former.max_cells = min(max_cells, MAX_BATCH_CELLS)
+        if overhead_cells is not None:
+            self._former.overhead_cells = overhead_cells
 
     async def run_exclusive(self, function: Callable, *args):
         """Run `function(*args)` on the inference thread, between batches, never during one."""
