@@ -2,10 +2,10 @@
 
 `model_dir` (session): $MODEL_DIR if set (CI builds once and exports it), else `<repo>/build/model`,
 rebuilt with `python -m worker.build_model` only when missing or when a build input changed (the
-cache key hashes build_model.py, the golden data and requirements-build.txt). `start_worker` runs
-`python -m worker` from app/ as a subprocess on a free port — the same command the image's CMD
-runs — and stops it at teardown; `shared_worker` is one such worker per module for tests that do
-not change its state. app/ and this directory go on sys.path so that `worker` and
+cache key hashes build_model.py, the calibration set, the golden data and requirements-build.txt).
+`start_worker` runs `python -m worker` from app/ as a subprocess on a free port — the same command
+the image's CMD runs — and stops it at teardown; `shared_worker` is one such worker per module for
+tests that do not change its state. app/ and this directory go on sys.path so that `worker` and
 `worker_harness` import whether pytest runs from app/ or from the repository root.
 """
 
@@ -30,7 +30,7 @@ for _path in (str(APP_DIR), str(TESTS_DIR)):
 
 from worker_harness import Worker, spawn, wait_healthy  # noqa: E402
 
-BUILD_INPUTS = ["worker/build_model.py", "requirements-build.txt"]
+BUILD_INPUTS = ["worker/build_model.py", "worker/calibration.jsonl", "requirements-build.txt"]
 
 
 def build_key() -> str:
