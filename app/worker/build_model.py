@@ -303,6 +303,15 @@ def static_quantizer(lo: float, hi: float) -> tuple[float, int]:
     return scale, round(-lo / scale)
 
 
+def _consumers(graph) -> dict[str, list]:
+    """Every node of `graph` that reads each tensor, by tensor name."""
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def static_activations(model: Any, ranges: dict[str, tuple[float, float]]) -> None:
     """Replace every DynamicQuantizeLinear but the FFN up-projection inputs with a static quantizer.
 
@@ -329,10 +338,7 @@ def static_activations(model: Any, ranges: dict[str, tuple[float, float]]) -> No
 
     graph = model.graph
     weights = {initializer.name: initializer for initializer in graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     nodes, constants, per_token = [], [], 0
     for node in graph.node:
         if node.op_type != "DynamicQuantizeLinear":
@@ -426,10 +432,7 @@ def per_token_activations(model: Any) -> None:
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     nodes = []
     token_scale_of: dict[str, str] = {}  # output of a weight-scale Mul -> the token scale it needs
     for node in graph.node:
@@ -503,10 +506,7 @@ def fuse_integer_matmuls(model: Any) -> None:
     graph = model.graph
     scalars = {initializer.name for initializer in graph.initializer if not initializer.dims}
     producer = {output: node for node in graph.node for output in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     replaced: dict[int, object | None] = {}  # id(node) -> its replacement (None: dropped)
     for node in graph.node:
         if node.op_type != "MatMulInteger":
