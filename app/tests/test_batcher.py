@@ -233,6 +233,22 @@ def test_batcher_limits_can_be_changed_while_running():
     assert asyncio.run(scenario()) == [[10] * 4] * 3
 
 
+@pytest.mark.parametrize(("overhead", "runs"), [(0.0, [[7, 7], [8, 8]]), (100.0, [[7, 8, 7, 8]])])
+def test_the_calibrated_run_overhead_reaches_the_cut(overhead, runs):
+    async def scenario():
+        calls = []
+        batcher = Batcher(_fake_embed(calls), 4, max_batch_size=32, max_batch_wait_ms=0, max_queued_inputs=100)
+        batcher.set_limits(max_batch_size=32, max_cells=2048, overhead_cells=overhead)
+        batcher.start()
+        await batcher.submit([[7] * 7, [8] * 8, [7] * 7, [8] * 8])
+        with pytest.raises(ValueError, match="overhead_cells=-1"):
+            batcher.set_limits(max_batch_size=32, max_cells=2048, overhead_cells=-1)
+        await batcher.stop()
+        return calls
+
+    assert sorted(asyncio.run(scenario())) == runs
+
+
 def test_run_exclusive_uses_the_inference_thread():
     async def scenario():
         batcher = Batcher(_fake_embed([]), 4, max_batch_size=4, max_batch_wait_ms=0, max_queued_inputs=10)

@@ -246,18 +246,6 @@ class Batcher:
         """Texts accepted and not yet answered (queued or in the running batch)."""
         return self._outstanding
 
-    @property
-    def max_batch_size(self) -> int:
-        return self._former.max_rows
-
-    @property
-    def max_cells(self) -> int:
-        return self._former.max_cells
-
-    @property
-    def overhead_cells(self) -> float:
-        return self._former.overhead_cells
-
     def set_limits(self, max_batch_size: int, max_cells: int, overhead_cells: float | None = None) -> None:
         """Change the run caps and cost model (from a calibration); applies from the next run on."""
         if max_batch_size < 1 or max_cells < 1 or (overhead_cells is not None and overhead_cells < 0):
