@@ -84,8 +84,8 @@ def test_concurrent_requests_are_merged_into_batches(start_worker):
     assert all(status == 200 for status, _, _ in results)
     logged = worker.requests_logged()[-len(texts) :]
     assert max(line["batch"] for line in logged) > 1, logged
-    # Merging must not change a text's vector: activations are quantized with one scale per
-    # token, so the company a text keeps changes only float summation order.
+    # Merging must not change a text's vector: every activation quantizer works element by element
+    # (static ranges) or per token, so the company a text keeps changes only float summation order.
     for text, (_, _, body) in zip(texts, results, strict=True):
         if text in alone:
             assert float(alone[text] @ np.array(body["data"][0]["embedding"])) >= 0.99999
