@@ -120,6 +120,18 @@ def drill(cli: FakeCli, made: dict, **kwargs) -> Drill:
     )
 
 
+def stub_ecs_deployment(stub, status: str) -> None:
+    """ECS lists one deployment since the drill began, which ended in `status`."""
+    stub["ecs"].add_response(
+        "list_service_deployments", {"serviceDeployments": [{"serviceDeploymentArn": DEPLOYMENT}]}, None
+    )
+    stub["ecs"].add_response(
+        "describe_service_deployments",
+        {"serviceDeployments": [{"serviceDeploymentArn": DEPLOYMENT, "status": status}]},
+        None,
+    )
+
+
 def test_rolling_stack_rolled_back_by_ecs_passes_and_reports_the_recovery_time():
     made, stub = clients()
     stub["ecs"].add_response("describe_services", ecs_service(GOOD), DESCRIBE)
@@ -202,14 +214,7 @@ def test_a_deployment_that_was_not_rolled_back_fails_the_drill():
     made, stub = clients()
     stub["ecs"].add_response("describe_services", ecs_service(GOOD), DESCRIBE)
     stub["elbv2"].add_response("describe_target_health", HEALTHY, {"TargetGroupArn": TG})
-    stub["ecs"].add_response(
-        "list_service_deployments", {"serviceDeployments": [{"serviceDeploymentArn": DEPLOYMENT}]}, None
-    )
-    stub["ecs"].add_response(
-        "describe_service_deployments",
-        {"serviceDeployments": [{"serviceDeploymentArn": DEPLOYMENT, "status": "ROLLBACK_FAILED"}]},
-        None,
-    )
+    stub_ecs_deployment(stub, "ROLLBACK_FAILED")
     cli = FakeCli("ECS", [(255, "error"), (0, "")])
     with pytest.raises(DrillFailed, match="ended ROLLBACK_FAILED, not ROLLBACK_SUCCESSFUL"):
         drill(cli, made).rollback()
@@ -220,14 +225,7 @@ def test_a_service_stuck_on_the_faulty_revision_fails_the_drill():
     made, stub = clients()
     stub["ecs"].add_response("describe_services", ecs_service(GOOD), DESCRIBE)
     stub["elbv2"].add_response("describe_target_health", HEALTHY, {"TargetGroupArn": TG})
-    stub["ecs"].add_response(
-        "list_service_deployments", {"serviceDeployments": [{"serviceDeploymentArn": DEPLOYMENT}]}, None
-    )
-    stub["ecs"].add_response(
-        "describe_service_deployments",
-        {"serviceDeployments": [{"serviceDeploymentArn": DEPLOYMENT, "status": "ROLLBACK_SUCCESSFUL"}]},
-        None,
-    )
+    stub_ecs_deployment(stub, "ROLLBACK_SUCCESSFUL")
     # 60 s of patience at one look every 15 s: five looks, all on the faulty revision.
     for _ in range(5):
         stub["ecs"].add_response("describe_services", ecs_service(BAD, settled=False), DESCRIBE)
