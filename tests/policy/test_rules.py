@@ -69,19 +69,25 @@ def test_rule_names_are_unique_and_every_rule_is_mandatory() -> None:
 
 
 def _mutated(
-    resources: list[Resource], typ: str, change: Callable[[dict[str, Any]], None], index: int = 0
+    resources: list[Resource], typ: str, change: Callable[[dict[str, Any]], None], urn: str | None = None
 ) -> list[Resource]:
-    """The stack with the `index`-th resource of `typ` changed (props deep-copied, so nothing else moves)."""
-    out, seen = [], 0
+    """The stack with one resource of `typ` changed (props deep-copied, so nothing else moves).
+
+    That resource is `urn`, or else the first of `typ` in URN order: not in list order, because
+    the engine registers resources concurrently and which listener (say) comes first differs
+    from run to run.
+    """
+    urns = sorted(r.urn for r in resources if r.type == typ)
+    assert urns, f"the stack has no {typ}"
+    target = urn or urns[0]
+    assert target in urns, f"{target} is not a {typ} of the stack"
+    out = []
     for r in resources:
-        if r.type == typ:
-            if seen == index:
-                props = copy.deepcopy(dict(r.props))
-                change(props)
-                r = Resource(type=r.type, urn=r.urn, props=props, property_dependencies=r.property_dependencies)
-            seen += 1
+        if r.urn == target:
+            props = copy.deepcopy(dict(r.props))
+            change(props)
+            r = Resource(type=r.type, urn=r.urn, props=props, property_dependencies=r.property_dependencies)
         out.append(r)
-    assert seen > index, f"the stack has no {typ} #{index}"
     return out
 
 
@@ -169,21 +175,21 @@ def test_a_cidr_on_the_task_security_group_is_caught(stack: tuple[str, list[Reso
 
 def test_star_resources_are_caught_except_the_ones_aws_forces(stack: tuple[str, list[Resource]]) -> None:
     _, resources = stack
-    index = [r for r in resources if r.type == rules.ROLE_POLICY].index(
-        next(r for r in resources if _is_execution_policy(r))
-    )
+    execution_policy = next(r.urn for r in resources if _is_execution_policy(r))
 
     def widen(document: dict[str, Any]) -> None:
         document["Statement"][1]["Resource"] = "*"  # the image pull, which has an exact repository
 
-    widened = _mutated(resources, rules.ROLE_POLICY, _policy_json(widen), index)
+    widened = _mutated(resources, rules.ROLE_POLICY, _policy_json(widen), execution_policy)
     assert any("ecr:BatchGetImage" in m for m in _findings("no-star-resources", widened))
     assert any("ecr:BatchGetImage" in m for m in _findings("task-roles-exact", widened))
 
     def wildcard_action(document: dict[str, Any]) -> None:
         document["Statement"][0]["Action"] = "ecr:*"
 
-    assert _findings("no-star-resources", _mutated(resources, rules.ROLE_POLICY, _policy_json(wildcard_action), index))
+    assert _findings(
+        "no-star-resources", _mutated(resources, rules.ROLE_POLICY, _policy_json(wildcard_action), execution_policy)
+    )
 
 
 def test_a_managed_policy_on_the_execution_role_is_caught(stack: tuple[str, list[Resource]]) -> None:
@@ -231,7 +237,8 @@ def test_plain_http_redirect_only_passes_and_internal_balancers_are_not_the_inte
     assert "gantry-lb-http" in finding and "['forward']" in finding
     # ...unless it only redirects.
     redirect = _set("defaultActions", [{"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443"}}])
-    redirected = _mutated([*public, opened], rules.LISTENER, redirect)
+    http = next(r.urn for r in resources if r.type == rules.LISTENER and r.urn.endswith("::gantry-lb-http"))
+    redirected = _mutated([*public, opened], rules.LISTENER, redirect, http)
     assert _findings("no-plain-http-from-internet", redirected) == []
 
 
