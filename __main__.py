@@ -181,6 +181,7 @@ service = FargateService(
         environment=batch.api_environment,
         task_policies=batch.api_policies,
         pre_traffic=settings.deployment.pre_traffic,
+        provider_session=settings.provider_session,
     ),
 )
 
@@ -202,6 +203,8 @@ deployment = BlueGreenDeployment(
         eval_check=settings.sample_worker,
         secrets=secrets.refs,
         source=settings.source,
+        alarm_override=settings.alarm_override,
+        provider_session=settings.provider_session,
     ),
 )
 

@@ -5,9 +5,10 @@ one-off task from the task definition ARN they are given (the new revision) and 
 raises, which the dynamic provider host turns into a failed `up` (and the engine keeps the previous
 state, so the next `up` runs it again). The ECS service depends on this resource, so the rolling update
 starts only after the command succeeded. Diff: a new task definition revision or command runs it again;
-delete does nothing (a finished task leaves nothing behind). Progress goes to `pulumi.log.info`, which
-the person running `pulumi up` sees. Security stance: runs with the deploying credentials, needing only
-`components.pre_traffic.one_off_task_policy`.
+delete does nothing (a finished task leaves nothing behind). Progress lines go to the provider
+process's stdout, which the CLI shows as they come (components.provider_runtime.progress). Security
+stance: runs as the stack's pulumi-aws principal (its aws:profile and assumed role, passed as plain
+inputs, components.provider_runtime.session_for), needing only `components.pre_traffic.one_off_task_policy`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import pulumi
 import pulumi.dynamic
 
 from components.pre_traffic import OneOffTask, OneOffTaskRunner
+from components.provider_runtime import progress, session_for
+from components.settings.invocation import SESSION_KEYS, ProviderSession
 
 INPUT_KEYS = (
     "region",
@@ -60,12 +63,11 @@ def run_needed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
 
 class PreTrafficTaskProvider(pulumi.dynamic.ResourceProvider):
     def _run(self, props: Mapping[str, Any]) -> dict[str, Any]:
-        import boto3  # Only the deploying machine needs boto3.
-
         task = task_from_props(props)
-        ecs = boto3.session.Session(region_name=task.region).client("ecs")
-        result = OneOffTaskRunner(ecs, log=pulumi.log.info).run(task)
-        return {**{key: props[key] for key in INPUT_KEYS}, **result}
+        ecs = session_for(task.region, ProviderSession.from_props(props)).client("ecs")
+        result = OneOffTaskRunner(ecs, log=progress).run(task)
+        # The session keys are optional (None when the stack sets no profile or role).
+        return {**{key: props.get(key) for key in (*INPUT_KEYS, *SESSION_KEYS)}, **result}
 
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
         outs = self._run(props)
@@ -94,6 +96,9 @@ class PreTrafficTaskArgs:
     log_group: pulumi.Input[str]
     log_stream_prefix: str
     timeout_seconds: int
+    session: ProviderSession = ProviderSession()
+    """The stack's aws:profile and assumed role; default none (boto3's default chain). A change alone runs
+    nothing again (run_needed reads INPUT_KEYS only)."""
 
 
 class PreTrafficTask(pulumi.dynamic.Resource):
@@ -103,5 +108,6 @@ class PreTrafficTask(pulumi.dynamic.Resource):
     exit_code: pulumi.Output[int]
 
     def __init__(self, name: str, args: PreTrafficTaskArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {key: getattr(args, key) for key in INPUT_KEYS}
+        props: dict[str, Any] = {key: getattr(args, key) for key in INPUT_KEYS}
+        props.update(args.session.inputs())
         super().__init__(PreTrafficTaskProvider(), name, {**props, "task_arn": None, "exit_code": None}, opts)

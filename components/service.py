@@ -40,6 +40,7 @@ from components.settings import (
     TracingSettings,
 )
 from components.settings.deployment import PreTrafficSettings
+from components.settings.invocation import ProviderSession
 from components.settings.promotion import SourceRevision
 from components.tracing import app_environment, collector_container
 
@@ -224,6 +225,9 @@ class FargateServiceArgs:
     pre_traffic: PreTrafficSettings | None = None
     """A one-off task of each new revision that must exit 0 before the rolling update starts (ECS controller
     only; with CODE_DEPLOY the blue/green hook runs it); default none."""
+    provider_session: ProviderSession = ProviderSession()
+    """Who the pre-traffic task's dynamic provider acts as: the stack's aws:profile and assumed role;
+    default none (boto3's default chain)."""
 
 
 class FargateService(pulumi.ComponentResource):
@@ -329,6 +333,7 @@ class FargateService(pulumi.ComponentResource):
                     log_group=self.log_group.name,
                     log_stream_prefix=LOG_STREAM_PREFIX,
                     timeout_seconds=args.pre_traffic.timeout_seconds,
+                    session=args.provider_session,
                 ),
                 # It starts tasks: they need the endpoints (or NAT) and capacity providers the service needs.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(start_after)),

@@ -24,6 +24,7 @@ from pulumi.runtime import config as runtime_config
 
 from components.env import lookup_aws_facts
 from components.settings import NAMESPACE, ConfigError, Settings, load_settings
+from components.settings.invocation import alarm_override, provider_session
 from components.settings.migration import PreviousCutover
 from components.settings.promotion import (
     DIGEST_OUTPUT,
@@ -82,7 +83,25 @@ def settings_from_stack_config() -> Settings:
         )
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
-    return dataclasses.replace(settings, provider_tags=dict(default_tags.get("tags") or {}), source=source)
+    override, problems = alarm_override(os.environ, blue_green=settings.deployment.blue_green)
+    # The dynamic providers run only for CodeDeploy or a pre-traffic task; only then must their session match.
+    needed = settings.deployment.blue_green or settings.deployment.pre_traffic is not None
+    session, session_problems = provider_session(raw_aws_config(), needed=needed)
+    if problems or session_problems:
+        raise pulumi.RunError(str(ConfigError([*problems, *session_problems])))
+    return dataclasses.replace(
+        settings,
+        provider_tags=dict(default_tags.get("tags") or {}),
+        source=source,
+        alarm_override=override,
+        provider_session=session,
+    )
+
+
+def raw_aws_config() -> dict[str, Any]:
+    """Every `aws:*` key the CLI passed in (objects JSON-encoded), for the dynamic providers' session."""
+    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return {k: v for k, v in merged.items() if k.startswith("aws:")}
 
 
 def _git(args: Sequence[str]) -> str | None:

@@ -167,3 +167,33 @@ def revision(args: AppSpecArgs) -> dict[str, Any]:
         "revisionType": "AppSpecContent",
         "appSpecContent": {"content": content, "sha256": hashlib.sha256(content.encode()).hexdigest()},
     }
+
+
+def target_properties(content: str | None) -> dict[str, Any] | None:
+    """What an AppSpec asks of the replacement task set (task definition, container and port, network,
+    capacity, platform), with subnet and group order normalised (ECS treats them as sets); None when
+    `content` is missing or not an ECS AppSpec. Hooks are left out: they check a deployment, they are
+    not part of what runs."""
+    try:
+        document = json.loads(content) if content else None
+        properties = dict(document["Resources"][0]["TargetService"]["Properties"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    network = json.loads(json.dumps(properties.get("NetworkConfiguration", {})))
+    vpc = network.get("AwsvpcConfiguration", {})
+    for key in ("Subnets", "SecurityGroups"):
+        if isinstance(vpc.get(key), list):
+            vpc[key] = sorted(vpc[key])
+    properties["NetworkConfiguration"] = network
+    return properties
+
+
+def changed_properties(deployed: str | None, intended: str) -> list[str]:
+    """The AppSpec properties that differ between what was deployed and what is intended (every one of
+    them when nothing usable was recorded), in a stable order; [] means no deployment is needed."""
+    old, new = target_properties(deployed), target_properties(intended)
+    if new is None:
+        raise AppSpecError("the intended AppSpec is not an ECS AppSpec with one TargetService")
+    if old is None:
+        return sorted(new)
+    return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))

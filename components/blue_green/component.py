@@ -6,7 +6,15 @@ application and BLUE_GREEN deployment group with traffic control (the target-gro
 production and test listeners, auto-rollback on failure and on the rollback alarms, which watch both
 groups), the traffic shape as a predefined or custom deployment config, the AfterAllowTestTraffic hook
 Lambda that checks green through the test listener, and the `BlueGreenDeploy` resource that starts a
-deployment whenever the task definition changes and fails the `up` when it rolls back. With
+deployment whenever the task definition or the AppSpec's target (network, capacity, platform) changes
+and fails the `up` when it rolls back; its `deploymentId` and `consoleUrl` are this box's outputs. The
+deploy resource depends on the subnets and the task security group through the AppSpec, so on an AZ or
+subnet change the new subnets exist before it runs, and the old ones are deleted only after green has
+moved onto the new ones: "By default, to minimize downtime, Pulumi creates new instances of resources
+before deleting old ones" (https://www.pulumi.com/docs/iac/concepts/options/deletebeforereplace/), and
+the engine deletes replaced resources only once every resource has been registered (pulumi/pulumi
+pkg/resource/deploy deployment_executor.go: `GenerateDeletes` runs after the program's steps), while
+CodeDeploy ends a deployment only after blue's tasks, whose ENIs hold the old subnets, are gone. With
 `rolling` it creates nothing: ECS's own rolling deployment and the service's alarms apply.
 Security stance: the CodeDeploy role is an inline policy on this service, these listeners, this
 function and the two task roles (PassRole only to ECS tasks) instead of AWSCodeDeployRoleForECS; the
@@ -36,6 +44,7 @@ from components.roles import gantry_role
 from components.secrets import SecretRefs
 from components.service import CONTAINER_NAME, LOG_STREAM_PREFIX, FargateService
 from components.settings import ContainerSettings, DeploymentSettings, LogsSettings, ServiceSettings
+from components.settings.invocation import ProviderSession
 from components.settings.promotion import SourceRevision
 
 HOOK_EVENT = "AfterAllowTestTraffic"
@@ -96,6 +105,11 @@ class BlueGreenDeploymentArgs:
     `settings.evalTenant`); default none (no key sent)."""
     source: SourceRevision | None = None
     """The commit being deployed, named in each deployment's description; default none (not named)."""
+    alarm_override: str | None = None
+    """A hotfix's incident reason (GANTRY_HOTFIX_IGNORE_ALARMS, components.settings.invocation): this `up`'s
+    deployment ignores the rollback alarms and its description says why; default none."""
+    provider_session: ProviderSession = ProviderSession()
+    """Who the deploy resource acts as (the stack's aws:profile and assumed role); default none."""
 
 
 class BlueGreenDeployment(pulumi.ComponentResource):
@@ -249,10 +263,15 @@ class BlueGreenDeployment(pulumi.ComponentResource):
                 task_definition_arn=task_definition_arn,
                 appspec_content=content,
                 description=task_definition_arn.apply(
-                    lambda arn: deployment_description(env.stack, arn, args.source.description if args.source else None)
+                    lambda arn: deployment_description(
+                        env.stack, arn, args.source.description if args.source else None, args.alarm_override
+                    )
                 ),
                 alarm_names=list(args.rollback_alarm_names),
                 timeout_seconds=settings.deploy_timeout_minutes * 60,
+                other_timeout_seconds=settings.other_deploy_timeout_minutes * 60,
+                alarm_override=args.alarm_override,
+                session=args.provider_session,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.service.service, self.deployment_group]),
         )
@@ -261,6 +280,8 @@ class BlueGreenDeployment(pulumi.ComponentResource):
                 "applicationName": self.application.name,
                 "deploymentGroupName": self.deployment_group.deployment_group_name,
                 "hookFunctionName": self.hook.name,
+                "deploymentId": self.deploy.deployment_id,
+                "consoleUrl": self.deploy.console_url,
             }
         )
 

@@ -45,6 +45,7 @@ CODEDEPLOY_ONLY = (
     "traffic_interval_minutes",
     "blue_termination_wait_minutes",
     "deploy_timeout_minutes",
+    "other_deploy_timeout_minutes",
     "test_listener_port",
     "eval_min_top1",
     "eval_min_cosine",
@@ -113,6 +114,10 @@ class DeploymentSettings(Section):
     deploy_timeout_minutes: int = between(60, 1, 360, "the deploy resource allows 1 minute to 6 hours")
     """Default 60: `pulumi up` stops the deployment with rollback and fails after this long; it must
     exceed a successful deploy's duration (green start + hook + shift + blue wait)."""
+    other_deploy_timeout_minutes: int = between(60, 1, 360, "the deploy resource allows 1 minute to 6 hours")
+    """Default 60: how long `pulumi up` waits for a deployment it did not start (another `up`, a console
+    redeploy, one an interrupted `up` left) before failing without touching it; counted apart from
+    deployTimeoutMinutes, which starts when this run's own deployment does."""
     test_listener_port: int = between(9000, 1024, 65535, "ports below 1024 are the public listeners' range")
     """Default 9000: the ALB listener that reaches green before production does; only the hook's
     security group may connect to it, never the internet."""

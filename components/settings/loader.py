@@ -35,6 +35,7 @@ from components.settings.edge import (
     within_zone,
 )
 from components.settings.iam import IamSettings
+from components.settings.invocation import ProviderSession
 from components.settings.migration import (
     MigrationSettings,
     PreviousCutover,
@@ -227,6 +228,12 @@ class Settings:
     """The image a promoting stack (image.promoteFrom) deploys, checked to be in its repository."""
     source: SourceRevision | None = None
     """The commit being deployed (set by the program from GITHUB_SHA or git); None where no program runs."""
+    alarm_override: str | None = None
+    """A hotfix's reason for ignoring the rollback alarms (set by the program from GANTRY_HOTFIX_IGNORE_ALARMS,
+    components.settings.invocation); None: the alarms roll deployments back."""
+    provider_session: ProviderSession = ProviderSession()
+    """Who the dynamic providers act as (the stack's aws:profile and assumed role, set by the program);
+    default none (boto3's default chain)."""
 
     @property
     def load_balancer_domain(self) -> DomainSettings | None:

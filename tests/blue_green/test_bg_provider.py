@@ -43,6 +43,7 @@ PROPS = {
     "description": "gantry git 0a1b2c3 image sha256:feedface",
     "alarm_names": list(ALARMS),
     "timeout_seconds": 600,
+    "other_timeout_seconds": 600,
     "poll_seconds": 15,
 }
 GROUP = {"applicationName": "gantry-prod", "deploymentGroupName": "worker"}
@@ -191,9 +192,14 @@ def test_succeeded_deployment_is_recorded_and_its_progress_logged():
         )
         rig.poll("d-NEW", "Succeeded", events=[("AfterAllowTraffic", "Succeeded")], green=100)
         outcome = rig.deploy()
-    assert outcome.outputs() == {"deployed_task_definition_arn": NEW, "deployment_id": "d-NEW"}
+    assert outcome.outputs() == {
+        "deployed_task_definition_arn": NEW,
+        "deployed_appspec_content": CONTENT,
+        "deployment_id": "d-NEW",
+        "console_url": "https://eu-west-1.console.aws.amazon.com/codesuite/codedeploy/deployments/d-NEW?region=eu-west-1",
+    }
     text = "\n".join(rig.logs)
-    assert "d-NEW started: gantry-prod:41 -> gantry-prod:42" in text
+    assert "d-NEW started (gantry-prod:41 -> gantry-prod:42)" in text
     assert "codedeploy/deployments/d-NEW?region=eu-west-1" in text
     for line in (
         "AfterAllowTestTraffic Succeeded",
@@ -277,8 +283,8 @@ def test_already_on_that_revision_is_a_no_op():
         rig.no_active()
         rig.service_on(NEW)
         outcome = rig.deploy()
-    assert outcome.outputs() == {"deployed_task_definition_arn": NEW, "deployment_id": None}
-    assert rig.logs == ["worker already runs gantry-prod:42; no CodeDeploy deployment needed"]
+    assert outcome.outputs()["deployment_id"] is None and outcome.outputs()["console_url"] is None
+    assert rig.logs == ["worker already runs gantry-prod:42 as intended; no deployment needed"]
 
 
 def test_waits_for_a_deployment_in_progress_then_finds_it_deployed_the_revision():
@@ -334,7 +340,12 @@ def test_bad_inputs_are_refused(change, needle):
 
 
 def test_diff_asks_for_an_update_when_the_recorded_revision_is_not_the_intended_one():
-    recorded = {**PROPS, "deployed_task_definition_arn": NEW, "deployment_id": "d-NEW"}
+    recorded = {
+        **PROPS,
+        "deployed_task_definition_arn": NEW,
+        "deployed_appspec_content": CONTENT,
+        "deployment_id": "d-NEW",
+    }
     assert not deploy_needed(recorded, PROPS)
     assert deploy_needed({**recorded, "deployed_task_definition_arn": OLD}, PROPS)
     assert deploy_needed(recorded, {**PROPS, "timeout_seconds": 900})
@@ -349,7 +360,7 @@ def test_failed_update_raises_so_pulumi_keeps_the_old_outputs(monkeypatch):
     monkeypatch.setattr(
         provider,
         "_clients",
-        lambda region: {"ecs": rig.ecs, "codedeploy": rig.codedeploy, "cloudwatch": rig.cloudwatch},
+        lambda region, session: {"ecs": rig.ecs, "codedeploy": rig.codedeploy, "cloudwatch": rig.cloudwatch},
     )
     with rig:
         rig.alarms([])
@@ -369,7 +380,7 @@ def test_first_up_create_records_the_running_revision(monkeypatch):
     monkeypatch.setattr(
         provider,
         "_clients",
-        lambda region: {"ecs": rig.ecs, "codedeploy": rig.codedeploy, "cloudwatch": rig.cloudwatch},
+        lambda region, session: {"ecs": rig.ecs, "codedeploy": rig.codedeploy, "cloudwatch": rig.cloudwatch},
     )
     with rig:
         rig.no_active()
