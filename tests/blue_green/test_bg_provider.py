@@ -4,12 +4,14 @@ the AWS models) and against moto where moto implements the calls. Sleep and cloc
 
 from __future__ import annotations
 
+import io
+
 import botocore.session
 import pytest
 from botocore.stub import Stubber
 
 from components.blue_green import provider
-from components.blue_green.appspec import AppSpecArgs, appspec_content
+from components.blue_green.appspec import AppSpecArgs, CapacityProviderItem, appspec_content
 from components.blue_green.provider import (
     BlueGreenDeployer,
     BlueGreenDeployProvider,
@@ -18,6 +20,7 @@ from components.blue_green.provider import (
     DeployRequest,
     deploy_needed,
 )
+from components.provider_runtime import progress
 
 REGION, ACCOUNT = "eu-west-1", "210987654321"
 OLD = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/gantry-prod:41"
@@ -467,3 +470,230 @@ def test_moto_lists_a_created_deployment_as_active(moto_clients):
     )["deploymentId"]
     deployer = BlueGreenDeployer(**moto_clients, log=lambda line: None)
     assert deployer._active_deployments(DeployRequest.from_props(PROPS)) == [created]
+
+
+# --- the AppSpec's target decides, not only the task definition (issue 18) -----------------------
+
+
+def content_with(**changes) -> str:
+    args = {
+        "task_definition_arn": NEW,
+        "container_name": "worker",
+        "container_port": 8000,
+        "subnets": ("subnet-0a1",),
+        "security_groups": ("sg-0b2",),
+        **changes,
+    }
+    return appspec_content(AppSpecArgs(**args))
+
+
+RECORDED = {**PROPS, "deployed_task_definition_arn": NEW, "deployed_appspec_content": CONTENT, "deployment_id": "d-1"}
+
+
+def update_through_provider(monkeypatch, olds: dict, news: dict, *, created: str | None) -> dict:
+    """The provider's update against stubs: `created` is the AppSpec its CreateDeployment must carry
+    (None: the stubs allow no CreateDeployment at all)."""
+    rig = Rig()
+    monkeypatch.setattr(
+        provider,
+        "_clients",
+        lambda region, session: {"ecs": rig.ecs, "codedeploy": rig.codedeploy, "cloudwatch": rig.cloudwatch},
+    )
+    with rig:
+        rig.no_active()
+        rig.service_on(NEW)
+        if created is not None:
+            rig.cd(
+                "create_deployment",
+                {"deploymentId": "d-2"},
+                {
+                    **GROUP,
+                    "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": created}},
+                    "description": news["description"],
+                },
+            )
+            rig.poll("d-2", "Succeeded", first=True, green=100)
+        result = BlueGreenDeployProvider().update("gantry-prod/worker", olds, news)
+    assert result.outs is not None
+    return result.outs
+
+
+@pytest.mark.parametrize(
+    ("change", "property_name"),
+    [
+        ({"subnets": ("subnet-0c3", "subnet-0d4")}, "NetworkConfiguration"),  # an AZ change: new subnets
+        ({"security_groups": ("sg-0e5",)}, "NetworkConfiguration"),
+        (
+            {"capacity_provider_strategy": (CapacityProviderItem("FARGATE_SPOT", weight=1),)},
+            "CapacityProviderStrategy",
+        ),
+        ({"platform_version": "1.4.0"}, "PlatformVersion"),
+        ({"container_port": 8080}, "LoadBalancerInfo"),
+    ],
+)
+def test_an_appspec_change_on_the_same_task_definition_deploys_the_new_values(monkeypatch, change, property_name):
+    news = {**PROPS, "appspec_content": content_with(**change)}
+    assert BlueGreenDeployProvider().diff("gantry-prod/worker", RECORDED, news).changes is True
+    outs = update_through_provider(monkeypatch, RECORDED, news, created=news["appspec_content"])
+    assert outs["deployment_id"] == "d-2" and outs["deployed_appspec_content"] == news["appspec_content"]
+    assert outs["console_url"].endswith("/deployments/d-2?region=eu-west-1")
+    assert provider.changed_properties(CONTENT, news["appspec_content"]) == [property_name]
+
+
+def test_an_unchanged_appspec_starts_no_deployment_and_keeps_the_last_one(monkeypatch):
+    assert BlueGreenDeployProvider().diff("gantry-prod/worker", RECORDED, PROPS).changes is False
+    # Reordered subnets are the same set to ECS; a longer timeout changes the diff but not the target.
+    reordered = content_with(subnets=("subnet-0b2", "subnet-0a1"))
+    olds = {**RECORDED, "appspec_content": reordered, "deployed_appspec_content": reordered}
+    news = {**PROPS, "appspec_content": content_with(subnets=("subnet-0a1", "subnet-0b2")), "timeout_seconds": 900}
+    outs = update_through_provider(monkeypatch, {**olds, "console_url": "link-1"}, news, created=None)
+    assert (outs["deployment_id"], outs["console_url"]) == ("d-1", "link-1")
+
+
+def test_a_state_without_a_recorded_appspec_deploys_once(monkeypatch):
+    """A stack whose earlier release dropped a network change: its state cannot say what ECS runs."""
+    olds = {key: value for key, value in RECORDED.items() if key != "deployed_appspec_content"}
+    assert BlueGreenDeployProvider().diff("gantry-prod/worker", olds, PROPS).changes is True
+    assert update_through_provider(monkeypatch, olds, PROPS, created=CONTENT)["deployment_id"] == "d-2"
+
+
+def test_a_deployment_left_running_that_deployed_this_appspec_is_not_repeated():
+    with Rig() as rig:
+        rig.cd(
+            "list_deployments", {"deployments": ["d-OLD"]}, {**GROUP, "includeOnlyStatuses": provider.ACTIVE_STATUSES}
+        )
+        rig.poll(
+            "d-OLD",
+            "Succeeded",
+            first=True,
+            revision={"revisionType": "AppSpecContent", "appSpecContent": {"content": CONTENT}},
+        )
+        rig.service_on(NEW)
+        outcome = rig.deployer.deploy(DeployRequest.from_props(PROPS), content_with(subnets=("subnet-0f6",)))
+    assert outcome.deployment_id is None
+    assert rig.logs[-1] == "worker already runs gantry-prod:42 as intended (deployed by d-OLD); no deployment needed"
+
+
+# --- hotfix: one `up` that ignores the rollback alarms -----------------------------------------------
+
+REASON = "INC-42: fix for the 5xx alarm"
+
+
+def test_hotfix_creates_the_deployment_with_alarm_polling_off_and_says_so():
+    description = provider.deployment_description("prod", NEW, "git 0a1b2c3", REASON)
+    assert description.endswith("[rollback alarms overridden: INC-42: fix for the 5xx alarm]")
+    props = {**PROPS, "alarm_override": REASON, "description": description}
+    with Rig() as rig:
+        rig.no_active()
+        rig.service_on(OLD)
+        rig.cd(
+            "create_deployment",
+            {"deploymentId": "d-FIX"},
+            {
+                **GROUP,
+                "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": CONTENT}},
+                "description": description,
+                # CodeDeploy API, CreateDeployment: an override "that turns off alarm polling".
+                "overrideAlarmConfiguration": {"enabled": False},
+            },
+        )
+        rig.poll("d-FIX", "Succeeded", first=True)
+        rig.deployer.deploy(DeployRequest.from_props(props))
+    assert any("NOT watched" in line and REASON in line for line in rig.logs)
+    # A long description gives way to the reason, never the other way round.
+    assert provider.deployment_description("prod", NEW, "x" * 2000, REASON).endswith(provider.override_note(REASON))
+    assert len(provider.deployment_description("prod", NEW, "x" * 2000, REASON)) == provider.DESCRIPTION_LIMIT
+
+
+def test_an_override_the_description_does_not_record_is_refused():
+    with pytest.raises(DeployError, match="does not record alarm_override"):
+        DeployRequest.from_props({**PROPS, "alarm_override": REASON})
+
+
+def test_the_override_and_the_session_alone_start_no_update():
+    for change in ({"alarm_override": REASON}, {"aws_profile": "prod-admin"}):
+        assert BlueGreenDeployProvider().diff("gantry-prod/worker", RECORDED, {**PROPS, **change}).changes is False
+
+
+# --- separate deadlines: someone else's deployment, and one's own ---------------------------------
+
+
+def test_waiting_for_another_deployment_has_its_own_deadline():
+    with Rig() as rig:
+        rig.cd(
+            "list_deployments", {"deployments": ["d-OTHER"]}, {**GROUP, "includeOnlyStatuses": provider.ACTIVE_STATUSES}
+        )
+        rig.poll("d-OTHER", "InProgress", first=True)
+        for _ in range(20):  # 300 s / 15 s polls
+            rig.poll("d-OTHER", "InProgress")
+        with pytest.raises(DeploymentFailed, match="still in progress after 300 s"):
+            rig.deployer.deploy(DeployRequest.from_props({**PROPS, "other_timeout_seconds": 300}))
+    assert rig.time.now == 300
+
+
+def test_ones_own_deadline_starts_when_ones_own_deployment_does():
+    """500 s spent waiting for someone else leave the own deployment its whole 600 s."""
+    with Rig() as rig:
+        rig.cd(
+            "list_deployments", {"deployments": ["d-OTHER"]}, {**GROUP, "includeOnlyStatuses": provider.ACTIVE_STATUSES}
+        )
+        rig.poll("d-OTHER", "InProgress", first=True)
+        for _ in range(33):
+            rig.poll("d-OTHER", "InProgress")
+        rig.poll("d-OTHER", "Stopped")
+        rig.service_on(OLD)
+        rig.create()
+        rig.poll("d-NEW", "InProgress", first=True)
+        for _ in range(40):
+            rig.poll("d-NEW", "InProgress")
+        rig.cd("stop_deployment", {"status": "Pending"}, {"deploymentId": "d-NEW", "autoRollbackEnabled": True})
+        with pytest.raises(DeploymentFailed, match="timed out after 600 s"):
+            rig.deployer.deploy(DeployRequest.from_props(PROPS))
+    assert rig.time.now == 34 * 15 + 600
+
+
+@pytest.mark.parametrize("key", ["other_timeout_seconds", "timeout_seconds"])
+def test_deadlines_outside_the_allowed_range_are_refused(key):
+    with pytest.raises(DeployError, match=f"{key}=59 is invalid; allowed: 60 to 21600"):
+        DeployRequest.from_props({**PROPS, key: 59})
+
+
+# --- progress: lines while the deployment runs ------------------------------------------------------
+
+
+def test_progress_lines_come_at_each_transition_while_waiting():
+    with Rig() as rig:
+        seen_at_sleep: list[int] = []
+        sleep = rig.deployer.sleep
+        rig.deployer.sleep = lambda s: (seen_at_sleep.append(len(rig.logs)), sleep(s))  # type: ignore[func-returns-value]
+        rig.no_active()
+        rig.service_on(OLD)
+        rig.create()
+        rig.poll("d-NEW", "Created", first=True)
+        rig.poll("d-NEW", "InProgress", events=[("BeforeInstall", "Succeeded")], green=0)
+        rig.poll("d-NEW", "InProgress", events=[("BeforeInstall", "Succeeded")], green=0)  # nothing new
+        rig.poll("d-NEW", "InProgress", events=[("AfterAllowTestTraffic", "Succeeded")], green=10)
+        rig.poll("d-NEW", "Succeeded", green=100)
+        rig.deploy()
+    # Each poll that saw something new logged it before the next sleep; the quiet poll logged nothing.
+    assert seen_at_sleep == [2, 5, 5, 7]
+    assert rig.logs[1] == "d-NEW: Created" and rig.logs[2:5] == [
+        "d-NEW: InProgress",
+        "d-NEW: BeforeInstall Succeeded",
+        "d-NEW: 0 % of production traffic on green",
+    ]
+
+
+def test_the_default_sink_writes_each_line_to_stdout_and_flushes_it():
+    class Stream(io.StringIO):
+        flushed: list[str] = []
+
+        def flush(self) -> None:
+            self.flushed.append(self.getvalue())
+
+    stream = Stream()
+    progress("d-1: InProgress", stream)
+    progress("d-1: Succeeded", stream)
+    # Flushed line by line: a piped stdout would otherwise hold them until the deployment ends.
+    assert stream.flushed == ["d-1: InProgress\n", "d-1: InProgress\nd-1: Succeeded\n"]
+    assert BlueGreenDeployer(ecs=None, codedeploy=None, cloudwatch=None).log is progress
