@@ -117,10 +117,15 @@ class BlueGreenDeployment(pulumi.ComponentResource):
     deployment_group: aws.codedeploy.DeploymentGroup | None
     hook: aws.lambda_.Function | None
     deploy: BlueGreenDeploy | None
+    deployment_id: pulumi.Output[str | None] | None
+    """The last CodeDeploy deployment the deploy resource ran (None without blue/green)."""
+    console_url: pulumi.Output[str | None] | None
+    """Its CodeDeploy console page (None without blue/green)."""
 
     def __init__(self, name: str, args: BlueGreenDeploymentArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:deploy:BlueGreenDeployment", name, None, opts)
         self.application = self.deployment_group = self.hook = self.deploy = None
+        self.deployment_id = self.console_url = None
         if not args.settings.blue_green:
             self.register_outputs({})
             return
@@ -275,13 +280,14 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.service.service, self.deployment_group]),
         )
+        self.deployment_id, self.console_url = self.deploy.deployment_id, self.deploy.console_url
         self.register_outputs(
             {
                 "applicationName": self.application.name,
                 "deploymentGroupName": self.deployment_group.deployment_group_name,
                 "hookFunctionName": self.hook.name,
-                "deploymentId": self.deploy.deployment_id,
-                "consoleUrl": self.deploy.console_url,
+                "deploymentId": self.deployment_id,
+                "consoleUrl": self.console_url,
             }
         )
 
