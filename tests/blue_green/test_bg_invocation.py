@@ -10,6 +10,7 @@ import json
 import pulumi
 import pytest
 
+from components import pre_traffic_provider
 from components.provider_runtime import session_for
 from components.settings.invocation import (
     HOTFIX_VARIABLE,
@@ -134,3 +135,44 @@ def test_deploy_resource_waits_for_the_subnets_and_group_and_exports_its_deploym
     assert deploy.depends_on(graph.named("gantry-sg-task"))
     # The deployment id and console link are stack outputs (None under mocks: no deployment ran).
     assert {"deploymentId", "deploymentConsoleUrl"} <= set(graph.exports)
+
+
+# --- the pre-traffic task's provider uses the same session ----------------------------------------
+
+
+def dev_with_pre_traffic(**aws) -> tuple[dict, list[str]]:
+    config, secret_keys = with_test_secrets(stack_config("dev"))
+    config["gantry:deployment"] = {**(config.get("gantry:deployment") or {}), "preTraffic": {"command": ["migrate"]}}
+    config.update(aws)
+    return config, secret_keys
+
+
+def test_pre_traffic_task_gets_the_stack_session_and_builds_its_client_from_it(monkeypatch):
+    monkeypatch.delenv(HOTFIX_VARIABLE, raising=False)
+    graph = run_program("dev", *dev_with_pre_traffic(**{"aws:profile": "dev-admin"}))
+    inputs = graph.named("gantry-pre-traffic").inputs
+    assert inputs["aws_profile"] == "dev-admin"
+
+    class Reached(Exception):
+        pass
+
+    def session_for(region, session):
+        raise Reached(region, session)
+
+    monkeypatch.setattr(pre_traffic_provider, "session_for", session_for)
+    props = {key: inputs.get(key) for key in (*pre_traffic_provider.INPUT_KEYS, "aws_profile")}
+    props["task_definition_arn"] = "arn:aws:ecs:eu-west-1:210987654321:task-definition/gantry-dev:3"
+    with pytest.raises(Reached) as reached:
+        pre_traffic_provider.PreTrafficTaskProvider().create(props)
+    assert reached.value.args == (inputs["region"], ProviderSession(profile="dev-admin"))
+    # A profile change alone runs nothing again.
+    assert not pre_traffic_provider.run_needed(props, {**props, "aws_profile": "other"})
+
+
+def test_credentials_in_config_are_refused_only_where_a_dynamic_provider_runs(monkeypatch):
+    monkeypatch.delenv(HOTFIX_VARIABLE, raising=False)
+    with pytest.raises(pulumi.RunError, match="aws:secretKey: is a credential"):
+        run_program("dev", *dev_with_pre_traffic(**{"aws:secretKey": "x"}))
+    config, secret_keys = with_test_secrets(stack_config("dev"))
+    config["aws:secretKey"] = "x"
+    assert run_program("dev", config, secret_keys).of_type("aws:ecs/service:Service")
