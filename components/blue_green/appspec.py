@@ -174,8 +174,10 @@ def target_properties(content: str | None) -> dict[str, Any] | None:
     capacity, platform), with subnet and group order normalised (ECS treats them as sets); None when
     `content` is missing or not an ECS AppSpec. Hooks are left out: they check a deployment, they are
     not part of what runs."""
+    if not content:
+        return None
     try:
-        document = json.loads(content) if content else None
+        document: Any = json.loads(content)
         properties = dict(document["Resources"][0]["TargetService"]["Properties"])
     except (ValueError, KeyError, IndexError, TypeError):
         return None
