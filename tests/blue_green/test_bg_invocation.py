@@ -95,7 +95,9 @@ def prod(**aws) -> tuple[dict, list[str]]:
 def test_prod_deploy_resource_carries_the_session_and_no_override_by_default(monkeypatch):
     monkeypatch.delenv(HOTFIX_VARIABLE, raising=False)
     roles = json.dumps([{"roleArn": ROLE, "sessionName": "ci"}])
-    graph = run_program("prod", *prod(**{"aws:profile": "prod-admin", "aws:assumeRoles": roles}))
+    config, secret_keys = prod(**{"aws:profile": "prod-admin", "aws:assumeRoles": roles})
+    config["gantry:deployment"] = {**config["gantry:deployment"], "otherDeployTimeoutMinutes": 20}
+    graph = run_program("prod", config, secret_keys)
     deploy = graph.named(DEPLOY).inputs
     assert (deploy["aws_profile"], deploy["aws_role_arn"], deploy["aws_role_session_name"]) == (
         "prod-admin",
@@ -103,7 +105,7 @@ def test_prod_deploy_resource_carries_the_session_and_no_override_by_default(mon
         "ci",
     )
     assert deploy.get("alarm_override") is None and "overridden" not in deploy["description"]
-    assert deploy["other_timeout_seconds"] == 60 * 60
+    assert deploy["other_timeout_seconds"] == 20 * 60 and deploy["timeout_seconds"] == 45 * 60
 
 
 def test_hotfix_variable_reaches_the_deployment_and_its_description(monkeypatch):
