@@ -1,6 +1,7 @@
 """The weighted DNS cutover off a legacy endpoint: the whole program with `migration.cutover` (two weighted
 CNAMEs with the configured weights, low TTL, health checks, no alias beside them, the state exported for
-the next `up`), and the rules that need the stack's previous state, read back through readStackOutputs."""
+the next `up`), the rules that need the stack's previous state, read back through readStackOutputs, and
+the takeover of the `legacy` record the README has the user create by hand (against moto's Route 53)."""
 
 from __future__ import annotations
 
