@@ -682,6 +682,20 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
         sids = [s.sid for s in policy if s.sid]
         for dup in sorted({s for s in sids if sids.count(s) > 1}):
             problems.add("taskRolePolicy", f"sid {dup} is used twice")
+    deployment = sections["deployment"]
+    if network is not None and deployment is not None and deployment.blue_green and not network.has_nat:
+        # The hook Lambda runs in the private subnets and calls CodeDeploy (GetDeployment,
+        # PutLifecycleEventHookExecutionStatus), EC2 (DescribeNetworkInterfaces, to find the test
+        # listener's address) and, with preTraffic, ECS (RunTask, DescribeTasks). gantry offers no VPC
+        # endpoint for them, so without NAT the verdict never reaches CodeDeploy and each deploy waits
+        # for the hook's timeout before rolling back. Refused instead of shipping a stack that cannot deploy.
+        problems.add(
+            "deployment.strategy",
+            "codedeploy needs network.natStrategy single or per-az (found none): the blue/green hook Lambda "
+            "reports its verdict to the CodeDeploy API and looks up the test listener through the EC2 API, "
+            "which gantry's VPC endpoints do not reach, so every deploy would hang until its timeout. "
+            "Allowed: strategy codedeploy with natStrategy single or per-az, or strategy rolling with natStrategy none",
+        )
     if network is not None and endpoints is not None and secrets is not None:
         if network.nat_strategy == "none":
             missing = sorted(set(required_interface_endpoints(secrets)) - set(endpoints.interface))
