@@ -258,6 +258,35 @@ def alb_access_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, prefix: str) -
     }
 
 
+def cloudfront_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, delivery_region: str) -> dict[str, Any]:
+    """Lets CloudWatch Logs' vended-log delivery (CloudFront standard logging v2) write this account's
+    CloudFront access logs, and refuses plain HTTP. The form the CloudWatch Logs User Guide gives for
+    logs sent to Amazon S3 ("Enable logging from AWS services", https://docs.aws.amazon.com/AmazonCloudWatch/
+    latest/logs/AWS-logs-and-resource-policy.html#AWS-logs-infrastructure-V2-S3): the service principal
+    delivery.logs.amazonaws.com, s3:PutObject under AWSLogs/<account>/ with the bucket-owner-full-control
+    ACL, conditioned on this account and on its delivery sources in the region that delivers (us-east-1
+    for CloudFront), so no other account's or service's delivery can write here. No ACL is granted or
+    needed (unlike legacy standard logging's awslogsdelivery account): ownership stays BucketOwnerEnforced."""
+    source_arn = f"arn:{env.partition}:logs:{delivery_region}:{env.account_id}:delivery-source:*"
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "AWSLogDeliveryWrite",
+                "Effect": "Allow",
+                "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": f"{bucket_arn}/AWSLogs/{env.account_id}/*",
+                "Condition": {
+                    "StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": env.account_id},
+                    "ArnLike": {"aws:SourceArn": source_arn},
+                },
+            },
+            deny_insecure_transport(resources=[bucket_arn, f"{bucket_arn}/*"], action="s3:*"),
+        ],
+    }
+
+
 def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
     """Expire all but the newest `keep_images` images (tagged or not): bounded storage, recent rollbacks."""
     return {

@@ -126,8 +126,10 @@ class ImageRepository(pulumi.ComponentResource):
             push=False,
             exports=[{"registry": {"names": [repo.repository_url], "push_by_digest": True, "oci_media_types": True}}],
             labels={BUILD_CONTEXT_LABEL: self.content_hash, **(args.source.labels if args.source else {})},
-            context={"location": str(context)},
-            dockerfile={"location": str(args.project_dir / s.dockerfile)},
+            # Relative to the project directory, which is the program's working directory: an absolute
+            # path would differ per checkout (each CI run's workspace) and so rebuild and push every time.
+            context={"location": s.context},
+            dockerfile={"location": s.dockerfile},
             platforms=[docker_build.Platform(args.platform)],
             registries=[{"address": repo.repository_url, "username": token.user_name, "password": token.password}],
             # The build runs during `pulumi up` only: a preview never spends ten minutes exporting a model.

@@ -297,8 +297,9 @@ def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, 
     assert export["registry"] == {"names": [repo_url], "pushByDigest": True, "ociMediaTypes": True}
     assert image.inputs["labels"]["gantry.build-context"].startswith("build-")  # what the build sees
     settings = {"context": "app", "dockerfile": "app/Dockerfile", **stack_values(stack, "image")}
-    assert image.inputs["context"] == {"location": str(ROOT / settings["context"])}
-    assert image.inputs["dockerfile"] == {"location": str(ROOT / settings["dockerfile"])}
+    # Relative to the project directory (the program's working directory), never the checkout's path.
+    assert image.inputs["context"] == {"location": settings["context"]}
+    assert image.inputs["dockerfile"] == {"location": settings["dockerfile"]}
     assert [r["address"] for r in image.inputs["registries"]] == [repo_url]
     td = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").inputs
     assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": arch}
