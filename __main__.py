@@ -79,6 +79,7 @@ image = ImageRepository(
         project_dir=PROJECT_DIR,
         promoted=settings.promoted,
         source=settings.source,
+        stack=env.stack,
     ),
 )
 

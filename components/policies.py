@@ -287,16 +287,36 @@ def cloudfront_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, delivery_regio
     }
 
 
-def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
-    """Expire all but the newest `keep_images` images (tagged or not): bounded storage, recent rollbacks."""
+def ecr_lifecycle_policy(keep_images: int, *, keep_run_images: int, run_tag_prefix: str) -> dict[str, Any]:
+    """Keep the images stacks run, and the newest `keep_images` of the rest (tagged or not).
+
+    Rule 1 selects the images a promoting stack tagged when it deployed them (`components.image_tag`)
+    and expires them only past the newest `keep_run_images` of them. Rule 2 counts every image and
+    expires all but the newest `keep_images`, but none that rule 1 selects: "An image that matches the
+    tagging requirements of a higher priority rule cannot be expired by a rule with a lower priority",
+    and a rule with tagStatus any "must have the highest value for rulePriority" (ECR User Guide,
+    "Lifecycle policy evaluation rules" and "Lifecycle policy properties",
+    https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html). A tagPrefixList
+    matches an image when every listed prefix matches one of its tags."""
     return {
         "rules": [
             {
                 "rulePriority": 1,
+                "description": f"Keep the newest {keep_run_images} images a stack deployed ({run_tag_prefix}*)",
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": [run_tag_prefix],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": keep_run_images,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
                 "description": f"Keep the newest {keep_images} images",
                 "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep_images},
                 "action": {"type": "expire"},
-            }
+            },
         ]
     }
 
