@@ -363,10 +363,12 @@ def test_alb_log_bucket_denies_plain_http_for_everything(region):
 
 @pytest.mark.parametrize("keep", [1, 20, 50])
 def test_ecr_lifecycle_expires_all_but_the_newest_n(keep: int):
-    document = policies.ecr_lifecycle_policy(keep)
+    document = policies.ecr_lifecycle_policy(keep, keep_run_images=100, run_tag_prefix="run-")
     json.dumps(document)
-    (rule,) = document["rules"]
-    assert rule["rulePriority"] == 1
+    run_rule, rule = document["rules"]
+    # Images stacks run are selected first, so the keep-N rule cannot expire them (tests/test_image_retention.py).
+    assert run_rule["rulePriority"] < rule["rulePriority"]
+    assert run_rule["selection"]["tagPrefixList"] == ["run-"] and run_rule["selection"]["countNumber"] == 100
     assert rule["selection"]["countType"] == "imageCountMoreThan"
     assert rule["selection"]["countNumber"] == keep
     # "any": untagged layers from superseded builds are expired too, not kept forever.
