@@ -21,7 +21,8 @@ image a promoting stack stopped running ages out only when `keepRunImages` newer
 its repository are its own builds, so the image it runs is its newest push, which the keep-N rule keeps.
 
 A Pulumi dynamic provider (no pulumi_aws resource tags an existing image); create runs `tag_image`,
-which the tests run against moto's ECR. Security stance: the deploying credentials need
+which the tests run against moto's ECR. The provider is pickled by reference to this module, so
+`components.image_tag.RunningImageTagProvider` is part of every promoting stack's state: do not move it. Security stance: the deploying credentials need
 ecr:BatchGetImage, ecr:PutImage and ecr:DescribeImages on the repository, which the deploy role already
 holds for the push; nothing is uploaded, nothing is deleted.
 """

@@ -12,7 +12,14 @@ import boto3
 import pytest
 
 from components import policies
-from components.image_tag import RUN_TAG_PREFIX, TagError, region_of, run_tag, tag_image
+from components.image_tag import (
+    RUN_TAG_PREFIX,
+    RunningImageTagProvider,
+    TagError,
+    region_of,
+    run_tag,
+    tag_image,
+)
 from harness import DEV_REPOSITORY_URL, DIGEST, Graph, run_program, stack_config
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
@@ -172,6 +179,17 @@ def test_tagging_an_image_the_repository_lacks_fails_the_up(ecr):
     push(ecr)
     with pytest.raises(TagError, match="holds no image"):
         tag_image(ecr, repository="gantry-image-repo", digest=digest(99), tag=run_tag("prod", digest(99)))
+
+
+def test_a_new_digest_is_a_new_tag_and_the_old_one_is_never_removed():
+    provider = RunningImageTagProvider()
+    old = {"repository_url": DEV_REPOSITORY_URL, "digest": DIGEST, "tag": run_tag("prod", DIGEST)}
+    new = {**old, "digest": digest(1), "tag": run_tag("prod", digest(1))}
+    diff = provider.diff("id", old, new)
+    assert diff.changes and set(diff.replaces) == {"digest", "tag"} and not diff.delete_before_replace
+    assert not provider.diff("id", old, dict(old)).changes
+    # Delete touches nothing (no client is even created): untagging an image's last tag deletes the image.
+    assert provider.delete("id", old) is None
 
 
 # ---- the wiring -------------------------------------------------------------------------------------
