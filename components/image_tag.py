@@ -22,9 +22,9 @@ its repository are its own builds, so the image it runs is its newest push, whic
 
 A Pulumi dynamic provider (no pulumi_aws resource tags an existing image); create runs `tag_image`,
 which the tests run against moto's ECR. The provider is pickled by reference to this module, so
-`components.image_tag.RunningImageTagProvider` is part of every promoting stack's state: do not move it. Security stance: the deploying credentials need
-ecr:BatchGetImage, ecr:PutImage and ecr:DescribeImages on the repository, which the deploy role already
-holds for the push; nothing is uploaded, nothing is deleted.
+`components.image_tag.RunningImageTagProvider` is part of every promoting stack's state: do not move it.
+Security stance: the deploying credentials need ecr:BatchGetImage, ecr:PutImage and ecr:DescribeImages
+on the repository, which the deploy role already holds for the push; nothing is uploaded or deleted.
 """
 
 from __future__ import annotations
