@@ -17,7 +17,10 @@ and a redeploy of the same digest finds its tag in place. Removing a tag is Batc
 deletes the image itself when that was its last tag ("When you remove the last tag from an image, the
 image is deleted from your repository", BatchDeleteImage API reference), so delete here does nothing: an
 image a promoting stack stopped running ages out only when `keepRunImages` newer run-tagged images exist
-(ordered by push time, as every ECR count rule is). The building stack needs no tag: the only pushes to
+(ordered by push time, as every ECR count rule is, and counted over every promoting stack together: one
+rule, because the building stack's policy cannot know which stacks promote from it). The limit this
+leaves: a stack still running an image pushed before `keepRunImages` newer deployed ones (a long-idle
+staging stack beside a busy prod, or a rollback to a digest older than that) loses it; 100 by default. The building stack needs no tag: the only pushes to
 its repository are its own builds, so the image it runs is its newest push, which the keep-N rule keeps.
 
 A Pulumi dynamic provider (no pulumi_aws resource tags an existing image); create runs `tag_image`,

@@ -3,6 +3,7 @@ evaluation; the run tag a promoting stack adds, against moto's ECR; and the wiri
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from bootstrap import documents
 from components import policies
 from components.image_tag import (
     RUN_TAG_PREFIX,
@@ -20,7 +22,7 @@ from components.image_tag import (
     run_tag,
     tag_image,
 )
-from harness import DEV_REPOSITORY_URL, DIGEST, Graph, run_program, stack_config
+from harness import ACCOUNT, DEV_REPOSITORY, DEV_REPOSITORY_URL, DIGEST, REGION, Graph, run_program, stack_config
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 
@@ -215,4 +217,27 @@ def test_dev_builds_tags_nothing_and_prunes_with_the_run_rule_first():
     policy = g.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").json("policy")
     assert policy == policies.ecr_lifecycle_policy(
         image["keepImages"], keep_run_images=image.get("keepRunImages", 100), run_tag_prefix="run-"
+    )
+
+
+@pytest.mark.parametrize("action", ["ecr:BatchGetImage", "ecr:PutImage", "ecr:DescribeImages"])
+def test_the_deploy_role_may_tag_an_image_in_the_building_stack_s_repository(action):
+    """What `tag_image` calls, on dev's repository, from the role every stack (prod too) deploys with."""
+    policy = documents.deploy_role_policy(
+        documents.Scope(account_id=ACCOUNT, region=REGION),
+        state_bucket_arn="arn:aws:s3:::gantry-state",
+        state_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/state",
+        secrets_key_arn=f"arn:aws:kms:{REGION}:{ACCOUNT}:key/secrets",
+    )
+    repository_arn = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{DEV_REPOSITORY}"
+
+    def listed(value: Any) -> list[str]:
+        return [value] if isinstance(value, str) else list(value)
+
+    assert any(
+        s["Effect"] == "Allow"
+        and "Condition" not in s
+        and any(fnmatch.fnmatchcase(action, a) for a in listed(s["Action"]))
+        and any(fnmatch.fnmatchcase(repository_arn, r) for r in listed(s["Resource"]))
+        for s in policy["Statement"]
     )
