@@ -20,8 +20,9 @@ image a promoting stack stopped running ages out only when `keepRunImages` newer
 (ordered by push time, as every ECR count rule is, and counted over every promoting stack together: one
 rule, because the building stack's policy cannot know which stacks promote from it). The limit this
 leaves: a stack still running an image pushed before `keepRunImages` newer deployed ones (a long-idle
-staging stack beside a busy prod, or a rollback to a digest older than that) loses it; 100 by default. The building stack needs no tag: the only pushes to
-its repository are its own builds, so the image it runs is its newest push, which the keep-N rule keeps.
+staging stack beside a busy prod, or a rollback to a digest older than that) loses it; 100 by default.
+The building stack needs no tag: the only pushes to its repository are its own builds, so the image it
+runs is its newest push (or, after a failed rollout, one of its newest), which the keep-N rule keeps.
 
 A Pulumi dynamic provider (no pulumi_aws resource tags an existing image); create runs `tag_image`,
 which the tests run against moto's ECR. The provider is pickled by reference to this module, so
