@@ -183,15 +183,20 @@ def test_tagging_an_image_the_repository_lacks_fails_the_up(ecr):
         tag_image(ecr, repository="gantry-image-repo", digest=digest(99), tag=run_tag("prod", digest(99)))
 
 
-def test_a_new_digest_is_a_new_tag_and_the_old_one_is_never_removed():
+def test_a_new_digest_is_a_new_tag_and_the_old_one_is_never_removed(monkeypatch):
     provider = RunningImageTagProvider()
     old = {"repository_url": DEV_REPOSITORY_URL, "digest": DIGEST, "tag": run_tag("prod", DIGEST)}
     new = {**old, "digest": digest(1), "tag": run_tag("prod", digest(1))}
     diff = provider.diff("id", old, new)
-    assert diff.changes and set(diff.replaces) == {"digest", "tag"} and not diff.delete_before_replace
+    assert diff.changes and set(diff.replaces or ()) == {"digest", "tag"} and not diff.delete_before_replace
     assert not provider.diff("id", old, dict(old)).changes
-    # Delete touches nothing (no client is even created): untagging an image's last tag deletes the image.
-    assert provider.delete("id", old) is None
+
+    # Delete calls nothing in AWS (untagging an image's last tag deletes the image): no client is made.
+    def no_aws(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("delete must not call AWS")
+
+    monkeypatch.setattr(boto3.session, "Session", no_aws)
+    provider.delete("id", old)
 
 
 # ---- the wiring -------------------------------------------------------------------------------------
