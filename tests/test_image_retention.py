@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 
 from bootstrap import documents
 from components import policies
@@ -175,6 +176,30 @@ def test_tagging_adds_the_run_tag_to_the_same_image_and_is_idempotent(ecr):
     tag_image(ecr, repository="gantry-image-repo", digest=pushed, tag=tag)
     assert tags_of(ecr, pushed) == {"pushed", tag}
     assert len(ecr.describe_images(repositoryName="gantry-image-repo")["imageDetails"]) == 1
+
+
+@pytest.mark.parametrize("holder", ["another", "this"])
+def test_an_immutable_run_tag_already_in_the_repository_must_be_on_this_image(holder):
+    """ECR refuses an existing tag in an IMMUTABLE repository (ImageTagAlreadyExistsException, PutImage API
+    reference). On this image it is a redeploy; on another it is refused, never silently accepted. With
+    botocore's Stubber: moto gives these test manifests one digest, so it cannot tell the two apart."""
+    client = boto3.client("ecr", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    wanted, tag = digest(1), run_tag("prod", digest(1))
+    manifest = '{"schemaVersion": 2}'
+    with Stubber(client) as stub:
+        stub.add_response(
+            "batch_get_image",
+            {"images": [{"imageId": {"imageDigest": wanted}, "imageManifest": manifest}], "failures": []},
+        )
+        stub.add_client_error("put_image", service_error_code="ImageTagAlreadyExistsException")
+        on = wanted if holder == "this" else digest(2)
+        stub.add_response("describe_images", {"imageDetails": [{"imageDigest": on, "imageTags": [tag]}]})
+        if holder == "this":
+            tag_image(client, repository="gantry-image-repo", digest=wanted, tag=tag)
+        else:
+            with pytest.raises(TagError, match=f"is on \\['{digest(2)}'\\], not {wanted}"):
+                tag_image(client, repository="gantry-image-repo", digest=wanted, tag=tag)
+        stub.assert_no_pending_responses()
 
 
 def test_tagging_an_image_the_repository_lacks_fails_the_up(ecr):
