@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from components.edge import api_security_headers
 from components.waf import content_length_above
 from harness import (
     ACCOUNT,
@@ -365,3 +366,20 @@ def test_dev_logs_nothing_unless_it_opts_in():
 
 def test_production_may_switch_its_edge_logs_off_explicitly():
     assert not variant("prod", edge={**edge_config("prod"), "accessLogs": False}).of_type(LOG_SOURCE)
+
+
+def test_the_security_headers_are_at_least_aws_s_managed_security_headers_policy():
+    """Compared with Managed-SecurityHeadersPolicy (67f7725c-6f97-4210-82d7-5512b31e9d03): HSTS max-age at
+    least its 31536000 and with includeSubDomains, nosniff, framing and referrers no looser than
+    SAMEORIGIN and strict-origin-when-cross-origin, and every header forced over the origin's."""
+    headers: dict[str, Any] = dict(api_security_headers())
+    hsts = headers["strict_transport_security"]
+    assert hsts["access_control_max_age_sec"] >= ONE_YEAR and hsts["include_subdomains"] is True
+    assert headers["content_type_options"] == {"override": True}
+    assert headers["frame_options"]["frame_option"] in ("DENY", "SAMEORIGIN")
+    assert headers["referrer_policy"]["referrer_policy"] in (
+        "no-referrer",
+        "same-origin",
+        "strict-origin-when-cross-origin",
+    )
+    assert all(h["override"] is True for h in headers.values())
