@@ -809,6 +809,37 @@ def _edge(scope: Scope) -> list[dict[str, Any]]:
             ["logs:PutResourcePolicy", "logs:DeleteResourcePolicy", "logs:DescribeResourcePolicies"],
             "*",
         ),
+        # The security-headers policy and CloudFront standard logging (v2): a delivery source for the
+        # distribution (which CloudFront authorises through AllowVendedLogDeliveryForResource), an S3
+        # delivery destination and the delivery between them, all in us-east-1.
+        _allow(
+            "EdgeHeadersAndLogging",
+            [
+                "cloudfront:CreateResponseHeadersPolicy",
+                "cloudfront:UpdateResponseHeadersPolicy",
+                "cloudfront:DeleteResponseHeadersPolicy",
+                "cloudfront:GetResponseHeadersPolicy",
+                "cloudfront:AllowVendedLogDeliveryForResource",
+                "logs:PutDeliverySource",
+                "logs:GetDeliverySource",
+                "logs:DeleteDeliverySource",
+                "logs:PutDeliveryDestination",
+                "logs:GetDeliveryDestination",
+                "logs:DeleteDeliveryDestination",
+                "logs:CreateDelivery",
+                "logs:GetDelivery",
+                "logs:DeleteDelivery",
+                "logs:TagResource",
+                "logs:ListTagsForResource",
+            ],
+            [
+                scope.arn("cloudfront", "response-headers-policy/*", regional=False),
+                scope.arn("cloudfront", "distribution/*", regional=False),
+                east.arn("logs", f"delivery-source:{p}-*"),
+                east.arn("logs", f"delivery-destination:{p}-*"),
+                east.arn("logs", "delivery:*"),
+            ],
+        ),
         _allow(
             "EdgeCertificates",
             ["acm:DeleteCertificate", "acm:AddTagsToCertificate", "acm:DescribeCertificate"],

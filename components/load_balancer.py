@@ -68,6 +68,9 @@ class PublicLoadBalancerArgs:
     alias_record: bool = True
     """Default true: with a domain, an alias record points the hostname at the ALB. False while a weighted
     cutover (components.cutover) holds the hostname as CNAMEs, which cannot coexist with the alias."""
+    force_destroy: bool = False
+    """Default false: `pulumi destroy` refuses the access-log bucket that still holds objects. The program sets it on
+    non-production stacks (Settings.production false) so `pulumi destroy -s dev` empties and removes it."""
 
 
 def listener_ports(domain: DomainSettings | None) -> tuple[int, ...]:
@@ -242,7 +245,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         )
 
     def _access_log_bucket(self, name: str, args: PublicLoadBalancerArgs, child: pulumi.ResourceOptions):
-        bucket = aws.s3.Bucket(f"{name}-access-logs", opts=child)
+        bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=args.force_destroy, opts=child)
         public_access = aws.s3.BucketPublicAccessBlock(
             f"{name}-access-logs-public-access",
             bucket=bucket.id,

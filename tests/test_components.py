@@ -3,6 +3,7 @@ the components are made of (container definitions, service options, digest pinni
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -248,7 +249,7 @@ def test_image_repository_keeps_every_pushed_image():
     )
     image = g.one("docker-build:index:Image")
     assert image.inputs["platforms"] == ["linux/amd64"]
-    assert image.inputs["context"] == {"location": str(ROOT / "app")}
+    assert image.inputs["context"] == {"location": "app"}
     assert image.inputs["buildOnPreview"] is False
     repo = g.one("aws:ecr/repository:Repository")
     assert repo.inputs["forceDelete"] is True
@@ -265,6 +266,31 @@ def test_image_repository_keeps_every_pushed_image():
     assert image.opts.retain_on_delete is True
     (registry,) = image.inputs["registries"]
     assert registry["address"] == repo.outputs["repositoryUrl"] and registry["username"] == "AWS"
+
+
+def test_the_image_inputs_do_not_depend_on_where_the_project_is_checked_out(tmp_path):
+    """Each CI run checks out into a new absolute path: the image's inputs must not carry it, or every run
+    would see a changed build and push again."""
+
+    def image_inputs(project_dir):
+        g = run_component(
+            lambda: ImageRepository(
+                "img",
+                ImageRepositoryArgs(
+                    settings=ImageSettings(context="app", dockerfile="app/Dockerfile"),
+                    platform="linux/arm64",
+                    project_dir=project_dir,
+                ),
+            )
+        )
+        return g.one("docker-build:index:Image").inputs
+
+    elsewhere = tmp_path / "runner" / "work" / "gantry"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.symlink_to(ROOT, target_is_directory=True)
+    here, there = image_inputs(ROOT), image_inputs(elsewhere)
+    assert here == there
+    assert str(ROOT) not in json.dumps(here) and str(tmp_path) not in json.dumps(there)
 
 
 def test_content_tag_changes_exactly_with_what_the_build_sees(tmp_path):

@@ -21,7 +21,6 @@ from harness import (
     PRIVATE_SUBNETS,
     PUBLIC_SUBNETS,
     REGION,
-    ROOT,
     TEST_SECRET_VALUE,
     VERSION_ID,
     Graph,
@@ -282,7 +281,8 @@ def test_ecr_is_immutable_scanned_encrypted_and_pruned(graph, stack):
     assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
     lifecycle = graph.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")
     assert lifecycle.inputs["repository"] == repo.outputs["name"]
-    (rule,) = lifecycle.json("policy")["rules"]
+    run_rule, rule = lifecycle.json("policy")["rules"]
+    assert run_rule["selection"]["tagPrefixList"] == ["run-"]  # what promoting stacks run: kept apart
     assert rule["selection"]["countNumber"] == stack_values(stack, "image")["keepImages"]
     assert rule["action"] == {"type": "expire"}
 
@@ -297,8 +297,9 @@ def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, 
     assert export["registry"] == {"names": [repo_url], "pushByDigest": True, "ociMediaTypes": True}
     assert image.inputs["labels"]["gantry.build-context"].startswith("build-")  # what the build sees
     settings = {"context": "app", "dockerfile": "app/Dockerfile", **stack_values(stack, "image")}
-    assert image.inputs["context"] == {"location": str(ROOT / settings["context"])}
-    assert image.inputs["dockerfile"] == {"location": str(ROOT / settings["dockerfile"])}
+    # Relative to the project directory (the program's working directory), never the checkout's path.
+    assert image.inputs["context"] == {"location": settings["context"]}
+    assert image.inputs["dockerfile"] == {"location": settings["dockerfile"]}
     assert [r["address"] for r in image.inputs["registries"]] == [repo_url]
     td = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").inputs
     assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": arch}
@@ -466,16 +467,23 @@ def test_dev_and_prod_differ_where_cost_and_resilience_trade_off():
 
 def test_prod_access_logs_land_in_a_private_encrypted_expiring_bucket():
     g = run_program("prod")
-    bucket = g.one("aws:s3/bucket:Bucket").outputs
+    bucket = g.one("aws:s3/bucket:Bucket", "gantry-lb-access-logs").outputs
     logs = g.one("aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]
     assert logs == {"bucket": bucket["bucket"], "prefix": "alb", "enabled": True}
-    block = g.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    block = g.one(
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "gantry-lb-access-logs-public-access"
+    ).inputs
     assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
-    sse = g.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    sse = g.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "gantry-lb-access-logs-encryption",
+    ).inputs
     assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
-    (rule,) = g.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    (rule,) = g.one(
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "gantry-lb-access-logs-lifecycle"
+    ).inputs["rules"]
     assert rule["expiration"]["days"] == stack_values("prod", "loadBalancer")["accessLogRetentionDays"]
-    policy = g.one("aws:s3/bucketPolicy:BucketPolicy").json("policy")
+    policy = g.one("aws:s3/bucketPolicy:BucketPolicy", "gantry-lb-access-logs-policy").json("policy")
     allow, deny = statements(policy)
     assert allow["Principal"] == {"AWS": "arn:aws:iam::156460612806:root"}  # ELB's eu-west-1 account
     assert allow["Resource"] == f"{bucket['arn']}/alb/AWSLogs/{ACCOUNT}/*"

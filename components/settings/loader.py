@@ -40,6 +40,7 @@ from components.settings.migration import (
     PreviousCutover,
     cutover_problems,
     fault_switch_problems,
+    production_stack,
 )
 from components.settings.network import EndpointSettings, NetworkSettings
 from components.settings.operations import OperationsSettings
@@ -225,6 +226,10 @@ class Settings:
     """The stack's aws:defaultTags, for providers the program creates itself (they do not inherit them)."""
     promoted: PromotedImage | None = None
     """The image a promoting stack (image.promoteFrom) deploys, checked to be in its repository."""
+    production: bool = False
+    """A stack that serves real users (`migration.production_stack`: named prod/production, or with
+    loadBalancer.deletionProtection on). Default false; decides what a disposable stack may lose with
+    `pulumi destroy` (its buckets' objects) and what it need not pay for (edge access logs by default)."""
     source: SourceRevision | None = None
     """The commit being deployed (set by the program from GITHUB_SHA or git); None where no program runs."""
 
@@ -242,6 +247,16 @@ class Settings:
     def listener_ingress_cidrs(self) -> tuple[str, ...]:
         """The address ranges the listeners admit: none behind CloudFront (only its VPC origin reaches them)."""
         return self.load_balancer.ingress_cidrs if self.edge.mode == "alb" else ()
+
+    @property
+    def force_destroy_buckets(self) -> bool:
+        """True on a non-production stack: `pulumi destroy` empties its buckets instead of failing on them."""
+        return not self.production
+
+    @property
+    def edge_access_logs(self) -> bool:
+        """CloudFront standard logging: edge.accessLogs when set, else on exactly for a production stack."""
+        return self.production if self.edge.access_logs is None else self.edge.access_logs
 
     @property
     def sample_worker(self) -> bool:
@@ -543,6 +558,7 @@ def load_settings(
         tracing=sections["tracing"],
         queue=sections["queue"],
         migration=sections["migration"],
+        production=production_stack(stack, deletion_protection=lb.deletion_protection),
     )
 
 

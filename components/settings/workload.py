@@ -206,7 +206,7 @@ def _inside_project(value: str, info: ValidationInfo) -> str:
 _STACK_REF = re.compile(r"[A-Za-z0-9_.-]{1,100}(?:/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100})?")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # What only a building stack reads: a promoting stack setting one has a mistake in it.
-BUILD_ONLY = ("context", "dockerfile", "keep_images", "force_delete")
+BUILD_ONLY = ("context", "dockerfile", "keep_images", "keep_run_images", "force_delete")
 
 
 def _stack_ref(value: str) -> str:
@@ -229,6 +229,10 @@ class ImageSettings(Section):
     keep_images: int = Field(30, ge=1, le=1000)
     """Default 30: the ECR lifecycle policy expires older images (a month of daily deploys to roll
     back to); pushed images are never deleted by `pulumi up` itself."""
+    keep_run_images: int = Field(100, ge=1, le=1000)
+    """Default 100: images a promoting stack deployed (tagged run-<stack>-<digest>) are kept apart from
+    keepImages, until this many newer ones were deployed (two years of weekly promotions); dev's pushes
+    never push them out."""
     force_delete: bool = False
     """Default false: let `pulumi destroy` delete the repository with its images (throwaway stacks
     only; a production repository keeps its rollback images)."""
