@@ -1,4 +1,4 @@
-"""The two dynamic providers load the way the dynamic-provider host loads them, and their import paths are pinned.
+"""The three dynamic providers load the way the dynamic-provider host loads them, and their import paths are pinned.
 
 `pulumi.dynamic.Resource` stores `serialize_provider(provider)` (pulumi/dynamic/dynamic.py: dill.dumps with
 recurse=True, base64) in the resource's `__provider` input, so it is in every stack's state. On `update`,
@@ -28,17 +28,23 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.blue_green.provider import BlueGreenDeployProvider
+from components.image_tag import RunningImageTagProvider
 from components.pre_traffic_provider import PreTrafficTaskProvider
 from harness import ROOT
 
 PINNED_IMPORT_PATHS = {
     "blue-green deploy": ("components.blue_green.provider", "BlueGreenDeployProvider"),
     "pre-traffic task": ("components.pre_traffic_provider", "PreTrafficTaskProvider"),
+    "running image tag": ("components.image_tag", "RunningImageTagProvider"),
 }
 """Part of every deployed stack's state: never change an entry. A provider that must move keeps a
 re-export under this path (an import in the old module) for as long as any stack may hold the old state."""
 
-PROVIDERS = {"blue-green deploy": BlueGreenDeployProvider, "pre-traffic task": PreTrafficTaskProvider}
+PROVIDERS = {
+    "blue-green deploy": BlueGreenDeployProvider,
+    "pre-traffic task": PreTrafficTaskProvider,
+    "running image tag": RunningImageTagProvider,
+}
 
 STATE_CONSEQUENCE = (
     "every existing stack's state holds this import path in the resource's `__provider`; after a rename or "
@@ -109,3 +115,16 @@ def test_without_the_project_root_on_the_path_the_host_cannot_load_it(role, payl
     # The same process started where the CLI starts it, the project root, needs no PYTHONPATH at all.
     at_root = load_in_host(payloads[role], cwd=ROOT, pythonpath=None)
     assert at_root.returncode == 0, at_root.stderr[-2000:]
+
+
+def test_every_dynamic_provider_in_the_program_is_pinned() -> None:
+    """A new provider enters the state of every stack that uses it on its first `up`: pin it here then."""
+    import ast
+
+    found = set()
+    for path in (ROOT / "components").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(ast.unparse(b).endswith("ResourceProvider") for b in node.bases):
+                found.add((module, node.name))
+    assert found == set(PINNED_IMPORT_PATHS.values())
