@@ -262,7 +262,25 @@ def test_budget_filter_and_alerts():
             return None if kind == self.silent else f"arn:{kind}"  # type: ignore[return-value]
 
     assert len(budget_notifications(Router(""))) == len(ALERTS) == 3
-    assert [n["notification_type"] for n in budget_notifications(Router("budget-forecast"))] == ["ACTUAL"]
+    # Each kind files exactly its own alert: silencing one drops that alert and nothing else.
+    alerts = {
+        silent: [(n["notification_type"], n["threshold"]) for n in budget_notifications(Router(silent))]
+        for silent in ("budget-actual-warning", "budget-forecast", "budget-actual")
+    }
+    assert alerts == {
+        "budget-actual-warning": [("FORECASTED", 100.0), ("ACTUAL", 100.0)],
+        "budget-forecast": [("ACTUAL", 80.0), ("ACTUAL", 100.0)],
+        "budget-actual": [("ACTUAL", 80.0), ("FORECASTED", 100.0)],
+    }
+    # The kind a notification is filed under is the topic it reaches.
+    assert {
+        (n["notification_type"], n["threshold"], n["subscriber_sns_topic_arns"][0])
+        for n in budget_notifications(Router(""))
+    } == {
+        ("ACTUAL", 80.0, "arn:budget-actual-warning"),
+        ("FORECASTED", 100.0, "arn:budget-forecast"),
+        ("ACTUAL", 100.0, "arn:budget-actual"),
+    }
 
 
 def test_a_cloudfront_edge_alarm_notifies_topics_of_its_own_region():

@@ -277,6 +277,22 @@ def test_the_budget_counts_the_stacks_environment_tag_and_alerts_the_topics(stac
     )
 
 
+def test_each_budget_severity_routes_only_the_alert_it_names():
+    config, secret_keys = with_test_secrets(stack_config("prod"))
+    config["gantry:operations"] = {
+        **config["gantry:operations"],
+        "severity": {"budgetForecast": "none", "budgetActualWarning": "page"},
+    }
+    graph = run_program("prod", config, secret_keys)
+    arns = {severity: t.outputs["arn"] for severity, t in topics(graph).items()}
+    alerts = sorted(
+        (n["notificationType"], n["threshold"], n["subscriberSnsTopicArns"][0])
+        for n in graph.one("aws:budgets/budget:Budget").inputs["notifications"]
+    )
+    # Silencing the forecast keeps the 80 % actual warning, which its own kind moved to the page topic.
+    assert alerts == sorted([("ACTUAL", 80.0, arns["page"]), ("ACTUAL", 100.0, arns["page"])])
+
+
 def test_the_budget_refuses_a_tag_the_stack_does_not_carry():
     config, secret_keys = with_test_secrets(stack_config("dev"))
     config["gantry:operations"] = {**config["gantry:operations"], "budgetTagKey": "team"}
