@@ -178,6 +178,18 @@ def test_key_and_topic_policies_name_only_cloudwatch_and_budgets_with_source_con
     principals = [s["Principal"] for s in statements if s["Effect"] == "Allow"]
     assert principals == [{"Service": "cloudwatch.amazonaws.com"}, {"Service": "budgets.amazonaws.com"}]
     assert all(s["Resource"] == arn for s in statements)
+    # The topic's own conditions, not only the key's: the topic policy alone decides who may publish.
+    conditions = {s["Principal"]["Service"]: s["Condition"] for s in statements if s["Effect"] == "Allow"}
+    assert conditions == {
+        "cloudwatch.amazonaws.com": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:gantry-prod-*"},
+        },
+        "budgets.amazonaws.com": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:budgets::{ACCOUNT}:*"},
+        },
+    }
 
 
 def test_a_second_region_notifications_scopes_its_policies_to_that_region():
