@@ -18,9 +18,11 @@ import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 HOOK_DIR = Path(__file__).resolve().parent / "hook"
 HANDLER = HOOK_DIR / "handler.py"
@@ -94,7 +96,7 @@ def reference_document(references_npz: Path, golden_path: Path | None = None) ->
     }
 
 
-def reference_drift(committed: Sequence[Sequence[float]], rebuilt: Sequence[Sequence[float]]) -> list[str]:
+def reference_drift(committed: ArrayLike, rebuilt: ArrayLike) -> list[str]:
     """Why the committed reference embeddings are not the rebuilt ones (empty when they agree within
     float32 tolerance, see REFERENCE_ATOL): a shape change, a component further than REFERENCE_ATOL,
     or a text whose cosine to its rebuilt vector is below REFERENCE_MIN_COSINE."""
