@@ -344,11 +344,33 @@ def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
     assert cpu["targetValue"] == cfg["cpuTargetPercent"]
     requests = policies["gantry-scale-on-requests"]
     alb = graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["arnSuffix"]
-    tg = production_tg(graph).outputs["arnSuffix"]
-    assert requests["predefinedMetricSpecification"] == {
-        "predefinedMetricType": "ALBRequestCountPerTarget",
-        "resourceLabel": f"{alb}/{tg}",
-    }
+    if stack_values(stack, "deployment")["strategy"] == "rolling":
+        tg = production_tg(graph).outputs["arnSuffix"]
+        assert requests["predefinedMetricSpecification"] == {
+            "predefinedMetricType": "ALBRequestCountPerTarget",
+            "resourceLabel": f"{alb}/{tg}",
+        }
+    else:
+        # CodeDeploy moves production between blue and green on every deploy, and AWS does not support
+        # ALBRequestCountPerTarget with blue/green (it reads one group): the signal reads both.
+        assert "predefinedMetricSpecification" not in requests
+        metrics = requests["customizedMetricSpecification"]["metrics"]
+        read = {
+            (m["metricStat"]["metric"]["metricName"], d["value"])
+            for m in metrics
+            if "metricStat" in m
+            for d in m["metricStat"]["metric"]["dimensions"]
+            if d["name"] == "TargetGroup"
+        }
+        groups = {g.outputs["arnSuffix"] for g in graph.of_type("aws:lb/targetGroup:TargetGroup")}
+        assert len(groups) == 2
+        assert read == {(metric, g) for metric in ("RequestCount", "HealthyHostCount") for g in groups}
+        assert all(
+            {"name": "LoadBalancer", "value": alb} in m["metricStat"]["metric"]["dimensions"]
+            for m in metrics
+            if "metricStat" in m
+        )
+        assert [m["id"] for m in metrics if m["returnData"]] == ["requests_per_target"]
     assert requests["targetValue"] == cfg["requestsPerTarget"]
     assert all(p["scaleInCooldown"] == cfg["scaleInCooldownSeconds"] for p in policies.values())
     svc = graph.one("aws:ecs/service:Service", "gantry-service").inputs

@@ -447,8 +447,9 @@ class AutoscalingSettings(Section):
     cpu_target_percent: int = Field(60, ge=10, le=90)
     """Default 60: leaves headroom for a burst while scaling out."""
     requests_per_target: int = Field(6000, ge=1, le=1_000_000)
-    """Default 6000: ALBRequestCountPerTarget target, requests per task per minute (~100 req/s, a third
-    of what one vCPU of the sample worker serves)."""
+    """Default 6000: requests per healthy task per minute to hold (~100 req/s, a third of what one vCPU
+    of the sample worker serves): ALBRequestCountPerTarget on a rolling stack; with CodeDeploy, the
+    same ratio by metric math over both target groups (AWS does not support that metric with blue/green)."""
     scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600)
     """Default 300: scale in slowly to avoid thrashing."""
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600)
