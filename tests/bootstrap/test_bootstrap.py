@@ -96,7 +96,14 @@ def test_pass_role_only_to_gantry_roles_and_gantry_services() -> None:
 
 def test_deploy_is_denied_iam_on_itself_and_all_but_reading_the_boundary() -> None:
     roles, boundary = [s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"]
-    assert (roles["Action"], roles["Resource"]) == ("iam:*", SCOPE.delivery_roles)
+    # The delivery roles and the managed policies that grant the deploy roles their rights.
+    assert (roles["Action"], roles["Resource"]) == (
+        "iam:*",
+        [SCOPE.delivery_roles, f"arn:aws:iam::{ACCOUNT}:policy/gantry/gantry-deploy-*"],
+    )
+    for area in documents.DEPLOY_POLICY_AREAS:
+        policy = f"arn:aws:iam::{ACCOUNT}:policy/gantry/{documents.deploy_policy_name(SCOPE, area)}"
+        assert fnmatch.fnmatchcase(policy, roles["Resource"][1])
     assert (boundary["NotAction"], boundary["Resource"]) == (
         ["iam:GetPolicy", "iam:GetPolicyVersion"],
         SCOPE.boundary_arn,
@@ -256,10 +263,23 @@ def test_one_deploy_role_per_environment_trusting_only_that_environment(graph) -
     }
 
 
+def _attached(graph, role_name: str) -> dict[str, Any]:
+    """The deploy permissions a role holds: every managed policy attached to it, as one document."""
+    role = graph.named(role_name)
+    arns = {
+        a.inputs["policyArn"]
+        for a in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.depends_on(role)
+    }
+    policies = [p for p in graph.of_type("aws:iam/policy:Policy") if p.outputs["arn"] in arns]
+    assert len(policies) == len(arns)
+    return {"Statement": [s for p in policies for s in p.json("policy")["Statement"]]}
+
+
 def test_role_policies_are_the_documents_on_the_real_state_arns(graph) -> None:
     bucket = graph.one("aws:s3/bucket:Bucket")
     keys = {k.name: k for k in graph.of_type("aws:kms/key:Key")}
-    policy = graph.named("gantry-delivery-deploy-prod-policy").json("policy")
+    policy = _attached(graph, "gantry-delivery-deploy-prod")
     assert _granted(policy, "s3:PutObject", bucket.outputs["arn"] + "/.pulumi/stacks/gantry/prod.json")
     assert _granted(policy, "kms:Encrypt", keys["gantry-state-secrets-key"].outputs["arn"])
     preview = graph.named("gantry-delivery-preview-policy").json("policy")
@@ -268,7 +288,7 @@ def test_role_policies_are_the_documents_on_the_real_state_arns(graph) -> None:
 
 
 def test_boundary_policy_is_where_the_deploy_roles_require_it(graph) -> None:
-    boundary = graph.one("aws:iam/policy:Policy")
+    boundary = graph.named("gantry-delivery-boundary")
     arn = f"arn:aws:iam::{ACCOUNT}:policy{boundary.inputs['path']}{boundary.inputs['name']}"
     assert arn == SCOPE.boundary_arn
     assert graph.exports["workloadRolePath"] == "/gantry/"
