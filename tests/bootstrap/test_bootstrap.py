@@ -12,6 +12,8 @@ import pytest
 from bootstrap import documents
 from bootstrap.settings import BootstrapConfigError, parse
 from bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
+from components import quotas
+from gantry.plan import as_policy_resources
 
 SCOPE = documents.Scope(account_id=ACCOUNT, region="eu-west-1")
 STATE = {
@@ -326,6 +328,22 @@ def test_keys_rotate_and_are_protected(graph) -> None:
         assert key.inputs["enableKeyRotation"] is True and key.inputs["deletionWindowInDays"] == 30
         assert key.opts.protect
     assert graph.exports["secretsProvider"] == "awskms://alias/gantry-secrets?region=eu-west-1"
+
+
+def test_the_bootstrap_fits_every_quota_and_its_deploy_roles_use_managed_policies(graph) -> None:
+    resources = as_policy_resources(graph)
+    assert [str(f) for f in quotas.check(resources)] == []
+    # What the check measured: six managed deploy policies, each attached to both deploy roles.
+    policies = [r for r in resources if r.type == quotas.MANAGED_POLICY]
+    assert len(policies) == len(documents.DEPLOY_POLICY_AREAS) + 1  # and the boundary
+    attachments = [r for r in resources if r.type == quotas.ROLE_POLICY_ATTACHMENT]
+    assert len(attachments) == 2 * len(documents.DEPLOY_POLICY_AREAS)
+    for policy in policies:
+        size = quotas.policy_size(policy.props["policy"])
+        assert size is not None and 1_000 < size <= 6_144, policy.urn
+    # The deploy roles carry no inline policy; only the preview role does.
+    inline = [r for r in resources if r.type == quotas.ROLE_POLICY]
+    assert [r.urn.rsplit("::", 1)[1] for r in inline] == ["gantry-delivery-preview-policy"]
 
 
 def test_invalid_config_fails_before_any_resource() -> None:
