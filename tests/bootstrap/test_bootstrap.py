@@ -126,6 +126,19 @@ def test_preview_writes_nothing_but_lock_files() -> None:
     assert not _granted(preview, "kms:Encrypt", STATE["secrets_key_arn"])
 
 
+@pytest.mark.parametrize("name", ["deploy", "boundary"])
+def test_modify_rule_is_granted_on_listener_rules_not_listeners(name: str) -> None:
+    """ModifyRule is authorised on listener-rule ARNs (Service Authorization Reference, Elastic Load
+    Balancing V2); ModifyListener on listener ARNs."""
+    listener = f"arn:aws:elasticloadbalancing:eu-west-1:{ACCOUNT}:listener/app/gantry-lb-alb-1/50dc/1a2b"
+    rule = f"arn:aws:elasticloadbalancing:eu-west-1:{ACCOUNT}:listener-rule/app/gantry-lb-alb-1/50dc/1a2b/9f8e"
+    document = ALL_DOCUMENTS[name]
+    assert _granted(document, "elasticloadbalancing:ModifyRule", rule)
+    assert not _granted(document, "elasticloadbalancing:ModifyRule", listener)
+    assert _granted(document, "elasticloadbalancing:ModifyListener", listener)
+    assert not _granted(document, "elasticloadbalancing:ModifyRule", rule.replace("gantry-lb", "payroll-lb"))
+
+
 def test_route53_writes_only_in_the_configured_zones() -> None:
     without = documents.deploy_role_policy(SCOPE, **STATE)
     assert not _granted(without, "route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/Z0GANTRYTEST01")
