@@ -10,9 +10,11 @@ hour (a deploy that needs longer refreshes through the action).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -20,6 +22,10 @@ import pulumi_aws as aws
 from bootstrap import documents
 
 SESSION_SECONDS = 3600
+
+
+def _area_json(area: str, by_area: dict[str, dict[str, Any]]) -> str:
+    return json.dumps(by_area[area])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +118,7 @@ class DeliveryIdentity(pulumi.ComponentResource):
                 name=documents.deploy_policy_name(scope, area),
                 path=documents.WORKLOAD_ROLE_PATH,
                 description=f"gantry delivery: pulumi up - {summary}",
-                policy=deploy_documents.apply(lambda d, area=area: json.dumps(d[area])),
+                policy=deploy_documents.apply(functools.partial(_area_json, area)),
                 opts=child,
             )
             for area, summary in documents.DEPLOY_POLICY_AREAS.items()

@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 import pytest
+from pulumi.runtime.rpc import UNKNOWN
 
 from bootstrap import documents
 from components import quotas
@@ -32,7 +33,10 @@ def _item(typ: str, name: str, props: dict[str, Any], **deps: list[str]) -> Item
 
 def _document(characters: int) -> dict[str, Any]:
     """A policy document of exactly `characters` characters without whitespace."""
-    base = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": ""}]}
+    base: dict[str, Any] = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": ""}],
+    }
     pad = characters - len(json.dumps(base, separators=(",", ":")))
     assert pad >= 0
     base["Statement"][0]["Resource"] = "a" * pad
@@ -56,8 +60,8 @@ def test_policy_size_counts_without_whitespace_and_reads_strings_and_dicts() -> 
     assert quotas.policy_size(document) == quotas.policy_size(json.dumps(document))
     # Unknown at preview or not JSON: not measured (skipped), never a pass or a crash.
     assert quotas.policy_size(None) is None
-    assert quotas.policy_size(quotas.UNKNOWN) is None
-    assert quotas.policy_size({"Statement": [{"Resource": quotas.UNKNOWN}]}) is None
+    assert quotas.policy_size(UNKNOWN) is None
+    assert quotas.policy_size({"Statement": [{"Resource": UNKNOWN}]}) is None
     assert quotas.policy_size("not json") is None
 
 
@@ -137,7 +141,7 @@ def test_explicit_names_against_their_limits(typ: str, prop: str, limit: int, qu
     [finding] = check([_item(typ, "n", {prop: "a" * (limit + 1)})])
     assert (finding.quota, finding.measured, finding.limit) == (quota, limit + 1, limit)
     # An auto-name (absent) or an unknown value is not measured.
-    assert check([_item(typ, "n", {}), _item(typ, "m", {prop: quotas.UNKNOWN})]) == []
+    assert check([_item(typ, "n", {}), _item(typ, "m", {prop: UNKNOWN})]) == []
 
 
 def test_sqs_fifo_suffix_counts() -> None:
