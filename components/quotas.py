@@ -259,15 +259,19 @@ def _over(resource: Subject, quota: str, measured: int | None) -> list[Finding]:
 
 def _role_findings(role: Subject, resources: Sequence[Subject]) -> list[Finding]:
     findings = _over(role, "iam-trust-policy-size", policy_size(role.props.get("assumeRolePolicy")))
-    inline: list[int | None] = [
-        policy_size(p.get("policy"))
-        for p in _sequence(role.props.get("inlinePolicies"))
-        if isinstance(p, Mapping) and p.get("policy") is not None
-    ]
+    # Keyed by policy name where it is known: after `up`, AWS reports a role's inlinePolicies and
+    # managedPolicyArns including those its RolePolicy and attachment resources put there (CrossGuard's
+    # AnalyzeStack sees those outputs), and one policy must count once.
+    inline: dict[str, int | None] = {}
+    for index, p in enumerate(_sequence(role.props.get("inlinePolicies"))):
+        if isinstance(p, Mapping) and p.get("policy") is not None:
+            name = p.get("name")
+            inline[str(name) if not _unknown(name) else f"{role.urn}#{index}"] = policy_size(p.get("policy"))
     managed: set[str] = {str(a) for a in _sequence(role.props.get("managedPolicyArns")) if not _unknown(a)}
     for r in resources:
         if r.type == ROLE_POLICY and _linked(r, "role", role):
-            inline.append(policy_size(r.props.get("policy")))
+            name = r.props.get("name")
+            inline[str(name) if not _unknown(name) else r.urn] = policy_size(r.props.get("policy"))
         elif (r.type == ROLE_POLICY_ATTACHMENT and _linked(r, "role", role)) or (
             r.type == POLICY_ATTACHMENT and _linked(r, "roles", role)
         ):
@@ -276,7 +280,7 @@ def _role_findings(role: Subject, resources: Sequence[Subject]) -> list[Finding]
             managed.add(str(arn) if not _unknown(arn) else r.urn)
         elif r.type == ROLE_POLICY_ATTACHMENTS_EXCLUSIVE and _linked(r, "roleName", role):
             managed.update(str(a) for a in _sequence(r.props.get("policyArns")) if not _unknown(a))
-    known = [size for size in inline if size is not None]
+    known = [size for size in inline.values() if size is not None]
     findings += _over(role, "iam-role-inline-policies", sum(known) if known else None)
     findings += _over(role, "iam-managed-policies-per-role", len(managed))
     return findings

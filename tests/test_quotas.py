@@ -81,6 +81,16 @@ def test_inline_policies_of_a_role_are_summed_over_both_forms(sizes: tuple[int, 
     assert check([other_role, separate]) == []
 
 
+def test_an_inline_policy_reported_on_the_role_and_as_its_resource_counts_once() -> None:
+    """After `up` AWS reports the role's inline policies (RolePolicy's included) as its inlinePolicies."""
+    document = json.dumps(_document(6_000))
+    role = _item(quotas.ROLE, "r", {**ROLE.props, "inlinePolicies": [{"name": "main", "policy": document}]})
+    same = _item(quotas.ROLE_POLICY, "p", {"name": "main", "policy": document}, role=[role.urn])
+    assert check([role, same]) == []
+    other = _item(quotas.ROLE_POLICY, "q", {"name": "second", "policy": document}, role=[role.urn])
+    assert _quotas(check([role, same, other])) == ["iam-role-inline-policies"]
+
+
 def test_inline_policies_link_by_name_when_no_dependency_is_known() -> None:
     role = _item(quotas.ROLE, "r", {**ROLE.props, "name": "gantry-task"})
     big = _item(quotas.ROLE_POLICY, "p", {"role": "gantry-task", "policy": _document(10_241)})
