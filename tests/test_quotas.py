@@ -19,6 +19,7 @@ import pytest
 from pulumi.runtime.rpc import UNKNOWN
 
 from bootstrap import documents
+from bootstrap.settings import MAX_HOSTED_ZONES
 from components import quotas
 from components.quotas import Item, check
 from gantry.plan import as_policy_resources
@@ -279,3 +280,21 @@ def test_the_boundary_preview_and_trust_policies_fit() -> None:
     )
     assert (quotas.policy_size(trust) or 0) <= 2_048
     assert re.fullmatch(r"[a-z0-9-]+", documents.deploy_policy_name(SCOPE, "read-and-state"))
+
+
+def test_every_deploy_policy_fits_for_the_longest_config_the_bootstrap_accepts() -> None:
+    """The longest resourcePrefix (30), a long partition and region, a 63-character state bucket and the
+    most hosted zones bootstrap/settings.py accepts, each with the longest zone id (32): every part still
+    fits a managed policy's 6,144 characters, the boundary too, and the preview's inline 10,240."""
+    scope = documents.Scope(account_id=ACCOUNT, region="ap-southeast-2", partition="aws-us-gov", prefix="p" * 30)
+    state = {
+        "state_bucket_arn": "arn:aws-us-gov:s3:::" + "s" * 63,
+        "state_key_arn": STATE["state_key_arn"].replace(":aws:", ":aws-us-gov:"),
+        "secrets_key_arn": STATE["secrets_key_arn"].replace(":aws:", ":aws-us-gov:"),
+    }
+    zones = ["Z" + "A" * 31] * MAX_HOSTED_ZONES
+    parts = documents.deploy_role_policies(scope, **state, hosted_zone_ids=zones)
+    sizes = {area: quotas.policy_size(p) or 0 for area, p in parts.items()}
+    assert max(sizes.values()) <= 6_144, sizes
+    assert (quotas.policy_size(documents.workload_boundary_policy(scope)) or 0) <= 6_144
+    assert (quotas.policy_size(documents.preview_role_policy(scope, **state)) or 0) <= 10_240

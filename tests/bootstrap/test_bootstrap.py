@@ -227,6 +227,7 @@ def test_settings_defaults() -> None:
         ({"stateBucketPrefix": "a" * 41}, "at most 63 characters"),
         ({"resourcePrefix": "g"}, "resourcePrefix='g' is invalid"),
         ({"hostedZoneIds": ["example.com"]}, "hostedZoneIds entry 'example.com' is invalid"),
+        ({"hostedZoneIds": [f"Z{i:04d}" for i in range(21)]}, "hostedZoneIds lists 21 zones; allowed: at most 20"),
     ],
 )
 def test_settings_refuse_what_would_widen_a_condition(changes: dict[str, Any], expected: str) -> None:
