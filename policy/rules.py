@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from components import quotas
 from components.settings.base import secret_looking_name, secret_looking_value
 from components.settings.edge import TLS13_POLICIES
 
@@ -418,6 +419,14 @@ def deletion_protection_in_production(resources: Sequence[Resource], production:
     return findings
 
 
+def aws_quotas(resources: Sequence[Resource], production: bool) -> list[str]:
+    """Every role, policy, name and security group fits the quotas AWS enforces at `up` and no preview
+    sees (components/quotas.py: IAM policy sizes and attachments, name lengths, S3 naming, rules per
+    security group). The same check the tests run on the synthesized graphs; props may be any Mapping
+    and lists any non-string Sequence, values unknown at preview are skipped."""
+    return [str(finding) for finding in quotas.check(resources)]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The checklist
 
@@ -506,6 +515,12 @@ RULES: tuple[Rule, ...] = (
         description="Production load balancers and CloudFront distributions facing the internet have a WAF web ACL.",
         mandatory=True,
         stack_check=waf_on_production,
+    ),
+    Rule(
+        name="aws-quotas",
+        description="IAM policy sizes and attachments, names and security-group rules fit AWS's quotas.",
+        mandatory=True,
+        stack_check=aws_quotas,
     ),
     Rule(
         name="deletion-protection-in-production",
