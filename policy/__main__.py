@@ -110,7 +110,8 @@ def resource_policy(rule: Rule, check: ResourceCheck) -> ResourceValidationPolic
 def stack_policy(rule: Rule, check: StackCheck) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [as_resource(r) for r in args.resources]
-        config: Mapping[str, Any] = plain(args.get_config())
+        # None until the engine configures the pack (the CLI always does, with the schema defaults).
+        config: Mapping[str, Any] = plain(args.get_config()) or {}
         stacks: Sequence[str] = config.get("productionStacks") or DEFAULT_PRODUCTION_STACKS
         try:
             messages = check(resources, is_production(resources, stacks))
