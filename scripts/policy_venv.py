@@ -44,7 +44,17 @@ def ensure(target: Path = VENV, lock: Path = LOCK) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(target)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes", "-r", str(lock)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--require-hashes",
+            "-r",
+            str(lock),
+        ],
         check=True,
     )
     # Written last: an interrupted install leaves no stamp and is rebuilt next time.

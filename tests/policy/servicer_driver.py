@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
-from google.protobuf import empty_pb2, json_format, struct_pb2
+import grpc  # type: ignore[import-untyped]  # runs in policy/venv; the dev venv has no stubs
+from google.protobuf import empty_pb2, json_format, struct_pb2  # type: ignore[import-untyped]
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 PACK = Path(__file__).resolve().parents[2] / "policy"

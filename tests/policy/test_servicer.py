@@ -39,7 +39,11 @@ STAR_S3 = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
 
 # How the engine puts an asset or archive on the wire (pulumi's sdk/go/common/resource/properties.go
 # signatures, which pulumi_policy/deserialize.py decodes back).
-SIG_KEY, ASSET_SIG, ARCHIVE_SIG = "4dabf18193072939515e22adb298388d", "c44067f5952c0a294b673a41bacd8c17", "0def7320c3a5731c473e5ecbe6d01bc7"
+SIG_KEY, ASSET_SIG, ARCHIVE_SIG = (
+    "4dabf18193072939515e22adb298388d",
+    "c44067f5952c0a294b673a41bacd8c17",
+    "0def7320c3a5731c473e5ecbe6d01bc7",
+)
 
 
 def wire(value: Any) -> Any:
