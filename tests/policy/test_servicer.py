@@ -217,3 +217,21 @@ def test_a_rule_that_raises_is_a_violation_and_the_others_still_report(
     assert "rule log-group-retention could not check this (TypeError" in raised["message"]
     assert ("ecr-immutable-scanned", repository) in fired(verdict)
     assert policies(verdict) == {"log-group-retention", "ecr-immutable-scanned"}
+
+
+def test_the_quota_rule_reads_proxied_policies_and_names(pack_python: Path, stacks: dict[str, Any]) -> None:
+    """IAM counts a role's inline policies together against 10,240 characters without whitespace, and an
+    ALB's name against 32 ("IAM and AWS STS quotas"; "Quotas for your Application Load Balancers"):
+    both must reach `aws-quotas` through the proxies the real server hands it."""
+    statements = [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::gantry-bucket-{i:04d}/*"}
+        for i in range(200)
+    ]
+    large = [{"name": "large", "policy": json.dumps({"Version": "2012-10-17", "Statement": statements})}]
+    oversized, role = change(stacks["dev"], execution_role, inlinePolicies=large)
+    long_name, balancer = change(stacks["dev"], lambda r: r["type"] == rules.LOAD_BALANCER, name="g" * 33)
+    result = analyze(pack_python, {"oversized": oversized, "long-name": long_name})
+    [quota] = [d for d in result["oversized"]["stack"] if d["policy"] == "aws-quotas"]
+    assert role in quota["message"] and "10240" in quota["message"].replace(",", "")
+    [name] = [d for d in result["long-name"]["stack"] if d["policy"] == "aws-quotas"]
+    assert balancer in name["message"] and "32" in name["message"]
