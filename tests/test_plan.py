@@ -20,11 +20,12 @@ import pytest
 import yaml
 
 from gantry import plan
-from gantry.offline import TEST_SECRET_VALUE, synthesize
+from gantry.offline import STAND_IN_PREFIX, TEST_SECRET_VALUE, synthesize
 from harness import ROOT
 from policy.rules import RULES
 
 NEW_SECRET = "k-plan-test-never-printed-91c3"
+NEW_CIPHERTEXT = "v1:cGxhbnRlc3Q=:bmV2ZXItcHJpbnRlZC05MWMz"
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -97,7 +98,9 @@ def test_a_deliberate_change_is_reported_resource_by_resource_and_its_secret_is_
     config = yaml.safe_load(original)
     config["config"]["gantry:logs"]["retentionDays"] = 30
     config["config"]["gantry:network"]["flowLogs"] = False
-    config["config"]["gantry:secretValues"] = {"API_KEYS": json.dumps({"gantry-eval": NEW_SECRET})}
+    # Set as the README says (`pulumi config set --secret --path 'secretValues.API_KEYS'`): a ciphertext,
+    # which the plan runs as a stand-in derived from it, so the new secret shows as a change.
+    config["config"]["gantry:secretValues"] = {"API_KEYS": {"secure": NEW_CIPHERTEXT}}
     stack_file.write_text(yaml.safe_dump(config))
     try:
         result = run_plan(root, "dev", "--against", base, "--json")
@@ -116,7 +119,7 @@ def test_a_deliberate_change_is_reported_resource_by_resource_and_its_secret_is_
     changed = {c["name"]: c["inputs"] for c in change["changed"]}
     assert changed["gantry-logs"] == ["retentionInDays"]
     assert changed["gantry-secrets-api-keys-value"] == ["secretString [secret]"]
-    assert_no_secret(result.stdout + result.stderr, NEW_SECRET)
+    assert_no_secret(result.stdout + result.stderr, NEW_CIPHERTEXT, STAND_IN_PREFIX)
 
 
 def test_a_ref_without_the_stack_file_is_reported_not_an_error(checkout) -> None:
