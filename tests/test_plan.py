@@ -247,3 +247,57 @@ def test_the_plan_quotes_the_stacks_fixed_monthly_cost() -> None:
     # A region without a price table is said, not guessed.
     unpriced = plan.make_plan(synthesis, plan.policy_levels({}), None, "ap-south-2")
     assert "Not priced:" in plan.render_markdown(unpriced)
+
+
+@pytest.mark.parametrize(
+    ("stack_file", "message"),
+    [
+        ("config:\n  aws:region: [eu-west-1\n", "Pulumi.broken.yaml: not valid YAML"),
+        ("config:\n  aws:region: eu-west-1\n  gantry:network: {cidrBlock: 10.0.0.0/33}\n", "gantry:network.cidrBlock"),
+    ],
+    ids=["yaml-error", "validator-error"],
+)
+def test_the_workflow_script_shows_a_refused_config_and_leaves_a_plan_file(
+    checkout, tmp_path: Path, stack_file: str, message: str
+) -> None:
+    """No traceback, exit 2, the message in the plan file, the summary and one escaped error annotation."""
+    root, _ = checkout
+    (root / "Pulumi.broken.yaml").write_text(stack_file)
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PLAN_AGAINST": "main",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(outputs),
+    }
+    try:
+        result = subprocess.run(
+            [str(root / "scripts/ci/offline_plan.sh"), "broken", "plan-broken.md"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        local = subprocess.run(
+            [str(root / "scripts/ci/offline_plan.sh"), "broken", "plan-local.md"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "PYTHON": sys.executable, "PLAN_AGAINST": "main"},
+        )
+    finally:
+        (root / "Pulumi.broken.yaml").unlink()
+    assert result.returncode == 2 and local.returncode == 2, result.stderr + local.stderr
+    out = (root / "plan-broken.md").read_text()
+    assert message in out and "Traceback" not in out + result.stdout + result.stderr
+    assert summary.read_text() == out and outputs.read_text() == "policy=error\n"
+    [annotation] = result.stdout.splitlines()
+    assert annotation.startswith("::error title=offline plan of broken::gantry.plan: ") and message in annotation
+    # A workflow command is one line: the message's own lines are escaped, never raw.
+    block = out.split("~~~text\n")[1].split("\n~~~")[0]
+    assert annotation.endswith("::" + block.replace("%", "%25").replace("\n", "%0A"))
+    assert message in local.stderr and "Traceback" not in local.stderr and "::error" not in local.stdout
