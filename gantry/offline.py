@@ -8,9 +8,11 @@ resources (an ARN in a policy is the ARN of the resource it means) is real, not 
 Every registration also passes through `CapturingMonitor`, which records what mocks never see:
 dependencies, property dependencies, resource options (ignore_changes, retain_on_delete, protect,
 aliases) and which inputs are secret. The test suite (`tests/harness.py` re-exports this module) and
-`python -m gantry.plan` share it. Security stance: no credentials and no network are used; secret config
-values (`secure:` entries and stack-created secrets) are replaced by test dummies before the program
-runs, and each resource records which of its inputs carried a secret so that callers never print them.
+`python -m gantry.plan` share it, and share its one reader of stack files (`stack_config`, `cli_config`),
+which reads keys and `secure:` values as the Pulumi CLI does. Security stance: no credentials and no
+network are used; `secure:` values never reach the program (it gets stand-ins, `offline-stand-in-...`,
+derived from the ciphertext but revealing nothing of the secret), stack-created secrets get test values,
+and each resource records which of its inputs carried a secret so that callers never print them.
 `python -m gantry.offline --root DIR STACK` prints a value-free snapshot (`snapshot`) of another
 checkout, which is how the plan compares against a git ref in a fresh interpreter.
 """
