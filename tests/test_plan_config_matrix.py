@@ -105,6 +105,12 @@ CASES = [
         ["gantry:secretValues"],
     ),
     Case(
+        "secure value in another namespace",
+        _dev_with({"other:token": {"secure": CIPHERTEXT}, "gantry:secretValues": {"API_KEYS": {"secure": CIPHERTEXT}}}),
+        _view({"other:token": "k-matrix-other-token-77af", **SET_KEYS}),
+        ["gantry:secretValues", "other:token"],
+    ),
+    Case(
         "secret values in plain text",
         _dev_with(SET_KEYS),
         _view(SET_KEYS),
@@ -208,3 +214,6 @@ def test_a_secure_value_runs_as_a_recognisable_stand_in_of_the_shape_its_key_nee
     assert secret_keys == ["gantry:secretValues"]
     other, _ = cli_config({**config, "gantry:secretValues": {"API_KEYS": {"secure": CIPHERTEXT + "x"}}})
     assert other["gantry:secretValues"]["API_KEYS"] != config["gantry:secretValues"]["API_KEYS"]
+    # Another namespace's secret reaches the program as the CLI hands it: a (stand-in) string, marked secret.
+    foreign, foreign_keys = cli_config({"aws:secretKey": {"secure": CIPHERTEXT}})
+    assert foreign["aws:secretKey"].startswith(STAND_IN_PREFIX) and foreign_keys == ["aws:secretKey"]
