@@ -79,6 +79,7 @@ image = ImageRepository(
         project_dir=PROJECT_DIR,
         promoted=settings.promoted,
         source=settings.source,
+        stack=env.stack,
     ),
 )
 
@@ -95,6 +96,7 @@ load_balancer = PublicLoadBalancer(
         target_group_roles=settings.deployment.target_group_roles,
         test_listener_port=settings.deployment.test_listener,
         alias_record=settings.migration.owns_hostname,
+        force_destroy=settings.force_destroy_buckets,
     ),
 )
 attachment = load_balancer.attachment(settings.deployment.production_role)
@@ -112,6 +114,8 @@ edge = Edge(
         waf_max_body_bytes=settings.waf_max_body_bytes,
         provider_tags=settings.provider_tags,
         alias_record=settings.migration.owns_hostname,
+        access_logs=settings.edge_access_logs,
+        force_destroy=settings.force_destroy_buckets,
     ),
 )
 
@@ -153,6 +157,7 @@ batch = BatchJobs(
         logs=settings.logs,
         start_after=[endpoints],
         notifier=notifications,
+        force_destroy=settings.force_destroy_buckets,
     ),
 )
 
@@ -171,7 +176,7 @@ service = FargateService(
         secrets=secrets.refs,
         task_statements=settings.task_policy,
         load_balancer=attachment,
-        scaling_rules=standard_rules(settings.autoscaling, attachment.request_count_label, settings.worker_metrics),
+        scaling_rules=standard_rules(settings.autoscaling, load_balancer.request_counts, settings.worker_metrics),
         schedules=scheduled_bounds(settings.autoscaling),
         tracing=settings.tracing,
         start_after=[endpoints],

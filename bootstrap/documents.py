@@ -313,6 +313,79 @@ def preview_role_policy(
     }
 
 
+# What IAM enforces when `pulumi up` of the bootstrap creates these documents ("IAM and AWS STS quotas",
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html, characters counted without
+# whitespace): a role's inline policies together at most 10,240 characters, a managed policy at most
+# 6,144, a trust policy at most 2,048 (the default, raise-able to 4,096), at most 10 managed policies
+# attached to a role (the default, raise-able to 20). One inline deploy policy of about 18,400 characters
+# is refused by PutRolePolicy, so the deploy permissions are customer-managed policies, one per area
+# below, each well under 6,144 so a few more hosted zones or statements still fit; components/quotas.py
+# checks every document the bootstrap and the program create against these limits.
+DEPLOY_POLICY_AREAS: dict[str, str] = {
+    "read-and-state": "read what gantry manages (preview, refresh) and read and write the stack state",
+    "iam-ecs-ecr": "gantry's roles (under the path, with the boundary), ECS and ECR; denies on the delivery side",
+    "network": "the VPC, its subnets, routes, gateways, endpoints and security groups, and the load balancer",
+    "services": "logs, alarms, secrets, service autoscaling, certificates, CodeDeploy and the hook function",
+    "operations-and-jobs": "alert topics and keys, dashboards, budgets, scheduled scaling, the Batch API's stores",
+    "edge": "CloudFront, its VPC origin, the web ACL, health checks and the configured DNS zones",
+}
+
+
+def deploy_policy_name(scope: Scope, area: str) -> str:
+    """The managed policy of one DEPLOY_POLICY_AREAS entry: `<prefix>-deploy-<area>` under /gantry/."""
+    if area not in DEPLOY_POLICY_AREAS:
+        raise ValueError(f"deploy policy area {area!r} is unknown; allowed: {sorted(DEPLOY_POLICY_AREAS)}")
+    return f"{scope.prefix}-deploy-{area}"
+
+
+def deploy_role_policies(
+    scope: Scope,
+    *,
+    state_bucket_arn: str,
+    state_key_arn: str,
+    secrets_key_arn: str,
+    hosted_zone_ids: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """One environment's `pulumi up`, as one managed policy document per DEPLOY_POLICY_AREAS entry:
+    everything gantry's program creates, scoped to the prefix, plus IAM guarded against escalation (see
+    the module docstring). The explicit denies sit in the IAM area; a Deny in any policy of a role holds
+    for the whole role, whichever policy holds the Allow."""
+    return {
+        "read-and-state": _document(
+            [
+                *_read_only(scope),
+                *_state_read(state_bucket_arn, state_key_arn, secrets_key_arn),
+                _allow("WriteState", ["s3:PutObject", "s3:DeleteObject"], f"{state_bucket_arn}/*"),
+                _allow("EncryptState", ["kms:GenerateDataKey", "kms:Encrypt"], state_key_arn),
+                _allow("EncryptStackSecrets", ["kms:Encrypt", "kms:GenerateDataKey"], secrets_key_arn),
+            ]
+        ),
+        "iam-ecs-ecr": _document([*_deploy_iam(scope), *_deploy_ecs_ecr(scope)]),
+        "network": _document(_deploy_network(scope)),
+        "services": _document(_deploy_services(scope)),
+        "operations-and-jobs": _document(_operations_and_jobs(scope)),
+        "edge": _document(
+            [
+                *_edge(scope),
+                *(
+                    [
+                        _allow(
+                            "WriteGantryRecords",
+                            ["route53:ChangeResourceRecordSets"],
+                            [
+                                scope.arn("route53", f"hostedzone/{z}", regional=False, account=False)
+                                for z in hosted_zone_ids
+                            ],
+                        )
+                    ]
+                    if hosted_zone_ids
+                    else []
+                ),
+            ]
+        ),
+    }
+
+
 def deploy_role_policy(
     scope: Scope,
     *,
@@ -321,17 +394,33 @@ def deploy_role_policy(
     secrets_key_arn: str,
     hosted_zone_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One environment's `pulumi up`: everything gantry's program creates, scoped to the prefix, plus IAM
-    guarded against escalation. See the module docstring for the IAM guards."""
-    p = scope.prefix
+    """Every statement of `deploy_role_policies` in one document: what the deploy role may do in total
+    (IAM evaluates a role's policies together), for the coverage tests. Never attached as one policy: it
+    is about three times the 6,144 characters IAM allows a managed policy."""
+    parts = deploy_role_policies(
+        scope,
+        state_bucket_arn=state_bucket_arn,
+        state_key_arn=state_key_arn,
+        secrets_key_arn=secrets_key_arn,
+        hosted_zone_ids=hosted_zone_ids,
+    )
+    return _document([s for document in parts.values() for s in document["Statement"]])
+
+
+def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": VERSION, "Statement": statements}
+
+
+def deploy_policy_arn_pattern(scope: Scope) -> str:
+    """Every deploy managed policy (`policy/gantry/<prefix>-deploy-*`): the deploy roles may not touch them."""
+    return scope.arn("iam", f"policy{WORKLOAD_ROLE_PATH}{scope.prefix}-deploy-*", regional=False)
+
+
+def _deploy_iam(scope: Scope) -> list[dict[str, Any]]:
+    """Roles under gantry's path, born with the boundary, passed only to gantry's services; never the
+    delivery roles, their policies or the boundary."""
     bounded = {"StringEquals": {"iam:PermissionsBoundary": scope.boundary_arn}}
-    statements: list[dict[str, Any]] = [
-        *_read_only(scope),
-        *_state_read(state_bucket_arn, state_key_arn, secrets_key_arn),
-        _allow("WriteState", ["s3:PutObject", "s3:DeleteObject"], f"{state_bucket_arn}/*"),
-        _allow("EncryptState", ["kms:GenerateDataKey", "kms:Encrypt"], state_key_arn),
-        _allow("EncryptStackSecrets", ["kms:Encrypt", "kms:GenerateDataKey"], secrets_key_arn),
-        # --- IAM: roles under gantry's path, born with the boundary, passed only to gantry's services.
+    return [
         _allow(
             "CreateBoundedRoles",
             ["iam:CreateRole", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"],
@@ -363,6 +452,28 @@ def deploy_role_policy(
             scope.arn("iam", "role/aws-service-role/*", regional=False),
             StringEquals={"iam:AWSServiceName": list(SERVICE_LINKED)},
         ),
+        # Explicit, so no Allow (here, in another area, or added later) can let a deploy rewrite its own
+        # limits: the delivery roles and the managed policies that grant the deploy roles their rights.
+        {
+            "Sid": "NeverTouchDeliveryRoles",
+            "Effect": "Deny",
+            "Action": "iam:*",
+            "Resource": [scope.delivery_roles, deploy_policy_arn_pattern(scope)],
+        },
+        # Everything but reading it: the program checks the boundary exists before it creates a role.
+        {
+            "Sid": "NeverChangeTheBoundary",
+            "Effect": "Deny",
+            "NotAction": list(BOUNDARY_READS),
+            "Resource": scope.boundary_arn,
+        },
+    ]
+
+
+def _deploy_ecs_ecr(scope: Scope) -> list[dict[str, Any]]:
+    """The cluster, services and task definitions; the repository and the image push."""
+    p = scope.prefix
+    return [
         # --- ECS
         _allow(
             "RegisterTaskDefinitions",
@@ -418,6 +529,13 @@ def deploy_role_policy(
             scope.arn("kms", "key/*"),
             StringEquals={"kms:ViaService": f"ecr.{scope.region}.amazonaws.com"},
         ),
+    ]
+
+
+def _deploy_network(scope: Scope) -> list[dict[str, Any]]:
+    """The VPC and everything in it, and the load balancer with its listeners and target groups."""
+    p = scope.prefix
+    return [
         # --- EC2: the VPC and everything in it. Create calls are authorised on resources that do not exist
         # yet, so they are scoped by region/account ARN pattern; changes are limited to gantry-tagged VPC
         # resources (awsx and aws:defaultTags tag everything with project=<prefix>).
@@ -493,7 +611,6 @@ def deploy_role_policy(
                 "elasticloadbalancing:ModifyListenerAttributes",
                 "elasticloadbalancing:CreateRule",
                 "elasticloadbalancing:DeleteRule",
-                "elasticloadbalancing:ModifyRule",
                 "elasticloadbalancing:AddTags",
                 "elasticloadbalancing:RemoveTags",
                 "elasticloadbalancing:AddListenerCertificates",
@@ -506,7 +623,21 @@ def deploy_role_policy(
                 scope.arn("elasticloadbalancing", f"listener-rule/app/{p}-*/*/*/*"),
             ],
         ),
-        # --- Logs, alarms, secrets, autoscaling, TLS and DNS, blue/green.
+        # ModifyRule is authorised on the rule, not its listener (Service Authorization Reference, Elastic
+        # Load Balancing V2: ModifyRule's resource types are listener-rule/app and listener-rule/net,
+        # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html).
+        _allow(
+            "ModifyGantryListenerRules",
+            ["elasticloadbalancing:ModifyRule"],
+            scope.arn("elasticloadbalancing", f"listener-rule/app/{p}-*/*/*/*"),
+        ),
+    ]
+
+
+def _deploy_services(scope: Scope) -> list[dict[str, Any]]:
+    """Logs, alarms, secrets, autoscaling, TLS, blue/green and the hook function."""
+    p = scope.prefix
+    return [
         _allow(
             "ManageGantryLogs",
             [
@@ -605,36 +736,7 @@ def deploy_role_policy(
             ],
             scope.arn("lambda", f"function:{p}-*"),
         ),
-        *_operations_and_jobs(scope),
-        *_edge(scope),
     ]
-    if hosted_zone_ids:
-        statements.append(
-            _allow(
-                "WriteGantryRecords",
-                ["route53:ChangeResourceRecordSets"],
-                [scope.arn("route53", f"hostedzone/{z}", regional=False, account=False) for z in hosted_zone_ids],
-            )
-        )
-    statements.extend(
-        [
-            # Explicit, so no Allow above (or added later) can let a deploy rewrite its own limits.
-            {
-                "Sid": "NeverTouchDeliveryRoles",
-                "Effect": "Deny",
-                "Action": "iam:*",
-                "Resource": scope.delivery_roles,
-            },
-            # Everything but reading it: the program checks the boundary exists before it creates a role.
-            {
-                "Sid": "NeverChangeTheBoundary",
-                "Effect": "Deny",
-                "NotAction": list(BOUNDARY_READS),
-                "Resource": scope.boundary_arn,
-            },
-        ]
-    )
-    return {"Version": VERSION, "Statement": statements}
 
 
 def _us_east_1(scope: Scope) -> Scope:
@@ -809,6 +911,37 @@ def _edge(scope: Scope) -> list[dict[str, Any]]:
             ["logs:PutResourcePolicy", "logs:DeleteResourcePolicy", "logs:DescribeResourcePolicies"],
             "*",
         ),
+        # The security-headers policy and CloudFront standard logging (v2): a delivery source for the
+        # distribution (which CloudFront authorises through AllowVendedLogDeliveryForResource), an S3
+        # delivery destination and the delivery between them, all in us-east-1.
+        _allow(
+            "EdgeHeadersAndLogging",
+            [
+                "cloudfront:CreateResponseHeadersPolicy",
+                "cloudfront:UpdateResponseHeadersPolicy",
+                "cloudfront:DeleteResponseHeadersPolicy",
+                "cloudfront:GetResponseHeadersPolicy",
+                "cloudfront:AllowVendedLogDeliveryForResource",
+                "logs:PutDeliverySource",
+                "logs:GetDeliverySource",
+                "logs:DeleteDeliverySource",
+                "logs:PutDeliveryDestination",
+                "logs:GetDeliveryDestination",
+                "logs:DeleteDeliveryDestination",
+                "logs:CreateDelivery",
+                "logs:GetDelivery",
+                "logs:DeleteDelivery",
+                "logs:TagResource",
+                "logs:ListTagsForResource",
+            ],
+            [
+                scope.arn("cloudfront", "response-headers-policy/*", regional=False),
+                scope.arn("cloudfront", "distribution/*", regional=False),
+                east.arn("logs", f"delivery-source:{p}-*"),
+                east.arn("logs", f"delivery-destination:{p}-*"),
+                east.arn("logs", "delivery:*"),
+            ],
+        ),
         _allow(
             "EdgeCertificates",
             ["acm:DeleteCertificate", "acm:AddTagsToCertificate", "acm:DescribeCertificate"],
@@ -875,13 +1008,16 @@ def workload_boundary_policy(scope: Scope) -> dict[str, Any]:
                 ],
                 "*",
             ),
+            # ModifyListener on listeners, ModifyRule on their rules: the resource each is authorised on.
             _allow(
                 "SwapGantryListeners",
-                ["elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule"],
-                [
-                    scope.arn("elasticloadbalancing", f"listener/app/{p}-*/*/*"),
-                    scope.arn("elasticloadbalancing", f"listener-rule/app/{p}-*/*/*/*"),
-                ],
+                ["elasticloadbalancing:ModifyListener"],
+                scope.arn("elasticloadbalancing", f"listener/app/{p}-*/*/*"),
+            ),
+            _allow(
+                "SwapGantryListenerRules",
+                ["elasticloadbalancing:ModifyRule"],
+                scope.arn("elasticloadbalancing", f"listener-rule/app/{p}-*/*/*/*"),
             ),
             _allow("ReadGantryAlarms", ["cloudwatch:DescribeAlarms"], scope.arn("cloudwatch", f"alarm:{p}-*")),
             _allow(

@@ -10,9 +10,11 @@ hour (a deploy that needs longer refreshes through the action).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -20,6 +22,10 @@ import pulumi_aws as aws
 from bootstrap import documents
 
 SESSION_SECONDS = 3600
+
+
+def _area_json(area: str, by_area: dict[str, dict[str, Any]]) -> str:
+    return json.dumps(by_area[area])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +46,7 @@ class DeliveryIdentity(pulumi.ComponentResource):
     provider: aws.iam.OpenIdConnectProvider
     boundary: aws.iam.Policy
     preview_role: aws.iam.Role
+    deploy_policies: dict[str, aws.iam.Policy]
     deploy_roles: dict[str, aws.iam.Role]
 
     def __init__(self, name: str, args: DeliveryIdentityArgs, opts: pulumi.ResourceOptions | None = None):
@@ -75,7 +82,13 @@ class DeliveryIdentity(pulumi.ComponentResource):
             f"{name}-preview",
             documents.pull_request_subject(),
             args.repository,
-            state.apply(
+            "pull requests: read-only preview",
+        )
+        # Inline: the preview policy is under half of the 10,240 characters IAM allows a role's inline policies.
+        aws.iam.RolePolicy(
+            f"{name}-preview-policy",
+            role=self.preview_role.id,
+            policy=state.apply(
                 lambda s: json.dumps(
                     documents.preview_role_policy(
                         scope,
@@ -85,28 +98,40 @@ class DeliveryIdentity(pulumi.ComponentResource):
                     )
                 )
             ),
-            "pull requests: read-only preview",
+            opts=child,
         )
-        self.deploy_roles = {
-            env: self._role(
-                f"{name}-deploy-{env.lower()}",
-                documents.environment_subject(env),
-                args.repository,
-                state.apply(
-                    lambda s: json.dumps(
-                        documents.deploy_role_policy(
-                            scope,
-                            state_bucket_arn=s["bucket"],
-                            state_key_arn=s["state_key"],
-                            secrets_key_arn=s["secrets_key"],
-                            hosted_zone_ids=args.hosted_zone_ids,
-                        )
-                    )
-                ),
-                f"GitHub environment {env}: pulumi up",
+        # The deploy permissions do not fit one policy (IAM caps a managed policy at 6,144 characters and a
+        # role's inline policies at 10,240 together; see documents.DEPLOY_POLICY_AREAS): one managed policy
+        # per area, the same for every environment, each attached to every deploy role.
+        deploy_documents = state.apply(
+            lambda s: documents.deploy_role_policies(
+                scope,
+                state_bucket_arn=s["bucket"],
+                state_key_arn=s["state_key"],
+                secrets_key_arn=s["secrets_key"],
+                hosted_zone_ids=args.hosted_zone_ids,
             )
-            for env in args.environments
+        )
+        self.deploy_policies = {
+            area: aws.iam.Policy(
+                f"{name}-deploy-{area}",
+                name=documents.deploy_policy_name(scope, area),
+                path=documents.WORKLOAD_ROLE_PATH,
+                description=f"gantry delivery: pulumi up - {summary}",
+                policy=deploy_documents.apply(functools.partial(_area_json, area)),
+                opts=child,
+            )
+            for area, summary in documents.DEPLOY_POLICY_AREAS.items()
         }
+        self.deploy_roles = {}
+        for env in args.environments:
+            role_name = f"{name}-deploy-{env.lower()}"
+            role = self._role(
+                role_name, documents.environment_subject(env), args.repository, f"GitHub environment {env}: pulumi up"
+            )
+            for area, policy in self.deploy_policies.items():
+                aws.iam.RolePolicyAttachment(f"{role_name}-{area}", role=role.name, policy_arn=policy.arn, opts=child)
+            self.deploy_roles[env] = role
         self.register_outputs(
             {
                 "previewRoleArn": self.preview_role.arn,
@@ -115,10 +140,8 @@ class DeliveryIdentity(pulumi.ComponentResource):
             }
         )
 
-    def _role(
-        self, name: str, subject: str, repository: str, policy: pulumi.Input[str], description: str
-    ) -> aws.iam.Role:
-        role = aws.iam.Role(
+    def _role(self, name: str, subject: str, repository: str, description: str) -> aws.iam.Role:
+        return aws.iam.Role(
             name,
             path=documents.DELIVERY_ROLE_PATH,
             description=f"gantry delivery ({repository}) - {description}",
@@ -130,5 +153,3 @@ class DeliveryIdentity(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self))
-        return role

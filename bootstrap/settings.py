@@ -26,6 +26,9 @@ _ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _PREFIX = re.compile(r"[a-z][a-z0-9-]{2,29}")
 _BUCKET_PREFIX = re.compile(r"[a-z][a-z0-9-]{2,48}")
 _ZONE = re.compile(r"Z[0-9A-Z]{1,31}")
+# Each zone adds its ARN to the deploy role's `edge` managed policy, which IAM caps at 6,144 characters;
+# 20 of the longest ids with the longest prefix, partition and region still fit (tests/test_quotas.py).
+MAX_HOSTED_ZONES = 20
 # S3 bucket names are at most 63 characters; the state bucket is <prefix>-<account>-<region>.
 _BUCKET_MAX = 63
 
@@ -122,6 +125,11 @@ def parse(values: Mapping[str, str], *, account_id: str, region: str) -> Bootstr
     for zone in zones:
         if not _ZONE.fullmatch(zone):
             errors.append(f"{NAMESPACE}:hostedZoneIds entry {zone!r} is invalid; allowed: a Route 53 zone id (Z...)")
+    if len(zones) > MAX_HOSTED_ZONES:
+        errors.append(
+            f"{NAMESPACE}:hostedZoneIds lists {len(zones)} zones; allowed: at most {MAX_HOSTED_ZONES} (each one "
+            "grows a deploy policy IAM caps at 6,144 characters)"
+        )
 
     if errors:
         raise BootstrapConfigError("invalid bootstrap config:\n  - " + "\n  - ".join(errors))

@@ -241,6 +241,9 @@ class BatchJobsArgs:
     notifier: AlarmNotifier | None = None
     """Who the queue alarms notify (`Notifications`, severities batch-oldest and batch-dead-letters);
     default nobody."""
+    force_destroy: bool = False
+    """Default false: `pulumi destroy` refuses the batch files bucket that still holds objects. The program sets it on
+    non-production stacks (Settings.production false) so `pulumi destroy -s dev` empties and removes it."""
 
 
 class BatchJobs(pulumi.ComponentResource):
@@ -302,7 +305,7 @@ class BatchJobs(pulumi.ComponentResource):
                 opts=child,
             )
 
-        bucket = self._bucket(name, settings, child)
+        bucket = self._bucket(name, settings, args.force_destroy, child)
         table = aws.dynamodb.Table(
             f"{name}-records",
             billing_mode="PAY_PER_REQUEST",
@@ -428,8 +431,10 @@ class BatchJobs(pulumi.ComponentResource):
             }
         )
 
-    def _bucket(self, name: str, settings: QueueSettings, child: pulumi.ResourceOptions) -> aws.s3.Bucket:
-        bucket = aws.s3.Bucket(f"{name}-files", opts=child)
+    def _bucket(
+        self, name: str, settings: QueueSettings, force_destroy: bool, child: pulumi.ResourceOptions
+    ) -> aws.s3.Bucket:
+        bucket = aws.s3.Bucket(f"{name}-files", force_destroy=force_destroy, opts=child)
         public_access = aws.s3.BucketPublicAccessBlock(
             f"{name}-files-public-access",
             bucket=bucket.id,

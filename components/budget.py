@@ -5,8 +5,10 @@ default `environment`, with the value the stack's aws:defaultTags give it), as a
 filter in Budgets' `user:<key>$<value>` form: "user:" marks a user-defined tag and "$" separates key
 from value (https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-create-filters.html;
 the form boto/boto3#4248 shows working). A tag counts only after it is activated as a cost-allocation
-tag in the Billing console, once per account. Alerts: actual spend past 80 % and forecast past 100 %
-notify `budget-forecast`'s severity (ticket), actual past 100 % `budget-actual`'s (page in prod).
+tag in the Billing console, once per account. Alerts, each under its own kind so that a severity
+setting routes exactly the alert it names: actual spend past 80 % notifies `budget-actual-warning`'s
+severity (ticket), forecast past 100 % `budget-forecast`'s (ticket), actual past 100 %
+`budget-actual`'s (page in prod).
 Security stance: Budgets reads billing data only; it can publish to the topics because their key and
 topic policies allow budgets.amazonaws.com for this account.
 """
@@ -25,7 +27,7 @@ from components.settings.operations import OperationsSettings
 
 # (kind, notification type, percent of the limit): the alerts every budget carries.
 ALERTS = (
-    ("budget-forecast", "ACTUAL", 80.0),
+    ("budget-actual-warning", "ACTUAL", 80.0),
     ("budget-forecast", "FORECASTED", 100.0),
     ("budget-actual", "ACTUAL", 100.0),
 )

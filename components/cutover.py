@@ -15,9 +15,11 @@ considers the zero-weighted records", How Route 53 chooses records when health c
 which is what makes the 48-hour hold at 100 % a way back. A health check on the legacy target is opt-in:
 when it fails, legacy's whole share lands on gantry at once. `retireLegacy` deletes the legacy record.
 `state` is exported as the `migrationCutover` output, which the next `up` reads back to refuse unsafe
-steps (components.settings.migration). Security stance: records only in the configured zone and name;
-health checkers connect over HTTPS only (Route 53 does not validate the certificate, so a check proves
-reachability and the health answer, not identity).
+steps (components.settings.migration). The README has the user create the `legacy` record by hand before
+the first cutover `up` (the hostname's plain record turned weighted, so resolution never changes);
+gantry takes that record over with `allow_overwrite`, and only that one (`takes_over`). Security stance:
+records only in the configured zone and name; health checkers connect over HTTPS only (Route 53 does not
+validate the certificate, so a check proves reachability and the health answer, not identity).
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ LEGACY, GANTRY = "legacy", "gantry"
 # after about 90 s, and one lost probe does not move traffic.
 HEALTH_CHECK_INTERVAL_SECONDS = 30
 HEALTH_CHECK_FAILURE_THRESHOLD = 3
+
+
+def takes_over(role: str) -> bool:
+    """Whether gantry's record for `role` overwrites a record that already exists: only `legacy`.
+
+    The pinned provider creates a record with Route 53's CREATE, which fails when a record of that name,
+    type and set identifier exists, unless `allow_overwrite` is set: then it sends UPSERT
+    (pulumi_aws/route53/record.py, allow_overwrite: "Allow creation of this record to overwrite an existing
+    record"; terraform-provider-aws internal/service/route53/record.go: "Use UPSERT only if the overwrite
+    flag is true or if the current action is an update"). UPSERT "updates it with the values in the request"
+    when Name, Type and SetIdentifier match (Route 53 API Reference, Change). The README's by-hand step
+    creates exactly the `legacy` record (same name, CNAME, set identifier, weight); a `gantry` record that
+    already exists was made by someone else, and refusing it is right.
+    """
+    return role == LEGACY
 
 
 def weights(gantry_weight: int, *, legacy_retired: bool = False) -> dict[str, int]:
@@ -119,6 +136,9 @@ class WeightedCutover(pulumi.ComponentResource):
                 set_identifier=role,
                 weighted_routing_policies=[{"weight": weight}],
                 health_check_id=health_check_id,
+                # Set from the first `up` on and never changed, so no later `up` shows a diff for it; None
+                # (not False) leaves the `gantry` record's inputs exactly as they were.
+                allow_overwrite=takes_over(role) or None,
                 opts=child,
             )
         self.state = gantry_target.apply(

@@ -11,18 +11,23 @@ security group admits only the VPC origin's security group, and only on the orig
 the load balancer's own) and only adds the WAF. Either way the web ACL is in front of the edge and the
 component hands out what consumers need: `url`, `name`, the Route 53 alias target (`dns_name`,
 `zone_id`) and `metrics` (where the edge's CloudWatch metrics are). Security stance: no path from the
-internet to the load balancer but CloudFront's in cloudfront mode; TLS only to viewers; the CodeDeploy
-test listener stays reachable from inside the VPC only (this component opens nothing on its port).
+internet to the load balancer but CloudFront's in cloudfront mode; TLS only to viewers, with HSTS and the
+other security headers set on every answer by a response headers policy; the CodeDeploy test listener
+stays reachable from inside the VPC only (this component opens nothing on its port). Access logs
+(standard logging v2, production by default) go to a private, SSE-S3, TLS-only bucket that only this
+account's CloudFront log delivery can write and that expires them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from components import policies
 from components.env import AwsEnv
 from components.load_balancer import PublicLoadBalancer, validated_certificate
 from components.settings import DomainSettings
@@ -47,6 +52,43 @@ ALL_METHODS = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
 # group, then opens the path (https://github.com/hashicorp/terraform-provider-aws/issues/40683).
 VPC_ORIGIN_SECURITY_GROUP = "CloudFront-VPCOrigins-Service-SG"
 CLOUDFRONT_METRICS_REGION = "us-east-1"
+# Two years, the HSTS max-age the preload list asks for (hstspreload.org); AWS's managed
+# SecurityHeadersPolicy sends one year without includeSubDomains.
+HSTS_MAX_AGE_SECONDS = 63_072_000
+# CloudFront standard logging (v2) is set up through CloudWatch Logs' vended-log delivery, whose delivery
+# source for a distribution must be created in us-east-1 ("Configure standard logging (v2)",
+# https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/standard-logging.html); the bucket
+# sits there too, with the delivery that writes it.
+CLOUDFRONT_LOGGING_REGION = "us-east-1"
+
+
+def api_security_headers() -> aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigArgsDict:
+    """The security headers every answer gets, for a JSON API that no browser renders. Compared with AWS's
+    managed SecurityHeadersPolicy (id 67f7725c-6f97-4210-82d7-5512b31e9d03, "Use managed response headers
+    policies", https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/using-managed-response-
+    headers-policies.html: HSTS max-age one year, nosniff, X-Frame-Options SAMEORIGIN, Referrer-Policy
+    strict-origin-when-cross-origin, X-XSS-Protection 1; mode=block): HSTS for two years with
+    includeSubDomains; frames and referrers refused outright (DENY, no-referrer) because nothing here is
+    a page; a Content-Security-Policy that lets a JSON answer load or frame nothing; and X-XSS-Protection
+    0, as OWASP's HTTP headers cheat sheet advises (the legacy filter it switches on can itself be abused
+    and modern browsers have dropped it). Every header overrides the origin's, so the worker cannot
+    weaken them."""
+    return {
+        "strict_transport_security": {
+            "access_control_max_age_sec": HSTS_MAX_AGE_SECONDS,
+            "include_subdomains": True,
+            "preload": False,  # a preload-list entry is a commitment for the whole domain: the owner's call
+            "override": True,
+        },
+        "content_type_options": {"override": True},
+        "frame_options": {"frame_option": "DENY", "override": True},
+        "referrer_policy": {"referrer_policy": "no-referrer", "override": True},
+        "content_security_policy": {
+            "content_security_policy": "default-src 'none'; frame-ancestors 'none'",
+            "override": True,
+        },
+        "xss_protection": {"protection": False, "override": True},
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +122,12 @@ class EdgeArgs:
     alias_record: bool = True
     """Default true: the domain's A/AAAA alias records point at the distribution. False while a weighted
     cutover (components.cutover) holds the hostname as CNAMEs, which cannot share a name with them."""
+    access_logs: bool = False
+    """Default false. True: CloudFront standard logging (v2) into a private, encrypted, TLS-only bucket
+    that expires its logs after `settings.access_log_retention_days` (cloudfront mode only)."""
+    force_destroy: bool = False
+    """Default false: `pulumi destroy` refuses the access-log bucket while it holds logs. The program sets
+    it on non-production stacks so `pulumi destroy -s dev` removes it with its logs."""
 
 
 class Edge(pulumi.ComponentResource):
@@ -175,6 +223,13 @@ class Edge(pulumi.ComponentResource):
             # The default *.cloudfront.net certificate: CloudFront fixes its security policy itself.
             else {"cloudfront_default_certificate": True}
         )
+        headers = aws.cloudfront.ResponseHeadersPolicy(
+            f"{name}-security-headers",
+            name=f"gantry-{args.env.stack}-security-headers",
+            comment=f"gantry {args.env.stack}: security headers on every answer",
+            security_headers_config=api_security_headers(),
+            opts=child,
+        )
         self.distribution = aws.cloudfront.Distribution(
             f"{name}-distribution",
             enabled=True,
@@ -202,6 +257,7 @@ class Edge(pulumi.ComponentResource):
                 "cached_methods": ["GET", "HEAD"],
                 "cache_policy_id": CACHING_DISABLED,
                 "origin_request_policy_id": ALL_VIEWER_EXCEPT_HOST_HEADER,
+                "response_headers_policy_id": headers.id,
                 # Compressing would buffer and re-encode every JSON answer for no cache benefit.
                 "compress": False,
             },
@@ -209,6 +265,8 @@ class Edge(pulumi.ComponentResource):
             viewer_certificate=viewer_certificate,
             opts=child,
         )
+        if args.access_logs:
+            self._access_logs(name, args, self.distribution.arn, us_east_1)
         if args.domain is not None and args.alias_record:
             for record_type in ("A", "AAAA"):
                 aws.route53.Record(
@@ -234,6 +292,86 @@ class Edge(pulumi.ComponentResource):
             namespace="AWS/CloudFront",
             dimensions={"DistributionId": self.distribution.id, "Region": "Global"},
             region=CLOUDFRONT_METRICS_REGION,
+        )
+
+    def _access_logs(
+        self, name: str, args: EdgeArgs, distribution_arn: pulumi.Output[str], us_east_1: aws.Provider
+    ) -> None:
+        """Standard logging (v2) to S3 rather than legacy standard logging: legacy delivery needs the
+        bucket's ACLs enabled and an ACL grant to the awslogsdelivery account, v2 writes through a bucket
+        policy to one service principal with ownership left BucketOwnerEnforced (no ACLs at all)."""
+        child = pulumi.ResourceOptions(parent=self, provider=us_east_1)
+        bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=args.force_destroy, opts=child)
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-access-logs-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-access-logs-ownership",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
+        )
+        # SSE-S3: vended-log delivery to an SSE-KMS bucket would need a key policy granting the delivery
+        # service; the logs hold no secret the bucket policy does not already keep in.
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-access-logs-encryption",
+            bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-access-logs-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "id": "expire-access-logs",
+                    "status": "Enabled",
+                    "filter": {"prefix": "AWSLogs/"},
+                    "expiration": {"days": args.settings.access_log_retention_days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
+                }
+            ],
+            opts=child,
+        )
+        bucket_policy = aws.s3.BucketPolicy(
+            f"{name}-access-logs-policy",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(
+                lambda arn: json.dumps(
+                    policies.cloudfront_log_bucket_policy(
+                        args.env, bucket_arn=arn, delivery_region=CLOUDFRONT_LOGGING_REGION
+                    )
+                )
+            ),
+            # S3 refuses concurrent policy and public-access-block changes (OperationAborted).
+            opts=pulumi.ResourceOptions(parent=self, provider=us_east_1, depends_on=[public_access]),
+        )
+        source = aws.cloudwatch.LogDeliverySource(
+            f"{name}-log-source",
+            name=f"gantry-{args.env.stack}-cloudfront",
+            log_type="ACCESS_LOGS",
+            resource_arn=distribution_arn,
+            opts=child,
+        )
+        destination = aws.cloudwatch.LogDeliveryDestination(
+            f"{name}-log-destination",
+            name=f"gantry-{args.env.stack}-cloudfront-s3",
+            output_format="json",
+            delivery_destination_configuration={"destination_resource_arn": bucket.arn},
+            opts=child,
+        )
+        aws.cloudwatch.LogDelivery(
+            f"{name}-log-delivery",
+            delivery_source_name=source.name,
+            delivery_destination_arn=destination.arn,
+            # The first delivery is checked against the bucket policy: it must exist first.
+            opts=pulumi.ResourceOptions(parent=self, provider=us_east_1, depends_on=[bucket_policy]),
         )
 
     def _firewall(self, name: str, args: EdgeArgs, scope: Scope, provider: aws.Provider | None) -> WebFirewall | None:

@@ -27,6 +27,7 @@ import pulumi_aws as aws
 from components import policies
 from components.env import AwsEnv
 from components.network import VpcHandles
+from components.scaling import RequestCounts
 from components.settings import ContainerSettings, DomainSettings, LoadBalancerSettings
 
 ACCESS_LOG_PREFIX = "alb"
@@ -40,8 +41,6 @@ class TargetAttachment:
 
     target_group_arn: pulumi.Input[str]
     container_port: int
-    request_count_label: pulumi.Input[str]
-    """`<alb arn suffix>/<target group arn suffix>`, for ALBRequestCountPerTarget scaling."""
     listener: aws.lb.Listener
     """The listener forwarding to the group: ECS refuses a target group no listener uses, so tasks
     register only after it exists."""
@@ -68,6 +67,9 @@ class PublicLoadBalancerArgs:
     alias_record: bool = True
     """Default true: with a domain, an alias record points the hostname at the ALB. False while a weighted
     cutover (components.cutover) holds the hostname as CNAMEs, which cannot coexist with the alias."""
+    force_destroy: bool = False
+    """Default false: `pulumi destroy` refuses the access-log bucket that still holds objects. The program sets it on
+    non-production stacks (Settings.production false) so `pulumi destroy -s dev` empties and removes it."""
 
 
 def listener_ports(domain: DomainSettings | None) -> tuple[int, ...]:
@@ -88,6 +90,9 @@ class PublicLoadBalancer(pulumi.ComponentResource):
     """The ALB's DNS name: the target of the hostname's alias (or of a cutover's `gantry` record)."""
     arn_suffix: pulumi.Output[str]
     """The `LoadBalancer` dimension of its CloudWatch metrics."""
+    request_counts: RequestCounts
+    """Where requests-per-target scaling counts: the load balancer and every target group (blue and
+    green with CodeDeploy, which moves production between them on each deploy)."""
 
     def __init__(self, name: str, args: PublicLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:lb:PublicLoadBalancer", name, None, opts)
@@ -225,6 +230,10 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         self.production_port = 443 if args.domain else 80
         self._container_port = args.container.port
         self.arn_suffix = self.load_balancer.arn_suffix
+        self.request_counts = RequestCounts(
+            load_balancer=self.load_balancer.arn_suffix,
+            target_groups=tuple(group.arn_suffix for group in self.target_groups.values()),
+        )
         self.dns_name = self.load_balancer.dns_name
         self.register_outputs({"url": self.url, "dnsName": self.load_balancer.dns_name})
 
@@ -237,12 +246,11 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         return TargetAttachment(
             target_group_arn=group.arn,
             container_port=self._container_port,
-            request_count_label=pulumi.Output.concat(self.load_balancer.arn_suffix, "/", group.arn_suffix),
             listener=listener,
         )
 
     def _access_log_bucket(self, name: str, args: PublicLoadBalancerArgs, child: pulumi.ResourceOptions):
-        bucket = aws.s3.Bucket(f"{name}-access-logs", opts=child)
+        bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=args.force_destroy, opts=child)
         public_access = aws.s3.BucketPublicAccessBlock(
             f"{name}-access-logs-public-access",
             bucket=bucket.id,

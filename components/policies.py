@@ -258,16 +258,65 @@ def alb_access_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, prefix: str) -
     }
 
 
-def ecr_lifecycle_policy(keep_images: int) -> dict[str, Any]:
-    """Expire all but the newest `keep_images` images (tagged or not): bounded storage, recent rollbacks."""
+def cloudfront_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, delivery_region: str) -> dict[str, Any]:
+    """Lets CloudWatch Logs' vended-log delivery (CloudFront standard logging v2) write this account's
+    CloudFront access logs, and refuses plain HTTP. The form the CloudWatch Logs User Guide gives for
+    logs sent to Amazon S3 ("Enable logging from AWS services", https://docs.aws.amazon.com/AmazonCloudWatch/
+    latest/logs/AWS-logs-and-resource-policy.html#AWS-logs-infrastructure-V2-S3): the service principal
+    delivery.logs.amazonaws.com, s3:PutObject under AWSLogs/<account>/ with the bucket-owner-full-control
+    ACL, conditioned on this account and on its delivery sources in the region that delivers (us-east-1
+    for CloudFront), so no other account's or service's delivery can write here. No ACL is granted or
+    needed (unlike legacy standard logging's awslogsdelivery account): ownership stays BucketOwnerEnforced."""
+    source_arn = f"arn:{env.partition}:logs:{delivery_region}:{env.account_id}:delivery-source:*"
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "AWSLogDeliveryWrite",
+                "Effect": "Allow",
+                "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": f"{bucket_arn}/AWSLogs/{env.account_id}/*",
+                "Condition": {
+                    "StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": env.account_id},
+                    "ArnLike": {"aws:SourceArn": source_arn},
+                },
+            },
+            deny_insecure_transport(resources=[bucket_arn, f"{bucket_arn}/*"], action="s3:*"),
+        ],
+    }
+
+
+def ecr_lifecycle_policy(keep_images: int, *, keep_run_images: int, run_tag_prefix: str) -> dict[str, Any]:
+    """Keep the images stacks run, and the newest `keep_images` of the rest (tagged or not).
+
+    Rule 1 selects the images a promoting stack tagged when it deployed them (`components.image_tag`)
+    and expires them only past the newest `keep_run_images` of them. Rule 2 counts every image and
+    expires all but the newest `keep_images`, but none that rule 1 selects: "An image that matches the
+    tagging requirements of a higher priority rule cannot be expired by a rule with a lower priority",
+    and a rule with tagStatus any "must have the highest value for rulePriority" (ECR User Guide,
+    "Lifecycle policy evaluation rules" and "Lifecycle policy properties",
+    https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html). A tagPrefixList
+    matches an image when every listed prefix matches one of its tags."""
     return {
         "rules": [
             {
                 "rulePriority": 1,
+                "description": f"Keep the newest {keep_run_images} images a stack deployed ({run_tag_prefix}*)",
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": [run_tag_prefix],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": keep_run_images,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
                 "description": f"Keep the newest {keep_images} images",
                 "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep_images},
                 "action": {"type": "expire"},
-            }
+            },
         ]
     }
 

@@ -61,6 +61,9 @@ def run_needed(olds: Mapping[str, Any], news: Mapping[str, Any]) -> bool:
     return any(olds.get(key) != news.get(key) for key in INPUT_KEYS)
 
 
+# Import path pinned: every stack's state pickles this class by reference as its module and name
+# (tests/test_dynamic_provider_pickling.py PINNED_IMPORT_PATHS). Renaming or moving it breaks `up`,
+# `refresh` and `destroy` of existing stacks; a move must leave a re-export under this path.
 class PreTrafficTaskProvider(pulumi.dynamic.ResourceProvider):
     def _run(self, props: Mapping[str, Any]) -> dict[str, Any]:
         task = task_from_props(props)

@@ -18,8 +18,13 @@ the same repository). The image resource has one stable logical name and is regi
 Pruning is the ECR lifecycle policy's job alone. (awsx's `ecr.Image` named its build child after the
 tag, so each new tag replaced the child and the delete removed the previous image from ECR.) What the
 build sees is hashed into a label, so an edit the build ignores never rebuilds.
+The lifecycle policy keeps what stacks run: a promoting stack tags the digest it deploys
+`run-<stack>-<digest>` (`components.image_tag`, which explains why per stack and digest, and why never
+removed), and run-tagged images are counted apart from the keep-N rule, so dev's pushes cannot expire
+prod's image; the building stack's own running image is its newest push.
 Security stance: immutable tags, scan on push, KMS encryption at rest, a lifecycle policy that bounds
-storage while keeping recent rollbacks, and a short-lived ECR token as the only push credential.
+storage while keeping recent rollbacks and every running image, and a short-lived ECR token as the only
+push credential.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import pulumi_docker_build as docker_build
 
 from components import policies
 from components.dockerignore import context_files
+from components.image_tag import RUN_TAG_PREFIX, RunningImageTag, RunningImageTagArgs
 from components.settings import ImageSettings
 from components.settings.promotion import PromotedImage, SourceRevision
 
@@ -83,6 +89,9 @@ class ImageRepositoryArgs:
     """The image to deploy when `settings.promote_from` is set (required then; checked by the program)."""
     source: SourceRevision | None = None
     """The commit being built, labelled on the image; default none (no revision label)."""
+    stack: str | None = None
+    """This stack's name: a promoting stack tags the image it deploys `run-<stack>-<digest>` so the
+    building stack's lifecycle policy keeps it (required then; default none, unused when building)."""
 
 
 class ImageRepository(pulumi.ComponentResource):
@@ -99,7 +108,7 @@ class ImageRepository(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         s = args.settings
         if s.promote_from is not None:
-            self._promote(s.promote_from, args.promoted)
+            self._promote(name, s.promote_from, args.promoted, args.stack)
             return
 
         repo = aws.ecr.Repository(
@@ -113,7 +122,11 @@ class ImageRepository(pulumi.ComponentResource):
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
             repository=repo.name,
-            policy=json.dumps(policies.ecr_lifecycle_policy(s.keep_images)),
+            policy=json.dumps(
+                policies.ecr_lifecycle_policy(
+                    s.keep_images, keep_run_images=s.keep_run_images, run_tag_prefix=RUN_TAG_PREFIX
+                )
+            ),
             opts=child,
         )
         context = args.project_dir / s.context
@@ -126,8 +139,10 @@ class ImageRepository(pulumi.ComponentResource):
             push=False,
             exports=[{"registry": {"names": [repo.repository_url], "push_by_digest": True, "oci_media_types": True}}],
             labels={BUILD_CONTEXT_LABEL: self.content_hash, **(args.source.labels if args.source else {})},
-            context={"location": str(context)},
-            dockerfile={"location": str(args.project_dir / s.dockerfile)},
+            # Relative to the project directory, which is the program's working directory: an absolute
+            # path would differ per checkout (each CI run's workspace) and so rebuild and push every time.
+            context={"location": s.context},
+            dockerfile={"location": s.dockerfile},
             platforms=[docker_build.Platform(args.platform)],
             registries=[{"address": repo.repository_url, "username": token.user_name, "password": token.password}],
             # The build runs during `pulumi up` only: a preview never spends ten minutes exporting a model.
@@ -141,13 +156,21 @@ class ImageRepository(pulumi.ComponentResource):
         self.image_uri = pulumi.Output.all(repo.repository_url, image.digest).apply(lambda v: pinned_uri(*v))
         self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})
 
-    def _promote(self, source: str, promoted: PromotedImage | None) -> None:
-        """No repository and no build: the image another stack built and validated, by digest."""
+    def _promote(self, name: str, source: str, promoted: PromotedImage | None, stack: str | None) -> None:
+        """No repository and no build: the image another stack built and validated, by digest, tagged as
+        this stack's running image before anything uses it (the URI resolves only once it is tagged)."""
         if promoted is None:
             raise ValueError(f"promoting from {source} needs the checked image (Settings.promoted); none was given")
+        if stack is None:
+            raise ValueError(f"promoting from {source} needs this stack's name (ImageRepositoryArgs.stack) to tag it")
+        tag = RunningImageTag(
+            f"{name}-run-tag",
+            RunningImageTagArgs(repository_url=promoted.repository_url, digest=promoted.digest, stack=stack),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self.content_hash = None
         self.repository_url = pulumi.Output.from_input(promoted.repository_url)
         self.repository_arn = pulumi.Output.from_input(promoted.repository_arn)
         self.image_digest = pulumi.Output.from_input(promoted.digest)
-        self.image_uri = pulumi.Output.from_input(pinned_uri(promoted.repository_url, promoted.digest))
+        self.image_uri = tag.tag.apply(lambda _: pinned_uri(promoted.repository_url, promoted.digest))
         self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})

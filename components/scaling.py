@@ -2,7 +2,8 @@
 
 A rule names one signal and the value per task to hold it at; Application Auto Scaling adds tasks
 when the signal is above target and removes them, slowly, when it is below. CPU catches compute-bound
-load; requests per target catches load that waits on I/O. A signal AWS does not predefine (a queue's
+load; requests per target catches load that waits on I/O (over both target groups with CodeDeploy,
+see `requests_rule`). A signal AWS does not predefine (a queue's
 backlog, the worker's own in-flight requests) is a metric-math query whose one returned series is
 already "per task", e.g. messages visible / running tasks.
 
@@ -91,12 +92,27 @@ class ScalingRule:
             raise ValueError(f"scaling rule {self.name!r}: exactly one metric query must return the signal")
 
 
+@dataclass(frozen=True, kw_only=True)
+class RequestCounts:
+    """Where the load balancer counts the service's requests (`PublicLoadBalancer.request_counts`)."""
+
+    load_balancer: pulumi.Input[str]
+    """The load balancer's ARN suffix (`app/<name>/<id>`), the LoadBalancer dimension."""
+    target_groups: tuple[pulumi.Input[str], ...]
+    """ARN suffixes (`targetgroup/<name>/<id>`) of every group production traffic can reach: one on a
+    rolling stack; blue and green with CodeDeploy, which moves production between them each deploy."""
+
+    def __post_init__(self) -> None:
+        if not self.target_groups:
+            raise ValueError("request counts need at least one target group")
+
+
 def standard_rules(
     settings: AutoscalingSettings,
-    request_count_label: pulumi.Input[str] | None,
+    requests: RequestCounts | None,
     worker: WorkerMetrics | None = None,
 ) -> list[ScalingRule]:
-    """CPU always; requests per target when the service sits behind a target group; in-flight and
+    """CPU always; requests per target when the service sits behind target groups; in-flight and
     tokens per task when configured and the sample worker (`worker`) writes the metrics they read."""
     scale_in, scale_out = settings.scale_in_cooldown_seconds, settings.scale_out_cooldown_seconds
     rules = [
@@ -108,22 +124,87 @@ def standard_rules(
             scale_out_cooldown_seconds=scale_out,
         )
     ]
-    if request_count_label is not None:
-        rules.append(
-            ScalingRule(
-                name="requests",
-                target_value=settings.requests_per_target,
-                predefined_metric="ALBRequestCountPerTarget",
-                resource_label=request_count_label,
-                scale_in_cooldown_seconds=scale_in,
-                scale_out_cooldown_seconds=scale_out,
-            )
-        )
+    if requests is not None:
+        rules.append(requests_rule(settings, requests))
     if worker is not None and settings.in_flight_per_task is not None:
         rules.append(in_flight_rule(settings, worker))
     if worker is not None and settings.tokens_per_minute_per_task is not None:
         rules.append(tokens_rule(settings, worker))
     return rules
+
+
+def requests_rule(settings: AutoscalingSettings, requests: RequestCounts) -> ScalingRule:
+    """Requests per healthy target a minute, over every group production traffic can reach.
+
+    One group: AWS's predefined ALBRequestCountPerTarget, which reads the group its resource label
+    names. Blue/green: that predefined metric reads one group, and CodeDeploy moves production to the
+    other on every deploy, so after every second deploy it would read an idle group and scale in
+    under load; AWS says so: "The ALBRequestCountPerTarget metric for target tracking scaling policies
+    is not supported for the blue/green deployment type"
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-autoscaling-targettracking.html).
+    So the signal is metric math over all groups (target tracking takes any CloudWatch function that
+    returns one series, https://docs.aws.amazon.com/autoscaling/application/userguide/application-auto-scaling-target-tracking-metric-math.html):
+    their RequestCount sum divided by their HealthyHostCount, which is what the predefined metric
+    computes for one group (RequestCount / healthy targets). Healthy hosts, not ECS's running tasks:
+    a task still loading the model is running but receives no requests. FILL(.., 0) because the ALB
+    publishes no RequestCount for a group that got no request, and `a + b` has no value where one
+    series has none. During a deployment the green tasks are healthy in the other group before traffic
+    shifts; they count as capacity then, as they are."""
+    scale_in, scale_out = settings.scale_in_cooldown_seconds, settings.scale_out_cooldown_seconds
+    if len(requests.target_groups) == 1:
+        return ScalingRule(
+            name="requests",
+            target_value=settings.requests_per_target,
+            predefined_metric="ALBRequestCountPerTarget",
+            resource_label=_resource_label(requests.load_balancer, requests.target_groups[0]),
+            scale_in_cooldown_seconds=scale_in,
+            scale_out_cooldown_seconds=scale_out,
+        )
+    queries: list[MetricQuery] = []
+    for index, group in enumerate(requests.target_groups):
+        dimensions = {"LoadBalancer": requests.load_balancer, "TargetGroup": group}
+        queries += [
+            MetricQuery(
+                id=f"requests_{index}",
+                namespace="AWS/ApplicationELB",
+                metric_name="RequestCount",
+                dimensions=dimensions,
+                stat="Sum",
+            ),
+            MetricQuery(
+                id=f"healthy_{index}",
+                namespace="AWS/ApplicationELB",
+                metric_name="HealthyHostCount",
+                dimensions=dimensions,
+                stat="Average",
+            ),
+        ]
+    ids = range(len(requests.target_groups))
+    total = " + ".join(f"FILL(requests_{i}, 0)" for i in ids)
+    healthy = " + ".join(f"FILL(healthy_{i}, 0)" for i in ids)
+    queries.append(
+        MetricQuery(
+            id="requests_per_target",
+            expression=f"({total}) / ({healthy})",
+            returns=True,
+            label="Requests per healthy target, over every target group",
+        )
+    )
+    return ScalingRule(
+        name="requests",
+        target_value=settings.requests_per_target,
+        metric_queries=tuple(queries),
+        scale_in_cooldown_seconds=scale_in,
+        scale_out_cooldown_seconds=scale_out,
+    )
+
+
+def _resource_label(load_balancer: pulumi.Input[str], group: pulumi.Input[str]) -> pulumi.Input[str]:
+    """`<lb suffix>/<group suffix>`, ALBRequestCountPerTarget's ResourceLabel; plain text stays plain
+    (the rule is then a pure value, as its tests build it)."""
+    if isinstance(load_balancer, str) and isinstance(group, str):
+        return f"{load_balancer}/{group}"
+    return pulumi.Output.concat(load_balancer, "/", group)
 
 
 def in_flight_rule(settings: AutoscalingSettings, worker: WorkerMetrics) -> ScalingRule:

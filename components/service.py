@@ -303,6 +303,11 @@ class FargateService(pulumi.ComponentResource):
             task_role_arn=self.roles.task_role_arn,
             container_definitions=definitions,
             volumes=[{"name": TMP_VOLUME}],
+            # A replaced revision stays registered (ACTIVE) instead of being deregistered: a rollback,
+            # CodeDeploy's stop-and-rollback and `aws ecs update-service --task-definition <family>:<n>`
+            # need the earlier revisions (the provider's skip_destroy: "Whether to retain the old
+            # revision when the resource is destroyed or replacement is necessary").
+            skip_destroy=True,
             opts=child,
         )
 

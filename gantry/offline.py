@@ -8,9 +8,11 @@ resources (an ARN in a policy is the ARN of the resource it means) is real, not 
 Every registration also passes through `CapturingMonitor`, which records what mocks never see:
 dependencies, property dependencies, resource options (ignore_changes, retain_on_delete, protect,
 aliases) and which inputs are secret. The test suite (`tests/harness.py` re-exports this module) and
-`python -m gantry.plan` share it. Security stance: no credentials and no network are used; secret config
-values (`secure:` entries and stack-created secrets) are replaced by test dummies before the program
-runs, and each resource records which of its inputs carried a secret so that callers never print them.
+`python -m gantry.plan` share it, and share its one reader of stack files (`stack_config`, `cli_config`),
+which reads keys and `secure:` values as the Pulumi CLI does. Security stance: no credentials and no
+network are used; `secure:` values never reach the program (it gets stand-ins, `offline-stand-in-...`,
+derived from the ciphertext but revealing nothing of the secret), stack-created secrets get test values,
+and each resource records which of its inputs carried a secret so that callers never print them.
 `python -m gantry.offline --root DIR STACK` prints a value-free snapshot (`snapshot`) of another
 checkout, which is how the plan compares against a git ref in a fresh interpreter.
 """
@@ -35,6 +37,9 @@ import yaml
 from pulumi.runtime.mocks import MockMonitor
 
 ROOT = Path(__file__).resolve().parents[1]
+# The project's name in Pulumi.yaml: the namespace of gantry's own config keys. Not imported from
+# components.settings: this module must not import the program, which it runs per checkout.
+NAMESPACE = "gantry"
 
 ACCOUNT = "210987654321"
 REGION = "eu-west-1"
@@ -418,38 +423,172 @@ class GantryMocks(pulumi.runtime.Mocks):
         raise NotImplementedError(f"no mock answer for {args.token}")
 
 
+class StackFileError(ValueError):
+    """A stack or project file the Pulumi CLI would not read; the message names the file."""
+
+
+class StackNotFound(StackFileError):
+    """The stack asked for has no committed Pulumi.<stack>.yaml."""
+
+
+def qualify(key: str, project: str, source: str) -> str:
+    """A config key as the CLI stores it, `<namespace>:<name>`. The CLI's own rules: a stack file's key
+    without a `:` belongs to the project (pulumi/pulumi sdk/go/common/workspace/loaders.go,
+    `stackConfigNamespacedWithProject`: "use the project as default namespace"); `ns:name` is kept, the
+    old `ns:config:name` means `ns:name`, and anything else is refused ("could not parse ... as a
+    configuration key", sdk/go/common/resource/config/key.go `ParseKey`)."""
+    parts = key.split(":")
+    if len(parts) == 1:
+        return f"{project}:{key}"
+    if len(parts) == 2:
+        return key
+    if len(parts) == 3 and parts[1] == "config":
+        return f"{parts[0]}:{parts[2]}"
+    raise StackFileError(
+        f"{source}: could not parse {key!r} as a configuration key "
+        "(configuration keys should be of the form `<namespace>:<name>`)"
+    )
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise StackFileError(f"{path.name}: not valid YAML: {' '.join(str(error).split())}") from None
+
+
 def stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
     """What the CLI passes for a committed stack of the checkout at `root`: project defaults overlaid by
-    Pulumi.<stack>.yaml."""
+    Pulumi.<stack>.yaml, every key qualified as the CLI qualifies it (`qualify`). A `secure:` value stays
+    `{"secure": <ciphertext>}` here; `cli_config` gives it its stand-in. As in the CLI, an empty stack file
+    or one without `config:` has no config (`config` is optional:
+    https://www.pulumi.com/docs/iac/concepts/projects/stack-settings-file/); a `config:` that is not a
+    mapping, or two keys that name one setting, are refused naming the file."""
     stack_file = root / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
         committed = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise StackNotFound(f"no stack file {stack_file.name} in {root}; committed stacks: {', '.join(committed)}")
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text())
-    config = {f"{project['name']}:{k}": v["default"] for k, v in project["config"].items()}
-    config.update(yaml.safe_load(stack_file.read_text())["config"])
+    project = _load_yaml(root / "Pulumi.yaml")
+    name = project["name"]
+    config = {qualify(k, name, "Pulumi.yaml"): v["default"] for k, v in project["config"].items()}
+    document = _load_yaml(stack_file)
+    if document is None:
+        return config
+    if not isinstance(document, dict):
+        raise StackFileError(f"{stack_file.name}: expected a mapping with a `config:` mapping, got {_kind(document)}")
+    values = document.get("config")
+    if values is None:
+        return config
+    if not isinstance(values, dict):
+        raise StackFileError(
+            f"{stack_file.name}: `config:` must be a mapping of `<namespace>:<name>` keys to values, "
+            f"got {_kind(values)}"
+        )
+    seen: dict[str, str] = {}
+    for key, value in values.items():
+        full = qualify(str(key), name, stack_file.name)
+        if full in seen:
+            raise StackFileError(f"{stack_file.name}: {seen[full]!r} and {key!r} both set {full}; keep one")
+        seen[full] = str(key)
+        config[full] = value
     return config
 
 
-class StackNotFound(ValueError):
-    """The stack asked for has no committed Pulumi.<stack>.yaml."""
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
 
 
-# Stands in for a `secure:` config value, whose ciphertext only the stack's secrets provider can open.
-SECURE_PLACEHOLDER = "offline-placeholder-for-a-secure-value"
+# A `secure:` value's ciphertext only the stack's secrets provider can open. The plan runs the program on a
+# stand-in instead: well-formed for the key (so the validator judges the rest of the config, as a real
+# preview does with the decrypted value), recognisable in any output by this prefix, and derived from the
+# ciphertext, so a re-encrypted (changed) secret shows as a change and an unchanged one does not.
+STAND_IN_PREFIX = "offline-stand-in-"
 
 
-def _without_ciphertext(value: Any) -> tuple[Any, bool]:
-    """The value with every `{secure: ...}` entry replaced by a placeholder, and whether there was one."""
+def _stand_in(ciphertext: Any, salt: str = "") -> str:
+    return STAND_IN_PREFIX + hashlib.sha256(f"{salt}{ciphertext}".encode()).hexdigest()[:20]
+
+
+def _secret_stand_in(name: str, ciphertext: Any, eval_tenant: str) -> str:
+    """A stand-in for secretValues.<name>. API_KEYS is the sample worker's tenant -> key JSON (at least 16
+    characters per key, app/worker/config.py) and needs a key for deployment.evalTenant, which the eval
+    hook sends (components/settings/loader.py `_deployment_checks`); any other secret is a plain string."""
+    if name != "API_KEYS":
+        return _stand_in(ciphertext, name)
+    return json.dumps({eval_tenant: _stand_in(ciphertext, "eval"), "offline-tenant": _stand_in(ciphertext, "tenant")})
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def _holds_secure(value: Any) -> bool:
+    if _is_secure(value):
+        return True
     if isinstance(value, dict):
-        if set(value) == {"secure"}:
-            return SECURE_PLACEHOLDER, True
-        pairs = {k: _without_ciphertext(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in pairs.items()}, any(found for _, found in pairs.values())
+        return any(_holds_secure(v) for v in value.values())
     if isinstance(value, list):
-        items = [_without_ciphertext(v) for v in value]
-        return [v for v, _ in items], any(found for _, found in items)
-    return value, False
+        return any(_holds_secure(v) for v in value)
+    return False
+
+
+def _plain_stand_ins(value: Any, key: str) -> Any:
+    if _is_secure(value):
+        return _stand_in(value["secure"], key)
+    if isinstance(value, dict):
+        return {k: _plain_stand_ins(v, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_stand_ins(v, key) for v in value]
+    return value
+
+
+def cli_config(config: dict[str, Any], source: str = "the stack file") -> tuple[dict[str, Any], list[str]]:
+    """(config, secret keys) as the CLI hands them to the program, `secure:` values replaced by stand-ins.
+
+    A key is secret exactly when its value is, or holds, a `secure:` value (what `pulumi config set
+    --secret [--path]` writes); a plain-text `secretValues` stays plain, so the validator refuses it as
+    a real preview does. A stack file without `secretValues` gets a test value for each stack-created
+    secret, marked secret: the committed stacks leave them to the operator's `config set --secret`.
+    gantry reads secrets only from `secretValues`: an encrypted value elsewhere under the project's
+    namespace has no shape the plan could stand in for, so it is refused rather than planned wrongly."""
+    config = dict(config)
+    secret_keys: list[str] = []
+    secrets = f"{NAMESPACE}:secretValues"
+    deployment = config.get(f"{NAMESPACE}:deployment")
+    eval_tenant = deployment.get("evalTenant", "gantry-eval") if isinstance(deployment, dict) else "gantry-eval"
+    for key, value in list(config.items()):
+        if not _holds_secure(value):
+            continue
+        secret_keys.append(key)
+        if key == secrets:
+            created = config.get(f"{NAMESPACE}:secrets")
+            names = (
+                [s["name"] for s in created if isinstance(s, dict) and s.get("create")]
+                if isinstance(created, list)
+                else []
+            )
+            if _is_secure(value):  # the whole object set with one `config set --secret secretValues '{...}'`
+                config[key] = {n: _secret_stand_in(n, value["secure"], eval_tenant) for n in names}
+            elif isinstance(value, dict):
+                config[key] = {
+                    n: _secret_stand_in(n, v["secure"], eval_tenant) if _is_secure(v) else v for n, v in value.items()
+                }
+        elif key.startswith(f"{NAMESPACE}:"):
+            raise StackFileError(
+                f"{source}: {key} holds an encrypted (secure:) value; gantry takes secrets only under "
+                f"secretValues (`pulumi config set --secret --path 'secretValues.<NAME>' <value>`), so the "
+                "offline plan has no stand-in of the right shape for it"
+            )
+        else:
+            config[key] = _plain_stand_ins(value, key)
+    created = config.get(f"{NAMESPACE}:secrets", [])
+    names = [s["name"] for s in created if isinstance(s, dict) and s.get("create")] if isinstance(created, list) else []
+    if names and not config.get(secrets):
+        config[secrets] = {name: TEST_SECRET_VALUE for name in names}
+        secret_keys.append(secrets)
+    return config, secret_keys
 
 
 def set_config(config: dict[str, Any], secret_keys: list[str]) -> None:
@@ -458,17 +597,12 @@ def set_config(config: dict[str, Any], secret_keys: list[str]) -> None:
 
 
 def with_test_secrets(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Give every stack-created secret a test value, marked secret as `config set --secret` would; any
-    `secure:` value in the stack file becomes a placeholder, its key marked secret too."""
-    config = dict(config)
-    secret_keys = ["gantry:secretValues"]
-    for key, value in list(config.items()):
-        config[key], secure = _without_ciphertext(value)
-        if secure and key not in secret_keys:
-            secret_keys.append(key)
-    created = [s["name"] for s in config.get("gantry:secrets", []) if s.get("create")]
-    if created and not config.get("gantry:secretValues"):
-        config["gantry:secretValues"] = {name: TEST_SECRET_VALUE for name in created}
+    """`cli_config` for a test's own config: a `gantry:secretValues` the test wrote in is taken as set
+    with `--secret` (the tests model an operator's secret, not a plain-text mistake) and an empty one gets
+    the test values."""
+    config, secret_keys = cli_config(config)
+    if f"{NAMESPACE}:secretValues" not in secret_keys:
+        secret_keys.insert(0, f"{NAMESPACE}:secretValues")
     return config, secret_keys
 
 
@@ -549,16 +683,24 @@ class Synthesis:
     secrets: frozenset[str]
 
 
+class ConfigRefused(ValueError):
+    """The program refused the stack's config (`pulumi preview` would stop with the same message)."""
+
+
 def synthesize(stack: str, root: Path = ROOT) -> Synthesis:
     """The resource graph of committed stack `stack` of the checkout at `root`, in a fresh event loop.
 
     A process synthesises one checkout: `__main__.py` imports `components`, which Python caches, so
-    another checkout needs another interpreter (`python -m gantry.offline`, see `snapshot`)."""
-    config, secret_keys = with_test_secrets(stack_config(stack, root))
+    another checkout needs another interpreter (`python -m gantry.offline`, see `snapshot`). Raises
+    StackFileError for a stack file the CLI would not read, ConfigRefused when the program refuses it."""
+    config, secret_keys = cli_config(stack_config(stack, root), f"Pulumi.{stack}.yaml")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         graph = run_program(stack, config, secret_keys, root=root)
+    except pulumi.RunError as error:
+        # How the program refuses its config (components/stack_config.py): before any resource exists.
+        raise ConfigRefused(f"Pulumi.{stack}.yaml: {error}") from None
     finally:
         loop.close()
         asyncio.set_event_loop(None)
@@ -626,6 +768,9 @@ def main(argv: list[str] | None = None) -> int:
     except StackNotFound as error:
         print(error, file=sys.stderr)
         return 3
+    except (StackFileError, ConfigRefused) as error:
+        print(error, file=sys.stderr)
+        return 2
     json.dump(snapshot(synthesis.graph, root), sys.stdout)
     return 0
 

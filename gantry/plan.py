@@ -10,7 +10,11 @@ workflow posts for a fork's pull request, which gets no cloud credentials, and w
 AWS access runs locally. Security stance: it needs no credentials and reaches no network; it prints
 names, types and the *keys* of changed inputs, never an input value, marks secret inputs as such, and
 scrubs every secret config string from its output as a last guard. Exit status: 0 planned and every
-mandatory rule passes, 1 a mandatory rule has findings, 2 usage or git error.
+mandatory rule passes, 1 a mandatory rule has findings, 2 no plan: a usage or git error, a stack file the
+Pulumi CLI would not read, or a config the program refuses (as `pulumi preview` would), its message on
+stderr and no traceback. The stack file is read as the CLI reads it (`gantry.offline.stack_config`): a key
+without a namespace is the project's, and a `secure:` value runs as a recognisable stand-in
+(`offline-stand-in-...`), never a real secret.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gantry.cost import CostError, Estimate, estimate
-from gantry.offline import ROOT, Graph, StackNotFound, Synthesis, snapshot, stack_config, synthesize
+from gantry.offline import ROOT, ConfigRefused, Graph, StackFileError, Synthesis, snapshot, stack_config, synthesize
 from policy.rules import DEFAULT_PRODUCTION_STACKS, RULES, Resource, evaluate, is_production
 
 Level = Literal["mandatory", "advisory", "disabled"]
@@ -440,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         levels = policy_levels(_load_policy_config(args.policy_config))
         synthesis = synthesize(args.stack, ROOT)
         change = None if args.no_diff else compare(ROOT, args.stack, synthesis.graph, args.against)
-    except (PlanError, StackNotFound) as error:
+    except (PlanError, StackFileError, ConfigRefused) as error:
+        # A config `pulumi preview` would refuse is no policy finding: exit 2 with its message alone.
         print(f"gantry.plan: {error}", file=sys.stderr)
         return EXIT_ERROR
     plan = make_plan(synthesis, levels, change, stack_config(args.stack, ROOT).get("aws:region"))

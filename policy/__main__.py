@@ -5,6 +5,15 @@ functions on the committed stacks), and this file only registers each one with p
 default enforcement level. Levels are changed per rule without editing code, with
 `--policy-pack-config <file>` ({"<rule>": "advisory" | "mandatory" | "disabled"}); the production-only
 rules also take `productionStacks` (default ["prod"]). Security stance: every rule defaults to mandatory.
+
+pulumi_policy hands a rule its own Sequence/Mapping proxies (pulumi_policy/proxy.py: `_ListProxy`,
+`_DictProxy`), not `list`/`dict`: `plain` converts them once, here, so the rules see what the test suite
+gives them. The proxies raise UnknownValueError on a value not known during preview; converting reads
+every value, so such a resource's check is reported the way pulumi_policy reports any rule that reads an
+unknown (advisory "can't run ... during preview"), and `up`, where every value is known, runs it in full.
+A rule that raises is reported as a violation naming the rule and the error (a failed check is not a
+pass), while every other rule still runs: pulumi_policy catches only UnknownValueError, so an exception
+escaping one stack rule would fail the whole AnalyzeStack call and drop every stack rule with it.
 """
 
 from __future__ import annotations
@@ -58,11 +67,25 @@ def level(rule: Rule) -> EnforcementLevel:
     return EnforcementLevel.MANDATORY if rule.mandatory else EnforcementLevel.ADVISORY
 
 
+def plain(value: Any) -> Any:
+    """pulumi_policy's proxies (any Mapping, any non-string Sequence) as plain dicts and lists, recursively."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(value[key]) for key in value}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [plain(item) for item in value]
+    return value
+
+
+def failed(rule: Rule, error: Exception) -> str:
+    """The violation a rule that raised reports instead of its verdict."""
+    return f"rule {rule.name} could not check this ({type(error).__name__}: {error}); a failed check is not a pass"
+
+
 def as_resource(resource: PolicyResource) -> Resource:
     return Resource(
         type=resource.resource_type,
         urn=resource.urn,
-        props=resource.props,
+        props=plain(resource.props),
         property_dependencies={
             prop: frozenset(dep.urn for dep in deps) for prop, deps in resource.property_dependencies.items()
         },
@@ -71,7 +94,12 @@ def as_resource(resource: PolicyResource) -> Resource:
 
 def resource_policy(rule: Rule, check: ResourceCheck) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        for message in check(args.resource_type, args.props):
+        props = plain(args.props)
+        try:
+            messages = check(args.resource_type, props)
+        except Exception as error:  # noqa: BLE001 - any failure of the check is reported, never a pass
+            messages = [failed(rule, error)]
+        for message in messages:
             report_violation(message, None)
 
     return ResourceValidationPolicy(
@@ -82,9 +110,14 @@ def resource_policy(rule: Rule, check: ResourceCheck) -> ResourceValidationPolic
 def stack_policy(rule: Rule, check: StackCheck) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [as_resource(r) for r in args.resources]
-        config: Mapping[str, Any] = args.get_config()
+        # None until the engine configures the pack (the CLI always does, with the schema defaults).
+        config: Mapping[str, Any] = plain(args.get_config()) or {}
         stacks: Sequence[str] = config.get("productionStacks") or DEFAULT_PRODUCTION_STACKS
-        for message in check(resources, is_production(resources, stacks)):
+        try:
+            messages = check(resources, is_production(resources, stacks))
+        except Exception as error:  # noqa: BLE001 - any failure of the check is reported, never a pass
+            messages = [failed(rule, error)]
+        for message in messages:
             report_violation(message, None)
 
     return StackValidationPolicy(

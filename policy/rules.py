@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from components import quotas
 from components.settings.base import secret_looking_name, secret_looking_value
 from components.settings.edge import TLS13_POLICIES
 
@@ -88,10 +89,21 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def _is_sequence(value: Any) -> bool:
+    """A list-like property: any non-string Sequence, because CrossGuard hands rules pulumi_policy's own
+    sequence proxy, not `list` (a string is a Sequence too, but one value)."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
-    return list(value) if isinstance(value, list | tuple) else [value]
+    return list(value) if _is_sequence(value) else [value]
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A nested block as a Mapping (pulumi_policy's mapping proxy included); anything else reads as empty."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _port(value: Any) -> str:
@@ -165,7 +177,7 @@ def tasks_without_public_ip(resource_type: str, props: Mapping[str, Any]) -> lis
     """ECS services run their tasks without public IPs (ECS's default is no public IP)."""
     if resource_type != ECS_SERVICE:
         return []
-    network = props.get("networkConfiguration") or {}
+    network = _mapping(props.get("networkConfiguration"))
     if network.get("assignPublicIp") is True:
         return ["the ECS service gives its tasks public IPs: run them in private subnets with assignPublicIp false"]
     return []
@@ -188,7 +200,7 @@ def ecr_immutable_scanned(resource_type: str, props: Mapping[str, Any]) -> list[
     findings = []
     if props.get("imageTagMutability") != "IMMUTABLE":
         findings.append(f"imageTagMutability is {props.get('imageTagMutability') or 'MUTABLE'}: set IMMUTABLE")
-    if not (props.get("imageScanningConfiguration") or {}).get("scanOnPush"):
+    if not _mapping(props.get("imageScanningConfiguration")).get("scanOnPush"):
         findings.append("imageScanningConfiguration.scanOnPush is off: scan every pushed image")
     return findings
 
@@ -213,16 +225,16 @@ def deployment_safety(resource_type: str, props: Mapping[str, Any]) -> list[str]
     """A service deploys through CodeDeploy, or rolls with the circuit breaker, rollback and alarms on."""
     if resource_type != ECS_SERVICE:
         return []
-    controller = (props.get("deploymentController") or {}).get("type") or "ECS"
+    controller = _mapping(props.get("deploymentController")).get("type") or "ECS"
     if controller == "CODE_DEPLOY":
         return []
     if controller != "ECS":
         return [f"deployment controller {controller}: only ECS (rolling) or CODE_DEPLOY is checked and allowed"]
     findings = []
-    breaker = props.get("deploymentCircuitBreaker") or {}
+    breaker = _mapping(props.get("deploymentCircuitBreaker"))
     if not (breaker.get("enable") and breaker.get("rollback")):
         findings.append("rolling deploys without the circuit breaker and rollback: a failed release stays out")
-    alarms = props.get("alarms") or {}
+    alarms = _mapping(props.get("alarms"))
     if not (alarms.get("enable") and alarms.get("rollback") and alarms.get("alarmNames")):
         findings.append(
             "rolling deploys without deployment alarms (alarms.enable, rollback, alarmNames): a release that "
@@ -240,8 +252,8 @@ def no_secrets_in_environment(resource_type: str, props: Mapping[str, Any]) -> l
     except ValueError:
         return ["containerDefinitions is not valid JSON, so it cannot be checked for secrets"]
     findings = []
-    for container in containers:
-        for entry in _as_list(container.get("environment")):
+    for container in (c for c in containers if isinstance(c, Mapping)):
+        for entry in (e for e in _as_list(container.get("environment")) if isinstance(e, Mapping)):
             name, value = str(entry.get("name", "")), str(entry.get("value", ""))
             kind = secret_looking_value(value)
             if secret_looking_name(name) or kind:
@@ -272,7 +284,7 @@ def _cidr_ingress(resources: Sequence[Resource]) -> list[tuple[Resource, Resourc
                 group = next((g for g in groups if _linked(r, "securityGroupId", g)), None)
                 found.append((r, group, f"ingress from {cidrs} on port {_port(r.props.get('fromPort'))}"))
         elif r.type == SECURITY_GROUP:
-            for rule in _as_list(r.props.get("ingress")):
+            for rule in (i for i in _as_list(r.props.get("ingress")) if isinstance(i, Mapping)):
                 cidrs = _as_list(rule.get("cidrBlocks")) + _as_list(rule.get("ipv6CidrBlocks"))
                 if cidrs:
                     found.append((r, r, f"inline ingress from {cidrs} on port {_port(rule.get('fromPort'))}"))
@@ -321,6 +333,7 @@ def _reachable_from_cidrs(balancer: Resource, port: Any, resources: Sequence[Res
         (rule.get("cidrBlocks") or rule.get("ipv6CidrBlocks")) and _covers(rule, port)
         for g in groups
         for rule in _as_list(g.props.get("ingress"))
+        if isinstance(rule, Mapping)
     )
 
 
@@ -336,7 +349,8 @@ def no_plain_http_from_internet(resources: Sequence[Resource], production: bool)
             continue
         if balancer is not None and not _reachable_from_cidrs(balancer, listener.props.get("port"), resources):
             continue
-        kinds = sorted({str(a.get("type")) for a in _as_list(listener.props.get("defaultActions"))} - {"redirect"})
+        actions = _as_list(listener.props.get("defaultActions"))
+        kinds = sorted({str(_mapping(a).get("type")) for a in actions} - {"redirect"})
         if kinds:
             findings.append(
                 f"{listener.urn}: plain-HTTP listener on port {_port(listener.props.get('port'))} of an "
@@ -350,7 +364,7 @@ def _trusts_ecs_tasks(role: Resource) -> bool:
         statements = _statements(role.props.get("assumeRolePolicy"))
     except (ValueError, AttributeError, TypeError):
         return False
-    services = {str(s) for st in statements for s in _as_list((st.get("Principal") or {}).get("Service"))}
+    services = {str(s) for st in statements for s in _as_list(_mapping(st.get("Principal")).get("Service"))}
     return "ecs-tasks.amazonaws.com" in services
 
 
@@ -359,8 +373,9 @@ def task_roles_exact(resources: Sequence[Resource], production: bool) -> list[st
     policies name exact resources (no `*` beyond STAR_RESOURCE_ACTIONS)."""
     findings = []
     for role in (r for r in resources if r.type == ROLE and _trusts_ecs_tasks(r)):
-        if _as_list(role.props.get("managedPolicyArns")):
-            findings.append(f"{role.urn}: managed policies {role.props['managedPolicyArns']} on an ECS task role")
+        managed = _as_list(role.props.get("managedPolicyArns"))
+        if managed:
+            findings.append(f"{role.urn}: managed policies {[str(arn) for arn in managed]} on an ECS task role")
         for r in resources:
             attached = (r.type == ROLE_POLICY_ATTACHMENT and _linked(r, "role", role)) or (
                 r.type == POLICY_ATTACHMENT and _linked(r, "roles", role)
@@ -416,6 +431,14 @@ def deletion_protection_in_production(resources: Sequence[Resource], production:
         if r.type == ECR_REPOSITORY and r.props.get("forceDelete") is True:
             findings.append(f"{r.urn}: forceDelete deletes every image with the repository")
     return findings
+
+
+def aws_quotas(resources: Sequence[Resource], production: bool) -> list[str]:
+    """Every role, policy, name and security group fits the quotas AWS enforces at `up` and no preview
+    sees (components/quotas.py: IAM policy sizes and attachments, name lengths, S3 naming, rules per
+    security group). The same check the tests run on the synthesized graphs; props may be any Mapping
+    and lists any non-string Sequence, values unknown at preview are skipped."""
+    return [str(finding) for finding in quotas.check(resources)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -506,6 +529,12 @@ RULES: tuple[Rule, ...] = (
         description="Production load balancers and CloudFront distributions facing the internet have a WAF web ACL.",
         mandatory=True,
         stack_check=waf_on_production,
+    ),
+    Rule(
+        name="aws-quotas",
+        description="IAM policy sizes and attachments, names and security-group rules fit AWS's quotas.",
+        mandatory=True,
+        stack_check=aws_quotas,
     ),
     Rule(
         name="deletion-protection-in-production",

@@ -185,6 +185,12 @@ def test_prod_codedeploy_role_is_scoped_to_this_service(prod):
     }
     [pass_role] = [s for s in document["Statement"] if s["Action"] == "iam:PassRole"]
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    # DescribeAlarms scoped to alarm ARNs cannot read composite alarms (CloudWatch API Reference,
+    # DescribeAlarms: those need the permission on "*"), so every alarm the group watches is a metric alarm.
+    watched = prod.one("aws:codedeploy/deploymentGroup:DeploymentGroup").inputs["alarmConfiguration"]["alarms"]
+    metric_alarms = {a.inputs.get("name") for a in prod.of_type(ALARM)}
+    assert watched and set(watched) <= metric_alarms
+    assert not prod.of_type("aws:cloudwatch/compositeAlarm:CompositeAlarm")
 
 
 def test_prod_hook_is_packaged_with_its_data_in_the_private_subnets(prod):

@@ -3,6 +3,7 @@ the components are made of (container definitions, service options, digest pinni
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,13 @@ from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs,
 from components.network import Network, NetworkArgs
 from components.registry import ImageRepository, ImageRepositoryArgs, content_tag, pinned_uri
 from components.roles import TaskRoles, TaskRolesArgs
-from components.scaling import MetricQuery, ScalingRule, standard_rules, target_tracking_configuration
+from components.scaling import (
+    MetricQuery,
+    RequestCounts,
+    ScalingRule,
+    standard_rules,
+    target_tracking_configuration,
+)
 from components.secrets import AppSecrets, AppSecretsArgs, SecretRef, SecretRefs, version_labels
 from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs, allow
 from components.service import (
@@ -248,7 +255,7 @@ def test_image_repository_keeps_every_pushed_image():
     )
     image = g.one("docker-build:index:Image")
     assert image.inputs["platforms"] == ["linux/amd64"]
-    assert image.inputs["context"] == {"location": str(ROOT / "app")}
+    assert image.inputs["context"] == {"location": "app"}
     assert image.inputs["buildOnPreview"] is False
     repo = g.one("aws:ecr/repository:Repository")
     assert repo.inputs["forceDelete"] is True
@@ -265,6 +272,31 @@ def test_image_repository_keeps_every_pushed_image():
     assert image.opts.retain_on_delete is True
     (registry,) = image.inputs["registries"]
     assert registry["address"] == repo.outputs["repositoryUrl"] and registry["username"] == "AWS"
+
+
+def test_the_image_inputs_do_not_depend_on_where_the_project_is_checked_out(tmp_path):
+    """Each CI run checks out into a new absolute path: the image's inputs must not carry it, or every run
+    would see a changed build and push again."""
+
+    def image_inputs(project_dir):
+        g = run_component(
+            lambda: ImageRepository(
+                "img",
+                ImageRepositoryArgs(
+                    settings=ImageSettings(context="app", dockerfile="app/Dockerfile"),
+                    platform="linux/arm64",
+                    project_dir=project_dir,
+                ),
+            )
+        )
+        return g.one("docker-build:index:Image").inputs
+
+    elsewhere = tmp_path / "runner" / "work" / "gantry"
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.symlink_to(ROOT, target_is_directory=True)
+    here, there = image_inputs(ROOT), image_inputs(elsewhere)
+    assert here == there
+    assert str(ROOT) not in json.dumps(here) and str(tmp_path) not in json.dumps(there)
 
 
 def test_content_tag_changes_exactly_with_what_the_build_sees(tmp_path):
@@ -454,7 +486,6 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
         attachment = TargetAttachment(
             target_group_arn="arn:tg",
             container_port=9000,
-            request_count_label="app/lb/1/targetgroup/tg/2",
             listener=listener,
         )
         FargateService(
@@ -468,7 +499,9 @@ def test_fargate_service_alone_wires_roles_secrets_and_scaling():
                     PolicyStatement(sid="Read", actions=("s3:GetObject",), resources=("arn:aws:s3:::corpus/*",)),
                 ),
                 load_balancer=attachment,
-                scaling_rules=standard_rules(AUTOSCALING, attachment.request_count_label),
+                scaling_rules=standard_rules(
+                    AUTOSCALING, RequestCounts(load_balancer="app/lb/1", target_groups=("targetgroup/tg/2",))
+                ),
             ),
         )
 
@@ -550,18 +583,59 @@ def test_cluster_resources_keep_their_identity_across_the_split():
 
 def test_scaling_rules_are_specs_of_the_target_tracking_policy():
     settings = AutoscalingSettings(cpu_target_percent=55, requests_per_target=900)
-    cpu, requests = standard_rules(settings, "app/lb/1/targetgroup/tg/2")
+    cpu, requests = standard_rules(
+        settings, RequestCounts(load_balancer="app/lb/1", target_groups=("targetgroup/tg/2",))
+    )
     assert target_tracking_configuration(cpu) == {
         "predefined_metric_specification": {"predefined_metric_type": "ECSServiceAverageCPUUtilization"},
         "target_value": 55,
         "scale_in_cooldown": 300,
         "scale_out_cooldown": 60,
     }
+    # One target group (a rolling stack): AWS's own metric, for the group its label names.
     assert target_tracking_configuration(requests)["predefined_metric_specification"] == {
         "predefined_metric_type": "ALBRequestCountPerTarget",
         "resource_label": "app/lb/1/targetgroup/tg/2",
     }
     assert [r.name for r in standard_rules(settings, None)] == ["cpu"]
+
+
+def test_blue_green_requests_per_target_read_both_target_groups():
+    # AWS: "The ALBRequestCountPerTarget metric for target tracking scaling policies is not supported for
+    # the blue/green deployment type" (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/
+    # service-autoscaling-targettracking.html): production moves between the groups on every deploy.
+    settings = AutoscalingSettings(requests_per_target=900)
+    groups = ("targetgroup/blue/1", "targetgroup/green/2")
+    _, requests = standard_rules(settings, RequestCounts(load_balancer="app/lb/1", target_groups=groups))
+    config: Any = target_tracking_configuration(requests)  # plain values here, not the Input unions
+    assert "predefined_metric_specification" not in config and config["target_value"] == 900
+    metrics = config["customized_metric_specification"]["metrics"]
+    stats = {m["id"]: m["metric_stat"] for m in metrics if "metric_stat" in m}
+    read = {
+        (s["metric"]["metric_name"], s["stat"], tuple((d["name"], d["value"]) for d in s["metric"]["dimensions"]))
+        for s in stats.values()
+    }
+    assert read == {
+        (name, stat, (("LoadBalancer", "app/lb/1"), ("TargetGroup", group)))
+        for name, stat in (("RequestCount", "Sum"), ("HealthyHostCount", "Average"))
+        for group in groups
+    }
+    assert all(s["metric"]["namespace"] == "AWS/ApplicationELB" for s in stats.values())
+    (returned,) = [m for m in metrics if m["return_data"]]
+    assert returned["expression"] == (
+        "(FILL(requests_0, 0) + FILL(requests_1, 0)) / (FILL(healthy_0, 0) + FILL(healthy_1, 0))"
+    )
+
+    # The expression's arithmetic, per minute: production on either group gives the same signal, and an
+    # idle group that publishes no RequestCount (FILL) neither hides the traffic nor halves it.
+    def evaluate(values: dict[str, float | None]) -> float:
+        filled = {k: 0.0 if v is None else v for k, v in values.items()}
+        expression = returned["expression"].replace("FILL(", "(").replace(", 0)", ")")
+        return eval(expression, {}, filled)  # noqa: S307 - the expression built above, over numbers only
+
+    blue_live = {"requests_0": 3600.0, "requests_1": None, "healthy_0": 4.0, "healthy_1": 0.0}
+    green_live = {"requests_0": None, "requests_1": 3600.0, "healthy_0": 0.0, "healthy_1": 4.0}
+    assert evaluate(blue_live) == evaluate(green_live) == 900.0
 
 
 def test_scaling_rules_name_exactly_one_signal_and_one_returned_series():

@@ -1,17 +1,22 @@
 """The weighted DNS cutover off a legacy endpoint: the whole program with `migration.cutover` (two weighted
 CNAMEs with the configured weights, low TTL, health checks, no alias beside them, the state exported for
-the next `up`), and the rules that need the stack's previous state, read back through readStackOutputs."""
+the next `up`), the rules that need the stack's previous state, read back through readStackOutputs, and
+the takeover of the `legacy` record the README has the user create by hand (against moto's Route 53)."""
 
 from __future__ import annotations
 
+import json
+
+import boto3
 import pulumi
 import pytest
+from botocore.exceptions import ClientError
 
 from components.cutover import refuse_own_edge, weights
 from components.settings import ConfigError, load_settings
 from components.settings.edge import DomainSettings
 from components.settings.migration import CutoverSettings, PreviousCutover, cutover_problems
-from harness import HOSTED_ZONES, Graph, run_program, stack_config, with_test_secrets
+from harness import HOSTED_ZONES, ROOT, Graph, run_program, stack_config, with_test_secrets
 
 [ZONE_ID] = HOSTED_ZONES
 HOSTNAME = "embed.acme.io"
@@ -230,3 +235,107 @@ def run_program_with_url(url: str) -> Graph:
     config["gantry:domain"] = DOMAIN
     config["gantry:migration"] = {"cutover": {"legacyTarget": LEGACY, "gantryWeight": 10}}
     return run_program("dev", config, secret_keys, Graph(previous_outputs={"serviceUrl": url}))
+
+
+# ---- Taking over the hand-made `legacy` record ------------------------------------------------------
+# The README has the user create the weighted `legacy` record before the first cutover `up`. The pinned
+# provider creates a record with Route 53's CREATE unless `allow_overwrite` is set, then with UPSERT
+# (pulumi_aws/route53/record.py documents allow_overwrite as "Allow creation of this record to overwrite
+# an existing record, if any"; terraform-provider-aws internal/service/route53/record.go: "Use UPSERT only
+# if the overwrite flag is true or if the current action is an update / Else CREATE is used and fail if
+# the same record exists").
+README_LEGACY = "my-env.eu-west-1.elasticbeanstalk.com"
+
+
+def readme_change_batch() -> dict:
+    """The change batch the README's migration section tells the user to apply by hand."""
+    section = (ROOT / "README.md").read_text().split("## Moving off Beanstalk", 1)[1]
+    block = section.split("```json", 1)[1].split("```", 1)[0]
+    return json.loads(block)
+
+
+def record_set(inputs: dict) -> dict:
+    """The ResourceRecordSet the provider sends for a record's inputs (expandResourceRecordSet)."""
+    rrset = {"Name": inputs["name"], "Type": inputs["type"], "TTL": int(inputs["ttl"])}
+    rrset["ResourceRecords"] = [{"Value": value} for value in inputs["records"]]
+    if "setIdentifier" in inputs:
+        rrset["SetIdentifier"] = inputs["setIdentifier"]
+        rrset["Weight"] = int(inputs["weightedRoutingPolicies"][0]["weight"])
+    return rrset
+
+
+def by_role(g: Graph) -> dict[str, dict]:
+    return {r.inputs["setIdentifier"]: r.inputs for r in hostname_records(g)}
+
+
+@pytest.mark.parametrize(
+    ("cutover", "previous"),
+    [
+        ({"legacyTarget": LEGACY, "gantryWeight": 0}, None),  # the first cutover `up`, as the README says
+        ({"legacyTarget": LEGACY, "gantryWeight": 10}, None),  # a first `up` that already shifts
+        ({"legacyTarget": LEGACY, "gantryWeight": 50}, {"legacyTarget": LEGACY, "gantryWeight": 10}),
+        ({"legacyTarget": LEGACY, "gantryWeight": 100}, {"legacyTarget": LEGACY, "gantryWeight": 50}),
+    ],
+)
+def test_only_the_legacy_record_overwrites_on_every_state(cutover, previous):
+    records = by_role(run(cutover, previous))
+    # The same input on every `up`: a later state that dropped it would show a diff on the record.
+    assert records["legacy"]["allowOverwrite"] is True
+    # A `gantry` record that already exists was not made by the README's step: refusing it is right.
+    assert "allowOverwrite" not in records["gantry"]
+
+
+def test_after_retiring_legacy_nothing_overwrites():
+    held = {"legacyTarget": LEGACY, "gantryWeight": 100}
+    [record] = hostname_records(run({"legacyTarget": LEGACY, "gantryWeight": 100, "retireLegacy": True}, held))
+    assert "allowOverwrite" not in record.inputs
+
+
+def test_the_readme_by_hand_record_is_exactly_what_the_first_up_writes():
+    delete, create = readme_change_batch()["Changes"]
+    assert (delete["Action"], create["Action"]) == ("DELETE", "CREATE")
+    hand_made = create["ResourceRecordSet"]
+    assert hand_made["Name"] == HOSTNAME and delete["ResourceRecordSet"]["Name"] == HOSTNAME
+    records = by_role(run({"legacyTarget": README_LEGACY, "gantryWeight": 0}))
+    # Name, type and set identifier are what Route 53 matches an UPSERT on; weight, TTL and target
+    # equal too, so the takeover changes nothing the resolvers see.
+    assert record_set(records["legacy"]) == hand_made
+
+
+@pytest.fixture
+def route53(monkeypatch):
+    """moto's Route 53 with the README's starting point: the hostname as a plain CNAME to Beanstalk."""
+    from moto import mock_aws
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        client = boto3.client("route53", region_name="us-east-1")
+        zone = client.create_hosted_zone(Name="acme.io", CallerReference="gantry-cutover")["HostedZone"]["Id"]
+        plain = readme_change_batch()["Changes"][0]["ResourceRecordSet"]
+        client.change_resource_record_sets(
+            HostedZoneId=zone, ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": plain}]}
+        )
+        yield client, zone
+
+
+def test_the_takeover_succeeds_only_as_the_upsert_allow_overwrite_sends(route53):
+    client, zone = route53
+    client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch=readme_change_batch())
+    legacy = record_set(by_role(run({"legacyTarget": README_LEGACY, "gantryWeight": 0}))["legacy"])
+
+    def send(action: str) -> None:
+        change = {"Action": action, "ResourceRecordSet": legacy}
+        client.change_resource_record_sets(HostedZoneId=zone, ChangeBatch={"Changes": [change]})
+
+    # Without allow_overwrite the provider's CREATE is refused: the record exists (the issue's failure).
+    # moto detects only an identical CREATE; Route 53 refuses any CREATE whose name, type and set
+    # identifier exist ("Tried to create resource record set ... but it already exists").
+    with pytest.raises(ClientError) as err:
+        send("CREATE")
+    assert "already exists" in str(err.value)
+    send("UPSERT")
+    answers = client.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    at_hostname = [r for r in answers if r["Name"] == f"{HOSTNAME}."]
+    assert [(r["Type"], r.get("SetIdentifier"), r.get("Weight")) for r in at_hostname] == [("CNAME", "legacy", 100)]
+    assert at_hostname[0]["ResourceRecords"] == [{"Value": README_LEGACY}]

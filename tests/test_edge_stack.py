@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from components.edge import api_security_headers
 from components.waf import content_length_above
 from harness import (
     ACCOUNT,
@@ -285,3 +286,100 @@ def test_the_waf_can_be_switched_off_in_dev():
     g = variant("dev", edge=with_waf("dev", enabled=False))
     assert not g.of_type(WEB_ACL) and not g.of_type("aws:cloudwatch/logResourcePolicy:LogResourcePolicy")
     assert not g.one(DISTRIBUTION).inputs.get("webAclId")
+
+
+# ---- response headers and access logs (issue 18) ---------------------------------------------------
+
+HEADERS_POLICY = "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy"
+LOG_SOURCE = "aws:cloudwatch/logDeliverySource:LogDeliverySource"
+LOG_DESTINATION = "aws:cloudwatch/logDeliveryDestination:LogDeliveryDestination"
+LOG_DELIVERY = "aws:cloudwatch/logDelivery:LogDelivery"
+# RFC 6797 leaves max-age to the site; the HSTS preload list (hstspreload.org) and scanners ask for at
+# least one year, which is also AWS's managed SecurityHeadersPolicy's value.
+ONE_YEAR = 31_536_000
+
+
+def cache_behaviors(distribution) -> list[dict[str, Any]]:
+    return [distribution.inputs["defaultCacheBehavior"], *(distribution.inputs.get("orderedCacheBehaviors") or [])]
+
+
+def test_every_cache_behavior_sends_hsts_and_nosniff_over_whatever_the_origin_says(graph):
+    policy = graph.one(HEADERS_POLICY)
+    for behavior in cache_behaviors(graph.one(DISTRIBUTION)):
+        assert behavior["responseHeadersPolicyId"] == policy.outputs["id"]
+    headers = policy.inputs["securityHeadersConfig"]
+    hsts = headers["strictTransportSecurity"]
+    assert hsts["accessControlMaxAgeSec"] >= ONE_YEAR and hsts["includeSubdomains"] is True
+    assert headers["contentTypeOptions"] == {"override": True}
+    # Each header overrides the origin's: a worker answering without them, or weaker, still gets them.
+    assert all(h["override"] is True for h in headers.values())
+    assert headers["frameOptions"]["frameOption"] == "DENY"
+    assert "default-src 'none'" in headers["contentSecurityPolicy"]["contentSecurityPolicy"]
+
+
+@pytest.mark.parametrize("stack", ["prod"])
+def test_production_logs_every_viewer_request_to_a_private_bucket_that_expires_them(graph, stack):
+    distribution = graph.one(DISTRIBUTION)
+    provider = graph.named("gantry-edge-us-east-1")
+    source = graph.one(LOG_SOURCE)
+    assert source.inputs["logType"] == "ACCESS_LOGS"
+    assert source.inputs["resourceArn"] == distribution.outputs["arn"]
+    bucket = graph.named("gantry-edge-access-logs")
+    destination = graph.one(LOG_DESTINATION)
+    assert destination.inputs["deliveryDestinationConfiguration"]["destinationResourceArn"] == bucket.outputs["arn"]
+    delivery = graph.one(LOG_DELIVERY)
+    assert delivery.inputs["deliverySourceName"] == source.outputs["name"]
+    assert delivery.inputs["deliveryDestinationArn"] == destination.outputs["arn"]
+    policy_resource = graph.named("gantry-edge-access-logs-policy")
+    assert delivery.depends_on(policy_resource)
+    # CloudFront's v2 logging is configured in us-east-1; the bucket lives there with its delivery.
+    for part in (source, destination, delivery, bucket, policy_resource):
+        assert part.opts.provider.startswith(provider.urn), part.name
+    # Private, encrypted, TLS-only, no ACLs, expiring.
+    block = graph.named("gantry-edge-access-logs-public-access").inputs
+    assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    ownership = graph.named("gantry-edge-access-logs-ownership").inputs
+    assert ownership["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    sse = graph.named("gantry-edge-access-logs-encryption").inputs["rules"]
+    assert sse[0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+    (rule,) = graph.named("gantry-edge-access-logs-lifecycle").inputs["rules"]
+    assert rule["expiration"]["days"] == 90 and rule["status"] == "Enabled"
+    assert bucket.inputs.get("forceDestroy") is not True  # prod's logs survive a destroy
+    document = policy_resource.json("policy")
+    write, deny = document["Statement"]
+    assert write["Principal"] == {"Service": "delivery.logs.amazonaws.com"} and write["Action"] == "s3:PutObject"
+    assert write["Resource"] == f"{bucket.outputs['arn']}/AWSLogs/{ACCOUNT}/*"
+    assert write["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT
+    assert write["Condition"]["ArnLike"]["aws:SourceArn"] == f"arn:aws:logs:us-east-1:{ACCOUNT}:delivery-source:*"
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_dev_logs_nothing_unless_it_opts_in():
+    assert not run_program("dev").of_type(LOG_SOURCE)
+    opted = variant("dev", edge={**edge_config("dev"), "accessLogs": True, "accessLogRetentionDays": 7})
+    assert opted.one(LOG_SOURCE).inputs["resourceArn"] == opted.one(DISTRIBUTION).outputs["arn"]
+    (rule,) = opted.named("gantry-edge-access-logs-lifecycle").inputs["rules"]
+    assert rule["expiration"]["days"] == 7
+    # A disposable stack's `pulumi destroy` removes the bucket with its logs.
+    assert opted.named("gantry-edge-access-logs").inputs["forceDestroy"] is True
+
+
+def test_production_may_switch_its_edge_logs_off_explicitly():
+    assert not variant("prod", edge={**edge_config("prod"), "accessLogs": False}).of_type(LOG_SOURCE)
+
+
+def test_the_security_headers_are_at_least_aws_s_managed_security_headers_policy():
+    """Compared with Managed-SecurityHeadersPolicy (67f7725c-6f97-4210-82d7-5512b31e9d03): HSTS max-age at
+    least its 31536000 and with includeSubDomains, nosniff, framing and referrers no looser than
+    SAMEORIGIN and strict-origin-when-cross-origin, and every header forced over the origin's."""
+    headers: dict[str, Any] = dict(api_security_headers())
+    hsts = headers["strict_transport_security"]
+    assert hsts["access_control_max_age_sec"] >= ONE_YEAR and hsts["include_subdomains"] is True
+    assert headers["content_type_options"] == {"override": True}
+    assert headers["frame_options"]["frame_option"] in ("DENY", "SAMEORIGIN")
+    assert headers["referrer_policy"]["referrer_policy"] in (
+        "no-referrer",
+        "same-origin",
+        "strict-origin-when-cross-origin",
+    )
+    assert all(h["override"] is True for h in headers.values())

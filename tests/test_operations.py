@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -178,6 +179,18 @@ def test_key_and_topic_policies_name_only_cloudwatch_and_budgets_with_source_con
     principals = [s["Principal"] for s in statements if s["Effect"] == "Allow"]
     assert principals == [{"Service": "cloudwatch.amazonaws.com"}, {"Service": "budgets.amazonaws.com"}]
     assert all(s["Resource"] == arn for s in statements)
+    # The topic's own conditions, not only the key's: the topic policy alone decides who may publish.
+    conditions = {s["Principal"]["Service"]: s["Condition"] for s in statements if s["Effect"] == "Allow"}
+    assert conditions == {
+        "cloudwatch.amazonaws.com": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:gantry-prod-*"},
+        },
+        "budgets.amazonaws.com": {
+            "StringEquals": {"aws:SourceAccount": ACCOUNT},
+            "ArnLike": {"aws:SourceArn": f"arn:aws:budgets::{ACCOUNT}:*"},
+        },
+    }
 
 
 def test_a_second_region_notifications_scopes_its_policies_to_that_region():
@@ -262,7 +275,23 @@ def test_budget_filter_and_alerts():
             return None if kind == self.silent else f"arn:{kind}"  # type: ignore[return-value]
 
     assert len(budget_notifications(Router(""))) == len(ALERTS) == 3
-    assert [n["notification_type"] for n in budget_notifications(Router("budget-forecast"))] == ["ACTUAL"]
+    # Each kind files exactly its own alert: silencing one drops that alert and nothing else.
+    alerts = {
+        silent: [(n["notification_type"], n["threshold"]) for n in budget_notifications(Router(silent))]
+        for silent in ("budget-actual-warning", "budget-forecast", "budget-actual")
+    }
+    assert alerts == {
+        "budget-actual-warning": [("FORECASTED", 100.0), ("ACTUAL", 100.0)],
+        "budget-forecast": [("ACTUAL", 80.0), ("ACTUAL", 100.0)],
+        "budget-actual": [("ACTUAL", 80.0), ("FORECASTED", 100.0)],
+    }
+    # The kind a notification is filed under is the topic it reaches.
+    notifications: list[Any] = list(budget_notifications(Router("")))  # plain values, not Input unions
+    assert {(n["notification_type"], n["threshold"], n["subscriber_sns_topic_arns"][0]) for n in notifications} == {
+        ("ACTUAL", 80.0, "arn:budget-actual-warning"),
+        ("FORECASTED", 100.0, "arn:budget-forecast"),
+        ("ACTUAL", 100.0, "arn:budget-actual"),
+    }
 
 
 def test_a_cloudfront_edge_alarm_notifies_topics_of_its_own_region():

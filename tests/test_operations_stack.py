@@ -3,6 +3,7 @@ really published, the dashboard is a valid body over metrics in the graph, the b
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 import pytest
@@ -40,6 +41,11 @@ def topics(graph: Graph) -> dict[str, Res]:
 
 # The distribution's id as the mocks give it (its logical name + "-id"): the edge alarm's dimension.
 DISTRIBUTION_ID = "gantry-edge-distribution-id"
+
+
+def region_of(resource: Res) -> str:
+    """The region a resource is created in: us-east-1 through the edge's provider, else the stack's."""
+    return "us-east-1" if "us-east-1" in resource.opts.provider else REGION
 
 
 def kind_of(alarm: Res, stack: str) -> str:
@@ -169,9 +175,11 @@ def test_topics_are_encrypted_with_the_stacks_own_key_whose_policy_lets_alarms_a
 
 
 def test_topic_policies_allow_only_this_accounts_alarms_and_budgets_to_publish(stack):
-    _, graph = stack
+    name, graph = stack
     policies = graph.of_type("aws:sns/topicPolicy:TopicPolicy")
     assert {p.inputs["arn"] for p in policies} == {t.outputs["arn"] for t in graph.of_type(TOPIC)}
+    regions: set[str] = set()
+    checked = 0
     for policy in policies:
         statements = policy.json("policy")["Statement"]
         allowed = [s for s in statements if s["Effect"] == "Allow"]
@@ -180,10 +188,38 @@ def test_topic_policies_allow_only_this_accounts_alarms_and_budgets_to_publish(s
             "cloudwatch.amazonaws.com",
         ]
         assert all(s["Action"] == "sns:Publish" and s["Resource"] == policy.inputs["arn"] for s in allowed)
-        assert all(s["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT} for s in allowed)
+        # Each publisher only with both source conditions: without ArnLike any alarm (or budget) of the
+        # account could page; without aws:SourceAccount the ARN pattern alone would be the only fence
+        # (the SNS confused-deputy guidance asks for both:
+        # https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html).
+        region = region_of(policy)
+        sources = {
+            "cloudwatch.amazonaws.com": f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:gantry-{name}-*",
+            "budgets.amazonaws.com": f"arn:aws:budgets::{ACCOUNT}:*",
+        }
+        for s in allowed:
+            assert s["Condition"] == {
+                "StringEquals": {"aws:SourceAccount": ACCOUNT},
+                "ArnLike": {"aws:SourceArn": sources[s["Principal"]["Service"]]},
+            }, (policy.name, s["Sid"])
+        regions.add(region)
+        # The pattern admits every alarm that notifies this topic (else its notifications are refused).
+        notifying = [
+            a
+            for a in graph.of_type(ALARM)
+            if region_of(a) == region and policy.inputs["arn"] in a.inputs.get("alarmActions", [])
+        ]
+        checked += len(notifying)
+        for alarm in notifying:
+            arn = f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{alarm.inputs['name']}"
+            assert fnmatch.fnmatchcase(arn, sources["cloudwatch.amazonaws.com"]), (arn, policy.name)
         denies = {s["Sid"]: s for s in statements if s["Effect"] == "Deny"}
         assert denies["OnlyAwsServicesPublish"]["Condition"] == {"Bool": {"aws:PrincipalIsAWSService": "false"}}
         assert denies["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert regions == {REGION, "us-east-1"}  # the CloudFront edge alarm's topics are held to the same rules
+    # Every alarm that notifies people was matched against its own region's topic pattern.
+    arns = {p.inputs["arn"] for p in policies}
+    assert checked == sum(1 for a in graph.of_type(ALARM) if set(a.inputs.get("alarmActions", [])) & arns) >= 10
 
 
 def test_committed_stacks_subscribe_nobody(stack):
@@ -275,6 +311,22 @@ def test_the_budget_counts_the_stacks_environment_tag_and_alerts_the_topics(stac
     assert alerts == sorted(
         [("ACTUAL", 80.0, arns["ticket"]), ("FORECASTED", 100.0, arns["ticket"]), ("ACTUAL", 100.0, actual_100)]
     )
+
+
+def test_each_budget_severity_routes_only_the_alert_it_names():
+    config, secret_keys = with_test_secrets(stack_config("prod"))
+    config["gantry:operations"] = {
+        **config["gantry:operations"],
+        "severity": {"budgetForecast": "none", "budgetActualWarning": "page"},
+    }
+    graph = run_program("prod", config, secret_keys)
+    arns = {severity: t.outputs["arn"] for severity, t in topics(graph).items()}
+    alerts = sorted(
+        (n["notificationType"], n["threshold"], n["subscriberSnsTopicArns"][0])
+        for n in graph.one("aws:budgets/budget:Budget").inputs["notifications"]
+    )
+    # Silencing the forecast keeps the 80 % actual warning, which its own kind moved to the page topic.
+    assert alerts == sorted([("ACTUAL", 80.0, arns["page"]), ("ACTUAL", 100.0, arns["page"])])
 
 
 def test_the_budget_refuses_a_tag_the_stack_does_not_carry():

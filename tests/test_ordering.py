@@ -58,9 +58,19 @@ def test_the_secret_arn_reaches_the_task_only_after_the_value_exists(graph):
 def test_the_alb_waits_for_its_log_bucket_policy():
     g = run_program("prod")
     alb = g.one("aws:lb/loadBalancer:LoadBalancer")
-    policy = g.one("aws:s3/bucketPolicy:BucketPolicy")
+    policy = g.one("aws:s3/bucketPolicy:BucketPolicy", "gantry-lb-access-logs-policy")
     assert alb.depends_on(policy)  # ELB test-writes the bucket when logging is switched on
-    assert policy.depends_on(g.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"))
+    assert policy.depends_on(
+        g.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "gantry-lb-access-logs-public-access")
+    )
+
+
+def test_the_edge_log_delivery_waits_for_its_bucket_policy():
+    g = run_program("prod")
+    policy = g.named("gantry-edge-access-logs-policy")
+    # The delivery is checked against the bucket policy when created; the policy waits for the block.
+    assert g.one("aws:cloudwatch/logDelivery:LogDelivery").depends_on(policy)
+    assert policy.depends_on(g.named("gantry-edge-access-logs-public-access"))
 
 
 def test_the_https_listener_waits_for_a_validated_certificate():

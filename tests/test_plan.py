@@ -20,11 +20,12 @@ import pytest
 import yaml
 
 from gantry import plan
-from gantry.offline import TEST_SECRET_VALUE, synthesize
+from gantry.offline import STAND_IN_PREFIX, TEST_SECRET_VALUE, synthesize
 from harness import ROOT
 from policy.rules import RULES
 
 NEW_SECRET = "k-plan-test-never-printed-91c3"
+NEW_CIPHERTEXT = "v1:cGxhbnRlc3Q=:bmV2ZXItcHJpbnRlZC05MWMz"
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -97,7 +98,9 @@ def test_a_deliberate_change_is_reported_resource_by_resource_and_its_secret_is_
     config = yaml.safe_load(original)
     config["config"]["gantry:logs"]["retentionDays"] = 30
     config["config"]["gantry:network"]["flowLogs"] = False
-    config["config"]["gantry:secretValues"] = {"API_KEYS": json.dumps({"gantry-eval": NEW_SECRET})}
+    # Set as the README says (`pulumi config set --secret --path 'secretValues.API_KEYS'`): a ciphertext,
+    # which the plan runs as a stand-in derived from it, so the new secret shows as a change.
+    config["config"]["gantry:secretValues"] = {"API_KEYS": {"secure": NEW_CIPHERTEXT}}
     stack_file.write_text(yaml.safe_dump(config))
     try:
         result = run_plan(root, "dev", "--against", base, "--json")
@@ -116,7 +119,7 @@ def test_a_deliberate_change_is_reported_resource_by_resource_and_its_secret_is_
     changed = {c["name"]: c["inputs"] for c in change["changed"]}
     assert changed["gantry-logs"] == ["retentionInDays"]
     assert changed["gantry-secrets-api-keys-value"] == ["secretString [secret]"]
-    assert_no_secret(result.stdout + result.stderr, NEW_SECRET)
+    assert_no_secret(result.stdout + result.stderr, NEW_CIPHERTEXT, STAND_IN_PREFIX)
 
 
 def test_a_ref_without_the_stack_file_is_reported_not_an_error(checkout) -> None:
@@ -244,3 +247,57 @@ def test_the_plan_quotes_the_stacks_fixed_monthly_cost() -> None:
     # A region without a price table is said, not guessed.
     unpriced = plan.make_plan(synthesis, plan.policy_levels({}), None, "ap-south-2")
     assert "Not priced:" in plan.render_markdown(unpriced)
+
+
+@pytest.mark.parametrize(
+    ("stack_file", "message"),
+    [
+        ("config:\n  aws:region: [eu-west-1\n", "Pulumi.broken.yaml: not valid YAML"),
+        ("config:\n  aws:region: eu-west-1\n  gantry:network: {cidrBlock: 10.0.0.0/33}\n", "gantry:network.cidrBlock"),
+    ],
+    ids=["yaml-error", "validator-error"],
+)
+def test_the_workflow_script_shows_a_refused_config_and_leaves_a_plan_file(
+    checkout, tmp_path: Path, stack_file: str, message: str
+) -> None:
+    """No traceback, exit 2, the message in the plan file, the summary and one escaped error annotation."""
+    root, _ = checkout
+    (root / "Pulumi.broken.yaml").write_text(stack_file)
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PLAN_AGAINST": "main",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(outputs),
+    }
+    try:
+        result = subprocess.run(
+            [str(root / "scripts/ci/offline_plan.sh"), "broken", "plan-broken.md"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        local = subprocess.run(
+            [str(root / "scripts/ci/offline_plan.sh"), "broken", "plan-local.md"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "PYTHON": sys.executable, "PLAN_AGAINST": "main"},
+        )
+    finally:
+        (root / "Pulumi.broken.yaml").unlink()
+    assert result.returncode == 2 and local.returncode == 2, result.stderr + local.stderr
+    out = (root / "plan-broken.md").read_text()
+    assert message in out and "Traceback" not in out + result.stdout + result.stderr
+    assert summary.read_text() == out and outputs.read_text() == "policy=error\n"
+    [annotation] = result.stdout.splitlines()
+    assert annotation.startswith("::error title=offline plan of broken::gantry.plan: ") and message in annotation
+    # A workflow command is one line: the message's own lines are escaped, never raw.
+    block = out.split("~~~text\n")[1].split("\n~~~")[0]
+    assert annotation.endswith("::" + block.replace("%", "%25").replace("\n", "%0A"))
+    assert message in local.stderr and "Traceback" not in local.stderr and "::error" not in local.stdout

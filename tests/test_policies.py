@@ -363,12 +363,35 @@ def test_alb_log_bucket_denies_plain_http_for_everything(region):
 
 @pytest.mark.parametrize("keep", [1, 20, 50])
 def test_ecr_lifecycle_expires_all_but_the_newest_n(keep: int):
-    document = policies.ecr_lifecycle_policy(keep)
+    document = policies.ecr_lifecycle_policy(keep, keep_run_images=100, run_tag_prefix="run-")
     json.dumps(document)
-    (rule,) = document["rules"]
-    assert rule["rulePriority"] == 1
+    run_rule, rule = document["rules"]
+    # Images stacks run are selected first, so the keep-N rule cannot expire them (tests/test_image_retention.py).
+    assert run_rule["rulePriority"] < rule["rulePriority"]
+    assert run_rule["selection"]["tagPrefixList"] == ["run-"] and run_rule["selection"]["countNumber"] == 100
     assert rule["selection"]["countType"] == "imageCountMoreThan"
     assert rule["selection"]["countNumber"] == keep
     # "any": untagged layers from superseded builds are expired too, not kept forever.
     assert rule["selection"]["tagStatus"] == "any"
     assert rule["action"] == {"type": "expire"}
+
+
+# --------------------------------------------------------------------------------------------------
+# CloudFront standard logging (v2) bucket.
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cloudfront_log_bucket_admits_only_this_account_s_us_east_1_log_delivery():
+    bucket = "arn:aws:s3:::gantry-edge-access-logs-1234"
+    document = policies.cloudfront_log_bucket_policy(aws_env(), bucket_arn=bucket, delivery_region="us-east-1")
+    write, deny = document["Statement"]
+    assert write["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
+    # Where vended-log delivery writes CloudFront's logs: AWSLogs/<account>/CloudFront/... (the prefix
+    # AWS prepends to any suffix path), and nowhere else in the bucket.
+    assert fnmatchcase(f"{bucket}/AWSLogs/{ACCOUNT}/CloudFront/E123/2026/12/07/log.gz", write["Resource"])
+    assert not fnmatchcase(f"{bucket}/AWSLogs/111122223333/CloudFront/x.gz", write["Resource"])
+    assert not fnmatchcase(f"{bucket}/other.txt", write["Resource"])
+    condition = write["Condition"]
+    assert condition["StringEquals"] == {"s3:x-amz-acl": "bucket-owner-full-control", "aws:SourceAccount": ACCOUNT}
+    assert condition["ArnLike"] == {"aws:SourceArn": f"arn:aws:logs:us-east-1:{ACCOUNT}:delivery-source:*"}
+    assert deny == policies.deny_insecure_transport(resources=[bucket, f"{bucket}/*"], action="s3:*")

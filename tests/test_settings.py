@@ -366,6 +366,16 @@ BAD: list[Bad] = [
         ("natStrategy is none", "S3", "s3Gateway: true"),
     ),
     Bad(
+        "nat-none-with-codedeploy",
+        all_of(
+            put("network.natStrategy", "none"),
+            put("vpcEndpoints.interface", ALL_ENDPOINTS_BUT_SSM),
+            put("deployment.strategy", "codedeploy"),
+        ),
+        "gantry:deployment.strategy",
+        ("codedeploy", "network.natStrategy single or per-az", "found none", "CodeDeploy API", "strategy rolling"),
+    ),
+    Bad(
         "nat-unknown",
         put("network.natStrategy", "nat-gateway"),
         "gantry:network.natStrategy",

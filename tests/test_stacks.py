@@ -21,7 +21,6 @@ from harness import (
     PRIVATE_SUBNETS,
     PUBLIC_SUBNETS,
     REGION,
-    ROOT,
     TEST_SECRET_VALUE,
     VERSION_ID,
     Graph,
@@ -282,7 +281,8 @@ def test_ecr_is_immutable_scanned_encrypted_and_pruned(graph, stack):
     assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
     lifecycle = graph.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")
     assert lifecycle.inputs["repository"] == repo.outputs["name"]
-    (rule,) = lifecycle.json("policy")["rules"]
+    run_rule, rule = lifecycle.json("policy")["rules"]
+    assert run_rule["selection"]["tagPrefixList"] == ["run-"]  # what promoting stacks run: kept apart
     assert rule["selection"]["countNumber"] == stack_values(stack, "image")["keepImages"]
     assert rule["action"] == {"type": "expire"}
 
@@ -297,8 +297,9 @@ def test_image_is_built_for_the_task_architecture_and_deployed_by_digest(graph, 
     assert export["registry"] == {"names": [repo_url], "pushByDigest": True, "ociMediaTypes": True}
     assert image.inputs["labels"]["gantry.build-context"].startswith("build-")  # what the build sees
     settings = {"context": "app", "dockerfile": "app/Dockerfile", **stack_values(stack, "image")}
-    assert image.inputs["context"] == {"location": str(ROOT / settings["context"])}
-    assert image.inputs["dockerfile"] == {"location": str(ROOT / settings["dockerfile"])}
+    # Relative to the project directory (the program's working directory), never the checkout's path.
+    assert image.inputs["context"] == {"location": settings["context"]}
+    assert image.inputs["dockerfile"] == {"location": settings["dockerfile"]}
     assert [r["address"] for r in image.inputs["registries"]] == [repo_url]
     td = graph.one("aws:ecs/taskDefinition:TaskDefinition", "gantry-task").inputs
     assert td["runtimePlatform"] == {"operatingSystemFamily": "LINUX", "cpuArchitecture": arch}
@@ -343,11 +344,33 @@ def test_autoscaling_bounds_and_signals_follow_config(graph, stack):
     assert cpu["targetValue"] == cfg["cpuTargetPercent"]
     requests = policies["gantry-scale-on-requests"]
     alb = graph.one("aws:lb/loadBalancer:LoadBalancer").outputs["arnSuffix"]
-    tg = production_tg(graph).outputs["arnSuffix"]
-    assert requests["predefinedMetricSpecification"] == {
-        "predefinedMetricType": "ALBRequestCountPerTarget",
-        "resourceLabel": f"{alb}/{tg}",
-    }
+    if stack_values(stack, "deployment")["strategy"] == "rolling":
+        tg = production_tg(graph).outputs["arnSuffix"]
+        assert requests["predefinedMetricSpecification"] == {
+            "predefinedMetricType": "ALBRequestCountPerTarget",
+            "resourceLabel": f"{alb}/{tg}",
+        }
+    else:
+        # CodeDeploy moves production between blue and green on every deploy, and AWS does not support
+        # ALBRequestCountPerTarget with blue/green (it reads one group): the signal reads both.
+        assert "predefinedMetricSpecification" not in requests
+        metrics = requests["customizedMetricSpecification"]["metrics"]
+        read = {
+            (m["metricStat"]["metric"]["metricName"], d["value"])
+            for m in metrics
+            if "metricStat" in m
+            for d in m["metricStat"]["metric"]["dimensions"]
+            if d["name"] == "TargetGroup"
+        }
+        groups = {g.outputs["arnSuffix"] for g in graph.of_type("aws:lb/targetGroup:TargetGroup")}
+        assert len(groups) == 2
+        assert read == {(metric, g) for metric in ("RequestCount", "HealthyHostCount") for g in groups}
+        assert all(
+            {"name": "LoadBalancer", "value": alb} in m["metricStat"]["metric"]["dimensions"]
+            for m in metrics
+            if "metricStat" in m
+        )
+        assert [m["id"] for m in metrics if m["returnData"]] == ["requests_per_target"]
     assert requests["targetValue"] == cfg["requestsPerTarget"]
     assert all(p["scaleInCooldown"] == cfg["scaleInCooldownSeconds"] for p in policies.values())
     svc = graph.one("aws:ecs/service:Service", "gantry-service").inputs
@@ -466,16 +489,23 @@ def test_dev_and_prod_differ_where_cost_and_resilience_trade_off():
 
 def test_prod_access_logs_land_in_a_private_encrypted_expiring_bucket():
     g = run_program("prod")
-    bucket = g.one("aws:s3/bucket:Bucket").outputs
+    bucket = g.one("aws:s3/bucket:Bucket", "gantry-lb-access-logs").outputs
     logs = g.one("aws:lb/loadBalancer:LoadBalancer").inputs["accessLogs"]
     assert logs == {"bucket": bucket["bucket"], "prefix": "alb", "enabled": True}
-    block = g.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    block = g.one(
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "gantry-lb-access-logs-public-access"
+    ).inputs
     assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
-    sse = g.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration").inputs
+    sse = g.one(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "gantry-lb-access-logs-encryption",
+    ).inputs
     assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
-    (rule,) = g.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration").inputs["rules"]
+    (rule,) = g.one(
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "gantry-lb-access-logs-lifecycle"
+    ).inputs["rules"]
     assert rule["expiration"]["days"] == stack_values("prod", "loadBalancer")["accessLogRetentionDays"]
-    policy = g.one("aws:s3/bucketPolicy:BucketPolicy").json("policy")
+    policy = g.one("aws:s3/bucketPolicy:BucketPolicy", "gantry-lb-access-logs-policy").json("policy")
     allow, deny = statements(policy)
     assert allow["Principal"] == {"AWS": "arn:aws:iam::156460612806:root"}  # ELB's eu-west-1 account
     assert allow["Resource"] == f"{bucket['arn']}/alb/AWSLogs/{ACCOUNT}/*"
@@ -524,7 +554,8 @@ def test_domain_on_the_alb_brings_tls13_https_redirect_and_alias():
 
 def test_no_nat_keeps_tasks_on_endpoints_only():
     network = {**stack_values("prod", "network"), "natStrategy": "none"}
-    g = variant("prod", network=network)
+    # Rolling: codedeploy's hook needs NAT for the CodeDeploy and EC2 APIs (refused without it).
+    g = variant("prod", network=network, deployment={"strategy": "rolling"})
     _, task, endpoints = sg_ids(g)
     out_of_task = [r.inputs for r in g.of_type(SG_EGRESS) if r.inputs["securityGroupId"] == task]
     assert not [e for e in out_of_task if e.get("cidrIpv4")]

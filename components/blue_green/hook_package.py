@@ -5,7 +5,10 @@ always, and the golden set with fp32 references only for the eval check. `refere
 model build's references.npz (fp32 torch embeddings of the golden texts, app/worker/build_model.py) and
 the golden cases into the JSON the handler reads without numpy; `python -m
 components.blue_green.hook_package --model-dir build/model` rewrites hook/golden.json, and a test checks
-that the committed file matches what the model build produces. Security stance: the archive holds code
+that the committed file matches what the model build produces within float32 tolerance
+(`reference_drift`): the build runs on whatever CPU the developer or CI has, and its fp32 embeddings
+differ by float rounding between CPUs, so no committed number is held to more digits than float32
+carries. Security stance: the archive holds code
 and public evaluation data only; no secret or key is ever packaged.
 """
 
@@ -16,7 +19,10 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 HOOK_DIR = Path(__file__).resolve().parent / "hook"
 HANDLER = HOOK_DIR / "handler.py"
@@ -27,6 +33,19 @@ LAMBDA_HANDLER = "handler.handler"
 """The function's `handler` setting for this archive layout."""
 # Eight decimals keep each component within 5e-9 of fp32 (cosine changes in the 8th digit) at ~1 MB.
 DECIMALS = 8
+# How far a committed reference component may lie from a fresh build's and still be "the same
+# reference". torch's fp32 kernels sum in a CPU-specific order (AVX2 and AVX-512 block the matmuls
+# differently), and six transformer layers accumulate those roundings: an AVX-512 build differs from
+# the AVX2 build that wrote golden.json by at most 1.6e-7 per component (float32's epsilon is 1.2e-7;
+# the components are below 0.2, so this is a few ulps of float32 accumulated over the layers).
+# 1e-5 leaves 60x headroom for other CPUs and still catches every real staleness: a changed model,
+# tokenizer or text moves components by 1e-3 or more, and fewer DECIMALS rounds by 5e-4 or more.
+# Its cost to the eval gate is bounded: for unit vectors a cosine moves by at most the reference's
+# error norm, sqrt(384) * 1e-5 = 2e-4, a hundredth of the gate's 0.97 -> 0.985 margins.
+REFERENCE_ATOL = 1e-5
+# The same statement as the eval gate reads it: every text's cosine to the fresh build's vector.
+# At REFERENCE_ATOL on every component 1 - cosine <= |error|^2 / 2 = 2e-8; measured across CPUs 4e-13.
+REFERENCE_MIN_COSINE = 1 - 1e-6
 
 
 def archive_files(check: str, *, pre_traffic: bool = False) -> list[tuple[Path, str]]:
@@ -75,6 +94,30 @@ def reference_document(references_npz: Path, golden_path: Path | None = None) ->
         "texts": texts,
         "embeddings": [[round(float(x), DECIMALS) for x in vectors[index[t]]] for t in texts],
     }
+
+
+def reference_drift(committed: ArrayLike, rebuilt: ArrayLike) -> list[str]:
+    """Why the committed reference embeddings are not the rebuilt ones (empty when they agree within
+    float32 tolerance, see REFERENCE_ATOL): a shape change, a component further than REFERENCE_ATOL,
+    or a text whose cosine to its rebuilt vector is below REFERENCE_MIN_COSINE."""
+    import numpy as np
+
+    old = np.asarray(committed, dtype=np.float64)
+    new = np.asarray(rebuilt, dtype=np.float64)
+    if old.shape != new.shape:
+        return [f"shape {old.shape} != rebuilt {new.shape}"]
+    problems = []
+    error = np.abs(old - new)
+    if not np.isfinite(error).all() or error.max() > REFERENCE_ATOL:
+        row, col = np.unravel_index(int(np.argmax(np.where(np.isfinite(error), error, np.inf))), error.shape)
+        problems.append(f"text {row} component {col} differs by {error[row, col]:.3g} (tolerance {REFERENCE_ATOL:g})")
+    norms = np.linalg.norm(old, axis=1) * np.linalg.norm(new, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosines = np.einsum("ij,ij->i", old, new) / norms
+    low = np.flatnonzero(~(cosines >= REFERENCE_MIN_COSINE))
+    if low.size:
+        problems.append(f"{low.size} text(s) below cosine {REFERENCE_MIN_COSINE}, e.g. text {low[0]}")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,14 +118,21 @@ def codedeploy_service_policy(
                 "Resource": sorted(listener_arns),
             },
             {
+                # On the rules, not their listeners: ModifyRule's resource types are listener-rule/app and
+                # listener-rule/net (Service Authorization Reference, Elastic Load Balancing V2,
+                # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awselasticloadbalancingv2.html).
                 "Sid": "SwapRulesOfTheseListeners",
                 "Effect": "Allow",
                 "Action": "elasticloadbalancing:ModifyRule",
                 "Resource": sorted(listener_rule_pattern(arn) for arn in listener_arns),
             },
             {
-                # DescribeAlarms accepts alarm ARNs (as in AWS's Application Recovery Controller example policy;
-                # only composite alarms need "*", and gantry's rollback alarms are metric alarms).
+                # DescribeAlarms is authorised on alarm ARNs (Service Authorization Reference, Amazon CloudWatch:
+                # resource type alarm). Only composite alarms need "*": "To use this operation and return
+                # information about composite alarms, you must be signed on with the cloudwatch:DescribeAlarms
+                # permission that is scoped to *" (CloudWatch API Reference, DescribeAlarms,
+                # https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_DescribeAlarms.html);
+                # gantry's rollback alarms are metric alarms (tests/blue_green/test_bg_policies.py holds it).
                 "Sid": "ReadRollbackAlarmState",
                 "Effect": "Allow",
                 "Action": "cloudwatch:DescribeAlarms",

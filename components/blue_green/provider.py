@@ -390,6 +390,9 @@ def _clients(region: str, session: ProviderSession) -> dict[str, Any]:
     return {name: aws.client(name) for name in ("ecs", "codedeploy", "cloudwatch")}
 
 
+# Import path pinned: every stack's state pickles this class by reference as its module and name
+# (tests/test_dynamic_provider_pickling.py PINNED_IMPORT_PATHS). Renaming or moving it breaks `up`,
+# `refresh` and `destroy` of existing stacks; a move must leave a re-export under this path.
 class BlueGreenDeployProvider(pulumi.dynamic.ResourceProvider):
     """Create/update deploy when the revision or the AppSpec's target differs; delete is a no-op."""
 

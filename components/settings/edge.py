@@ -67,6 +67,8 @@ CLOUDFRONT_MODE_ONLY = {
         "originReadTimeoutQuotaRaised",
         "priceClass",
         "minimumProtocolVersion",
+        "accessLogs",
+        "accessLogRetentionDays",
     )
 }
 # Settings gantry no longer reads, and what replaced them (refused with that message, never ignored).
@@ -215,6 +217,12 @@ class EdgeSettings(Section):
     """Default TLSv1.2_2021: TLS 1.2+ with forward-secret ciphers. Only with gantry:domain: on its default
     *.cloudfront.net certificate CloudFront fixes the policy at TLSv1 whatever is set (botocore's
     ViewerCertificate.MinimumProtocolVersion)."""
+    access_logs: bool | None = None
+    """Default: on for a production stack (named prod/production, or with loadBalancer.deletionProtection
+    on), off elsewhere. CloudFront standard logging (v2) of every viewer request to a private, encrypted,
+    TLS-only S3 bucket (about $0.25 per GB delivered plus S3 storage)."""
+    access_log_retention_days: int = Field(90, ge=1, le=3653)
+    """Default 90: S3 lifecycle expiry of the edge's access logs."""
     waf: WafSettings = WafSettings()
     """The web ACL in front of the edge."""
 

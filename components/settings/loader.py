@@ -41,6 +41,7 @@ from components.settings.migration import (
     PreviousCutover,
     cutover_problems,
     fault_switch_problems,
+    production_stack,
 )
 from components.settings.network import EndpointSettings, NetworkSettings
 from components.settings.operations import OperationsSettings
@@ -226,6 +227,10 @@ class Settings:
     """The stack's aws:defaultTags, for providers the program creates itself (they do not inherit them)."""
     promoted: PromotedImage | None = None
     """The image a promoting stack (image.promoteFrom) deploys, checked to be in its repository."""
+    production: bool = False
+    """A stack that serves real users (`migration.production_stack`: named prod/production, or with
+    loadBalancer.deletionProtection on). Default false; decides what a disposable stack may lose with
+    `pulumi destroy` (its buckets' objects) and what it need not pay for (edge access logs by default)."""
     source: SourceRevision | None = None
     """The commit being deployed (set by the program from GITHUB_SHA or git); None where no program runs."""
     alarm_override: str | None = None
@@ -249,6 +254,16 @@ class Settings:
     def listener_ingress_cidrs(self) -> tuple[str, ...]:
         """The address ranges the listeners admit: none behind CloudFront (only its VPC origin reaches them)."""
         return self.load_balancer.ingress_cidrs if self.edge.mode == "alb" else ()
+
+    @property
+    def force_destroy_buckets(self) -> bool:
+        """True on a non-production stack: `pulumi destroy` empties its buckets instead of failing on them."""
+        return not self.production
+
+    @property
+    def edge_access_logs(self) -> bool:
+        """CloudFront standard logging: edge.accessLogs when set, else on exactly for a production stack."""
+        return self.production if self.edge.access_logs is None else self.edge.access_logs
 
     @property
     def sample_worker(self) -> bool:
@@ -550,6 +565,7 @@ def load_settings(
         tracing=sections["tracing"],
         queue=sections["queue"],
         migration=sections["migration"],
+        production=production_stack(stack, deletion_protection=lb.deletion_protection),
     )
 
 
@@ -689,6 +705,20 @@ def _cross_checks(sections: Mapping[str, Any], secrets: tuple[SecretSpec, ...] |
         sids = [s.sid for s in policy if s.sid]
         for dup in sorted({s for s in sids if sids.count(s) > 1}):
             problems.add("taskRolePolicy", f"sid {dup} is used twice")
+    deployment = sections["deployment"]
+    if network is not None and deployment is not None and deployment.blue_green and not network.has_nat:
+        # The hook Lambda runs in the private subnets and calls CodeDeploy (GetDeployment,
+        # PutLifecycleEventHookExecutionStatus), EC2 (DescribeNetworkInterfaces, to find the test
+        # listener's address) and, with preTraffic, ECS (RunTask, DescribeTasks). gantry offers no VPC
+        # endpoint for them, so without NAT the verdict never reaches CodeDeploy and each deploy waits
+        # for the hook's timeout before rolling back. Refused instead of shipping a stack that cannot deploy.
+        problems.add(
+            "deployment.strategy",
+            "codedeploy needs network.natStrategy single or per-az (found none): the blue/green hook Lambda "
+            "reports its verdict to the CodeDeploy API and looks up the test listener through the EC2 API, "
+            "which gantry's VPC endpoints do not reach, so every deploy would hang until its timeout. "
+            "Allowed: strategy codedeploy with natStrategy single or per-az, or strategy rolling with natStrategy none",
+        )
     if network is not None and endpoints is not None and secrets is not None:
         if network.nat_strategy == "none":
             missing = sorted(set(required_interface_endpoints(secrets)) - set(endpoints.interface))

@@ -64,7 +64,8 @@ class NetworkSettings(Section):
     """Default 10.0.0.0/16: a private RFC 1918 range; each AZ gets a /24 public and a /20 private subnet."""
     nat_strategy: Literal["none", "single", "per-az"] = "single"
     """Default single: one NAT gateway (~$33/month) is a single point of failure for egress, fine for
-    dev; per-az keeps each AZ's egress inside the AZ (prod); none relies on VPC endpoints alone."""
+    dev; per-az keeps each AZ's egress inside the AZ (prod); none relies on VPC endpoints alone, which
+    rules out deployment.strategy codedeploy (its hook calls the CodeDeploy and EC2 APIs)."""
     flow_logs: bool = True
     """Default true: VPC flow logs to CloudWatch, for incident forensics."""
     flow_log_retention_days: RetentionDays = 90

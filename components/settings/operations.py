@@ -36,6 +36,7 @@ DEFAULT_SEVERITY: Mapping[str, str] = MappingProxyType(
         "memory-high": "ticket",
         "worker-throttle-rate": "ticket",
         "tokens-per-minute": "ticket",
+        "budget-actual-warning": "ticket",
         "budget-forecast": "ticket",
         "budget-actual": "page",
         "batch-oldest": "ticket",
@@ -113,8 +114,10 @@ class Severities(Section):
     """Default ticket: clients are refused with 429/503."""
     tokens_per_minute: Route | None = None
     """Default ticket: token spend above tokensPerMinute."""
+    budget_actual_warning: Route | None = None
+    """Default ticket: actual spend past 80 % of the budget (a warning, not yet over)."""
     budget_forecast: Route | None = None
-    """Default ticket: spend at 80 % of the budget, or forecast past it."""
+    """Default ticket: spend forecast past the budget."""
     budget_actual: Route | None = None
     """Default page: spend past the monthly budget."""
     batch_oldest: Route | None = None

@@ -206,7 +206,7 @@ def _inside_project(value: str, info: ValidationInfo) -> str:
 _STACK_REF = re.compile(r"[A-Za-z0-9_.-]{1,100}(?:/[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100})?")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # What only a building stack reads: a promoting stack setting one has a mistake in it.
-BUILD_ONLY = ("context", "dockerfile", "keep_images", "force_delete")
+BUILD_ONLY = ("context", "dockerfile", "keep_images", "keep_run_images", "force_delete")
 
 
 def _stack_ref(value: str) -> str:
@@ -229,6 +229,10 @@ class ImageSettings(Section):
     keep_images: int = Field(30, ge=1, le=1000)
     """Default 30: the ECR lifecycle policy expires older images (a month of daily deploys to roll
     back to); pushed images are never deleted by `pulumi up` itself."""
+    keep_run_images: int = Field(100, ge=1, le=1000)
+    """Default 100: images a promoting stack deployed (tagged run-<stack>-<digest>) are kept apart from
+    keepImages, until this many newer ones were deployed (two years of weekly promotions); dev's pushes
+    never push them out."""
     force_delete: bool = False
     """Default false: let `pulumi destroy` delete the repository with its images (throwaway stacks
     only; a production repository keeps its rollback images)."""
@@ -443,8 +447,9 @@ class AutoscalingSettings(Section):
     cpu_target_percent: int = Field(60, ge=10, le=90)
     """Default 60: leaves headroom for a burst while scaling out."""
     requests_per_target: int = Field(6000, ge=1, le=1_000_000)
-    """Default 6000: ALBRequestCountPerTarget target, requests per task per minute (~100 req/s, a third
-    of what one vCPU of the sample worker serves)."""
+    """Default 6000: requests per healthy task per minute to hold (~100 req/s, a third of what one vCPU
+    of the sample worker serves): ALBRequestCountPerTarget on a rolling stack; with CodeDeploy, the
+    same ratio by metric math over both target groups (AWS does not support that metric with blue/green)."""
     scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600)
     """Default 300: scale in slowly to avoid thrashing."""
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600)

@@ -12,6 +12,8 @@ import pytest
 from bootstrap import documents
 from bootstrap.settings import BootstrapConfigError, parse
 from bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
+from components import quotas
+from gantry.plan import as_policy_resources
 
 SCOPE = documents.Scope(account_id=ACCOUNT, region="eu-west-1")
 STATE = {
@@ -96,7 +98,14 @@ def test_pass_role_only_to_gantry_roles_and_gantry_services() -> None:
 
 def test_deploy_is_denied_iam_on_itself_and_all_but_reading_the_boundary() -> None:
     roles, boundary = [s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"]
-    assert (roles["Action"], roles["Resource"]) == ("iam:*", SCOPE.delivery_roles)
+    # The delivery roles and the managed policies that grant the deploy roles their rights.
+    assert (roles["Action"], roles["Resource"]) == (
+        "iam:*",
+        [SCOPE.delivery_roles, f"arn:aws:iam::{ACCOUNT}:policy/gantry/gantry-deploy-*"],
+    )
+    for area in documents.DEPLOY_POLICY_AREAS:
+        policy = f"arn:aws:iam::{ACCOUNT}:policy/gantry/{documents.deploy_policy_name(SCOPE, area)}"
+        assert fnmatch.fnmatchcase(policy, roles["Resource"][1])
     assert (boundary["NotAction"], boundary["Resource"]) == (
         ["iam:GetPolicy", "iam:GetPolicyVersion"],
         SCOPE.boundary_arn,
@@ -115,6 +124,19 @@ def test_preview_writes_nothing_but_lock_files() -> None:
     assert not _granted(preview, "secretsmanager:GetSecretValue", SCOPE.arn("secretsmanager", "secret:gantry-x"))
     assert _granted(preview, "kms:Decrypt", STATE["secrets_key_arn"])
     assert not _granted(preview, "kms:Encrypt", STATE["secrets_key_arn"])
+
+
+@pytest.mark.parametrize("name", ["deploy", "boundary"])
+def test_modify_rule_is_granted_on_listener_rules_not_listeners(name: str) -> None:
+    """ModifyRule is authorised on listener-rule ARNs (Service Authorization Reference, Elastic Load
+    Balancing V2); ModifyListener on listener ARNs."""
+    listener = f"arn:aws:elasticloadbalancing:eu-west-1:{ACCOUNT}:listener/app/gantry-lb-alb-1/50dc/1a2b"
+    rule = f"arn:aws:elasticloadbalancing:eu-west-1:{ACCOUNT}:listener-rule/app/gantry-lb-alb-1/50dc/1a2b/9f8e"
+    document = ALL_DOCUMENTS[name]
+    assert _granted(document, "elasticloadbalancing:ModifyRule", rule)
+    assert not _granted(document, "elasticloadbalancing:ModifyRule", listener)
+    assert _granted(document, "elasticloadbalancing:ModifyListener", listener)
+    assert not _granted(document, "elasticloadbalancing:ModifyRule", rule.replace("gantry-lb", "payroll-lb"))
 
 
 def test_route53_writes_only_in_the_configured_zones() -> None:
@@ -205,6 +227,7 @@ def test_settings_defaults() -> None:
         ({"stateBucketPrefix": "a" * 41}, "at most 63 characters"),
         ({"resourcePrefix": "g"}, "resourcePrefix='g' is invalid"),
         ({"hostedZoneIds": ["example.com"]}, "hostedZoneIds entry 'example.com' is invalid"),
+        ({"hostedZoneIds": [f"Z{i:04d}" for i in range(21)]}, "hostedZoneIds lists 21 zones; allowed: at most 20"),
     ],
 )
 def test_settings_refuse_what_would_widen_a_condition(changes: dict[str, Any], expected: str) -> None:
@@ -256,10 +279,23 @@ def test_one_deploy_role_per_environment_trusting_only_that_environment(graph) -
     }
 
 
+def _attached(graph, role_name: str) -> dict[str, Any]:
+    """The deploy permissions a role holds: every managed policy attached to it, as one document."""
+    role = graph.named(role_name)
+    arns = {
+        a.inputs["policyArn"]
+        for a in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a.depends_on(role)
+    }
+    policies = [p for p in graph.of_type("aws:iam/policy:Policy") if p.outputs["arn"] in arns]
+    assert len(policies) == len(arns)
+    return {"Statement": [s for p in policies for s in p.json("policy")["Statement"]]}
+
+
 def test_role_policies_are_the_documents_on_the_real_state_arns(graph) -> None:
     bucket = graph.one("aws:s3/bucket:Bucket")
     keys = {k.name: k for k in graph.of_type("aws:kms/key:Key")}
-    policy = graph.named("gantry-delivery-deploy-prod-policy").json("policy")
+    policy = _attached(graph, "gantry-delivery-deploy-prod")
     assert _granted(policy, "s3:PutObject", bucket.outputs["arn"] + "/.pulumi/stacks/gantry/prod.json")
     assert _granted(policy, "kms:Encrypt", keys["gantry-state-secrets-key"].outputs["arn"])
     preview = graph.named("gantry-delivery-preview-policy").json("policy")
@@ -268,7 +304,7 @@ def test_role_policies_are_the_documents_on_the_real_state_arns(graph) -> None:
 
 
 def test_boundary_policy_is_where_the_deploy_roles_require_it(graph) -> None:
-    boundary = graph.one("aws:iam/policy:Policy")
+    boundary = graph.named("gantry-delivery-boundary")
     arn = f"arn:aws:iam::{ACCOUNT}:policy{boundary.inputs['path']}{boundary.inputs['name']}"
     assert arn == SCOPE.boundary_arn
     assert graph.exports["workloadRolePath"] == "/gantry/"
@@ -306,6 +342,22 @@ def test_keys_rotate_and_are_protected(graph) -> None:
         assert key.inputs["enableKeyRotation"] is True and key.inputs["deletionWindowInDays"] == 30
         assert key.opts.protect
     assert graph.exports["secretsProvider"] == "awskms://alias/gantry-secrets?region=eu-west-1"
+
+
+def test_the_bootstrap_fits_every_quota_and_its_deploy_roles_use_managed_policies(graph) -> None:
+    resources = as_policy_resources(graph)
+    assert [str(f) for f in quotas.check(resources)] == []
+    # What the check measured: six managed deploy policies, each attached to both deploy roles.
+    policies = [r for r in resources if r.type == quotas.MANAGED_POLICY]
+    assert len(policies) == len(documents.DEPLOY_POLICY_AREAS) + 1  # and the boundary
+    attachments = [r for r in resources if r.type == quotas.ROLE_POLICY_ATTACHMENT]
+    assert len(attachments) == 2 * len(documents.DEPLOY_POLICY_AREAS)
+    for policy in policies:
+        size = quotas.policy_size(policy.props["policy"])
+        assert size is not None and 1_000 < size <= 6_144, policy.urn
+    # The deploy roles carry no inline policy; only the preview role does.
+    inline = [r for r in resources if r.type == quotas.ROLE_POLICY]
+    assert [r.urn.rsplit("::", 1)[1] for r in inline] == ["gantry-delivery-preview-policy"]
 
 
 def test_invalid_config_fails_before_any_resource() -> None:

@@ -323,3 +323,23 @@ def test_a_test_listener_is_plain_http_from_the_internet_once_a_cidr_reaches_its
         },
     )
     assert [f for f in _findings("no-plain-http-from-internet", [*resources, opened]) if test_listener.urn in f]
+
+
+def test_a_policy_over_an_iam_quota_is_caught(stack: tuple[str, list[Resource]]) -> None:
+    """IAM quotas ("IAM and AWS STS quotas": a role's inline policies together at most 10,240 characters
+    without whitespace): one role policy grown past that fails the stack; the committed one does not."""
+    _, resources = stack
+    assert _findings("aws-quotas", resources) == []
+    execution_policy = next(r.urn for r in resources if _is_execution_policy(r))
+
+    def grow(document: dict[str, Any]) -> None:
+        document["Statement"].append({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "a" * 10_240})
+
+    [finding] = _findings("aws-quotas", _mutated(resources, rules.ROLE_POLICY, _policy_json(grow), execution_policy))
+    assert "inline policies" in finding and "limit 10240" in finding
+
+
+def test_an_alb_name_over_32_characters_is_caught(stack: tuple[str, list[Resource]]) -> None:
+    _, resources = stack
+    [finding] = _findings("aws-quotas", _mutated(resources, rules.LOAD_BALANCER, _set("name", "g" * 33)))
+    assert "load balancer name" in finding and ": 33 (limit 32" in finding
