@@ -80,6 +80,7 @@ image = ImageRepository(
         promoted=settings.promoted,
         source=settings.source,
         stack=env.stack,
+        provider_session=settings.provider_session,
     ),
 )
 

@@ -40,6 +40,8 @@ from typing import Any
 import pulumi
 import pulumi.dynamic
 
+from components.provider_runtime import session_for
+from components.settings.invocation import ProviderSession
 from components.settings.promotion import repository_name
 
 RUN_TAG_PREFIX = "run-"
@@ -113,12 +115,11 @@ def tag_image(ecr: Any, *, repository: str, digest: str, tag: str) -> None:
 
 class RunningImageTagProvider(pulumi.dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
-        import boto3  # Only the deploying machine needs boto3.
-
         url, digest, tag = (str(props[key]) for key in INPUT_KEYS)
         name = repository_name(url)
         assert name is not None  # region_of checked it
-        ecr = boto3.session.Session(region_name=region_of(url)).client("ecr")
+        # The stack's aws:profile / aws:assumeRoles principal, as pulumi-aws uses (components.provider_runtime).
+        ecr = session_for(region_of(url), ProviderSession.from_props(props)).client("ecr")
         tag_image(ecr, repository=name, digest=digest, tag=tag)
         return pulumi.dynamic.CreateResult(id_=f"{name}:{tag}", outs={key: props[key] for key in INPUT_KEYS})
 
@@ -139,6 +140,8 @@ class RunningImageTagArgs:
     """The promoted image's sha256 digest."""
     stack: str
     """The promoting stack's name: the tag is `run-<stack>-<digest>`."""
+    session: ProviderSession = ProviderSession()
+    """The principal the provider acts as (the stack's aws:profile and assumed role); default boto3's chain."""
 
 
 class RunningImageTag(pulumi.dynamic.Resource):
@@ -148,5 +151,10 @@ class RunningImageTag(pulumi.dynamic.Resource):
 
     def __init__(self, name: str, args: RunningImageTagArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         region_of(args.repository_url)  # refuse a malformed URL before anything is registered
-        props = {"repository_url": args.repository_url, "digest": args.digest, "tag": run_tag(args.stack, args.digest)}
+        props: dict[str, Any] = {
+            "repository_url": args.repository_url,
+            "digest": args.digest,
+            "tag": run_tag(args.stack, args.digest),
+            **args.session.inputs(),
+        }
         super().__init__(RunningImageTagProvider(), name, props, opts)

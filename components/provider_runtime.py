@@ -1,7 +1,8 @@
-"""What gantry's two dynamic providers share: their AWS session and the progress lines `pulumi up` shows.
+"""What gantry's dynamic providers share: their AWS session and the progress lines `pulumi up` shows.
 
-The deploy resource (components.blue_green.provider) and the pre-traffic task
-(components.pre_traffic_provider) run in the dynamic provider process. `session_for` gives them the
+The deploy resource (components.blue_green.provider), the pre-traffic task
+(components.pre_traffic_provider) and a promoted image's run tag (components.image_tag) run in the
+dynamic provider process. `session_for` gives them the
 principal pulumi-aws uses: the stack's profile, then its one assumed role, passed to them as plain
 inputs (components.settings.invocation says which config reaches them and which is refused).
 

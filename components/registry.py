@@ -42,6 +42,7 @@ from components import policies
 from components.dockerignore import context_files
 from components.image_tag import RUN_TAG_PREFIX, RunningImageTag, RunningImageTagArgs
 from components.settings import ImageSettings
+from components.settings.invocation import ProviderSession
 from components.settings.promotion import PromotedImage, SourceRevision
 
 
@@ -92,6 +93,9 @@ class ImageRepositoryArgs:
     stack: str | None = None
     """This stack's name: a promoting stack tags the image it deploys `run-<stack>-<digest>` so the
     building stack's lifecycle policy keeps it (required then; default none, unused when building)."""
+    provider_session: ProviderSession = ProviderSession()
+    """The principal the tagging provider acts as (the stack's aws:profile and assumed role); default
+    boto3's chain."""
 
 
 class ImageRepository(pulumi.ComponentResource):
@@ -108,7 +112,7 @@ class ImageRepository(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         s = args.settings
         if s.promote_from is not None:
-            self._promote(name, s.promote_from, args.promoted, args.stack)
+            self._promote(name, s.promote_from, args.promoted, args.stack, args.provider_session)
             return
 
         repo = aws.ecr.Repository(
@@ -156,7 +160,9 @@ class ImageRepository(pulumi.ComponentResource):
         self.image_uri = pulumi.Output.all(repo.repository_url, image.digest).apply(lambda v: pinned_uri(*v))
         self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})
 
-    def _promote(self, name: str, source: str, promoted: PromotedImage | None, stack: str | None) -> None:
+    def _promote(
+        self, name: str, source: str, promoted: PromotedImage | None, stack: str | None, session: ProviderSession
+    ) -> None:
         """No repository and no build: the image another stack built and validated, by digest, tagged as
         this stack's running image before anything uses it (the URI resolves only once it is tagged)."""
         if promoted is None:
@@ -165,7 +171,9 @@ class ImageRepository(pulumi.ComponentResource):
             raise ValueError(f"promoting from {source} needs this stack's name (ImageRepositoryArgs.stack) to tag it")
         tag = RunningImageTag(
             f"{name}-run-tag",
-            RunningImageTagArgs(repository_url=promoted.repository_url, digest=promoted.digest, stack=stack),
+            RunningImageTagArgs(
+                repository_url=promoted.repository_url, digest=promoted.digest, stack=stack, session=session
+            ),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.content_hash = None

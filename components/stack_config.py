@@ -84,8 +84,13 @@ def settings_from_stack_config() -> Settings:
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
     override, problems = alarm_override(os.environ, blue_green=settings.deployment.blue_green)
-    # The dynamic providers run only for CodeDeploy or a pre-traffic task; only then must their session match.
-    needed = settings.deployment.blue_green or settings.deployment.pre_traffic is not None
+    # The dynamic providers run only for CodeDeploy, a pre-traffic task or a promoted image's run tag; only
+    # then must their session match.
+    needed = (
+        settings.deployment.blue_green
+        or settings.deployment.pre_traffic is not None
+        or settings.image.promote_from is not None
+    )
     session, session_problems = provider_session(raw_aws_config(), needed=needed)
     if problems or session_problems:
         raise pulumi.RunError(str(ConfigError([*problems, *session_problems])))

@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import Stubber
 
 from bootstrap import documents
-from components import policies
+from components import image_tag, policies
 from components.image_tag import (
     RUN_TAG_PREFIX,
     RunningImageTagProvider,
@@ -23,6 +23,7 @@ from components.image_tag import (
     run_tag,
     tag_image,
 )
+from components.settings.invocation import ProviderSession
 from harness import ACCOUNT, DEV_REPOSITORY, DEV_REPOSITORY_URL, DIGEST, REGION, Graph, run_program, stack_config
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
@@ -271,3 +272,25 @@ def test_the_deploy_role_may_tag_an_image_in_the_building_stack_s_repository(act
         and any(fnmatch.fnmatchcase(repository_arn, r) for r in listed(s["Resource"]))
         for s in policy["Statement"]
     )
+
+
+def test_the_provider_tags_as_the_stack_s_profile_and_role(monkeypatch, ecr):
+    """aws:profile / aws:assumeRoles reach this provider as they reach the deploy resource (provider_runtime)."""
+    pushed = push(ecr)
+    seen: list[tuple[str, ProviderSession]] = []
+
+    def session_for(region: str, session: ProviderSession) -> Any:
+        seen.append((region, session))
+        return boto3.session.Session(region_name=region)
+
+    monkeypatch.setattr(image_tag, "session_for", session_for)
+    props = {
+        "repository_url": DEV_REPOSITORY_URL,
+        "digest": pushed,
+        "tag": run_tag("prod", pushed),
+        **ProviderSession(profile="prod-admin", role_arn=f"arn:aws:iam::{ACCOUNT}:role/deploy").inputs(),
+    }
+    RunningImageTagProvider().create(props)
+    assert seen == [(REGION, ProviderSession(profile="prod-admin", role_arn=f"arn:aws:iam::{ACCOUNT}:role/deploy"))]
+    # A new principal is not a new tag: the diff reads the image's inputs only.
+    assert not RunningImageTagProvider().diff("id", props, {**props, "aws_profile": "other"}).changes

@@ -106,6 +106,13 @@ def test_prod_deploy_resource_carries_the_session_and_no_override_by_default(mon
     )
     assert deploy.get("alarm_override") is None and "overridden" not in deploy["description"]
     assert deploy["other_timeout_seconds"] == 20 * 60 and deploy["timeout_seconds"] == 45 * 60
+    # The third dynamic provider, the promoted image's run tag, acts as the same principal.
+    (tag,) = [r for r in graph.of_type("pulumi-python:dynamic:Resource") if r.name.endswith("-run-tag")]
+    assert (tag.inputs["aws_profile"], tag.inputs["aws_role_arn"], tag.inputs["aws_role_session_name"]) == (
+        "prod-admin",
+        ROLE,
+        "ci",
+    )
 
 
 def test_hotfix_variable_reaches_the_deployment_and_its_description(monkeypatch):
