@@ -99,15 +99,15 @@ def _parse(value: Any) -> Any:
 
 def provider_session(aws_config: Mapping[str, Any], *, needed: bool) -> tuple[ProviderSession, list[str]]:
     """The session the dynamic providers get from the stack's `aws:*` config (raw values as the CLI passes
-    them: strings, objects JSON-encoded). `needed`: a dynamic provider runs in this stack (CodeDeploy or a
-    pre-traffic task); otherwise nothing is refused, since nothing would act on it. Returns the session and
-    the problems found (each naming its key)."""
+    them: strings, objects JSON-encoded). `needed`: a dynamic provider runs in this stack (CodeDeploy, a
+    pre-traffic task or a promoted image's run tag); otherwise nothing is refused, since nothing would act
+    on it. Returns the session and the problems found (each naming its key)."""
     problems: list[str] = []
     if needed:
         for key, what in REFUSED_KEYS.items():
             if aws_config.get(key) not in (None, "", [], {}):
                 problems.append(
-                    f"{key}: is {what} the deploy resource and pre-traffic task (dynamic providers) cannot receive "
+                    f"{key}: is {what} gantry's dynamic providers (deploy, pre-traffic task, run tag) cannot receive "
                     "without writing it to plain state; allowed: leave it unset and give credentials as AWS_* "
                     "environment variables or a profile (aws:profile)"
                 )
