@@ -48,6 +48,7 @@ from policy.rules import (  # noqa: E402
     ResourceCheck,
     Rule,
     StackCheck,
+    failed,
     is_production,
 )
 
@@ -74,11 +75,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return [plain(item) for item in value]
     return value
-
-
-def failed(rule: Rule, error: Exception) -> str:
-    """The violation a rule that raised reports instead of its verdict."""
-    return f"rule {rule.name} could not check this ({type(error).__name__}: {error}); a failed check is not a pass"
 
 
 def as_resource(resource: PolicyResource) -> Resource:

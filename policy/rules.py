@@ -562,16 +562,28 @@ def is_production(resources: Sequence[Resource], production_stacks: Sequence[str
     return any(stack_name(r.urn) in production_stacks for r in resources)
 
 
-def evaluate(resources: Iterable[Resource], production: bool) -> dict[str, list[str]]:
-    """Every rule on a whole stack: rule name -> messages (resource rules prefixed by the resource's URN)."""
+def failed(rule: Rule, error: Exception) -> str:
+    """The violation a rule that raised reports instead of its verdict (the pack and `evaluate` alike)."""
+    return f"rule {rule.name} could not check this ({type(error).__name__}: {error}); a failed check is not a pass"
+
+
+def evaluate(resources: Iterable[Resource], production: bool, rules: Sequence[Rule] = RULES) -> dict[str, list[str]]:
+    """Every rule on a whole stack: rule name -> messages (resource rules prefixed by the resource's URN).
+    A rule that raises reports `failed(...)` where it raised, and every other rule still runs."""
     resources = list(resources)
     verdicts: dict[str, list[str]] = {}
-    for rule in RULES:
+    for rule in rules:
         messages: list[str] = []
         if rule.resource_check is not None:
             for r in resources:
-                messages.extend(f"{r.urn}: {m}" for m in rule.resource_check(r.type, r.props))
+                try:
+                    messages.extend(f"{r.urn}: {m}" for m in rule.resource_check(r.type, r.props))
+                except Exception as error:  # noqa: BLE001 - reported as a violation, never a pass
+                    messages.append(f"{r.urn}: {failed(rule, error)}")
         if rule.stack_check is not None:
-            messages.extend(rule.stack_check(resources, production))
+            try:
+                messages.extend(rule.stack_check(resources, production))
+            except Exception as error:  # noqa: BLE001 - reported as a violation, never a pass
+                messages.append(failed(rule, error))
         verdicts[rule.name] = messages
     return verdicts

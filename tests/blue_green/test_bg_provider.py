@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from components.blue_green import provider
-from components.blue_green.appspec import AppSpecArgs, CapacityProviderItem, appspec_content
+from components.blue_green.appspec import AppSpecArgs, CapacityProviderItem, appspec_content, changed_properties
 from components.blue_green.provider import (
     BlueGreenDeployer,
     BlueGreenDeployProvider,
@@ -532,12 +532,13 @@ def update_through_provider(monkeypatch, olds: dict, news: dict, *, created: str
     ],
 )
 def test_an_appspec_change_on_the_same_task_definition_deploys_the_new_values(monkeypatch, change, property_name):
-    news = {**PROPS, "appspec_content": content_with(**change)}
+    content = content_with(**change)
+    news = {**PROPS, "appspec_content": content}
     assert BlueGreenDeployProvider().diff("gantry-prod/worker", RECORDED, news).changes is True
-    outs = update_through_provider(monkeypatch, RECORDED, news, created=news["appspec_content"])
-    assert outs["deployment_id"] == "d-2" and outs["deployed_appspec_content"] == news["appspec_content"]
+    outs = update_through_provider(monkeypatch, RECORDED, news, created=content)
+    assert outs["deployment_id"] == "d-2" and outs["deployed_appspec_content"] == content
     assert outs["console_url"].endswith("/deployments/d-2?region=eu-west-1")
-    assert provider.changed_properties(CONTENT, news["appspec_content"]) == [property_name]
+    assert changed_properties(CONTENT, content) == [property_name]
 
 
 def test_an_unchanged_appspec_starts_no_deployment_and_keeps_the_last_one(monkeypatch):
@@ -665,7 +666,12 @@ def test_progress_lines_come_at_each_transition_while_waiting():
     with Rig() as rig:
         seen_at_sleep: list[int] = []
         sleep = rig.deployer.sleep
-        rig.deployer.sleep = lambda s: (seen_at_sleep.append(len(rig.logs)), sleep(s))  # type: ignore[func-returns-value]
+
+        def recording_sleep(seconds: float) -> None:
+            seen_at_sleep.append(len(rig.logs))
+            sleep(seconds)
+
+        rig.deployer.sleep = recording_sleep
         rig.no_active()
         rig.service_on(OLD)
         rig.create()

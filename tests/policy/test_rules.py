@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -343,3 +343,28 @@ def test_an_alb_name_over_32_characters_is_caught(stack: tuple[str, list[Resourc
     _, resources = stack
     [finding] = _findings("aws-quotas", _mutated(resources, rules.LOAD_BALANCER, _set("name", "g" * 33)))
     assert "load balancer name" in finding and ": 33 (limit 32" in finding
+
+
+def test_evaluate_reports_a_rule_that_raises_and_runs_every_other_rule() -> None:
+    """The offline plan's `evaluate` isolates rules as the pack does: a failed check is a violation."""
+
+    def raises(_type: str, _props: Mapping[str, Any]) -> list[str]:
+        raise TypeError("boom")
+
+    def stack_raises(_resources: Sequence[rules.Resource], _production: bool) -> list[str]:
+        raise KeyError("ingress")
+
+    broken = [
+        rules.Rule(name="broken-resource", description="", mandatory=True, resource_check=raises),
+        rules.Rule(name="broken-stack", description="", mandatory=True, stack_check=stack_raises),
+        *rules.RULES,
+    ]
+    group = rules.Resource(
+        type=rules.LOG_GROUP, urn="urn:pulumi:dev::gantry::aws:cloudwatch/logGroup:LogGroup::lg", props={}
+    )
+    verdicts = rules.evaluate([group], production=False, rules=broken)
+    assert verdicts["broken-resource"] == [f"{group.urn}: {rules.failed(broken[0], TypeError('boom'))}"]
+    assert verdicts["broken-stack"] == [rules.failed(broken[1], KeyError("ingress"))]
+    assert "a failed check is not a pass" in verdicts["broken-stack"][0]
+    # The rules after the broken ones still ran: the log group without retention is reported.
+    assert any("retention" in m.lower() for m in verdicts["log-group-retention"])
