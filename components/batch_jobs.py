@@ -35,6 +35,7 @@ from components import policies
 from components.cluster import Cluster
 from components.env import AwsEnv
 from components.network import VpcHandles
+from components.private_bucket import private_bucket
 from components.rollback_alarms import AlarmNotifier
 from components.scaling import MetricQuery, ScalingRule, target_tracking_configuration
 from components.service import FargateService, FargateServiceArgs, ImageHandles
@@ -434,33 +435,11 @@ class BatchJobs(pulumi.ComponentResource):
     def _bucket(
         self, name: str, settings: QueueSettings, force_destroy: bool, child: pulumi.ResourceOptions
     ) -> aws.s3.Bucket:
-        bucket = aws.s3.Bucket(f"{name}-files", force_destroy=force_destroy, opts=child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-files-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
+        bucket, _ = private_bucket(
+            f"{name}-files",
+            force_destroy=force_destroy,
+            lifecycle_rules=bucket_lifecycle_rules(settings),
+            policy=policies.batch_bucket_policy,
             opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-files-ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-files-encryption",
-            bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-files-lifecycle", bucket=bucket.id, rules=bucket_lifecycle_rules(settings), opts=child
-        )
-        aws.s3.BucketPolicy(
-            f"{name}-files-policy",
-            bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(policies.batch_bucket_policy(arn))),
-            # S3 refuses concurrent policy and public-access-block changes (OperationAborted).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
         )
         return bucket

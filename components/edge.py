@@ -20,7 +20,6 @@ account's CloudFront log delivery can write and that expires them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ import pulumi_aws as aws
 from components import policies
 from components.env import AwsEnv
 from components.load_balancer import PublicLoadBalancer, validated_certificate
+from components.private_bucket import private_bucket
 from components.settings import DomainSettings
 from components.settings.edge import EdgeSettings
 from components.waf import Scope, WebFirewall, WebFirewallArgs
@@ -301,34 +301,10 @@ class Edge(pulumi.ComponentResource):
         bucket's ACLs enabled and an ACL grant to the awslogsdelivery account, v2 writes through a bucket
         policy to one service principal with ownership left BucketOwnerEnforced (no ACLs at all)."""
         child = pulumi.ResourceOptions(parent=self, provider=us_east_1)
-        bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=args.force_destroy, opts=child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-access-logs-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-access-logs-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
-        )
-        # SSE-S3: vended-log delivery to an SSE-KMS bucket would need a key policy granting the delivery
-        # service; the logs hold no secret the bucket policy does not already keep in.
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-access-logs-encryption",
-            bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-access-logs-lifecycle",
-            bucket=bucket.id,
-            rules=[
+        bucket, bucket_policy = private_bucket(
+            f"{name}-access-logs",
+            force_destroy=args.force_destroy,
+            lifecycle_rules=[
                 {
                     "id": "expire-access-logs",
                     "status": "Enabled",
@@ -337,20 +313,10 @@ class Edge(pulumi.ComponentResource):
                     "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
                 }
             ],
-            opts=child,
-        )
-        bucket_policy = aws.s3.BucketPolicy(
-            f"{name}-access-logs-policy",
-            bucket=bucket.id,
-            policy=bucket.arn.apply(
-                lambda arn: json.dumps(
-                    policies.cloudfront_log_bucket_policy(
-                        args.env, bucket_arn=arn, delivery_region=CLOUDFRONT_LOGGING_REGION
-                    )
-                )
+            policy=lambda arn: policies.cloudfront_log_bucket_policy(
+                args.env, bucket_arn=arn, delivery_region=CLOUDFRONT_LOGGING_REGION
             ),
-            # S3 refuses concurrent policy and public-access-block changes (OperationAborted).
-            opts=pulumi.ResourceOptions(parent=self, provider=us_east_1, depends_on=[public_access]),
+            opts=child,
         )
         source = aws.cloudwatch.LogDeliverySource(
             f"{name}-log-source",

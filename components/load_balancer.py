@@ -17,7 +17,6 @@ logs per config; the access-log bucket is private, encrypted, TLS-only and expir
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ import pulumi_aws as aws
 from components import policies
 from components.env import AwsEnv
 from components.network import VpcHandles
+from components.private_bucket import private_bucket
 from components.scaling import RequestCounts
 from components.settings import ContainerSettings, DomainSettings, LoadBalancerSettings
 
@@ -250,33 +250,10 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         )
 
     def _access_log_bucket(self, name: str, args: PublicLoadBalancerArgs, child: pulumi.ResourceOptions):
-        bucket = aws.s3.Bucket(f"{name}-access-logs", force_destroy=args.force_destroy, opts=child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-access-logs-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-access-logs-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
-        )
-        # ALB log delivery supports SSE-S3 only (not SSE-KMS).
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-access-logs-encryption",
-            bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-access-logs-lifecycle",
-            bucket=bucket.id,
-            rules=[
+        return private_bucket(
+            f"{name}-access-logs",
+            force_destroy=args.force_destroy,
+            lifecycle_rules=[
                 {
                     "id": "expire-access-logs",
                     "status": "Enabled",
@@ -285,20 +262,11 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                     "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
                 }
             ],
+            policy=lambda arn: policies.alb_access_log_bucket_policy(
+                args.env, bucket_arn=arn, prefix=ACCESS_LOG_PREFIX
+            ),
             opts=child,
         )
-        bucket_policy = aws.s3.BucketPolicy(
-            f"{name}-access-logs-policy",
-            bucket=bucket.id,
-            policy=bucket.arn.apply(
-                lambda arn: json.dumps(
-                    policies.alb_access_log_bucket_policy(args.env, bucket_arn=arn, prefix=ACCESS_LOG_PREFIX)
-                )
-            ),
-            # S3 refuses concurrent policy and public-access-block changes (OperationAborted).
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
-        )
-        return bucket, bucket_policy
 
 
 def validated_certificate(
