@@ -90,3 +90,19 @@ def test_every_task_definition_keeps_its_old_revisions(stack):
     assert definitions
     for definition in definitions:
         assert definition.inputs.get("skipDestroy") is True, definition.name
+
+
+def test_the_bucket_recipe_refuses_a_lifecycle_that_keeps_incomplete_uploads() -> None:
+    """Refused before any resource is registered: a caller cannot forget the abort rule."""
+    import pulumi
+
+    from components.private_bucket import private_bucket
+
+    with pytest.raises(ValueError, match="'expire' does not abort incomplete uploads"):
+        private_bucket(
+            "b",
+            force_destroy=False,
+            lifecycle_rules=[{"id": "expire", "status": "Enabled", "expiration": {"days": 1}}],
+            policy=lambda arn: {},
+            opts=pulumi.ResourceOptions(),
+        )
