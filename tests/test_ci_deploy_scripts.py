@@ -195,19 +195,15 @@ def test_wait_returns_once_the_stack_is_free_and_fails_naming_the_holder(moto: d
     assert keys(s3) == {f"{DEV_LOCKS}/deploy.json"}
 
 
-def test_wait_polls_until_the_lock_is_gone() -> None:
+def test_wait_polls_until_the_lock_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
     backend = stack_lock.parse_backend(BACKEND)
     lock = stack_lock.Lock(
         key=f"{DEV_LOCKS}/x.json", pid=1, username="runner", hostname="h", timestamp=dt.datetime.now(dt.UTC)
     )
     answers = [[lock], [lock], []]
     seen: list[str] = []
-    original = stack_lock.list_locks
-    stack_lock.list_locks = lambda *_: iter(answers.pop(0))
-    try:
-        stack_lock.wait_free(None, backend, "gantry", "dev", 600, seen.append, sleep=lambda _: None, clock=lambda: 0.0)
-    finally:
-        stack_lock.list_locks = original
+    monkeypatch.setattr(stack_lock, "list_locks", lambda *_: iter(answers.pop(0)))
+    stack_lock.wait_free(None, backend, "gantry", "dev", 600, seen.append, sleep=lambda _: None, clock=lambda: 0.0)
     assert answers == [] and seen[-1] == "dev holds no lock" and len(seen) == 3
 
 

@@ -463,7 +463,14 @@ def test_the_setup_action_installs_the_locks_the_cli_buildx_and_credentials() ->
     assert credentials["role-to-assume"] == "${{ inputs.role-arn }}"
     # The session is assumed last, so it outlives the job's timeout by the setup time (cleanup holds it).
     assert run_steps[-1] is by_action["aws-actions/configure-aws-credentials"]
-    assert set(action["inputs"]) == {"stack", "role-arn", "session-name", "duration-seconds", "aws-region", "pulumi-cli"}
+    assert set(action["inputs"]) == {
+        "stack",
+        "role-arn",
+        "session-name",
+        "duration-seconds",
+        "aws-region",
+        "pulumi-cli",
+    }
 
 
 @pytest.mark.parametrize("path", ACTION_FILES, ids=lambda p: p.parent.name)
@@ -490,9 +497,7 @@ def test_the_setup_checks_fail_on_a_drifted_drill() -> None:
     drifted = copy.deepcopy(workflows)
     own_setup = [{"run": "python -m pip install --require-hashes -r requirements.txt"}]
     drifted["rollback-drill.yml"]["jobs"]["drill"]["steps"] = [drill["steps"][0], *own_setup, *drill["steps"][2:]]
-    assert setup_problems(drifted) == [
-        "rollback-drill.yml drill: does not use ./.github/actions/deploy-setup"
-    ]
+    assert setup_problems(drifted) == ["rollback-drill.yml drill: does not use ./.github/actions/deploy-setup"]
     drifted["rollback-drill.yml"]["jobs"]["drill"]["steps"] = [*drill["steps"], *own_setup]
     assert setup_problems(drifted) == ["rollback-drill.yml drill: sets up python itself"]
     system = {"jobs": {"drill": {"steps": [{"run": "python -m gantry.drill rollback -s dev"}]}}}
@@ -509,7 +514,7 @@ def test_the_image_platform_script_agrees_with_the_settings_model() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.ARCHITECTURES == ARCHITECTURES
-    assert module.DEFAULT_ARCHITECTURE == ContainerSettings.model_fields["architecture"].default
+    assert ContainerSettings.model_fields["architecture"].default == module.DEFAULT_ARCHITECTURE
     for stack in STACKS:
         platform = module.image_platform(ROOT / f"Pulumi.{stack}.yaml")
         assert platform == "linux/arm64"
@@ -538,7 +543,10 @@ def sessions(workflow: dict[str, Any]) -> dict[str, tuple[str, int]]:
             if step.get("uses") == SETUP:
                 found[name] = (given["role-arn"], int(given["duration-seconds"]))
             elif step.get("uses", "").startswith("aws-actions/configure-aws-credentials@"):
-                found[name] = (given["role-to-assume"], int(given.get("role-duration-seconds", DEFAULT_SESSION_SECONDS)))
+                found[name] = (
+                    given["role-to-assume"],
+                    int(given.get("role-duration-seconds", DEFAULT_SESSION_SECONDS)),
+                )
     return found
 
 
@@ -579,9 +587,19 @@ def test_a_short_session_a_missing_timeout_or_an_excess_over_the_role_fails() ->
     _, workflow = mutated("rollback-drill.yml", ("timeout-minutes: 90", "timeout-minutes: 150"))
     workflow["jobs"]["drill"]["steps"][1]["with"]["duration-seconds"] = "9000"
     assert session_problems(workflow) == ["drill: session 9000 s exceeds the role's maximum 7200 s"]
-    preview = {"jobs": {"preview": {"timeout-minutes": 90, "steps": [
-        {"uses": "aws-actions/configure-aws-credentials@x", "with": {"role-to-assume": "vars.GANTRY_PREVIEW_ROLE_ARN"}}
-    ]}}}
+    preview = {
+        "jobs": {
+            "preview": {
+                "timeout-minutes": 90,
+                "steps": [
+                    {
+                        "uses": "aws-actions/configure-aws-credentials@x",
+                        "with": {"role-to-assume": "vars.GANTRY_PREVIEW_ROLE_ARN"},
+                    }
+                ],
+            }
+        }
+    }
     assert session_problems(preview) == ["preview: session 3600 s, timeout 90 min: request exactly 5400"]
 
 
@@ -591,9 +609,10 @@ def test_a_short_session_a_missing_timeout_or_an_excess_over_the_role_fails() ->
 PROD_OVERHEAD_MINUTES = 5 + 7 + 3
 
 
-def prod_deploy_step_minutes() -> tuple[float, int]:
-    """(a prod deployment's own worst case: green start + pre-traffic task + hook + canary + blue wait,
-    and the most the deploy resource may wait: for another deployment, then its own, before failing)."""
+def prod_deploy_minutes() -> tuple[float, int, int]:
+    """From Pulumi.prod.yaml through the settings model: (a prod deployment's own worst case: green start +
+    pre-traffic task + hook + canary + blue wait; its deploy timeout; the most the deploy resource may
+    wait in all: for another deployment, then its own, before failing)."""
     config, secret_keys = with_test_secrets(stack_config("prod"))
     gantry = {k: v for k, v in config.items() if k.startswith("gantry:")}
     deployment = load_settings(gantry, region=REGION, secret_keys=secret_keys).deployment
@@ -602,22 +621,17 @@ def prod_deploy_step_minutes() -> tuple[float, int]:
     # components/blue_green/provider.py: _wait_for_others up to otherDeployTimeoutMinutes, then its own
     # deployment up to deployTimeoutMinutes (stopped with rollback after that, and `up` fails).
     waits = deployment.other_deploy_timeout_minutes + deployment.deploy_timeout_minutes
-    return own, waits
+    return own, deployment.deploy_timeout_minutes, waits
 
 
 def test_prod_timeout_covers_the_longest_up_its_config_allows() -> None:
-    own, waits = prod_deploy_step_minutes()
-    config = load_settings(
-        {k: v for k, v in with_test_secrets(stack_config("prod"))[0].items() if k.startswith("gantry:")},
-        region=REGION,
-        secret_keys=with_test_secrets(stack_config("prod"))[1],
-    ).deployment
-    # Canary, bake and pre-traffic fit inside the deploy timeout, so the waits bound the `up`.
-    assert own <= config.deploy_timeout_minutes
+    own, deploy_timeout, waits = prod_deploy_minutes()
+    # Canary, bake and pre-traffic fit inside the deploy timeout, so the two waits bound the `up`.
+    assert own <= deploy_timeout
     timeout = load(WORKFLOWS / "deploy.yml")["jobs"]["prod"]["timeout-minutes"]
     assert waits + PROD_OVERHEAD_MINUTES <= timeout, (waits, timeout)
-    # Today: 60 (otherDeployTimeoutMinutes, default) + 45 (deployTimeoutMinutes) + 15 = 120.
-    assert (waits, timeout) == (105, 120)
+    # Today: 60 (otherDeployTimeoutMinutes, default) + 45 (deployTimeoutMinutes) + 15 = 120, no slack.
+    assert (own, waits, timeout) == (14, 105, 120)
 
 
 # ------------------------------------------------------------------------------------------------------

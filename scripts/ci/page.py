@@ -59,9 +59,7 @@ def main(argv: Sequence[str] | None = None, sts: Any = None, sns: Any = None) ->
     try:
         caller = (sts or session.client("sts")).get_caller_identity()["Arn"]
         arn = topic_arn(caller, region, args.stack, args.severity)
-        (sns or session.client("sns")).publish(
-            TopicArn=arn, Subject=subject_line(args.subject), Message=args.message
-        )
+        (sns or session.client("sns")).publish(TopicArn=arn, Subject=subject_line(args.subject), Message=args.message)
     except (ClientError, BotoCoreError, ValueError) as error:
         print(f"page: could not publish to gantry-{args.stack}-{args.severity}: {error}", file=sys.stderr)
         return 1
