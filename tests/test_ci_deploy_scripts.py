@@ -150,6 +150,8 @@ def test_release_removes_only_this_jobs_lock(moto: dict[str, str]) -> None:
         "gantry/.pulumi/locks/organization/gantry/prod/mine-prod.json": lock_body(
             pid=dead_pid(), hostname=host, username=me, at=after
         ),
+        # Not a lock file of dev: Pulumi writes locks directly in the stack's directory (lock.go lockPath).
+        f"{DEV_LOCKS}/nested/mine.json": lock_body(pid=dead_pid(), hostname=host, username=me, at=after),
         "gantry/.pulumi/stacks/gantry/dev.json": b"{}",
     }
     for key, body in locks.items():
