@@ -217,10 +217,12 @@ def run_tool(tool: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_every_workflow_matches_the_github_workflow_schema() -> None:
     result = run_tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *FILES)
     assert result.returncode == 0, result.stdout + result.stderr
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.github-actions", *ACTION_FILES)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_zizmor_finds_nothing_at_medium_or_above() -> None:
-    result = run_tool("zizmor", "--offline", "--no-progress", "--min-severity", "medium", WORKFLOWS)
+    result = run_tool("zizmor", "--offline", "--no-progress", "--min-severity", "medium", WORKFLOWS.parent)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -650,9 +652,12 @@ def lock_release_problems(workflow: dict[str, Any]) -> list[str]:
         expected = f".venv/bin/python scripts/ci/stack_lock.py release --stack {stack}"
         if not str(last.get("if", "")).startswith("cancelled()") or last.get("run") != expected:
             problems.append(f"{name}: does not end with an if: cancelled() `{expected}`")
-        backend = {**workflow.get("env", {}), **job.get("env", {}), **last.get("env", {})}.get("PULUMI_BACKEND_URL")
-        if backend != "${{ vars.PULUMI_BACKEND_URL }}":
+        env = {**workflow.get("env", {}), **job.get("env", {}), **last.get("env", {})}
+        if env.get("PULUMI_BACKEND_URL") != "${{ vars.PULUMI_BACKEND_URL }}":
             problems.append(f"{name}: the release step does not get PULUMI_BACKEND_URL")
+        setup_id = next(s.get("id") for s in job["steps"] if s.get("uses") == SETUP)
+        if env.get("GANTRY_JOB_STARTED_AT") != f"${{{{ steps.{setup_id}.outputs.started-at }}}}":
+            problems.append(f"{name}: the release step does not get the job's start from the setup")
     return problems
 
 
@@ -666,8 +671,10 @@ def test_a_missing_or_unconditional_lock_release_fails() -> None:
     assert lock_release_problems(workflow) == [
         "prod: does not end with an if: cancelled() `.venv/bin/python scripts/ci/stack_lock.py release --stack prod`"
     ]
-    _, workflow = mutated("deploy.yml", lambda w: w["jobs"]["dev"]["steps"][-1].pop("env"))
+    _, workflow = mutated("deploy.yml", lambda w: w["jobs"]["dev"]["steps"][-1]["env"].pop("PULUMI_BACKEND_URL"))
     assert lock_release_problems(workflow) == ["dev: the release step does not get PULUMI_BACKEND_URL"]
+    _, workflow = mutated("rollback-drill.yml", lambda w: w["jobs"]["drill"]["steps"][-1].pop("env"))
+    assert lock_release_problems(workflow) == ["drill: the release step does not get the job's start from the setup"]
     _, workflow = mutated("rollback-drill.yml", ("release --stack dev", "release --stack prod"))
     assert len(lock_release_problems(workflow)) == 1
 

@@ -13,7 +13,7 @@ CLI is killed with its lock still in the bucket and every later `up` of the stac
 
 `python scripts/ci/stack_lock.py release --stack STACK` (an `if: cancelled()` step) deletes only the
 locks this job wrote: same hostname and username as this runner, written at or after the job began
-(`$GANTRY_JOB_STARTED_AT`, recorded by .github/actions/deploy-setup), by a pid that is no longer alive
+(`$GANTRY_JOB_STARTED_AT`: the started-at output of .github/actions/deploy-setup), by a pid that is no longer alive
 here. It prints each lock it removed and each it left, and succeeds when there is none.
 `python scripts/ci/stack_lock.py wait --stack STACK --timeout-seconds N` waits until the stack holds no
 lock (the rollback drill, in its own concurrency group, waits for a dev deploy to finish) and fails
@@ -198,7 +198,7 @@ def project_name(root: Path = ROOT) -> str:
 
 def this_job(started_at: str | None) -> Job:
     if not started_at:
-        raise LockError("GANTRY_JOB_STARTED_AT is not set: run .github/actions/deploy-setup first")
+        raise LockError("GANTRY_JOB_STARTED_AT is not set: pass the started-at output of .github/actions/deploy-setup")
     try:
         started = dt.datetime.fromisoformat(started_at)
     except ValueError:
