@@ -175,6 +175,11 @@ def commands(workflow: dict[str, Any]) -> list[str]:
     return [step["run"] for _, step in steps(workflow) if "run" in step]
 
 
+def commands_of_everything() -> list[str]:
+    """Every `run:` of every workflow, local actions' steps included (job_steps expands them)."""
+    return [c for f in FILES for c in commands(load(f))]
+
+
 def missing_paths(text: str) -> list[str]:
     """Repository paths and `python -m` modules a command names that do not exist."""
     missing = [p for p in REPO_PATH.findall(text) if not (ROOT / p.rstrip(".")).exists()]
@@ -246,6 +251,10 @@ def test_the_scripts_the_workflows_call_name_only_what_exists() -> None:
     scripts = [p for p in (ROOT / "scripts" / "ci").iterdir() if p.suffix == ".sh"]
     called = {p for f in FILES for c in commands(load(f)) for p in REPO_PATH.findall(c)}
     assert {f"scripts/ci/{p.name}" for p in scripts} <= called | {"scripts/ci/smoke.sh"}
+    # Every Python script of scripts/ci is run by a workflow step (the setup action's count) or a script.
+    named = "\n".join([*commands_of_everything(), *(p.read_text() for p in scripts)])
+    for script in (ROOT / "scripts" / "ci").glob("*.py"):
+        assert script.name in named, f"{script.name} is run by nothing"
     for script in scripts:
         assert missing_paths(script.read_text()) == [], script.name
         assert script.stat().st_mode & 0o111, f"{script.name} is not executable"

@@ -5,7 +5,8 @@
 fully qualified name from store.go `projectReferenceStore`; the legacy layout has no
 `organization/<project>/`) and deletes it when it ends. When GitHub cancels a job (a user, or its
 timeout-minutes) the runner sends SIGINT, then SIGTERM 7.5 s later, then kills the process tree 2.5 s
-after that ("Canceling a workflow", GitHub docs); Pulumi's first SIGINT only asks the engine to stop
+after that (https://docs.github.com/en/actions/reference/workflow-cancellation-reference, which
+also gives the `cancelled()` steps 5 minutes); Pulumi's first SIGINT only asks the engine to stop
 after the operations in flight, and a CodeDeploy wait is in flight for up to deployTimeoutMinutes, so the
 CLI is killed with its lock still in the bucket and every later `up` of the stack refuses to start.
 `pulumi cancel` does not help: on a DIY backend it deletes *every* lock of the stack
