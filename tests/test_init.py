@@ -10,6 +10,7 @@ build contexts outside the project.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -41,21 +42,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
     shutil.copytree(SERVICE, tmp_path / "my-api")
-    monkeypatch.setattr(init, "ROOT", root)
+    monkeypatch.setattr(init, "scaffold", functools.partial(init.scaffold, project_dir=root))
     return root
 
 
 def run(argv: list[str], project: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    original = init.scaffold
-
-    def scaffold(choices: init.Choices, *, force: bool = False, project_dir: Path = project) -> tuple[Path, init.Plan]:
-        return original(choices, force=force, project_dir=project_dir)
-
-    init.scaffold = scaffold  # type: ignore[assignment]
-    try:
-        code = init.main(argv)
-    finally:
-        init.scaffold = original  # type: ignore[assignment]
+    code = init.main(argv)
     out = capsys.readouterr()
     return code, out.out, out.err
 
