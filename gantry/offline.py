@@ -24,8 +24,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import logging
+import os
 import runpy
 import sys
 import threading
