@@ -73,7 +73,10 @@ ECR_IMAGES = frozenset({(DEV_REPOSITORY, DIGEST), (DEV_REPOSITORY, EARLIER_DIGES
 # The runs whose dev job evaluated them marked both `evaluated-<run id>-<attempt>` (scripts/ci/mark_evaluated.py):
 # (repository name, tag) -> digest. Run 2 deployed dev's current image, run 1 the earlier one.
 EARLIER_RUN, CURRENT_RUN = "1-1", "2-1"
-ECR_TAGS = {(DEV_REPOSITORY, f"evaluated-{EARLIER_RUN}"): EARLIER_DIGEST, (DEV_REPOSITORY, f"evaluated-{CURRENT_RUN}"): DIGEST}
+ECR_TAGS = {
+    (DEV_REPOSITORY, f"evaluated-{EARLIER_RUN}"): EARLIER_DIGEST,
+    (DEV_REPOSITORY, f"evaluated-{CURRENT_RUN}"): DIGEST,
+}
 # Stand-in for what an operator sets with `pulumi config set --secret --path 'secretValues.<NAME>'`.
 # It holds the tenant the blue/green eval hook uses (deployment.evalTenant's default) with its own key.
 TEST_SECRET_VALUE = '{"tenant-a": "k-test-only-4f9c2e", "gantry-eval": "k-test-only-eval-7d1a"}'
@@ -373,7 +376,8 @@ class GantryMocks(pulumi.runtime.Mocks):
             image = self.graph.ecr_tags.get((repository, tag)) if tag else args.args.get("imageDigest")
             key = (repository, image)
             if key not in self.graph.ecr_images:
-                return {}, [("imageDigest", f"ImageNotFoundException: no image {tag or image} in repository {repository}")]
+                missing = f"ImageNotFoundException: no image {tag or image} in repository {repository}"
+                return {}, [("imageDigest", missing)]
             tags = sorted(t for (r, t), d in self.graph.ecr_tags.items() if r == repository and d == image)
             return {"id": image, "imageDigest": image, "repositoryName": repository, "imageTags": tags}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
