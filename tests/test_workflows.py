@@ -881,3 +881,32 @@ def test_a_mark_before_the_eval_gate_or_regardless_of_it_fails() -> None:
     assert promotion_problems(workflow) == [
         "dev: the mark step's IMAGE_DIGEST is not the digest the eval gate evaluated"
     ]
+
+
+def shipping_problems(workflows: dict[str, dict[str, Any]]) -> list[str]:
+    """Build once, from dev on: the only image that ships is the one dev's `pulumi up` builds and pushes by
+    digest, which dev's eval gate checks deployed and prod promotes. The checks a pull request runs build
+    and evaluate the same Dockerfile as a local container, and never push it: a pull request's job must not
+    write to the repository prod promotes from (a same-repository pull request can edit its workflow)."""
+    problems = []
+    for name in ("pull-request.yml", "checks.yml"):
+        for job, step in steps(workflows[name]):
+            with_ = step.get("with", {})
+            if step.get("uses", "").startswith("docker/build-push-action@") and with_.get("push") is not False:
+                problems.append(f"{name} {job}: builds with push {with_.get('push')!r}")
+            if step.get("uses", "").startswith("aws-actions/amazon-ecr-login@") or re.search(
+                r"\bdocker\s+push\b|\becr\s+get-login", step.get("run", "")
+            ):
+                problems.append(f"{name} {job}: logs in to or pushes to a registry")
+            if step.get("with", {}).get("command") == "up":
+                problems.append(f"{name} {job}: runs pulumi up")
+    return problems
+
+
+def test_pull_request_checks_never_push_the_image_they_evaluate() -> None:
+    assert shipping_problems(all_workflows()) == []
+    workflows = all_workflows()
+    image = workflows["checks.yml"]["jobs"]["image"]["steps"]
+    build = next(s for s in image if s.get("uses", "").startswith("docker/build-push-action@"))
+    build["with"]["push"] = True
+    assert shipping_problems(workflows) == ["checks.yml image: builds with push True"]

@@ -18,8 +18,10 @@ GANTRY_PROMOTE_DIGEST and GANTRY_PROMOTE_RUN (`components.settings.invocation`).
 digest and no other: it must be in the repository and `evaluated-<run>` must name it, so a later push, a
 re-run or a dev deploy whose eval failed cannot put its image into a run that waited for approval
 meanwhile. An `up` in a GitHub workflow without them is refused rather than falling back to dev's
-current output. Elsewhere (a person's `pulumi up -s prod`, any preview) the digest is image.digest or
-dev's output, and it must carry some `evaluated-*` tag: a digest no eval gate passed is never promoted.
+current output. The building stack's lifecycle policy keeps the newest image.keepImages evaluated
+images apart from its other pushes (`policies.ecr_lifecycle_policy`), so a waiting run's image stays.
+Elsewhere (a person's `pulumi up -s prod`, any preview) the digest is image.digest or dev's output,
+and it must carry some `evaluated-*` tag: a digest no eval gate passed is never promoted.
 Security stance: only a digest ECR reports in that repository, and marked evaluated there, is deployed,
 never a tag, and nothing is created before the check.
 """
