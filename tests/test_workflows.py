@@ -789,7 +789,7 @@ def promotion_problems(workflow: dict[str, Any]) -> list[str]:
             problems.append(f"dev: output {name} is {value!r}, not the mark step's {name}")
         if "repository" in str(value).lower() or "repository" in name.lower():
             problems.append(f"dev: output {name} carries the repository URL (masked account id)")
-    up = next((s for s in prod["steps"] if s.get("id") == "up"), {})
+    up: dict[str, Any] = next((s for s in prod["steps"] if s.get("id") == "up"), {})
     env = up.get("env") or {}
     for variable in (DIGEST_VARIABLE, RUN_VARIABLE):
         read = NEEDS_OUTPUT.match(str(env.get(variable, "")))
