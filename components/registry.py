@@ -125,6 +125,9 @@ class ImageRepository(pulumi.ComponentResource):
             force_delete=s.force_delete,
             opts=repository_resource_options(self, s.force_delete),
         )
+        # A changed policy replaces this resource (terraform-provider-aws makes `policy` ForceNew), and
+        # pulumi-aws maps it DeleteBeforeReplace (provider/resources.go), so the old policy is deleted
+        # before the new one is put: a moment without pruning, never a repository left without a policy.
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
             repository=repo.name,
