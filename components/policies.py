@@ -287,17 +287,35 @@ def cloudfront_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, delivery_regio
     }
 
 
-def ecr_lifecycle_policy(keep_images: int, *, keep_run_images: int, run_tag_prefix: str) -> dict[str, Any]:
-    """Keep the images stacks run, and the newest `keep_images` of the rest (tagged or not).
+def ecr_lifecycle_policy(
+    keep_images: int,
+    *,
+    keep_run_images: int,
+    run_tag_prefix: str,
+    keep_evaluated_images: int,
+    evaluated_tag_prefix: str,
+) -> dict[str, Any]:
+    """Keep the images stacks run, the images an eval gate passed, and the newest `keep_images` of the rest.
 
     Rule 1 selects the images a promoting stack tagged when it deployed them (`components.image_tag`)
-    and expires them only past the newest `keep_run_images` of them. Rule 2 counts every image and
-    expires all but the newest `keep_images`, but none that rule 1 selects: "An image that matches the
-    tagging requirements of a higher priority rule cannot be expired by a rule with a lower priority",
-    and a rule with tagStatus any "must have the highest value for rulePriority" (ECR User Guide,
-    "Lifecycle policy evaluation rules" and "Lifecycle policy properties",
-    https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html). A tagPrefixList
-    matches an image when every listed prefix matches one of its tags."""
+    and expires them only past the newest `keep_run_images` of them. Rule 2 selects the images a deploy
+    run's dev job marked evaluated (`scripts/ci/mark_evaluated.py`), which that run's prod job may still
+    promote while it waits for approval or is re-run, and expires them only past the newest
+    `keep_evaluated_images` of them: without it, pushes whose eval failed (or a burst of commits) would
+    count a waiting run's image out of the keep-N rule. Rule 3 counts every image and expires all but the
+    newest `keep_images`, but none that rule 1 or 2 selects. The ECR User Guide's rules this relies on
+    ("Lifecycle policy evaluation rules" and "Lifecycle policy properties",
+    https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html and
+    https://docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html): "An image
+    that matches the tagging requirements of a higher priority rule cannot be expired by a rule with a
+    lower priority"; each rule has a unique rulePriority and a rule with tagStatus any "must have the
+    highest value for rulePriority and be evaluated last" (so the any rule moved from 2 to 3 when the
+    evaluated rule came in between: priorities are integers, and none lies between 1 and 2); a tagged
+    rule needs a tagPrefixList or a tagPatternList, not both, and the rules' tag prefixes must be
+    unique. A tagPrefixList matches an image when every listed prefix matches one of its tags. Rules are
+    listed in ascending priority, the order ECR returns them in (pulumi-aws's LifecyclePolicy notes that
+    another order shows a change on every `up`). A count, not an age: an age rule would also expire dev's
+    running image (its newest evaluated push) in a repository that sees no push for that long."""
     return {
         "rules": [
             {
@@ -313,6 +331,19 @@ def ecr_lifecycle_policy(keep_images: int, *, keep_run_images: int, run_tag_pref
             },
             {
                 "rulePriority": 2,
+                "description": (
+                    f"Keep the newest {keep_evaluated_images} images an eval gate passed ({evaluated_tag_prefix}*)"
+                ),
+                "selection": {
+                    "tagStatus": "tagged",
+                    "tagPrefixList": [evaluated_tag_prefix],
+                    "countType": "imageCountMoreThan",
+                    "countNumber": keep_evaluated_images,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 3,
                 "description": f"Keep the newest {keep_images} images",
                 "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep_images},
                 "action": {"type": "expire"},

@@ -21,7 +21,9 @@ build sees is hashed into a label, so an edit the build ignores never rebuilds.
 The lifecycle policy keeps what stacks run: a promoting stack tags the digest it deploys
 `run-<stack>-<digest>` (`components.image_tag`, which explains why per stack and digest, and why never
 removed), and run-tagged images are counted apart from the keep-N rule, so dev's pushes cannot expire
-prod's image; the building stack's own running image is its newest push.
+prod's image; the building stack's own running image is its newest push. The images a deploy run's eval
+gate passed (tagged `evaluated-<run>` by scripts/ci/mark_evaluated.py) are counted apart too, so the
+image a run's prod job waits to promote is not pushed out by newer pushes whose eval failed.
 Security stance: immutable tags, scan on push, KMS encryption at rest, a lifecycle policy that bounds
 storage while keeping recent rollbacks and every running image, and a short-lived ECR token as the only
 push credential.
@@ -43,7 +45,7 @@ from components.dockerignore import context_files
 from components.image_tag import RUN_TAG_PREFIX, RunningImageTag, RunningImageTagArgs
 from components.settings import ImageSettings
 from components.settings.invocation import ProviderSession
-from components.settings.promotion import PromotedImage, SourceRevision
+from components.settings.promotion import EVALUATED_TAG_PREFIX, PromotedImage, SourceRevision
 
 
 def pinned_uri(repository_url: str, digest: str) -> str:
@@ -123,12 +125,23 @@ class ImageRepository(pulumi.ComponentResource):
             force_delete=s.force_delete,
             opts=repository_resource_options(self, s.force_delete),
         )
+        # A changed policy replaces this resource (terraform-provider-aws makes `policy` ForceNew), and
+        # pulumi-aws maps it DeleteBeforeReplace (provider/resources.go), so the old policy is deleted
+        # before the new one is put: a moment without pruning, never a repository left without a policy.
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
             repository=repo.name,
             policy=json.dumps(
                 policies.ecr_lifecycle_policy(
-                    s.keep_images, keep_run_images=s.keep_run_images, run_tag_prefix=RUN_TAG_PREFIX
+                    s.keep_images,
+                    keep_run_images=s.keep_run_images,
+                    run_tag_prefix=RUN_TAG_PREFIX,
+                    # keepImages is sized as a month of daily deploys, and a month is how long a deploy
+                    # run's prod job may still promote its evaluated image: GitHub cancels a job not
+                    # approved within 30 days ("Reviewing deployments") and re-runs a job up to 30 days
+                    # after the run ("Re-running workflows and jobs").
+                    keep_evaluated_images=s.keep_images,
+                    evaluated_tag_prefix=EVALUATED_TAG_PREFIX,
                 )
             ),
             opts=child,

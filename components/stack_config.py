@@ -24,12 +24,13 @@ from pulumi.runtime import config as runtime_config
 
 from components.env import lookup_aws_facts
 from components.settings import NAMESPACE, ConfigError, Settings, load_settings
-from components.settings.invocation import alarm_override, provider_session
+from components.settings.invocation import alarm_override, in_workflow, promotion_request, provider_session
 from components.settings.migration import PreviousCutover
 from components.settings.promotion import (
     DIGEST_OUTPUT,
     REPOSITORY_OUTPUT,
     PromotionFacts,
+    PromotionRequest,
     RevisionError,
     repository_name,
     source_revision,
@@ -66,6 +67,10 @@ def settings_from_stack_config() -> Settings:
         source = source_revision(os.environ, _git)
     except RevisionError as error:
         raise pulumi.RunError(f"gantry: {error}; nothing was created") from None
+    request, request_problems = promotion_request(os.environ)
+    if request_problems:
+        raise pulumi.RunError(str(ConfigError(request_problems)))
+    workflow = in_workflow(os.environ, dry_run=pulumi.runtime.is_dry_run())
     try:
         settings = load_settings(
             values,
@@ -76,7 +81,7 @@ def settings_from_stack_config() -> Settings:
                 live_deployment_controller=controller_from_outputs(outputs),
                 previous_cutover=PreviousCutover.from_outputs(outputs),
                 previous_service_url=outputs.get("serviceUrl") if isinstance(outputs.get("serviceUrl"), str) else None,
-                promotion=promotion_lookup(values.get(f"{NAMESPACE}:image")),
+                promotion=promotion_lookup(values.get(f"{NAMESPACE}:image"), request, workflow),
             ),
             project_dir=PROJECT_DIR,
             stack=pulumi.get_stack(),
@@ -145,11 +150,13 @@ def qualified_stack(name: str) -> str:
     return name if "/" in name else f"{pulumi.get_organization()}/{pulumi.get_project()}/{name}"
 
 
-def promotion_lookup(raw_image: Any) -> PromotionFacts | None:
-    """For image.promoteFrom: the source stack's repository and digest, and whether ECR holds that digest,
-    looked up with invokes (nothing is created) so a bad promotion stops `pulumi preview`. The checks run
-    at preview because invokes do (https://www.pulumi.com/docs/iac/concepts/resources/functions/); get_image
-    fails with ImageNotFoundException for a digest the repository lacks (ECR DescribeImages,
+def promotion_lookup(raw_image: Any, request: PromotionRequest | None, workflow: bool) -> PromotionFacts | None:
+    """For image.promoteFrom: the source stack's repository and digest, whether ECR holds that digest and
+    with which tags, and, for a deploy workflow's request, which digest that run's `evaluated-<run>` tag
+    names, looked up with invokes (nothing is created) so a bad promotion stops `pulumi preview`. The
+    checks run at preview because invokes do (https://www.pulumi.com/docs/iac/concepts/resources/functions/);
+    get_image fails with ImageNotFoundException for a digest or tag the repository lacks, and reports the
+    image's tags (ECR DescribeImages,
     https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeImages.html)."""
     try:
         image = json.loads(raw_image) if isinstance(raw_image, str) else (raw_image or {})
@@ -161,23 +168,41 @@ def promotion_lookup(raw_image: Any) -> PromotionFacts | None:
     stack = qualified_stack(source)
     outputs = _read_stack_outputs(stack)
     if outputs is None:
-        return PromotionFacts(stack=stack, outputs_read=False)
+        return PromotionFacts(stack=stack, outputs_read=False, request=request, in_workflow=workflow)
     url = outputs.get(REPOSITORY_OUTPUT) if isinstance(outputs.get(REPOSITORY_OUTPUT), str) else None
-    digest = pinned if isinstance(pinned, str) else outputs.get(DIGEST_OUTPUT)
-    digest = digest if isinstance(digest, str) else None
+    current = outputs.get(DIGEST_OUTPUT) if isinstance(outputs.get(DIGEST_OUTPUT), str) else None
+    # What is deployed: the run's digest, else the pin, else the source's current output (promotion_problems
+    # refuses the last two in a workflow's `up`, and a request that disagrees with a pin).
+    digest = request.digest if request is not None else pinned if isinstance(pinned, str) else current
     name = repository_name(url) if url else None
-    facts = PromotionFacts(stack=stack, outputs_read=True, repository_url=url, digest=digest)
+    facts = PromotionFacts(
+        stack=stack,
+        outputs_read=True,
+        repository_url=url,
+        digest=digest,
+        output_digest=current,
+        request=request,
+        in_workflow=workflow,
+    )
     if name is None or digest is None or not DIGEST.fullmatch(digest):
         return facts
     try:
         arn = aws.ecr.get_repository(name=name).arn
     except Exception:  # noqa: BLE001 - RepositoryNotFoundException or no access: reported as missing
         return facts
+    facts = dataclasses.replace(facts, repository_arn=arn)
     try:
-        aws.ecr.get_image(repository_name=name, image_digest=digest)
+        found = aws.ecr.get_image(repository_name=name, image_digest=digest)
     except Exception:  # noqa: BLE001 - ImageNotFoundException: reported as not in the repository
-        return dataclasses.replace(facts, repository_arn=arn)
-    return dataclasses.replace(facts, repository_arn=arn, image_found=True)
+        return facts
+    facts = dataclasses.replace(facts, image_found=True, image_tags=tuple(found.image_tags or ()))
+    if request is None:
+        return facts
+    try:
+        marked = aws.ecr.get_image(repository_name=name, image_tag=request.tag)
+    except Exception:  # noqa: BLE001 - ImageNotFoundException: no image carries the run's tag
+        return facts
+    return dataclasses.replace(facts, marked_digest=marked.image_digest)
 
 
 def previous_outputs() -> Mapping[str, Any]:

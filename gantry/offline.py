@@ -25,10 +25,11 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import runpy
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,13 @@ DEV_REPOSITORY_URL = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{DEV_REPOSITORY}
 DEV_OUTPUTS = {"repositoryUrl": DEV_REPOSITORY_URL, "imageDigest": DIGEST, "deploymentController": "ECS"}
 EARLIER_DIGEST = "sha256:" + "cd" * 32
 ECR_IMAGES = frozenset({(DEV_REPOSITORY, DIGEST), (DEV_REPOSITORY, EARLIER_DIGEST)})
+# The runs whose dev job evaluated them marked both `evaluated-<run id>-<attempt>` (scripts/ci/mark_evaluated.py):
+# (repository name, tag) -> digest. Run 2 deployed dev's current image, run 1 the earlier one.
+EARLIER_RUN, CURRENT_RUN = "1-1", "2-1"
+ECR_TAGS = {
+    (DEV_REPOSITORY, f"evaluated-{EARLIER_RUN}"): EARLIER_DIGEST,
+    (DEV_REPOSITORY, f"evaluated-{CURRENT_RUN}"): DIGEST,
+}
 # Stand-in for what an operator sets with `pulumi config set --secret --path 'secretValues.<NAME>'`.
 # It holds the tenant the blue/green eval hook uses (deployment.evalTenant's default) with its own key.
 TEST_SECRET_VALUE = '{"tenant-a": "k-test-only-4f9c2e", "gantry-eval": "k-test-only-eval-7d1a"}'
@@ -134,6 +142,8 @@ class Graph:
     """Other stacks' outputs by fully qualified name (what a StackReference reads); default dev's."""
     ecr_images: frozenset[tuple[str, str]] = ECR_IMAGES
     """(repository name, digest) pairs ECR holds; default dev's current and one earlier image."""
+    ecr_tags: dict[tuple[str, str], str] = field(default_factory=lambda: dict(ECR_TAGS))
+    """(repository name, tag) -> the digest that tag is on; default both images marked evaluated."""
     warnings: list[str] = field(default_factory=list)
     """What the program warned about (`pulumi.log.warn`, which `pulumi up` prints), in order."""
 
@@ -362,10 +372,14 @@ class GantryMocks(pulumi.runtime.Mocks):
             url = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
             return {"arn": _arn("ecr", f"repository/{name}"), "repositoryUrl": url, "registryId": ACCOUNT, "name": name}
         if args.token == "aws:ecr/getImage:getImage":
-            key = (args.args["repositoryName"], args.args.get("imageDigest"))
+            repository, tag = args.args["repositoryName"], args.args.get("imageTag")
+            image = self.graph.ecr_tags.get((repository, tag)) if tag else args.args.get("imageDigest")
+            key = (repository, image)
             if key not in self.graph.ecr_images:
-                return {}, [("imageDigest", f"ImageNotFoundException: no image {key[1]} in repository {key[0]}")]
-            return {"id": key[1], "imageDigest": key[1], "repositoryName": key[0], "imageTags": []}
+                missing = f"ImageNotFoundException: no image {tag or image} in repository {repository}"
+                return {}, [("imageDigest", missing)]
+            tags = sorted(t for (r, t), d in self.graph.ecr_tags.items() if r == repository and d == image)
+            return {"id": image, "imageDigest": image, "repositoryName": repository, "imageTags": tags}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDAEXAMPLE"}
         if args.token == "aws:ec2/getRouteTables:getRouteTables":
@@ -705,6 +719,20 @@ class ConfigRefused(ValueError):
     """The program refused the stack's config (`pulumi preview` would stop with the same message)."""
 
 
+# What makes the program's `up` a deploy workflow's (components.settings.invocation): the plan is what a
+# person's `pulumi up` of the stack file would do, also when a pull request's job runs it in GitHub Actions.
+WORKFLOW_VARIABLES = ("GITHUB_ACTIONS", "GANTRY_PROMOTE_DIGEST", "GANTRY_PROMOTE_RUN")
+
+
+@contextlib.contextmanager
+def _as_a_local_up() -> Iterator[None]:
+    saved = {name: os.environ.pop(name) for name in WORKFLOW_VARIABLES if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def synthesize(stack: str, root: Path = ROOT) -> Synthesis:
     """The resource graph of committed stack `stack` of the checkout at `root`, in a fresh event loop.
 
@@ -715,7 +743,8 @@ def synthesize(stack: str, root: Path = ROOT) -> Synthesis:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        graph = run_program(stack, config, secret_keys, root=root)
+        with _as_a_local_up():
+            graph = run_program(stack, config, secret_keys, root=root)
     except pulumi.RunError as error:
         # How the program refuses its config (components/stack_config.py): before any resource exists.
         raise ConfigRefused(f"Pulumi.{stack}.yaml: {error}") from None

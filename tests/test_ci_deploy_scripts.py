@@ -1,16 +1,20 @@
-"""The deploy jobs' own scripts (scripts/ci): the stack-lock release and wait, the page, the image platform.
+"""The deploy jobs' own scripts (scripts/ci): the stack-lock release and wait, the page, the image platform,
+the evaluated mark.
 
-stack_lock.py runs as the workflow runs it, a subprocess of the .venv's Python, against moto's S3 over
-HTTP holding lock files in the layout and format Pulumi's DIY backend writes (pkg/backend/diy/lock.go:
-`.pulumi/locks/organization/<project>/<stack>/<id>.json` with pid, username, hostname and an RFC 3339
-timestamp), so what it deletes and what it leaves is asserted on the bucket. page.py publishes through
-moto's SNS to an SQS subscriber, so the message that reaches on-call is read back.
+stack_lock.py and mark_evaluated.py run as the workflow runs them, subprocesses of the .venv's Python.
+stack_lock.py runs against moto's S3 over HTTP holding lock files in the layout and format Pulumi's DIY
+backend writes (pkg/backend/diy/lock.go: `.pulumi/locks/organization/<project>/<stack>/<id>.json` with
+pid, username, hostname and an RFC 3339 timestamp), so what it deletes and what it leaves is asserted on
+the bucket. page.py publishes through moto's SNS to an SQS subscriber, so the message that reaches on-call
+is read back. mark_evaluated.py tags an image in moto's ECR (an IMMUTABLE repository, as dev's is), and
+the tags and step outputs it leaves are read back.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import hashlib
 import importlib.util
 import json
 import os
@@ -47,6 +51,7 @@ def _script_module(path: Path) -> ModuleType:
 
 stack_lock = _script_module(CI / "stack_lock.py")
 page = _script_module(CI / "page.py")
+mark_evaluated = _script_module(CI / "mark_evaluated.py")
 
 
 def free_port() -> int:
@@ -246,3 +251,138 @@ def test_page_topic_arn_and_subject() -> None:
     with pytest.raises(ValueError, match="is not an ARN"):
         page.topic_arn("nope", "eu-west-1", "prod", "page")
     assert page.subject_line("é\n" + "x" * 200) == "  " + "x" * 98
+
+
+# ---- mark_evaluated.py: the dev job's mark after its eval gate ---------------------------------------
+
+REPOSITORY = "gantry-image-repo"
+
+
+def push_image(ecr: Any, n: int) -> str:
+    """Push an OCI manifest with its own layer (moto derives the image digest from the layer digests), with
+    a tag only so moto accepts the push (docker-build pushes by digest)."""
+    layer = "sha256:" + hashlib.sha256(str(n).encode()).hexdigest()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2, "digest": layer},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": 2, "digest": layer}],
+        }
+    )
+    pushed = ecr.put_image(
+        repositoryName=REPOSITORY,
+        imageManifest=manifest,
+        imageManifestMediaType="application/vnd.oci.image.manifest.v1+json",
+        imageTag=f"pushed-{n}",
+    )
+    return str(pushed["image"]["imageId"]["imageDigest"])
+
+
+@pytest.fixture
+def dev_repository(moto: dict[str, str]) -> tuple[Any, str]:
+    ecr = client("ecr", moto)
+    url = ecr.create_repository(repositoryName=REPOSITORY, imageTagMutability="IMMUTABLE")["repository"][
+        "repositoryUri"
+    ]
+    return ecr, url
+
+
+def mark(
+    aws: dict[str, str], url: str, digest: str, outputs: Path, *, run_id: str = "4242", attempt: str = "1"
+) -> subprocess.CompletedProcess[str]:
+    """The workflow's mark step: the .venv's Python from the repository root, in a job of run `run_id`."""
+    env = {**os.environ, **aws, "GITHUB_RUN_ID": run_id, "GITHUB_RUN_ATTEMPT": attempt, "GITHUB_OUTPUT": str(outputs)}
+    return subprocess.run(
+        [sys.executable, str(CI / "mark_evaluated.py"), "--repository-url", url, "--digest", digest],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def tags_on(ecr: Any, digest: str) -> set[str]:
+    (detail,) = ecr.describe_images(repositoryName=REPOSITORY, imageIds=[{"imageDigest": digest}])["imageDetails"]
+    return set(detail.get("imageTags", []))
+
+
+def step_outputs(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def test_mark_tags_the_deployed_digest_with_this_run_and_outputs_it(
+    moto: dict[str, str], dev_repository: tuple[Any, str], tmp_path: Path
+) -> None:
+    ecr, url = dev_repository
+    earlier, deployed = push_image(ecr, 1), push_image(ecr, 2)
+    outputs = tmp_path / "github_output"
+
+    result = mark(moto, url, deployed, outputs)
+
+    assert result.returncode == 0, result.stderr
+    assert tags_on(ecr, deployed) == {"pushed-2", "evaluated-4242-1"} and tags_on(ecr, earlier) == {"pushed-1"}
+    # The tag names this digest, which is what prod's `up` looks up (get_image by tag, components.stack_config).
+    (by_tag,) = ecr.describe_images(repositoryName=REPOSITORY, imageIds=[{"imageTag": "evaluated-4242-1"}])[
+        "imageDetails"
+    ]
+    assert by_tag["imageDigest"] == deployed
+    assert len(ecr.describe_images(repositoryName=REPOSITORY)["imageDetails"]) == 2  # retagged, not re-pushed
+    # What the dev job exports as needs.dev.outputs.digest / .run (and prod passes to GANTRY_PROMOTE_*).
+    assert step_outputs(outputs) == {"digest": deployed, "run": "4242-1"}
+
+
+def test_a_re_run_marks_under_its_own_attempt_and_a_retried_step_is_idempotent(
+    moto: dict[str, str], dev_repository: tuple[Any, str], tmp_path: Path
+) -> None:
+    ecr, url = dev_repository
+    deployed = push_image(ecr, 1)
+    assert mark(moto, url, deployed, tmp_path / "a1").returncode == 0
+    assert mark(moto, url, deployed, tmp_path / "a1-again").returncode == 0
+    assert mark(moto, url, deployed, tmp_path / "a2", attempt="2").returncode == 0
+    assert tags_on(ecr, deployed) == {"pushed-1", "evaluated-4242-1", "evaluated-4242-2"}
+    assert step_outputs(tmp_path / "a2")["run"] == "4242-2"
+
+
+# This run's tag already on another image (ECR's ImageTagAlreadyExistsException in an IMMUTABLE repository)
+# is refused by the same tag_image, tested with botocore's Stubber in tests/test_image_retention.py: moto's
+# PutImage does not enforce immutability.
+
+
+def test_mark_fails_naming_the_digest_the_repository_lacks(
+    moto: dict[str, str], dev_repository: tuple[Any, str], tmp_path: Path
+) -> None:
+    ecr, url = dev_repository
+    pushed = push_image(ecr, 1)
+    absent = "sha256:" + "ef" * 32
+    outputs = tmp_path / "github_output"
+
+    result = mark(moto, url, absent, outputs)
+
+    assert result.returncode == 1
+    assert f"not marked: {REPOSITORY} holds no image {absent} to tag evaluated-4242-1" in result.stderr
+    assert "prod will refuse to promote it" in result.stderr
+    assert step_outputs(outputs) == {}  # prod gets no digest to ask for
+    assert tags_on(ecr, pushed) == {"pushed-1"}
+
+
+def test_mark_fails_without_a_digest_or_a_run(moto: dict[str, str], tmp_path: Path) -> None:
+    url = "210987654321.dkr.ecr.eu-west-1.amazonaws.com/gantry-image-repo"
+    empty = mark(moto, url, "", tmp_path / "out")
+    assert empty.returncode == 2 and "--digest is empty: the dev job's `pulumi up` exported no imageDigest" in (
+        empty.stderr
+    )
+    assert mark(moto, url, "latest", tmp_path / "out").returncode == 2
+    assert mark(moto, "", "sha256:" + "ab" * 32, tmp_path / "out").returncode == 2
+    no_run = mark(moto, url, "sha256:" + "ab" * 32, tmp_path / "out", run_id="")
+    assert no_run.returncode == 2 and "GITHUB_RUN_ID and GITHUB_RUN_ATTEMPT must be set" in no_run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_mark_s_run_is_the_one_prod_checks() -> None:
+    assert mark_evaluated.this_run({"GITHUB_RUN_ID": "123", "GITHUB_RUN_ATTEMPT": "2"}) == "123-2"
+    with pytest.raises(mark_evaluated.MarkError, match="allowed: digits-digits"):
+        mark_evaluated.this_run({"GITHUB_RUN_ID": "12a", "GITHUB_RUN_ATTEMPT": "1"})

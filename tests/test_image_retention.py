@@ -24,6 +24,7 @@ from components.image_tag import (
     tag_image,
 )
 from components.settings.invocation import ProviderSession
+from components.settings.promotion import EVALUATED_TAG_PREFIX
 from harness import ACCOUNT, DEV_REPOSITORY, DEV_REPOSITORY_URL, DIGEST, REGION, Graph, run_program, stack_config
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
@@ -72,7 +73,9 @@ def digest(n: int) -> str:
     return "sha256:" + hashlib.sha256(str(n).encode()).hexdigest()
 
 
-POLICY = policies.ecr_lifecycle_policy(30, keep_run_images=100, run_tag_prefix=RUN_TAG_PREFIX)
+POLICY = policies.ecr_lifecycle_policy(
+    30, keep_run_images=100, run_tag_prefix=RUN_TAG_PREFIX, keep_evaluated_images=30, evaluated_tag_prefix="evaluated-"
+)
 
 
 def history(promoted_at: int, pushes: int) -> list[Image]:
@@ -106,13 +109,62 @@ def test_a_run_tagged_image_ages_out_only_past_keep_run_images_newer_deployed_on
 
 
 def test_the_policy_is_what_ecr_accepts():
+    """ECR User Guide, "Lifecycle policy properties" and "Lifecycle policy evaluation rules"
+    (https://docs.aws.amazon.com/AmazonECR/latest/userguide/lifecycle_policy_parameters.html,
+    https://docs.aws.amazon.com/AmazonECR/latest/userguide/LifecyclePolicies.html)."""
     rules = POLICY["rules"]
-    # Unique priorities; the `any` rule last ("must have the highest value for rulePriority").
-    assert len({r["rulePriority"] for r in rules}) == len(rules)
+    priorities = [r["rulePriority"] for r in rules]
+    # "you must give them each a unique value for rulePriority"; listed ascending, as ECR returns them.
+    assert len(set(priorities)) == len(rules) and priorities == sorted(priorities)
+    # "A rule with a tagStatus value of any must have the highest value for rulePriority": one such rule, last.
+    assert [r["selection"]["tagStatus"] for r in rules].count("any") == 1
     assert max(rules, key=lambda r: r["rulePriority"])["selection"]["tagStatus"] == "any"
-    tagged = [r for r in rules if r["selection"]["tagStatus"] == "tagged"]
-    assert all(r["selection"]["tagPrefixList"] for r in tagged)  # tagged needs a prefix (or pattern) list
+    tagged = [r["selection"] for r in rules if r["selection"]["tagStatus"] == "tagged"]
+    # "If you specify tagged, then you must also specify a tagPrefixList value or a tagPatternList value",
+    # and "A lifecycle policy rule may specify either tagPatternList or tagPrefixList, but not both".
+    assert all(bool(s.get("tagPrefixList")) != bool(s.get("tagPatternList")) for s in tagged)
+    # "The set of rules must contain a unique set of tag prefixes."
+    prefixes = [frozenset(s["tagPrefixList"]) for s in tagged]
+    assert len(set(prefixes)) == len(prefixes)
+    # countUnit belongs to sinceImagePushed only; every rule here counts images.
+    assert all(r["selection"]["countType"] == "imageCountMoreThan" and "countUnit" not in r["selection"] for r in rules)
     json.dumps(POLICY)
+
+
+def test_the_evaluated_rule_sits_between_the_run_rule_and_the_any_rule():
+    run_rule, evaluated_rule, any_rule = POLICY["rules"]
+    assert (run_rule["rulePriority"], evaluated_rule["rulePriority"], any_rule["rulePriority"]) == (1, 2, 3)
+    assert run_rule["selection"]["tagPrefixList"] == [RUN_TAG_PREFIX]
+    assert evaluated_rule["selection"]["tagPrefixList"] == [EVALUATED_TAG_PREFIX]
+
+
+def evaluated_history(waiting_at: int, pushes: int, evaluated: set[int]) -> list[Image]:
+    """dev pushes one image per commit; those in `evaluated` passed the eval gate and carry their run's
+    mark. The run that pushed `waiting_at` waits for prod's approval."""
+    marked = evaluated | {waiting_at}
+    return [Image(digest(n), n, (f"evaluated-{n}-1",) if n in marked else ()) for n in range(pushes)]
+
+
+@pytest.mark.parametrize("failed_pushes", [30, 100])
+def test_the_image_a_run_waits_to_promote_outlives_newer_pushes_whose_eval_failed(failed_pushes):
+    images = evaluated_history(waiting_at=0, pushes=1 + failed_pushes, evaluated=set())
+    gone = expired(POLICY, images)
+    assert digest(0) not in gone
+    # Without the evaluated rule, the keep-N rule alone counts it out.
+    without = {"rules": [r for r in POLICY["rules"] if r["selection"].get("tagPrefixList") != [EVALUATED_TAG_PREFIX]]}
+    assert digest(0) in expired(without, images)
+    # Unevaluated superseded builds are still pruned.
+    assert len(images) - len(gone) == 30 + 1
+
+
+def test_evaluated_images_are_kept_up_to_the_newest_keep_images_of_them():
+    # Every other push passed its eval: 100 evaluated among 200.
+    images = evaluated_history(waiting_at=0, pushes=200, evaluated=set(range(0, 200, 2)))
+    kept = {i.digest for i in images} - expired(POLICY, images)
+    marked = sorted((i for i in images if i.tags), key=lambda i: -i.pushed_at)
+    assert {i.digest for i in marked[:30]} <= kept  # 30 newer evaluated runs may pass while one waits
+    assert not {i.digest for i in marked[30:]} & kept  # and storage stays bounded
+    assert len(kept) == 30 + 15  # the newest 30 pushes hold 15 unevaluated ones
 
 
 # ---- the run tag ----------------------------------------------------------------------------------
@@ -247,7 +299,11 @@ def test_dev_builds_tags_nothing_and_prunes_with_the_run_rule_first():
     image = stack_config("dev")["gantry:image"]
     policy = g.one("aws:ecr/lifecyclePolicy:LifecyclePolicy").json("policy")
     assert policy == policies.ecr_lifecycle_policy(
-        image["keepImages"], keep_run_images=image.get("keepRunImages", 100), run_tag_prefix="run-"
+        image["keepImages"],
+        keep_run_images=image.get("keepRunImages", 100),
+        run_tag_prefix="run-",
+        keep_evaluated_images=image["keepImages"],
+        evaluated_tag_prefix="evaluated-",
     )
 
 

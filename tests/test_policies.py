@@ -363,12 +363,17 @@ def test_alb_log_bucket_denies_plain_http_for_everything(region):
 
 @pytest.mark.parametrize("keep", [1, 20, 50])
 def test_ecr_lifecycle_expires_all_but_the_newest_n(keep: int):
-    document = policies.ecr_lifecycle_policy(keep, keep_run_images=100, run_tag_prefix="run-")
+    document = policies.ecr_lifecycle_policy(
+        keep, keep_run_images=100, run_tag_prefix="run-", keep_evaluated_images=40, evaluated_tag_prefix="evaluated-"
+    )
     json.dumps(document)
-    run_rule, rule = document["rules"]
-    # Images stacks run are selected first, so the keep-N rule cannot expire them (tests/test_image_retention.py).
-    assert run_rule["rulePriority"] < rule["rulePriority"]
+    run_rule, evaluated_rule, rule = document["rules"]
+    # Images stacks run, then images an eval passed, are selected first, so the keep-N rule cannot expire
+    # them (tests/test_image_retention.py).
+    assert run_rule["rulePriority"] < evaluated_rule["rulePriority"] < rule["rulePriority"]
     assert run_rule["selection"]["tagPrefixList"] == ["run-"] and run_rule["selection"]["countNumber"] == 100
+    assert evaluated_rule["selection"]["tagPrefixList"] == ["evaluated-"]
+    assert evaluated_rule["selection"]["countNumber"] == 40
     assert rule["selection"]["countType"] == "imageCountMoreThan"
     assert rule["selection"]["countNumber"] == keep
     # "any": untagged layers from superseded builds are expired too, not kept forever.

@@ -281,8 +281,9 @@ def test_ecr_is_immutable_scanned_encrypted_and_pruned(graph, stack):
     assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "KMS"}]
     lifecycle = graph.one("aws:ecr/lifecyclePolicy:LifecyclePolicy")
     assert lifecycle.inputs["repository"] == repo.outputs["name"]
-    run_rule, rule = lifecycle.json("policy")["rules"]
+    run_rule, evaluated_rule, rule = lifecycle.json("policy")["rules"]
     assert run_rule["selection"]["tagPrefixList"] == ["run-"]  # what promoting stacks run: kept apart
+    assert evaluated_rule["selection"]["tagPrefixList"] == ["evaluated-"]  # what prod may still promote
     assert rule["selection"]["countNumber"] == stack_values(stack, "image")["keepImages"]
     assert rule["action"] == {"type": "expire"}
 

@@ -33,6 +33,7 @@ import yaml
 
 from bootstrap.identity import DEPLOY_SESSION_SECONDS, PREVIEW_SESSION_SECONDS
 from components.settings import load_settings
+from components.settings.invocation import DIGEST_VARIABLE, RUN_VARIABLE
 from harness import REGION, ROOT, stack_config, with_test_secrets
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -749,3 +750,163 @@ def test_a_drill_in_a_deploy_group_or_without_its_wait_fails() -> None:
     drill_steps = unwaited["rollback-drill.yml"]["jobs"]["drill"]["steps"]
     drill_steps[:] = [s for s in drill_steps if "stack_lock.py wait" not in s.get("run", "")]
     assert concurrency_decision_problems(unwaited) == ["drill: does not wait for the dev stack's lock before the drill"]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Prod deploys the digest this run's dev job evaluated (components.settings.promotion)
+
+MARK = ".venv/bin/python scripts/ci/mark_evaluated.py"
+NEEDS_OUTPUT = re.compile(r"^\$\{\{\s*needs\.dev\.outputs\.([A-Za-z_][\w-]*)\s*\}\}$")
+STEP_OUTPUT = re.compile(r"^\$\{\{\s*steps\.([\w-]+)\.outputs\.([\w-]+)\s*\}\}$")
+
+
+def promotion_problems(workflow: dict[str, Any]) -> list[str]:
+    """The digest dev evaluated travels dev -> prod as job outputs: dev's mark step runs after its eval gate
+    (only when it passed) and before the final lock release, on the digest the gate evaluated; dev's
+    outputs are the mark's; prod's `up` reads GANTRY_PROMOTE_DIGEST/RUN from needs.dev.outputs and nothing
+    else (not a stack output, which a later run may have changed); no output carries the repository URL,
+    which holds the masked account id (GitHub drops a job output holding a masked value)."""
+    problems: list[str] = []
+    dev, prod = workflow["jobs"]["dev"], workflow["jobs"]["prod"]
+    names = [s.get("name", s.get("uses", "")) for s in dev["steps"]]
+    marks = [i for i, s in enumerate(dev["steps"]) if str(s.get("run", "")).startswith(MARK)]
+    if len(marks) != 1:
+        return [f"dev: {len(marks)} mark steps, needs one"]
+    (at,) = marks
+    mark = dev["steps"][at]
+    gate = names.index("Eval gate against dev") if "Eval gate against dev" in names else -1
+    if not gate < at < len(dev["steps"]) - 1:
+        problems.append("dev: the mark step does not run after the eval gate and before the lock release")
+    if mark.get("if") not in (None, "success()"):
+        problems.append(f"dev: the mark step runs with `if: {mark.get('if')}`, so also when the eval failed")
+    gate_ref = dev["steps"][gate].get("env", {}).get("IMAGE_REF", "") if gate >= 0 else ""
+    if not str(gate_ref).endswith(str(mark.get("env", {}).get("IMAGE_DIGEST"))):
+        problems.append("dev: the mark step's IMAGE_DIGEST is not the digest the eval gate evaluated")
+    outputs = dev.get("outputs") or {}
+    for name, value in outputs.items():
+        source = STEP_OUTPUT.match(str(value))
+        if not source or source.group(1) != mark.get("id") or source.group(2) != name:
+            problems.append(f"dev: output {name} is {value!r}, not the mark step's {name}")
+        if "repository" in str(value).lower() or "repository" in name.lower():
+            problems.append(f"dev: output {name} carries the repository URL (masked account id)")
+    up: dict[str, Any] = next((s for s in prod["steps"] if s.get("id") == "up"), {})
+    env = up.get("env") or {}
+    for variable in (DIGEST_VARIABLE, RUN_VARIABLE):
+        read = NEEDS_OUTPUT.match(str(env.get(variable, "")))
+        if not read:
+            problems.append(f"prod: {variable} is {env.get(variable)!r}, not a needs.dev.outputs value")
+        elif read.group(1) not in outputs:
+            problems.append(f"prod: {variable} reads needs.dev.outputs.{read.group(1)}, which dev does not output")
+    needs = prod.get("needs")
+    if "dev" not in ([needs] if isinstance(needs, str) else list(needs or [])):
+        problems.append("prod: does not need dev, so needs.dev.outputs is empty")
+    return problems
+
+
+def test_prod_deploys_the_digest_its_run_s_dev_job_evaluated() -> None:
+    workflow = load(WORKFLOWS / "deploy.yml")
+    assert promotion_problems(workflow) == []
+    dev, prod = workflow["jobs"]["dev"], workflow["jobs"]["prod"]
+    assert dev["outputs"] == {"digest": "${{ steps.mark.outputs.digest }}", "run": "${{ steps.mark.outputs.run }}"}
+    (up,) = [s for s in prod["steps"] if s.get("id") == "up"]
+    assert up["with"]["command"] == "up" and up["with"]["stack-name"] == "prod"
+    assert up["env"] == {
+        "GANTRY_PROMOTE_DIGEST": "${{ needs.dev.outputs.digest }}",
+        "GANTRY_PROMOTE_RUN": "${{ needs.dev.outputs.run }}",
+    }
+    (mark,) = [s for s in dev["steps"] if s.get("id") == "mark"]
+    assert mark["env"] == {
+        "REPOSITORY_URL": "${{ steps.up.outputs.repositoryUrl }}",
+        "IMAGE_DIGEST": "${{ steps.up.outputs.imageDigest }}",
+    }
+
+
+def test_a_prod_digest_from_a_stack_output_or_an_unmarked_one_fails() -> None:
+    def prod_env(w: dict[str, Any]) -> dict[str, Any]:
+        return next(s for s in w["jobs"]["prod"]["steps"] if s.get("id") == "up")["env"]
+
+    # The race the issue names: prod reads dev's *current* digest when its approval comes.
+    _, workflow = mutated("deploy.yml", ("${{ needs.dev.outputs.digest }}", "${{ steps.up.outputs.imageDigest }}"))
+    assert promotion_problems(workflow) == [
+        "prod: GANTRY_PROMOTE_DIGEST is '${{ steps.up.outputs.imageDigest }}', not a needs.dev.outputs value"
+    ]
+    _, workflow = mutated("deploy.yml", lambda w: prod_env(w).pop("GANTRY_PROMOTE_RUN"))
+    assert promotion_problems(workflow) == ["prod: GANTRY_PROMOTE_RUN is None, not a needs.dev.outputs value"]
+    _, workflow = mutated("deploy.yml", lambda w: w["jobs"]["dev"]["outputs"].pop("run"))
+    assert promotion_problems(workflow) == [
+        "prod: GANTRY_PROMOTE_RUN reads needs.dev.outputs.run, which dev does not output"
+    ]
+    _, workflow = mutated("deploy.yml", ("${{ steps.mark.outputs.digest }}", "${{ steps.up.outputs.imageDigest }}"))
+    assert promotion_problems(workflow) == [
+        "dev: output digest is '${{ steps.up.outputs.imageDigest }}', not the mark step's digest"
+    ]
+    _, workflow = mutated(
+        "deploy.yml",
+        lambda w: w["jobs"]["dev"]["outputs"].update(repository="${{ steps.up.outputs.repositoryUrl }}"),
+    )
+    assert "dev: output repository carries the repository URL (masked account id)" in promotion_problems(workflow)
+
+
+def test_a_mark_before_the_eval_gate_or_regardless_of_it_fails() -> None:
+    def move_mark_before_gate(w: dict[str, Any]) -> None:
+        steps_ = w["jobs"]["dev"]["steps"]
+        mark = next(s for s in steps_ if s.get("id") == "mark")
+        steps_.remove(mark)
+        steps_.insert([s.get("name") for s in steps_].index("Eval gate against dev"), mark)
+
+    _, workflow = mutated("deploy.yml", move_mark_before_gate)
+    assert promotion_problems(workflow) == [
+        "dev: the mark step does not run after the eval gate and before the lock release"
+    ]
+
+    def move_mark_last(w: dict[str, Any]) -> None:
+        steps_ = w["jobs"]["dev"]["steps"]
+        mark = next(s for s in steps_ if s.get("id") == "mark")
+        steps_.remove(mark)
+        steps_.append(mark)
+
+    _, workflow = mutated("deploy.yml", move_mark_last)
+    assert promotion_problems(workflow) == [
+        "dev: the mark step does not run after the eval gate and before the lock release"
+    ]
+    _, workflow = mutated(
+        "deploy.yml",
+        lambda w: next(s for s in w["jobs"]["dev"]["steps"] if s.get("id") == "mark").update({"if": "always()"}),
+    )
+    assert promotion_problems(workflow) == ["dev: the mark step runs with `if: always()`, so also when the eval failed"]
+    _, workflow = mutated(
+        "deploy.yml",
+        ("IMAGE_DIGEST: ${{ steps.up.outputs.imageDigest }}", "IMAGE_DIGEST: ${{ steps.setup.outputs.started-at }}"),
+    )
+    assert promotion_problems(workflow) == [
+        "dev: the mark step's IMAGE_DIGEST is not the digest the eval gate evaluated"
+    ]
+
+
+def shipping_problems(workflows: dict[str, dict[str, Any]]) -> list[str]:
+    """Build once, from dev on: the only image that ships is the one dev's `pulumi up` builds and pushes by
+    digest, which dev's eval gate checks deployed and prod promotes. The checks a pull request runs build
+    and evaluate the same Dockerfile as a local container, and never push it: a pull request's job must not
+    write to the repository prod promotes from (a same-repository pull request can edit its workflow)."""
+    problems = []
+    for name in ("pull-request.yml", "checks.yml"):
+        for job, step in steps(workflows[name]):
+            with_ = step.get("with", {})
+            if step.get("uses", "").startswith("docker/build-push-action@") and with_.get("push") is not False:
+                problems.append(f"{name} {job}: builds with push {with_.get('push')!r}")
+            if step.get("uses", "").startswith("aws-actions/amazon-ecr-login@") or re.search(
+                r"\bdocker\s+push\b|\becr\s+get-login", step.get("run", "")
+            ):
+                problems.append(f"{name} {job}: logs in to or pushes to a registry")
+            if step.get("with", {}).get("command") == "up":
+                problems.append(f"{name} {job}: runs pulumi up")
+    return problems
+
+
+def test_pull_request_checks_never_push_the_image_they_evaluate() -> None:
+    assert shipping_problems(all_workflows()) == []
+    workflows = all_workflows()
+    image = workflows["checks.yml"]["jobs"]["image"]["steps"]
+    build = next(s for s in image if s.get("uses", "").startswith("docker/build-push-action@"))
+    build["with"]["push"] = True
+    assert shipping_problems(workflows) == ["checks.yml image: builds with push True"]

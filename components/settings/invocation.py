@@ -1,5 +1,5 @@
-"""Settings one `pulumi up` invocation adds to the stack config: a hotfix's alarm override and the AWS
-session gantry's dynamic providers must share with pulumi-aws.
+"""Settings one `pulumi up` invocation adds to the stack config: a hotfix's alarm override, the digest a
+deploy workflow promotes, and the AWS session gantry's dynamic providers must share with pulumi-aws.
 
 Hotfix: while a rollback alarm is in ALARM, CodeDeploy stops every deployment of the group, including
 the fix for that alarm. `GANTRY_HOTFIX_IGNORE_ALARMS="<incident and reason>"` in the environment of one
@@ -11,6 +11,14 @@ file", `pulumi up --help`), where the override would quietly disable the alarms 
 deployment; an environment variable ends with the shell or CI step that set it. It applies only to
 `deployment.strategy: codedeploy` (a rolling stack's alarms are the service's own) and is refused
 otherwise, with the variable named.
+
+Promotion: the deploy workflow's prod job passes the digest its dev job deployed and evaluated, and the
+run that marked it (`<run id>-<attempt>`), as GANTRY_PROMOTE_DIGEST and GANTRY_PROMOTE_RUN
+(`components.settings.promotion` says what is checked). Environment variables for the same reason as the
+hotfix: they belong to one run, and a stack file would carry a run's digest into every later deploy.
+`in_workflow` tells an `up` in GitHub Actions (GITHUB_ACTIONS=true, "Always set to true when GitHub
+Actions is running the workflow", GitHub's "Variables reference") from a preview or a person's `up`: only
+the first must name its digest, so a pull request's `pulumi preview -s prod` still previews.
 
 Session: the deploy resource and the pre-traffic task run in the dynamic provider process, where boto3
 would use its default credential chain, not pulumi-aws's: a stack with `aws:profile` or
@@ -26,9 +34,12 @@ is never persisted where it could outlive its incident.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from components.settings.promotion import RUN, PromotionRequest
 
 HOTFIX_VARIABLE = "GANTRY_HOTFIX_IGNORE_ALARMS"
 HOTFIX_MAX_CHARS = 200  # leaves the description (1024, CodeDeploy's limit) room for stack, commit and revision
@@ -51,6 +62,35 @@ def alarm_override(environ: Mapping[str, str], *, blue_green: bool) -> tuple[str
             f'{HOTFIX_MAX_CHARS} printable characters on one line (e.g. "INC-123: fix for the 5xx alarm")'
         ]
     return reason, []
+
+
+DIGEST_VARIABLE, RUN_VARIABLE = "GANTRY_PROMOTE_DIGEST", "GANTRY_PROMOTE_RUN"
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def promotion_request(environ: Mapping[str, str]) -> tuple[PromotionRequest | None, list[str]]:
+    """GANTRY_PROMOTE_DIGEST and GANTRY_PROMOTE_RUN: both (a request) or neither (None), and any problem
+    with them, each naming its variable and what is allowed."""
+    digest, run = (environ.get(name, "").strip() for name in (DIGEST_VARIABLE, RUN_VARIABLE))
+    if not digest and not run:
+        return None, []
+    problems = []
+    if not _DIGEST.fullmatch(digest):
+        problems.append(
+            f"{DIGEST_VARIABLE}: allowed: the sha256 digest the dev job deployed and evaluated (sha256:<64 lower-case "
+            f"hex>, its `digest` output), set together with {RUN_VARIABLE}; got {digest[:80]!r}"
+        )
+    if not RUN.fullmatch(run):
+        problems.append(
+            f"{RUN_VARIABLE}: allowed: the run that marked it, <github.run_id>-<github.run_attempt> (the dev job's "
+            f"`run` output), set together with {DIGEST_VARIABLE}; got {run[:40]!r}"
+        )
+    return (None, problems) if problems else (PromotionRequest(digest=digest, run=run), [])
+
+
+def in_workflow(environ: Mapping[str, str], *, dry_run: bool) -> bool:
+    """An `up` (not a preview) that GitHub Actions runs."""
+    return environ.get("GITHUB_ACTIONS") == "true" and not dry_run
 
 
 # Resource inputs that carry the session (plain strings or None).

@@ -874,10 +874,11 @@ def _boundary_checks(iam: IamSettings | None, facts: AwsFacts, problems: _Proble
 
 
 def _promotion_checks(image: ImageSettings | None, facts: AwsFacts, problems: _Problems) -> PromotedImage | None:
-    """A promoting stack deploys only a digest its source repository holds; refused before anything changes."""
+    """A promoting stack deploys only a digest its source repository holds and an eval marked (the run's
+    own, in a deploy workflow); refused before anything changes."""
     if image is None or image.promote_from is None or facts.promotion is None:
         return None
-    problem = promotion_problems(facts.promotion, pinned=image.digest is not None)
+    problem = promotion_problems(facts.promotion, pinned=image.digest)
     if problem is not None:
         problems.add(*problem)
         return None
