@@ -8,7 +8,6 @@ import openai.types
 import orjson
 import pytest
 
-from worker.api import ApiError
 from worker.batch_format import (
     Checkpoint,
     LineError,
@@ -24,6 +23,7 @@ from worker.batch_format import (
     validate_input_file,
 )
 from worker.config import ConfigError, load_batch_settings, load_consumer_settings
+from worker.errors import ApiError
 
 LINE = {"custom_id": "a", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m", "input": "x"}}
 

@@ -34,6 +34,7 @@ from worker.background import cancel_and_wait
 from worker.batch_size import calibrate
 from worker.batcher import Batcher
 from worker.config import DEFAULT_MAX_BATCH_SIZE, Settings
+from worker.errors import ApiError, decode_json_body
 from worker.limits import TenantLimits, retry_after_seconds
 from worker.metrics import Metrics
 from worker.model import DIMENSIONS, MODEL_ID, Embedder
@@ -50,33 +51,6 @@ _KNOWN_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "u
 _INLINE_TOKENIZE_CHARS = 8192
 
 _JSON = (b"content-type", b"application/json")
-
-
-class ApiError(Exception):
-    """A refusal with an HTTP status and an OpenAI-shaped error body."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.param = param
-        self.headers = headers or []
-
-    def body(self) -> bytes:
-        return orjson.dumps(
-            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        )
 
 
 class ClientDisconnected(Exception):
@@ -609,13 +583,6 @@ def check_input_lengths(token_ids: list[list[int]], limit: int) -> None:
                 code="context_length_exceeded",
                 param="input",
             )
-
-
-def decode_json_body(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
 
 
 def _json_type(value: Any) -> str:

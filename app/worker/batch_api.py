@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 
-from worker.api import ApiError, decode_json_body
 from worker.batch_format import (
     COMPLETION_WINDOW,
     ENDPOINT,
@@ -33,6 +32,7 @@ from worker.batch_format import (
     validate_metadata,
 )
 from worker.batch_store import BatchStore, ConditionFailed
+from worker.errors import ApiError, decode_json_body
 
 _BATCH_FIELDS = frozenset({"input_file_id", "endpoint", "completion_window", "metadata"})
 # What a cancel may interrupt; `finalizing` is already writing the result files.

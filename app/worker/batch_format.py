@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from worker.api import ApiError
+from worker.errors import ApiError
 
 ENDPOINT = "/v1/embeddings"
 COMPLETION_WINDOW = "24h"

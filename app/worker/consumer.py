@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 
 from worker import logs
-from worker.api import ApiError, check_input_lengths, embeddings_response, parse_embeddings_request
+from worker.api import check_input_lengths, embeddings_response, parse_embeddings_request
 from worker.background import cancel_and_wait
 from worker.batch_format import (
     TERMINAL_STATUSES,
@@ -59,6 +59,7 @@ from worker.batch_format import (
 from worker.batch_store import BatchStore, ConditionFailed, part_keys
 from worker.batcher import Batcher
 from worker.config import ConfigError, ConsumerSettings, load_consumer_settings
+from worker.errors import ApiError
 from worker.limits import TenantLimits
 from worker.model import DIMENSIONS, Embedder
 
