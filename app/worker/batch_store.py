@@ -28,10 +28,54 @@ from worker.config import BatchSettings
 
 # S3 GetObject streaming read size: large enough to amortise calls, small against task memory.
 READ_CHUNK_BYTES = 1 << 20
+# Every AWS call is bounded, so a hung endpoint is an error, not a hung request or consumer.
+# botocore's defaults are 60 s connect and 60 s read with up to 3 attempts (legacy) — minutes per
+# call. A TCP connect within a region takes milliseconds; 3 s is generous. S3 and DynamoDB answer
+# a small request in well under a second and start a GetObject body promptly; 10 s without a byte
+# is an outage. SQS's long poll legitimately holds the socket for up to WaitTimeSeconds (at most
+# 20 s), so its read timeout is that plus READ_TIMEOUT_SECONDS. Standard retry mode retries
+# throttling, 5xx and connection errors with jittered backoff inside the SDK; 3 attempts in all
+# (`total_max_attempts` counts the first; `max_attempts` would count retries only).
+# https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html ,
+# https://botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 10.0
+LONG_POLL_MAX_SECONDS = 20
+MAX_ATTEMPTS = 3
+# Error codes AWS answers when the service, not the request, is at fault (after the SDK's retries).
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "InternalError",
+        "InternalServerError",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "SlowDown",
+        "ThrottlingException",
+        "Throttling",
+    }
+)
 
 
 class ConditionFailed(Exception):
     """A conditional write lost: the record is not in the state the writer expected."""
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """True when `error` says S3, SQS or DynamoDB is unreachable, timing out, throttling or failing (5xx).
+
+    Those are the store's outages, which a caller should retry later; anything else (a missing
+    object, a denied call, a bad parameter) is a bug or a misconfiguration and stays an error.
+    """
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(error, ConnectionError | HTTPClientError):
+        return True  # connect refused or timed out, read timed out, connection closed mid-answer
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 or error.response.get("Error", {}).get("Code") in _UNAVAILABLE_CODES
+    return False
 
 
 class BatchStore:
@@ -39,11 +83,12 @@ class BatchStore:
         import boto3
         from botocore.config import Config
 
-        # Standard retry mode with a few attempts: throttling and 5xx are retried inside the SDK.
-        config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        retries: Any = {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"}
+        config = Config(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS, retries=retries)
+        long_poll = config.merge(Config(read_timeout=LONG_POLL_MAX_SECONDS + READ_TIMEOUT_SECONDS))
         self.settings = settings
         self.s3 = boto3.client("s3", config=config)
-        self.sqs = boto3.client("sqs", config=config)
+        self.sqs = boto3.client("sqs", config=long_poll)
         self.table = boto3.resource("dynamodb", config=config).Table(settings.table)
         self._conditional = self.table.meta.client.exceptions.ConditionalCheckFailedException
 
