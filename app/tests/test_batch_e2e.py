@@ -405,3 +405,89 @@ def test_a_poison_batch_fails_and_its_message_reaches_the_dead_letter_queue(
     sqs.delete_message(QueueUrl=aws["DLQ_URL"], ReceiptHandle=dead[0]["ReceiptHandle"])
     with pytest.raises(openai.ConflictError):
         oa.batches.cancel(batch.id)
+
+
+def _dead_letters_of(aws: dict[str, str], batch_id: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Receive from the dead-letter queue until this batch's message is there; delete it (tests share the queue)."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    sqs = session.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=aws["DLQ_URL"], WaitTimeSeconds=1).get("Messages", []):
+            if json.loads(message["Body"])["batch_id"] == batch_id:
+                sqs.delete_message(QueueUrl=aws["DLQ_URL"], ReceiptHandle=message["ReceiptHandle"])
+                return [message]
+            sqs.change_message_visibility(
+                QueueUrl=aws["DLQ_URL"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return []
+
+
+def test_a_batch_whose_consumer_keeps_crashing_fails_with_its_finished_lines_kept(
+    api: Worker, aws: dict[str, str], start_consumer
+) -> None:
+    """Issue 22: a line that kills the process (here: SIGKILL at the same point, as ECS restarts a
+    task that dies) stranded its batch `in_progress` forever once SQS dead-lettered the message.
+    Now the MAX_RECEIVES-th receive ends it as `failed`, keeping the finished lines, without any
+    other message arriving."""
+    lines = slow_corpus(60)
+    oa, batch = submit(api, lines)
+    crashed = 0
+    while crashed < MAX_RECEIVES:
+        consumer = start_consumer(BATCH_TOKEN_BUDGET_PER_MINUTE=240)
+        deadline = time.monotonic() + 120
+        while not consumer.events("batch_progress") and not consumer.events("batch_failed"):
+            assert time.monotonic() < deadline, consumer.log_path.read_text()[-3000:]
+            assert consumer.process.poll() is None, consumer.log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        if consumer.events("batch_failed"):
+            break
+        # It has done some lines and is at work on the next: die there, with no handler running.
+        consumer.process.kill()
+        consumer.process.wait()
+        crashed += 1
+    assert crashed == MAX_RECEIVES - 1, "the last receive ends the batch instead of running it again"
+    done = wait_status(oa, batch.id, {"failed", "completed", "expired"}, timeout=60)
+    assert done.status == "failed" and done.failed_at is not None
+    assert done.errors is not None and done.errors.data
+    reason = done.errors.data[0].message or ""
+    assert done.errors.data[0].code == "batch_failed"
+    assert f"after {MAX_RECEIVES} attempts" in reason and "stopped without a trace" in reason, reason
+    # The lines finished before the crashes are kept, each once, and match the counts.
+    assert done.request_counts is not None and 0 < done.request_counts.completed < len(lines)
+    output = read_jsonl(oa, done.output_file_id)
+    assert len(output) == done.request_counts.completed == len({line["custom_id"] for line in output})
+    assert f"{done.request_counts.completed} of {len(lines)} lines were done" in reason
+    # The message still reaches the dead-letter queue, so its alarm tells an operator.
+    assert _dead_letters_of(aws, batch.id)
+
+
+def test_a_batch_past_its_window_expires_at_its_next_checkpoint(
+    api: Worker, aws: dict[str, str], start_consumer
+) -> None:
+    """Issue 22: the 24 h window was checked only when a message was received; a batch kept running
+    by its heartbeat ran on past it. Now each checkpoint checks it, and the batch ends `expired`."""
+    lines = slow_corpus(60)
+    oa, batch = submit(api, lines)
+    consumer = start_consumer(BATCH_TOKEN_BUDGET_PER_MINUTE=240)
+    consumer.wait_event("batch_progress")
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    # The window ends now (as if 24 h had passed): rewrite the record's expires_at.
+    session.client("dynamodb", endpoint_url=aws["AWS_ENDPOINT_URL"]).update_item(
+        TableName=TABLE,
+        Key={"tenant": {"S": "team-a"}, "id": {"S": batch.id}},
+        UpdateExpression="SET expires_at = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time()) - 1)}},
+    )
+    done = wait_status(oa, batch.id, {"expired", "completed", "failed"})
+    assert done.status == "expired" and done.expired_at is not None
+    assert done.errors is not None and done.errors.data and done.errors.data[0].code == "batch_expired"
+    assert done.request_counts is not None and 0 < done.request_counts.completed < len(lines)
+    output = read_jsonl(oa, done.output_file_id)
+    assert len(output) == done.request_counts.completed == len({line["custom_id"] for line in output})
+    # The message was deleted (the batch ended), not dead-lettered.
+    assert consumer.events("batch_finished")[-1]["status"] == "expired"

@@ -171,8 +171,15 @@ def test_consumer_settings_defaults_and_limits(tmp_path) -> None:
         "BATCH_TABLE": "t",
     }
     settings = load_consumer_settings(env, cpus=2)
-    assert (settings.visibility_timeout_seconds, settings.max_receives, settings.checkpoint_lines) == (300, 5, 100)
+    assert (settings.visibility_timeout_seconds, settings.max_receives, settings.checkpoint_lines) == (30, 5, 100)
     assert settings.inference_threads == 2 and settings.drain_timeout_seconds == 90.0
+    # Issue 22: a crashed consumer's batch is resumed by another within one short visibility timeout.
+    assert settings.heartbeat_seconds == 10 and settings.heartbeat_seconds * 3 <= settings.visibility_timeout_seconds
+    assert load_consumer_settings({**env, "VISIBILITY_TIMEOUT_SECONDS": "4"}, cpus=1).heartbeat_seconds == 1
+    with pytest.raises(ConfigError, match="HEARTBEAT_SECONDS=11 is more than a third of VISIBILITY_TIMEOUT_SECONDS=30"):
+        load_consumer_settings({**env, "HEARTBEAT_SECONDS": "11"}, cpus=1)
+    with pytest.raises(ConfigError, match="MAX_RECEIVES=1 is out of range"):
+        load_consumer_settings({**env, "MAX_RECEIVES": "1"}, cpus=1)
     with pytest.raises(ConfigError, match="WAIT_TIME_SECONDS=21 is out of range"):
         load_consumer_settings({**env, "WAIT_TIME_SECONDS": "21"}, cpus=1)
     with pytest.raises(ConfigError, match="MODEL_DIR"):

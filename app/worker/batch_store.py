@@ -140,6 +140,11 @@ class BatchStore:
             placeholders,
         )
 
+    def note_error(self, tenant: str, batch_id: str, reason: str, open_statuses: tuple[str, ...]) -> None:
+        """Record the last failed attempt's reason on a batch that has not ended (no status change)."""
+        placeholders = {f":s{index}": state for index, state in enumerate(open_statuses)}
+        self.update(tenant, batch_id, {"last_error": reason}, f"#status IN ({', '.join(placeholders)})", placeholders)
+
     def save_checkpoint(self, tenant: str, batch_id: str, before: Checkpoint, after: Checkpoint) -> dict:
         """Record `after` if the batch is in progress and still at `before` (nobody else advanced it)."""
         return self.update(
