@@ -317,6 +317,11 @@ def test_upload_is_validated_line_by_line(api: Worker) -> None:
     assert "line 2" in str(refused.value) and "method" in str(refused.value)
     with pytest.raises(openai.BadRequestError, match="custom_id is repeated"):
         oa.files.create(file=("dup.jsonl", jsonl(slow_corpus(2) + slow_corpus(1))), purpose="batch")
+    # Issue 22: a 3 MiB line was accepted and failed only later; now the upload names it (MAX_BATCH_LINE_BYTES 2 MiB).
+    huge = request_line("huge", {"model": MODEL, "input": "word " * (3 << 18)})
+    with pytest.raises(openai.BadRequestError, match="line 2 is .* bytes, more than 2097152") as too_large:
+        oa.files.create(file=("huge.jsonl", jsonl([*slow_corpus(1), huge])), purpose="batch")
+    assert too_large.value.code == "line_too_large"
     with pytest.raises(openai.BadRequestError, match="completion_window"):
         uploaded = oa.files.create(file=("ok.jsonl", jsonl(slow_corpus(1))), purpose="batch")
         oa.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="1h")  # type: ignore[arg-type]

@@ -78,7 +78,9 @@ class BatchApi:
         if "file" not in fields:
             raise ApiError(400, "the multipart body has no 'file' field", code="missing_required_parameter")
         filename, data = fields["file"]
-        lines = await asyncio.to_thread(validate_input_file, data, self.store.settings.max_lines)
+        lines = await asyncio.to_thread(
+            validate_input_file, data, self.store.settings.max_lines, self.store.settings.max_line_bytes
+        )
         file_id = new_id("file-")
         await self._aws(self.store.put_object, self.store.file_key(tenant, file_id), data)
         item: dict[str, Any] = {

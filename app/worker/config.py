@@ -84,6 +84,7 @@ class BatchSettings:
     prefix: str
     max_file_bytes: int
     max_lines: int
+    max_line_bytes: int
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,9 @@ def _batch_settings(env: Mapping[str, str], required: bool) -> BatchSettings:
         prefix=prefix,
         max_file_bytes=_int(env, "MAX_BATCH_FILE_BYTES", 20 * 1024 * 1024, 1024, 512 * 1024 * 1024),
         max_lines=max_lines,
+        # Default 2 MiB, the synchronous endpoint's MAX_REQUEST_BYTES default: a line is one request,
+        # and a body POST /v1/embeddings would refuse as too large is refused at upload here.
+        max_line_bytes=_int(env, "MAX_BATCH_LINE_BYTES", 2 * 1024 * 1024, 256, 512 * 1024 * 1024),
     )
 
 
