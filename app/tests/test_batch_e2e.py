@@ -496,3 +496,36 @@ def test_a_batch_past_its_window_expires_at_its_next_checkpoint(
     assert len(output) == done.request_counts.completed == len({line["custom_id"] for line in output})
     # The message was deleted (the batch ended), not dead-lettered.
     assert consumer.events("batch_finished")[-1]["status"] == "expired"
+
+
+def test_list_and_delete_as_openais_client_pages_them_tenant_scoped(api: Worker) -> None:
+    """Issue 22: GET /v1/batches, GET /v1/files and DELETE /v1/files/{id} answered 405."""
+    oa, first = submit(api, slow_corpus(1), tenant="team-b")
+    created = [first.id] + [submit(api, slow_corpus(1), tenant="team-b")[1].id for _ in range(4)]
+    for batch_id in created:
+        oa.batches.cancel(batch_id)  # no consumer runs here: keep the queue for the other tests' batches
+    # Pages of 2, followed by the client's own auto-pagination (`after` = the last id of each page).
+    page = oa.batches.list(limit=2)
+    assert len(page.data) == 2 and page.has_more
+    listed = [batch.id for batch in oa.batches.list(limit=2)]
+    assert sorted(set(created) & set(listed)) == sorted(created) and len(listed) == len(set(listed))
+    assert all(batch.object == "batch" for batch in page.data)
+    # Tenant-scoped: team-a's listings never show team-b's records.
+    other = client(api, "team-a")
+    assert not set(created) & {batch.id for batch in other.batches.list(limit=100)}
+    files = {file.id: file for file in oa.files.list()}
+    assert first.input_file_id in files and files[first.input_file_id].purpose == "batch"
+    assert first.input_file_id not in {file.id for file in other.files.list()}
+    assert oa.files.retrieve(first.input_file_id).bytes == files[first.input_file_id].bytes
+    # Delete: another tenant's delete is a 404 and changes nothing; the owner's removes record and bytes.
+    with pytest.raises(openai.NotFoundError):
+        other.files.delete(first.input_file_id)
+    deleted = oa.files.delete(first.input_file_id)
+    assert deleted.deleted and deleted.id == first.input_file_id
+    with pytest.raises(openai.NotFoundError):
+        oa.files.retrieve(first.input_file_id)
+    with pytest.raises(openai.NotFoundError):
+        oa.files.content(first.input_file_id)
+    assert first.input_file_id not in {file.id for file in oa.files.list()}
+    with pytest.raises(openai.BadRequestError, match="limit must be an integer from 1 to 100"):
+        oa.batches.list(limit=101)

@@ -15,6 +15,8 @@ from worker.batch_format import (
     error_line,
     file_object,
     line_ids,
+    list_object,
+    list_parameters,
     output_line,
     parse_line,
     parse_multipart,
@@ -225,3 +227,29 @@ def test_consumer_settings_defaults_and_limits(tmp_path) -> None:
         load_consumer_settings({**env, "WAIT_TIME_SECONDS": "21"}, cpus=1)
     with pytest.raises(ConfigError, match="MODEL_DIR"):
         load_consumer_settings({**env, "MODEL_DIR": ""}, cpus=1)
+
+
+def test_list_parameters_take_openais_cursor_and_refuse_the_rest_by_name() -> None:
+    assert list_parameters("", default_limit=20, max_limit=100) == (None, 20)
+    assert list_parameters("limit=2&after=batch_ab12", default_limit=20, max_limit=100) == ("batch_ab12", 2)
+    for query, message in {
+        "limit=0": "limit must be an integer from 1 to 100",
+        "limit=101": "limit must be an integer from 1 to 100",
+        "limit=x": "limit must be an integer from 1 to 100",
+        "after=nope": "after must be an id",
+        "order=desc": "unrecognized query parameter: order",
+    }.items():
+        with pytest.raises(ApiError, match=message):
+            list_parameters(query, default_limit=20, max_limit=100)
+
+
+def test_list_object_is_openais_page_shape() -> None:
+    page = list_object([{"id": "batch_1"}, {"id": "batch_2"}], has_more=True)
+    assert page == {
+        "object": "list",
+        "data": [{"id": "batch_1"}, {"id": "batch_2"}],
+        "first_id": "batch_1",
+        "last_id": "batch_2",
+        "has_more": True,
+    }
+    assert list_object([], has_more=False)["last_id"] is None

@@ -316,16 +316,23 @@ class WorkerApp:
         tenant = log.tenant = self._authenticate(scope)
         self._admit(tenant)
         parts = path.strip("/").split("/")[1:]
+        query = scope.get("query_string", b"").decode("latin-1")
         if parts == ["files"]:
-            self._require(method, "POST")
+            self._require(method, "POST", "GET")
+            if method == "GET":
+                return await batches.list_files(tenant, query)
             content_type = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
             body = await self._read_body(scope, receive, self.settings.batch_file_limit, "MAX_BATCH_FILE_BYTES")
             return await batches.upload(tenant, content_type.decode("latin-1"), body)
         if parts == ["batches"]:
-            self._require(method, "POST")
+            self._require(method, "POST", "GET")
+            if method == "GET":
+                return await batches.list_batches(tenant, query)
             return await batches.create(tenant, await self._read_body(scope, receive))
         if len(parts) == 2 and parts[0] == "files":
-            self._require(method, "GET")
+            self._require(method, "GET", "DELETE")
+            if method == "DELETE":
+                return await batches.delete_file(tenant, parts[1])
             return await batches.file(tenant, parts[1])
         if len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
             self._require(method, "GET")
@@ -350,13 +357,13 @@ class WorkerApp:
             )
 
     @staticmethod
-    def _require(method: str, allowed: str) -> None:
-        if method != allowed:
+    def _require(method: str, *allowed: str) -> None:
+        if method not in allowed:
             raise ApiError(
                 405,
-                f"method {method} not allowed; use {allowed}",
+                f"method {method} not allowed; use {' or '.join(allowed)}",
                 code="method_not_allowed",
-                headers=[(b"allow", allowed.encode())],
+                headers=[(b"allow", ", ".join(allowed).encode())],
             )
 
     def _authenticate(self, scope) -> str:

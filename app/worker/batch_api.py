@@ -28,6 +28,8 @@ from worker.batch_format import (
     WINDOW_SECONDS,
     batch_object,
     file_object,
+    list_object,
+    list_parameters,
     new_id,
     parse_multipart,
     validate_input_file,
@@ -166,6 +168,28 @@ class BatchApi:
             )
             raise
         return 200, orjson.dumps(batch_object(item)), []
+
+    async def list_batches(self, tenant: str, query: str) -> Answer:
+        """GET /v1/batches: the tenant's batches, `after`/`limit` (1-100, default 20) as OpenAI's API."""
+        after, limit = list_parameters(query, default_limit=20, max_limit=100)
+        items, more = await self._aws(self.store.page, tenant, "batch_", after, limit)
+        return 200, orjson.dumps(list_object([batch_object(item) for item in items], more)), []
+
+    async def list_files(self, tenant: str, query: str) -> Answer:
+        """GET /v1/files: the tenant's files (inputs and results), `after`/`limit` (1-10000, default 10000)."""
+        after, limit = list_parameters(query, default_limit=10_000, max_limit=10_000)
+        items, more = await self._aws(self.store.page, tenant, "file-", after, limit)
+        return 200, orjson.dumps(list_object([file_object(item) for item in items], more)), []
+
+    async def delete_file(self, tenant: str, file_id: str) -> Answer:
+        """DELETE /v1/files/{id}: the bytes, then the record (a record never points at nothing it promised)."""
+        await self._record(tenant, file_id, "file")
+        await self._aws(self.store.delete_object, self.store.file_key(tenant, file_id))
+        try:
+            await self._aws(self.store.delete_record, tenant, file_id)
+        except ConditionFailed:
+            raise ApiError(404, f"no such file: {file_id!r}", code="not_found", param="id") from None
+        return 200, orjson.dumps({"id": file_id, "object": "file", "deleted": True}), []
 
     async def batch(self, tenant: str, batch_id: str) -> Answer:
         return 200, orjson.dumps(batch_object(await self._record(tenant, batch_id, "batch"))), []

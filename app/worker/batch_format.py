@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -261,6 +262,44 @@ def file_object(item: dict[str, Any]) -> dict[str, Any]:
         "purpose": item["purpose"],
         "status": "processed",
         "status_details": None,
+    }
+
+
+def list_parameters(query: str, *, default_limit: int, max_limit: int) -> tuple[str | None, int]:
+    """(after, limit) from a list route's query string, as OpenAI's cursor pagination takes them.
+
+    `after` is the id of the last object of the previous page; `limit` is 1 to `max_limit`. Other
+    parameters are refused by name (ApiError 400) rather than silently ignored.
+    """
+    values: dict[str, str] = {}
+    for pair in filter(None, query.split("&")):
+        name, _, value = pair.partition("=")
+        values[unquote_plus(name)] = unquote_plus(value)
+    unknown = sorted(set(values) - {"after", "limit"})
+    if unknown:
+        raise ApiError(
+            400,
+            f"unrecognized query parameter: {unknown[0]}; allowed: after, limit",
+            code="unknown_parameter",
+            param=unknown[0],
+        )
+    raw_limit = values.get("limit", str(default_limit))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= max_limit:
+        raise ApiError(400, f"limit must be an integer from 1 to {max_limit}", code="invalid_value", param="limit")
+    after = values.get("after") or None
+    if after is not None and not re.fullmatch(r"(batch_|file-)[0-9a-f]{1,64}", after):
+        raise ApiError(400, "after must be an id from a previous page", code="invalid_value", param="after")
+    return after, int(raw_limit)
+
+
+def list_object(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """OpenAI's list page: `data`, `first_id`, `last_id` (the next page's `after`) and `has_more`."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
     }
 
 

@@ -106,6 +106,36 @@ class BatchStore:
         item = self.table.get_item(Key={"tenant": tenant, "id": record_id}, ConsistentRead=True).get("Item")
         return dict(item) if item else None
 
+    def page(self, tenant: str, id_prefix: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` of a tenant's records whose id starts with `id_prefix`, in id order, after `after`.
+
+        One Query on the table's key (tenant, and the id prefix that names the kind: `batch_`,
+        `file-`), so a page costs its own size however many records the tenant has; returns the
+        records and whether more follow. DynamoDB returns at most 1 MB per call, hence the loop.
+        """
+        found: list[dict[str, Any]] = []
+        arguments: dict[str, Any] = {
+            "KeyConditionExpression": "tenant = :tenant AND begins_with(id, :prefix)",
+            "ExpressionAttributeValues": {":tenant": tenant, ":prefix": id_prefix},
+            "ConsistentRead": True,
+        }
+        if after is not None:
+            arguments["ExclusiveStartKey"] = {"tenant": tenant, "id": after}
+        while len(found) <= limit:
+            answer = self.table.query(**arguments, Limit=limit + 1 - len(found))
+            found.extend(dict(item) for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                break
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return found[:limit], len(found) > limit
+
+    def delete_record(self, tenant: str, record_id: str) -> None:
+        """Delete a record if it exists (raises ConditionFailed if not: someone deleted it first)."""
+        try:
+            self.table.delete_item(Key={"tenant": tenant, "id": record_id}, ConditionExpression="attribute_exists(id)")
+        except self._conditional:
+            raise ConditionFailed(f"{record_id}: already deleted") from None
+
     def put_new(self, item: dict[str, Any]) -> None:
         self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
 
@@ -176,6 +206,9 @@ class BatchStore:
             yield from body.iter_chunks(READ_CHUNK_BYTES)
         finally:
             body.close()
+
+    def delete_object(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.settings.bucket, Key=key)
 
     def object_size(self, key: str) -> int:
         return int(self.s3.head_object(Bucket=self.settings.bucket, Key=key)["ContentLength"])
