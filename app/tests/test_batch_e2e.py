@@ -322,6 +322,9 @@ def test_upload_is_validated_line_by_line(api: Worker) -> None:
     with pytest.raises(openai.BadRequestError, match="line 2 is .* bytes, more than 2097152") as too_large:
         oa.files.create(file=("huge.jsonl", jsonl([*slow_corpus(1), huge])), purpose="batch")
     assert too_large.value.code == "line_too_large"
+    # Over MAX_BATCH_LINES (50,000): refused while the body arrives, with the limit named.
+    with pytest.raises(openai.BadRequestError, match="more than 50000 lines .*refused while uploading"):
+        oa.files.create(file=("long.jsonl", jsonl(slow_corpus(60_000))), purpose="batch")
     with pytest.raises(openai.BadRequestError, match="completion_window"):
         uploaded = oa.files.create(file=("ok.jsonl", jsonl(slow_corpus(1))), purpose="batch")
         oa.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="1h")  # type: ignore[arg-type]

@@ -9,8 +9,10 @@ import orjson
 import pytest
 
 from worker.batch_format import (
+    MULTIPART_OVERHEAD_LINES,
     Checkpoint,
     LineError,
+    UploadLineCounter,
     batch_object,
     error_line,
     file_object,
@@ -253,3 +255,23 @@ def test_list_object_is_openais_page_shape() -> None:
         "has_more": True,
     }
     assert list_object([], has_more=False)["last_id"] is None
+
+
+def test_the_upload_counter_counts_like_split_lines_and_refuses_on_the_chunk_past_the_limit() -> None:
+    data = encode(*({**LINE, "custom_id": str(index)} for index in range(40))).replace(b"\n", b"\n\n \r\n", 5)
+    for size in (1, 7, 64, len(data)):
+        counter = UploadLineCounter(max_lines=1000)
+        for start in range(0, len(data), size):
+            counter.feed(data[start : start + size])
+        counter.feed(b"")
+        assert counter.lines == sum(1 for _ in split_lines([data])) == 40
+    # 40 lines against a limit of 40 - MULTIPART_OVERHEAD_LINES - 1 (+ the envelope's allowance): refused
+    # while feeding, at the chunk that completes the first line past it, not after the whole body.
+    counter = UploadLineCounter(max_lines=40 - MULTIPART_OVERHEAD_LINES - 1 - 5)
+    lines = data.split(b"\n")
+    fed = 0
+    with pytest.raises(ApiError, match="more than 18 lines .*refused while uploading") as refused:
+        for line in lines:
+            counter.feed(line + b"\n")
+            fed += 1
+    assert refused.value.code == "too_many_lines" and fed < len(lines) - 1

@@ -322,7 +322,10 @@ class WorkerApp:
             if method == "GET":
                 return await batches.list_files(tenant, query)
             content_type = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
-            body = await self._read_body(scope, receive, self.settings.batch_file_limit, "MAX_BATCH_FILE_BYTES")
+            counter = batches.line_counter()
+            body = await self._read_body(
+                scope, receive, self.settings.batch_file_limit, "MAX_BATCH_FILE_BYTES", counter.feed
+            )
             return await batches.upload(tenant, content_type.decode("latin-1"), body)
         if parts == ["batches"]:
             self._require(method, "POST", "GET")
@@ -462,7 +465,16 @@ class WorkerApp:
             embeddings = np.ascontiguousarray(embeddings[:, ::-1])
         return 200, embeddings_response(embeddings, request["encoding_format"], tokens), []
 
-    async def _read_body(self, scope, receive, limit: int | None = None, variable: str = "MAX_REQUEST_BYTES") -> bytes:
+    async def _read_body(
+        self,
+        scope,
+        receive,
+        limit: int | None = None,
+        variable: str = "MAX_REQUEST_BYTES",
+        on_chunk: Callable[[bytes], None] | None = None,
+    ) -> bytes:
+        """The request body, refused with 413 as soon as it passes `limit`; `on_chunk` sees each
+        chunk as it arrives (and may refuse the upload there, e.g. past MAX_BATCH_LINES)."""
         limit = self.settings.max_request_bytes if limit is None else limit
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
@@ -477,6 +489,8 @@ class WorkerApp:
             size += len(chunk)
             if size > limit:
                 raise ApiError(413, f"request body is larger than {limit} bytes ({variable})", code="request_too_large")
+            if on_chunk is not None:
+                on_chunk(chunk)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

@@ -26,6 +26,7 @@ from worker.batch_format import (
     COMPLETION_WINDOW,
     ENDPOINT,
     WINDOW_SECONDS,
+    UploadLineCounter,
     batch_object,
     file_object,
     list_object,
@@ -69,6 +70,10 @@ class BatchApi:
                 code="store_unavailable",
                 headers=[(b"retry-after", str(STORE_RETRY_AFTER_SECONDS).encode())],
             ) from None
+
+    def line_counter(self) -> UploadLineCounter:
+        """What the API feeds an upload's chunks to while they arrive (refuses past MAX_BATCH_LINES)."""
+        return UploadLineCounter(self.store.settings.max_lines)
 
     async def upload(self, tenant: str, content_type: str, body: bytes) -> Answer:
         fields = parse_multipart(content_type, body)

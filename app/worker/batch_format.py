@@ -108,6 +108,42 @@ def split_lines(chunks: Iterable[bytes], offset: int = 0) -> Iterator[tuple[byte
         yield pending.rstrip(b"\r"), start + len(pending)
 
 
+# Lines a multipart body may carry besides the file's own: boundaries, part headers, the purpose value.
+MULTIPART_OVERHEAD_LINES = 16
+
+
+class UploadLineCounter:
+    """Counts non-blank lines of an upload while its bytes arrive, to refuse an over-long file early.
+
+    `validate_input_file` gives the exact verdict once the body is complete; this only lets the
+    API stop receiving a file that already has more than `max_lines` lines (plus the multipart
+    envelope's few), instead of reading up to MAX_BATCH_FILE_BYTES first. Linear: each chunk is
+    split once, and only whether the unfinished line has content yet is carried over.
+    """
+
+    def __init__(self, max_lines: int):
+        self.limit = max_lines + MULTIPART_OVERHEAD_LINES
+        self.lines = 0
+        self._content = False  # the unfinished line has a non-blank byte
+
+    def feed(self, chunk: bytes) -> None:
+        """Count the lines `chunk` completes; raises ApiError 400 too_many_lines past the limit."""
+        *finished, rest = chunk.split(b"\n")
+        for segment in finished:
+            if self._content or segment.strip():
+                self.lines += 1
+            self._content = False
+        self._content = self._content or bool(rest.strip())
+        if self.lines > self.limit:
+            raise ApiError(
+                400,
+                f"file has more than {self.limit - MULTIPART_OVERHEAD_LINES} lines (MAX_BATCH_LINES); "
+                "refused while uploading",
+                code="too_many_lines",
+                param="file",
+            )
+
+
 def validate_input_file(data: bytes, max_lines: int, max_line_bytes: int) -> int:
     """Check an uploaded batch file line by line, in one linear pass; returns its number of request lines.
 
