@@ -21,7 +21,9 @@ line range — before recording the checkpoint in DynamoDB with a conditional wr
   crashed, and a crash (a line that kills the process) leaves no handler to fail it — but ends it
   `failed` (`expired` past its window) with the finished lines' files and the reason, then releases
   the message for the queue to move to the dead-letter queue. The 24 h window is also checked at
-  every checkpoint, so a batch kept alive by its heartbeat still ends `expired` one part after it.
+  every checkpoint, so a batch kept alive by its heartbeat still ends `expired` one part after it,
+  and the heartbeat stops renewing past the window, so work stuck inside a part (a hung call) lets
+  the message go and the next receive ends the batch `expired`.
 - SIGTERM (an ECS stop or a Spot interruption): no further receive; the current part finishes and
   is checkpointed, the message is released (visibility 0) for another task, and the process exits 0.
   If that takes longer than DRAIN_TIMEOUT_SECONDS the part is abandoned (its lines are redone).
@@ -111,6 +113,8 @@ class Consumer:
         # Requests are not limited here (one line is one request the API never saw); tokens are.
         self.limits = TenantLimits(10**9, settings.token_budget_per_minute)
         self.stop = asyncio.Event()
+        # The running batch's window end (epoch seconds): the heartbeat stops renewing past it.
+        self.window_ends: float | None = None
 
     # --- the receive loop ----------------------------------------------------------------------
 
@@ -156,6 +160,12 @@ class Consumer:
         visibility = self.settings.visibility_timeout_seconds
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
+            if self.window_ends is not None and time.time() > self.window_ends:
+                # Past the window, work that has not reached a checkpoint (which would have ended the
+                # batch `expired`) is stuck, e.g. a hung model call: let the message go, so that the
+                # next receive ends the batch `expired` instead of this task holding it forever.
+                logs.event("heartbeat_stopped", reason="window_passed")
+                return
             try:
                 await asyncio.to_thread(self.store.set_visibility, receipt, visibility)
             except Exception as exc:  # a missed beat is retried at the next; the work goes on
@@ -164,6 +174,7 @@ class Consumer:
     async def handle(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        self.window_ends = None
         heartbeat = asyncio.ensure_future(self._heartbeat(receipt))
         reference: tuple[str, str] | None = None
         outcome = "retry"
@@ -288,6 +299,7 @@ class Consumer:
 
     async def process(self, tenant: str, batch_id: str) -> None:
         item = await self._batch(tenant, batch_id)
+        self.window_ends = float(item["expires_at"])
         if item["status"] == "validating":
             try:
                 item = await asyncio.to_thread(self.store.transition, tenant, batch_id, ("validating",), "in_progress")
