@@ -91,7 +91,7 @@ class _CountingBytes(bytes):
 
     copied = 0
 
-    def __getitem__(self, key):  # type: ignore[override]
+    def __getitem__(self, key):
         part = super().__getitem__(key)
         if isinstance(key, slice):
             _CountingBytes.copied += len(part)
