@@ -210,6 +210,15 @@ class Consumer:
             # queue, whose alarm tells an operator (the batch record already says why).
             await asyncio.to_thread(self.store.set_visibility, receipt, 0)
         elif outcome == "release":
+            if reference is not None:
+                # A drain uses up a receive too: if the last one gives up, its reason should say so.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(
+                        self.store.note_error,
+                        *reference,
+                        "the consumer was stopped (SIGTERM) and released it",
+                        _OPEN_STATUSES,
+                    )
             await asyncio.to_thread(self.store.set_visibility, receipt, 0)
             logs.event("message_released", reason="stopping", batch_id=reference and reference[1])
         elif outcome == "retry":
