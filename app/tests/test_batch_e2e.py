@@ -317,6 +317,14 @@ def test_upload_is_validated_line_by_line(api: Worker) -> None:
     assert "line 2" in str(refused.value) and "method" in str(refused.value)
     with pytest.raises(openai.BadRequestError, match="custom_id is repeated"):
         oa.files.create(file=("dup.jsonl", jsonl(slow_corpus(2) + slow_corpus(1))), purpose="batch")
+    # Issue 22: a 3 MiB line was accepted and failed only later; now the upload names it (MAX_BATCH_LINE_BYTES 2 MiB).
+    huge = request_line("huge", {"model": MODEL, "input": "word " * (3 << 18)})
+    with pytest.raises(openai.BadRequestError, match="line 2 is .* bytes, more than 2097152") as too_large:
+        oa.files.create(file=("huge.jsonl", jsonl([*slow_corpus(1), huge])), purpose="batch")
+    assert too_large.value.code == "line_too_large"
+    # Over MAX_BATCH_LINES (50,000): refused while the body arrives, with the limit named.
+    with pytest.raises(openai.BadRequestError, match="more than 50000 lines .*refused while uploading"):
+        oa.files.create(file=("long.jsonl", jsonl(slow_corpus(60_000))), purpose="batch")
     with pytest.raises(openai.BadRequestError, match="completion_window"):
         uploaded = oa.files.create(file=("ok.jsonl", jsonl(slow_corpus(1))), purpose="batch")
         oa.batches.create(input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="1h")  # type: ignore[arg-type]
@@ -405,3 +413,122 @@ def test_a_poison_batch_fails_and_its_message_reaches_the_dead_letter_queue(
     sqs.delete_message(QueueUrl=aws["DLQ_URL"], ReceiptHandle=dead[0]["ReceiptHandle"])
     with pytest.raises(openai.ConflictError):
         oa.batches.cancel(batch.id)
+
+
+def _dead_letters_of(aws: dict[str, str], batch_id: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Receive from the dead-letter queue until this batch's message is there; delete it (tests share the queue)."""
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    sqs = session.client("sqs", endpoint_url=aws["AWS_ENDPOINT_URL"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=aws["DLQ_URL"], WaitTimeSeconds=1).get("Messages", []):
+            if json.loads(message["Body"])["batch_id"] == batch_id:
+                sqs.delete_message(QueueUrl=aws["DLQ_URL"], ReceiptHandle=message["ReceiptHandle"])
+                return [message]
+            sqs.change_message_visibility(
+                QueueUrl=aws["DLQ_URL"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return []
+
+
+def test_a_batch_whose_consumer_keeps_crashing_fails_with_its_finished_lines_kept(
+    api: Worker, aws: dict[str, str], start_consumer
+) -> None:
+    """Issue 22: a line that kills the process (here: SIGKILL at the same point, as ECS restarts a
+    task that dies) stranded its batch `in_progress` forever once SQS dead-lettered the message.
+    Now the MAX_RECEIVES-th receive ends it as `failed`, keeping the finished lines, without any
+    other message arriving."""
+    lines = slow_corpus(60)
+    oa, batch = submit(api, lines)
+    crashed = 0
+    while crashed < MAX_RECEIVES:
+        consumer = start_consumer(BATCH_TOKEN_BUDGET_PER_MINUTE=240)
+        deadline = time.monotonic() + 120
+        while not consumer.events("batch_progress") and not consumer.events("batch_failed"):
+            assert time.monotonic() < deadline, consumer.log_path.read_text()[-3000:]
+            assert consumer.process.poll() is None, consumer.log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        if consumer.events("batch_failed"):
+            break
+        # It has done some lines and is at work on the next: die there, with no handler running.
+        consumer.process.kill()
+        consumer.process.wait()
+        crashed += 1
+    assert crashed == MAX_RECEIVES - 1, "the last receive ends the batch instead of running it again"
+    done = wait_status(oa, batch.id, {"failed", "completed", "expired"}, timeout=60)
+    assert done.status == "failed" and done.failed_at is not None
+    assert done.errors is not None and done.errors.data
+    reason = done.errors.data[0].message or ""
+    assert done.errors.data[0].code == "batch_failed"
+    assert f"after {MAX_RECEIVES} attempts" in reason and "stopped without a trace" in reason, reason
+    # The lines finished before the crashes are kept, each once, and match the counts.
+    assert done.request_counts is not None and 0 < done.request_counts.completed < len(lines)
+    output = read_jsonl(oa, done.output_file_id)
+    assert len(output) == done.request_counts.completed == len({line["custom_id"] for line in output})
+    assert f"{done.request_counts.completed} of {len(lines)} lines were done" in reason
+    # The message still reaches the dead-letter queue, so its alarm tells an operator.
+    assert _dead_letters_of(aws, batch.id)
+
+
+def test_a_batch_past_its_window_expires_at_its_next_checkpoint(
+    api: Worker, aws: dict[str, str], start_consumer
+) -> None:
+    """Issue 22: the 24 h window was checked only when a message was received; a batch kept running
+    by its heartbeat ran on past it. Now each checkpoint checks it, and the batch ends `expired`."""
+    lines = slow_corpus(60)
+    oa, batch = submit(api, lines)
+    consumer = start_consumer(BATCH_TOKEN_BUDGET_PER_MINUTE=240)
+    consumer.wait_event("batch_progress")
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    # The window ends now (as if 24 h had passed): rewrite the record's expires_at.
+    session.client("dynamodb", endpoint_url=aws["AWS_ENDPOINT_URL"]).update_item(
+        TableName=TABLE,
+        Key={"tenant": {"S": "team-a"}, "id": {"S": batch.id}},
+        UpdateExpression="SET expires_at = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time()) - 1)}},
+    )
+    done = wait_status(oa, batch.id, {"expired", "completed", "failed"})
+    assert done.status == "expired" and done.expired_at is not None
+    assert done.errors is not None and done.errors.data and done.errors.data[0].code == "batch_expired"
+    assert done.request_counts is not None and 0 < done.request_counts.completed < len(lines)
+    output = read_jsonl(oa, done.output_file_id)
+    assert len(output) == done.request_counts.completed == len({line["custom_id"] for line in output})
+    # The message was deleted (the batch ended), not dead-lettered.
+    assert consumer.events("batch_finished")[-1]["status"] == "expired"
+
+
+def test_list_and_delete_as_openais_client_pages_them_tenant_scoped(api: Worker) -> None:
+    """Issue 22: GET /v1/batches, GET /v1/files and DELETE /v1/files/{id} answered 405."""
+    oa, first = submit(api, slow_corpus(1), tenant="team-b")
+    created = [first.id] + [submit(api, slow_corpus(1), tenant="team-b")[1].id for _ in range(4)]
+    for batch_id in created:
+        oa.batches.cancel(batch_id)  # no consumer runs here: keep the queue for the other tests' batches
+    # Pages of 2, followed by the client's own auto-pagination (`after` = the last id of each page).
+    page = oa.batches.list(limit=2)
+    assert len(page.data) == 2 and page.has_more
+    listed = [batch.id for batch in oa.batches.list(limit=2)]
+    assert sorted(set(created) & set(listed)) == sorted(created) and len(listed) == len(set(listed))
+    assert all(batch.object == "batch" for batch in page.data)
+    # Tenant-scoped: team-a's listings never show team-b's records.
+    other = client(api, "team-a")
+    assert not set(created) & {batch.id for batch in other.batches.list(limit=100)}
+    files = {file.id: file for file in oa.files.list()}
+    assert first.input_file_id in files and files[first.input_file_id].purpose == "batch"
+    assert first.input_file_id not in {file.id for file in other.files.list()}
+    assert oa.files.retrieve(first.input_file_id).bytes == files[first.input_file_id].bytes
+    # Delete: another tenant's delete is a 404 and changes nothing; the owner's removes record and bytes.
+    with pytest.raises(openai.NotFoundError):
+        other.files.delete(first.input_file_id)
+    deleted = oa.files.delete(first.input_file_id)
+    assert deleted.deleted and deleted.id == first.input_file_id
+    with pytest.raises(openai.NotFoundError):
+        oa.files.retrieve(first.input_file_id)
+    with pytest.raises(openai.NotFoundError):
+        oa.files.content(first.input_file_id)
+    assert first.input_file_id not in {file.id for file in oa.files.list()}
+    with pytest.raises(openai.BadRequestError, match="limit must be an integer from 1 to 100"):
+        oa.batches.list(limit=101)

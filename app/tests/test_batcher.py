@@ -297,3 +297,40 @@ def test_calibrate_finds_the_cache_cliff_of_a_fake_cpu():
     assert sorted(result.seconds_per_cell) == [32, 64, 128, 256, 512, 1024]
     assert result.max_cells == 256
     assert result.overhead_cells == pytest.approx(200)
+
+
+def test_a_failing_text_fails_only_its_own_request():
+    """Issue 22: one line whose model call raised took the 10 lines sharing its run down with it as 500s."""
+    poison = 666
+
+    async def scenario():
+        calls: list[list[int]] = []
+
+        def embed(batch):
+            calls.append([len(ids) for ids in batch])
+            if any(ids[0] == poison for ids in batch):
+                raise RuntimeError("the model cannot take this text")
+            return np.asarray([[ids[0], len(ids), 0, 0] for ids in batch], dtype=np.float32)
+
+        # A long wait and room for all eleven: they share one run, as the consumer's lines of one part do.
+        batcher = Batcher(embed, 4, max_batch_size=32, max_batch_wait_ms=1000, max_queued_inputs=100)
+        batcher.start()
+        futures = [batcher.submit([[n + 1] * 6]) for n in range(5)]
+        futures.append(batcher.submit([[poison] * 6]))
+        futures += [batcher.submit([[n + 10] * 6, [n + 20] * 6]) for n in range(5)]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        outstanding = batcher.outstanding
+        await batcher.stop()
+        return calls, results, outstanding
+
+    calls, results, outstanding = asyncio.run(scenario())
+    assert calls[0] == [6] * 16, "the eleven requests shared one run"
+    failed = [index for index, result in enumerate(results) if isinstance(result, BaseException)]
+    assert failed == [5]
+    for index, result in enumerate(results):
+        if index != 5:
+            embeddings, _ = result
+            assert embeddings[:, 1].tolist() == [6.0] * len(embeddings)
+    assert outstanding == 0
+    # Bisection by request: the poison is pinned in about 2·log2(11) extra runs, not one run per request.
+    assert len(calls) <= 1 + 2 * 4

@@ -34,6 +34,7 @@ from worker.background import cancel_and_wait
 from worker.batch_size import calibrate
 from worker.batcher import Batcher
 from worker.config import DEFAULT_MAX_BATCH_SIZE, Settings
+from worker.errors import ApiError, decode_json_body
 from worker.limits import TenantLimits, retry_after_seconds
 from worker.metrics import Metrics
 from worker.model import DIMENSIONS, MODEL_ID, Embedder
@@ -50,33 +51,6 @@ _KNOWN_FIELDS = frozenset({"input", "model", "encoding_format", "dimensions", "u
 _INLINE_TOKENIZE_CHARS = 8192
 
 _JSON = (b"content-type", b"application/json")
-
-
-class ApiError(Exception):
-    """A refusal with an HTTP status and an OpenAI-shaped error body."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.param = param
-        self.headers = headers or []
-
-    def body(self) -> bytes:
-        return orjson.dumps(
-            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-        )
 
 
 class ClientDisconnected(Exception):
@@ -342,16 +316,26 @@ class WorkerApp:
         tenant = log.tenant = self._authenticate(scope)
         self._admit(tenant)
         parts = path.strip("/").split("/")[1:]
+        query = scope.get("query_string", b"").decode("latin-1")
         if parts == ["files"]:
-            self._require(method, "POST")
+            self._require(method, "POST", "GET")
+            if method == "GET":
+                return await batches.list_files(tenant, query)
             content_type = next((value for name, value in scope["headers"] if name == b"content-type"), b"")
-            body = await self._read_body(scope, receive, self.settings.batch_file_limit, "MAX_BATCH_FILE_BYTES")
+            counter = batches.line_counter()
+            body = await self._read_body(
+                scope, receive, self.settings.batch_file_limit, "MAX_BATCH_FILE_BYTES", counter.feed
+            )
             return await batches.upload(tenant, content_type.decode("latin-1"), body)
         if parts == ["batches"]:
-            self._require(method, "POST")
+            self._require(method, "POST", "GET")
+            if method == "GET":
+                return await batches.list_batches(tenant, query)
             return await batches.create(tenant, await self._read_body(scope, receive))
         if len(parts) == 2 and parts[0] == "files":
-            self._require(method, "GET")
+            self._require(method, "GET", "DELETE")
+            if method == "DELETE":
+                return await batches.delete_file(tenant, parts[1])
             return await batches.file(tenant, parts[1])
         if len(parts) == 3 and parts[0] == "files" and parts[2] == "content":
             self._require(method, "GET")
@@ -376,13 +360,13 @@ class WorkerApp:
             )
 
     @staticmethod
-    def _require(method: str, allowed: str) -> None:
-        if method != allowed:
+    def _require(method: str, *allowed: str) -> None:
+        if method not in allowed:
             raise ApiError(
                 405,
-                f"method {method} not allowed; use {allowed}",
+                f"method {method} not allowed; use {' or '.join(allowed)}",
                 code="method_not_allowed",
-                headers=[(b"allow", allowed.encode())],
+                headers=[(b"allow", ", ".join(allowed).encode())],
             )
 
     def _authenticate(self, scope) -> str:
@@ -481,7 +465,16 @@ class WorkerApp:
             embeddings = np.ascontiguousarray(embeddings[:, ::-1])
         return 200, embeddings_response(embeddings, request["encoding_format"], tokens), []
 
-    async def _read_body(self, scope, receive, limit: int | None = None, variable: str = "MAX_REQUEST_BYTES") -> bytes:
+    async def _read_body(
+        self,
+        scope,
+        receive,
+        limit: int | None = None,
+        variable: str = "MAX_REQUEST_BYTES",
+        on_chunk: Callable[[bytes], None] | None = None,
+    ) -> bytes:
+        """The request body, refused with 413 as soon as it passes `limit`; `on_chunk` sees each
+        chunk as it arrives (and may refuse the upload there, e.g. past MAX_BATCH_LINES)."""
         limit = self.settings.max_request_bytes if limit is None else limit
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
@@ -496,6 +489,8 @@ class WorkerApp:
             size += len(chunk)
             if size > limit:
                 raise ApiError(413, f"request body is larger than {limit} bytes ({variable})", code="request_too_large")
+            if on_chunk is not None:
+                on_chunk(chunk)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -609,13 +604,6 @@ def check_input_lengths(token_ids: list[list[int]], limit: int) -> None:
                 code="context_length_exceeded",
                 param="input",
             )
-
-
-def decode_json_body(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
 
 
 def _json_type(value: Any) -> str:

@@ -28,10 +28,54 @@ from worker.config import BatchSettings
 
 # S3 GetObject streaming read size: large enough to amortise calls, small against task memory.
 READ_CHUNK_BYTES = 1 << 20
+# Every AWS call is bounded, so a hung endpoint is an error, not a hung request or consumer.
+# botocore's defaults are 60 s connect and 60 s read with up to 3 attempts (legacy) — minutes per
+# call. A TCP connect within a region takes milliseconds; 3 s is generous. S3 and DynamoDB answer
+# a small request in well under a second and start a GetObject body promptly; 10 s without a byte
+# is an outage. SQS's long poll legitimately holds the socket for up to WaitTimeSeconds (at most
+# 20 s), so its read timeout is that plus READ_TIMEOUT_SECONDS. Standard retry mode retries
+# throttling, 5xx and connection errors with jittered backoff inside the SDK; 3 attempts in all
+# (`total_max_attempts` counts the first; `max_attempts` would count retries only).
+# https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html ,
+# https://botocore.amazonaws.com/v1/documentation/api/latest/reference/config.html
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 10.0
+LONG_POLL_MAX_SECONDS = 20
+MAX_ATTEMPTS = 3
+# Error codes AWS answers when the service, not the request, is at fault (after the SDK's retries).
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "InternalError",
+        "InternalServerError",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "ServiceUnavailable",
+        "SlowDown",
+        "ThrottlingException",
+        "Throttling",
+    }
+)
 
 
 class ConditionFailed(Exception):
     """A conditional write lost: the record is not in the state the writer expected."""
+
+
+def store_unavailable(error: BaseException) -> bool:
+    """True when `error` says S3, SQS or DynamoDB is unreachable, timing out, throttling or failing (5xx).
+
+    Those are the store's outages, which a caller should retry later; anything else (a missing
+    object, a denied call, a bad parameter) is a bug or a misconfiguration and stays an error.
+    """
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(error, ConnectionError | HTTPClientError):
+        return True  # connect refused or timed out, read timed out, connection closed mid-answer
+    if isinstance(error, ClientError):
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 or error.response.get("Error", {}).get("Code") in _UNAVAILABLE_CODES
+    return False
 
 
 class BatchStore:
@@ -39,11 +83,12 @@ class BatchStore:
         import boto3
         from botocore.config import Config
 
-        # Standard retry mode with a few attempts: throttling and 5xx are retried inside the SDK.
-        config = Config(retries={"max_attempts": 5, "mode": "standard"})
+        retries: Any = {"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"}
+        config = Config(connect_timeout=CONNECT_TIMEOUT_SECONDS, read_timeout=READ_TIMEOUT_SECONDS, retries=retries)
+        long_poll = config.merge(Config(read_timeout=LONG_POLL_MAX_SECONDS + READ_TIMEOUT_SECONDS))
         self.settings = settings
         self.s3 = boto3.client("s3", config=config)
-        self.sqs = boto3.client("sqs", config=config)
+        self.sqs = boto3.client("sqs", config=long_poll)
         self.table = boto3.resource("dynamodb", config=config).Table(settings.table)
         self._conditional = self.table.meta.client.exceptions.ConditionalCheckFailedException
 
@@ -60,6 +105,36 @@ class BatchStore:
     def get(self, tenant: str, record_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"tenant": tenant, "id": record_id}, ConsistentRead=True).get("Item")
         return dict(item) if item else None
+
+    def page(self, tenant: str, id_prefix: str, after: str | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` of a tenant's records whose id starts with `id_prefix`, in id order, after `after`.
+
+        One Query on the table's key (tenant, and the id prefix that names the kind: `batch_`,
+        `file-`), so a page costs its own size however many records the tenant has; returns the
+        records and whether more follow. DynamoDB returns at most 1 MB per call, hence the loop.
+        """
+        found: list[dict[str, Any]] = []
+        arguments: dict[str, Any] = {
+            "KeyConditionExpression": "tenant = :tenant AND begins_with(id, :prefix)",
+            "ExpressionAttributeValues": {":tenant": tenant, ":prefix": id_prefix},
+            "ConsistentRead": True,
+        }
+        if after is not None:
+            arguments["ExclusiveStartKey"] = {"tenant": tenant, "id": after}
+        while len(found) <= limit:
+            answer = self.table.query(**arguments, Limit=limit + 1 - len(found))
+            found.extend(dict(item) for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                break
+            arguments["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return found[:limit], len(found) > limit
+
+    def delete_record(self, tenant: str, record_id: str) -> None:
+        """Delete a record if it exists (raises ConditionFailed if not: someone deleted it first)."""
+        try:
+            self.table.delete_item(Key={"tenant": tenant, "id": record_id}, ConditionExpression="attribute_exists(id)")
+        except self._conditional:
+            raise ConditionFailed(f"{record_id}: already deleted") from None
 
     def put_new(self, item: dict[str, Any]) -> None:
         self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(id)")
@@ -95,6 +170,11 @@ class BatchStore:
             placeholders,
         )
 
+    def note_error(self, tenant: str, batch_id: str, reason: str, open_statuses: tuple[str, ...]) -> None:
+        """Record the last failed attempt's reason on a batch that has not ended (no status change)."""
+        placeholders = {f":s{index}": state for index, state in enumerate(open_statuses)}
+        self.update(tenant, batch_id, {"last_error": reason}, f"#status IN ({', '.join(placeholders)})", placeholders)
+
     def save_checkpoint(self, tenant: str, batch_id: str, before: Checkpoint, after: Checkpoint) -> dict:
         """Record `after` if the batch is in progress and still at `before` (nobody else advanced it)."""
         return self.update(
@@ -126,6 +206,9 @@ class BatchStore:
             yield from body.iter_chunks(READ_CHUNK_BYTES)
         finally:
             body.close()
+
+    def delete_object(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.settings.bucket, Key=key)
 
     def object_size(self, key: str) -> int:
         return int(self.s3.head_object(Bucket=self.settings.bucket, Key=key)["ContentLength"])

@@ -316,19 +316,41 @@ class Batcher:
                 hook, text.request.on_run = text.request.on_run, None
                 if hook is not None:
                     hook()
-            vectors: np.ndarray | None = None
-            error: Exception | None = None
-            try:
-                vectors = await loop.run_in_executor(self._executor, self._embed_ids, [text.ids for text in batch])
-            except Exception as exc:  # a failed run fails its requests, never the batcher
-                error = exc
+            await self._run_isolating(batch)
+
+    async def _run_isolating(self, batch: list[_Text]) -> None:
+        """Embed `batch`; if the run fails, bisect it by request so only the failing request fails.
+
+        One text the model cannot take (or a fault it triggers) must not fail the requests that
+        merely shared its run: a failed run of several requests is split into two halves of whole
+        requests, each run again, until the failure is pinned to one request. That costs about
+        2·log2(requests) extra runs, once, and only when a run has failed.
+        """
+        try:
+            vectors = await self._embed(batch)
+        except Exception as exc:  # a failed run fails its requests, never the batcher
+            requests = list(dict.fromkeys(id(text.request) for text in batch))
+            if len(requests) == 1:
+                self._deliver(batch, None, exc)
+                return
+            first = set(requests[: len(requests) // 2])
+            await self._run_isolating([text for text in batch if id(text.request) in first])
+            await self._run_isolating([text for text in batch if id(text.request) not in first])
+            return
+        self._deliver(batch, vectors, None)
+
+    async def _embed(self, batch: list[_Text]) -> np.ndarray:
+        """One model run on the inference thread, counted in the stats whether it succeeds or not."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._embed_ids, [text.ids for text in batch])
+        finally:
             self.stats.batches += 1
             self.stats.texts += len(batch)
             self.stats.cells += len(batch) * max(len(text.ids) for text in batch)
             self.stats.tokens += sum(len(text.ids) for text in batch)
             if self._on_batch is not None:
                 self._on_batch(len(batch))
-            self._deliver(batch, vectors, error)
 
     def _deliver(self, batch: list[_Text], vectors: np.ndarray | None, error: Exception | None) -> None:
         self._outstanding -= len(batch)

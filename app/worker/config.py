@@ -84,6 +84,7 @@ class BatchSettings:
     prefix: str
     max_file_bytes: int
     max_lines: int
+    max_line_bytes: int
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class ConsumerSettings:
     max_input_tokens: int
     token_budget_per_minute: int
     visibility_timeout_seconds: int
+    heartbeat_seconds: int
     max_receives: int
     retry_delay_seconds: int
     checkpoint_lines: int
@@ -270,6 +272,9 @@ def _batch_settings(env: Mapping[str, str], required: bool) -> BatchSettings:
         prefix=prefix,
         max_file_bytes=_int(env, "MAX_BATCH_FILE_BYTES", 20 * 1024 * 1024, 1024, 512 * 1024 * 1024),
         max_lines=max_lines,
+        # Default 2 MiB, the synchronous endpoint's MAX_REQUEST_BYTES default: a line is one request,
+        # and a body POST /v1/embeddings would refuse as too large is refused at upload here.
+        max_line_bytes=_int(env, "MAX_BATCH_LINE_BYTES", 2 * 1024 * 1024, 256, 512 * 1024 * 1024),
     )
 
 
@@ -285,7 +290,17 @@ def load_consumer_settings(env: Mapping[str, str] | None = None, cpus: int | Non
             f"MAX_INPUTS_PER_REQUEST={max_inputs} is larger than MAX_QUEUED_INPUTS={max_queued}; "
             "a full line could never be queued"
         )
-    visibility = _int(env, "VISIBILITY_TIMEOUT_SECONDS", 300, 3, 43_200)
+    # Short visibility + a heartbeat: a crashed task's batch is visible again (and resumed by another
+    # consumer) at most VISIBILITY_TIMEOUT_SECONDS after its last beat; a beat every third of it lets
+    # two in a row fail (an SQS blip) before the message could be taken from a live consumer.
+    visibility = _int(env, "VISIBILITY_TIMEOUT_SECONDS", 30, 3, 43_200)
+    heartbeat = _int(env, "HEARTBEAT_SECONDS", max(1, visibility // 3), 1, 43_200)
+    if heartbeat * 3 > visibility:
+        raise ConfigError(
+            f"HEARTBEAT_SECONDS={heartbeat} is more than a third of VISIBILITY_TIMEOUT_SECONDS={visibility}; "
+            "a beat must come at least three times per visibility timeout so that one or two failed beats "
+            "do not hand a running batch to a second consumer"
+        )
     drain = _float(env, "DRAIN_TIMEOUT_SECONDS", 90.0, 0.0, 3600.0)
     detected = available_cpus() if cpus is None else cpus
     return ConsumerSettings(
@@ -299,7 +314,9 @@ def load_consumer_settings(env: Mapping[str, str] | None = None, cpus: int | Non
         max_input_tokens=_int(env, "MAX_INPUT_TOKENS", MODEL_MAX_TOKENS, 3, MODEL_MAX_TOKENS),
         token_budget_per_minute=_int(env, "BATCH_TOKEN_BUDGET_PER_MINUTE", 300_000, 1, 10**12),
         visibility_timeout_seconds=visibility,
-        max_receives=_int(env, "MAX_RECEIVES", 5, 1, 1000),
+        heartbeat_seconds=heartbeat,
+        # At least 2: the MAX_RECEIVES-th receive ends the batch instead of running it (worker/consumer.py).
+        max_receives=_int(env, "MAX_RECEIVES", 5, 2, 1000),
         retry_delay_seconds=_int(env, "RETRY_DELAY_SECONDS", 30, 0, 43_200),
         checkpoint_lines=_int(env, "CHECKPOINT_LINES", 100, 1, 100_000),
         drain_timeout_seconds=drain,

@@ -12,12 +12,18 @@ line range — before recording the checkpoint in DynamoDB with a conditional wr
   written after the last checkpoint; output ids are derived from (batch, line), so a rewritten
   line is identical. The output file is assembled from the recorded parts only.
 - Nothing lost: the message is deleted only after the final files and status are written; until
-  then a heartbeat extends its visibility (ChangeMessageVisibility every third of
-  VISIBILITY_TIMEOUT_SECONDS), so a crash only delays the batch by one visibility timeout.
-- Poison: an exception on the MAX_RECEIVES-th receive (ApproximateReceiveCount) marks the batch
-  `failed` with the reason and releases the message, which the queue's redrive policy (its
-  maxReceiveCount must equal MAX_RECEIVES) then moves to the dead-letter queue; earlier failures
-  release it for a retry after RETRY_DELAY_SECONDS.
+  then a heartbeat extends its visibility (ChangeMessageVisibility to VISIBILITY_TIMEOUT_SECONDS,
+  default 30, every HEARTBEAT_SECONDS, default 10), so after a crash another consumer resumes the
+  batch at most VISIBILITY_TIMEOUT_SECONDS after the last beat (30 s by default, not minutes).
+- Never stranded: a failed attempt records its reason and releases the message for a retry after
+  RETRY_DELAY_SECONDS. The MAX_RECEIVES-th receive (ApproximateReceiveCount; the queue's redrive
+  maxReceiveCount must equal it) does not run the batch again — every earlier attempt failed or
+  crashed, and a crash (a line that kills the process) leaves no handler to fail it — but ends it
+  `failed` (`expired` past its window) with the finished lines' files and the reason, then releases
+  the message for the queue to move to the dead-letter queue. The 24 h window is also checked at
+  every checkpoint, so a batch kept alive by its heartbeat still ends `expired` one part after it,
+  and the heartbeat stops renewing past the window, so work stuck inside a part (a hung call) lets
+  the message go and the next receive ends the batch `expired`.
 - SIGTERM (an ECS stop or a Spot interruption): no further receive; the current part finishes and
   is checkpointed, the message is released (visibility 0) for another task, and the process exits 0.
   If that takes longer than DRAIN_TIMEOUT_SECONDS the part is abandoned (its lines are redone).
@@ -44,9 +50,10 @@ from typing import Any
 import orjson
 
 from worker import logs
-from worker.api import ApiError, check_input_lengths, embeddings_response, parse_embeddings_request
+from worker.api import check_input_lengths, embeddings_response, parse_embeddings_request
 from worker.background import cancel_and_wait
 from worker.batch_format import (
+    COMPLETION_WINDOW,
     TERMINAL_STATUSES,
     Checkpoint,
     LineError,
@@ -59,12 +66,15 @@ from worker.batch_format import (
 from worker.batch_store import BatchStore, ConditionFailed, part_keys
 from worker.batcher import Batcher
 from worker.config import ConfigError, ConsumerSettings, load_consumer_settings
+from worker.errors import ApiError
 from worker.limits import TenantLimits
 from worker.model import DIMENSIONS, Embedder
 
 _INLINE_TOKENIZE_CHARS = 8192
 # Reasons stored in a batch record (and shown by batches.retrieve) are cut to this length.
 _MAX_REASON_CHARS = 500
+# A batch in one of these may still be failed; the rest are terminal.
+_OPEN_STATUSES = ("validating", "in_progress", "finalizing", "cancelling")
 
 
 class Released(Exception):
@@ -103,6 +113,8 @@ class Consumer:
         # Requests are not limited here (one line is one request the API never saw); tokens are.
         self.limits = TenantLimits(10**9, settings.token_budget_per_minute)
         self.stop = asyncio.Event()
+        # The running batch's window end (epoch seconds): the heartbeat stops renewing past it.
+        self.window_ends: float | None = None
 
     # --- the receive loop ----------------------------------------------------------------------
 
@@ -147,7 +159,13 @@ class Consumer:
     async def _heartbeat(self, receipt: str) -> None:
         visibility = self.settings.visibility_timeout_seconds
         while True:
-            await asyncio.sleep(max(1, visibility // 3))
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            if self.window_ends is not None and time.time() > self.window_ends:
+                # Past the window, work that has not reached a checkpoint (which would have ended the
+                # batch `expired`) is stuck, e.g. a hung model call: let the message go, so that the
+                # next receive ends the batch `expired` instead of this task holding it forever.
+                logs.event("heartbeat_stopped", reason="window_passed")
+                return
             try:
                 await asyncio.to_thread(self.store.set_visibility, receipt, visibility)
             except Exception as exc:  # a missed beat is retried at the next; the work goes on
@@ -156,14 +174,21 @@ class Consumer:
     async def handle(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        self.window_ends = None
         heartbeat = asyncio.ensure_future(self._heartbeat(receipt))
         reference: tuple[str, str] | None = None
         outcome = "retry"
         reason = ""
         try:
             reference = self._reference(message.get("Body", ""))
-            await self.process(*reference)
-            outcome = "done"
+            if receives >= self.settings.max_receives:
+                # The last receive before the dead-letter queue: earlier attempts ended without
+                # finishing (a caught failure, or a crash no handler saw), so running again could
+                # only repeat it and strand the batch. End it instead, with what is done.
+                outcome = await self._give_up(*reference, receives)
+            else:
+                await self.process(*reference)
+                outcome = "done"
         except Released:
             outcome = "release"
         except Abandoned:
@@ -180,7 +205,20 @@ class Consumer:
 
         if outcome == "done":
             await asyncio.to_thread(self.store.delete, receipt)
+        elif outcome == "gave_up":
+            # Released, not deleted: the next receive makes the queue move it to the dead-letter
+            # queue, whose alarm tells an operator (the batch record already says why).
+            await asyncio.to_thread(self.store.set_visibility, receipt, 0)
         elif outcome == "release":
+            if reference is not None:
+                # A drain uses up a receive too: if the last one gives up, its reason should say so.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(
+                        self.store.note_error,
+                        *reference,
+                        "the consumer was stopped (SIGTERM) and released it",
+                        _OPEN_STATUSES,
+                    )
             await asyncio.to_thread(self.store.set_visibility, receipt, 0)
             logs.event("message_released", reason="stopping", batch_id=reference and reference[1])
         elif outcome == "retry":
@@ -190,6 +228,10 @@ class Consumer:
         batch_id = reference[1] if reference else None
         if receives < self.settings.max_receives:
             logs.event("batch_retry", batch_id=batch_id, receives=receives, error=reason)
+            if reference is not None:
+                # Kept on the record so that the attempt that gives up can say why the others failed.
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.store.note_error, *reference, reason, _OPEN_STATUSES)
             await asyncio.to_thread(self.store.set_visibility, receipt, self.settings.retry_delay_seconds)
             return
         if reference is not None:
@@ -197,7 +239,7 @@ class Consumer:
                 await asyncio.to_thread(
                     self.store.transition,
                     *reference,
-                    ("validating", "in_progress", "finalizing", "cancelling"),
+                    _OPEN_STATUSES,
                     "failed",
                     error_code="batch_failed",
                     error_reason=f"failed after {receives} attempts: {reason}",
@@ -205,6 +247,45 @@ class Consumer:
         logs.event("batch_failed", batch_id=batch_id, receives=receives, error=reason)
         # Released, not deleted: the next receive makes the queue move it to the dead-letter queue.
         await asyncio.to_thread(self.store.set_visibility, receipt, 0)
+
+    async def _give_up(self, tenant: str, batch_id: str, receives: int) -> str:
+        """End a batch whose attempts all failed: `failed` (or `expired`, past its window), files kept.
+
+        Returns the message's outcome: "gave_up" (release it to the dead-letter queue) or "done"
+        (the batch had already ended; delete the message).
+        """
+        item = await self._batch(tenant, batch_id)
+        status = item["status"]
+        if status in TERMINAL_STATUSES:
+            logs.event("batch_already_done", batch_id=batch_id, status=status)
+            return "done"
+        if status == "finalizing":
+            # Every line was done and only the assembly was interrupted: it is short, and finishing it is the answer.
+            await self._finish(item, "finalizing", "completed")
+            return "done"
+        checkpoint = checkpoint_of(item)
+        if item.get("last_error"):
+            cause = str(item["last_error"])
+        else:
+            last = min(checkpoint.next_line + self.settings.checkpoint_lines, int(item["total"]))
+            cause = (
+                f"the consumer stopped without a trace on lines {checkpoint.next_line + 1}-{last} "
+                "(a crash: out of memory, a fault in the model, or the task killed)"
+            )
+        expired = time.time() > int(item["expires_at"])
+        final = "cancelled" if status == "cancelling" else "expired" if expired else "failed"
+        done = f"{checkpoint.next_line} of {item['total']} lines were done (results in the output and error files)"
+        values = {
+            "error_code": "batch_expired" if final == "expired" else "batch_failed",
+            # The cause first: the reason is cut to _MAX_REASON_CHARS.
+            "error_reason": f"failed after {receives} attempts: {cause[:300]}; {done}"[:_MAX_REASON_CHARS],
+        }
+        if status == "validating":
+            await asyncio.to_thread(self.store.transition, tenant, batch_id, ("validating",), final, **values)
+        else:
+            await self._finish(item, status, final, **(values if final != "cancelled" else {}))
+        logs.event("batch_failed", batch_id=batch_id, receives=receives, status=final, error=cause[:_MAX_REASON_CHARS])
+        return "gave_up"
 
     @staticmethod
     def _reference(body: str) -> tuple[str, str]:
@@ -227,6 +308,7 @@ class Consumer:
 
     async def process(self, tenant: str, batch_id: str) -> None:
         item = await self._batch(tenant, batch_id)
+        self.window_ends = float(item["expires_at"])
         if item["status"] == "validating":
             try:
                 item = await asyncio.to_thread(self.store.transition, tenant, batch_id, ("validating",), "in_progress")
@@ -237,12 +319,15 @@ class Consumer:
             logs.event("batch_already_done", batch_id=batch_id, status=status)
             return
         if status == "in_progress" and time.time() > int(item["expires_at"]):
-            await self._finish(item, "in_progress", "expired")
+            await self._expire(item)
             return
         if status == "in_progress":
-            item = await self._run(item)
+            item, finished = await self._run(item)
             if item["status"] == "cancelling":
                 await self._finish(item, "cancelling", "cancelled")
+                return
+            if not finished:
+                await self._expire(item)
                 return
             item = await asyncio.to_thread(self.store.transition, tenant, batch_id, ("in_progress",), "finalizing")
             status = "finalizing"
@@ -251,8 +336,19 @@ class Consumer:
         elif status == "cancelling":
             await self._finish(item, "cancelling", "cancelled")
 
-    async def _run(self, item: dict[str, Any]) -> dict[str, Any]:
-        """Embed from the checkpoint to the end; returns the record (in_progress, or cancelling)."""
+    async def _expire(self, item: dict[str, Any]) -> None:
+        """The 24 h window passed with lines left: end as `expired`, keeping what is done (OpenAI's state)."""
+        checkpoint = checkpoint_of(item)
+        reason = (
+            f"the {COMPLETION_WINDOW} completion window ended with {checkpoint.next_line} of {item['total']} "
+            "lines done; their results are in the output and error files"
+        )
+        await self._finish(item, "in_progress", "expired", error_code="batch_expired", error_reason=reason)
+
+    async def _run(self, item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Embed from the checkpoint on; returns the record (in_progress, or cancelling) and whether
+        every line is done (False: the completion window passed first, checked at every checkpoint,
+        so a batch slowed by its token budget still ends at most one part after its window)."""
         tenant, batch_id = item["tenant"], item["id"]
         checkpoint = checkpoint_of(item)
         total = int(item["total"])
@@ -271,9 +367,11 @@ class Consumer:
         while True:
             if self.stop.is_set():
                 raise Released
+            if time.time() > int(item["expires_at"]):
+                return item, False
             chunk = await asyncio.to_thread(_take, lines, self.settings.checkpoint_lines)
             if not chunk:
-                return item
+                return item, True
             outputs, errors = await self._embed_lines(tenant, batch_id, checkpoint.next_line, chunk)
             after = checkpoint.advance(checkpoint.next_line + len(chunk), chunk[-1][1], len(outputs), len(errors))
             start, end = checkpoint.next_line, after.next_line
@@ -286,7 +384,7 @@ class Consumer:
                 current = await asyncio.to_thread(self.store.get, tenant, batch_id)
                 if current is not None and current["status"] == "cancelling":
                     logs.event("batch_cancel_seen", batch_id=batch_id, next_line=checkpoint.next_line)
-                    return current
+                    return current, False
                 logs.event("checkpoint_conflict", batch_id=batch_id, next_line=checkpoint.next_line)
                 raise Abandoned from None
             checkpoint = after
@@ -361,7 +459,7 @@ class Consumer:
                 (outputs if entry[0] else errors).append(entry[1])
         return outputs, errors
 
-    async def _finish(self, item: dict[str, Any], current: str, final: str) -> None:
+    async def _finish(self, item: dict[str, Any], current: str, final: str, **values: str) -> None:
         """Assemble the recorded parts into the output and error files, then record the final status."""
         tenant, batch_id = item["tenant"], item["id"]
         checkpoint = checkpoint_of(item)
@@ -385,7 +483,7 @@ class Consumer:
             await asyncio.to_thread(self.store.table.put_item, Item=record)
             files[f"{kind}_file_id"] = file_id
         try:
-            await asyncio.to_thread(self.store.transition, tenant, batch_id, (current,), final, **files)
+            await asyncio.to_thread(self.store.transition, tenant, batch_id, (current,), final, **files, **values)
         except ConditionFailed:
             now = await asyncio.to_thread(self.store.get, tenant, batch_id)
             if now is None or now["status"] not in TERMINAL_STATUSES:
