@@ -358,8 +358,10 @@ def ecr_lifecycle_policy(
 # assembles output files with upload_fileobj) are authorised as s3:PutObject, except their abort.
 BATCH_API_ACTIONS: Mapping[str, tuple[str, ...]] = {
     "queue": ("sqs:SendMessage",),
-    "objects": ("s3:GetObject", "s3:PutObject"),
-    "table": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+    # Delete: `DELETE /v1/files/{id}`; Query: the tenant-scoped `GET /v1/files` and `GET /v1/batches` pages
+    # (one Query on the tenant's partition, never a Scan of the table).
+    "objects": ("s3:DeleteObject", "s3:GetObject", "s3:PutObject"),
+    "table": ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
 }
 BATCH_CONSUMER_ACTIONS: Mapping[str, tuple[str, ...]] = {
     "queue": ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"),

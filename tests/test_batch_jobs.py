@@ -36,6 +36,7 @@ S3_ACTIONS = {
     "put_object": ("s3:PutObject",),
     "get_object": ("s3:GetObject",),
     "head_object": ("s3:GetObject",),
+    "delete_object": ("s3:DeleteObject",),
     # A managed transfer: CreateMultipartUpload/UploadPart/Complete are s3:PutObject; a failure aborts.
     "upload_fileobj": ("s3:PutObject", "s3:AbortMultipartUpload"),
 }
