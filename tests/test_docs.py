@@ -30,9 +30,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_own_service_guide import SERVICE, commands, fresh_clone
 
 from harness import ROOT
-from test_own_service_guide import SERVICE, commands, fresh_clone
 
 README = ROOT / "README.md"
 GUIDE = ROOT / "docs" / "own-service.md"
