@@ -36,7 +36,14 @@ from harness import ROOT
 
 README = ROOT / "README.md"
 GUIDE = ROOT / "docs" / "own-service.md"
-PAGES = sorted([README, *(ROOT / "docs").glob("*.md"), *[p for p in [ROOT / "bootstrap" / "README.md"] if p.exists()]])
+PAGES = sorted(
+    [
+        README,
+        ROOT / "CHANGELOG.md",
+        *(ROOT / "docs").glob("*.md"),
+        *[p for p in [ROOT / "bootstrap" / "README.md"] if p.exists()],
+    ]
+)
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console", "zsh"}
 MARKS = {"sh", "sh ci", "sh aws", "sh local"}
 # Fences of any length (the plan's sample output is a ````markdown block holding ``` fences).
