@@ -238,7 +238,7 @@ def run_program_with_url(url: str) -> Graph:
 
 
 # ---- Taking over the hand-made `legacy` record ------------------------------------------------------
-# The README has the user create the weighted `legacy` record before the first cutover `up`. The pinned
+# docs/migration.md has the user create the weighted `legacy` record before the first cutover `up`. The pinned
 # provider creates a record with Route 53's CREATE unless `allow_overwrite` is set, then with UPSERT
 # (pulumi_aws/route53/record.py documents allow_overwrite as "Allow creation of this record to overwrite
 # an existing record, if any"; terraform-provider-aws internal/service/route53/record.go: "Use UPSERT only
@@ -248,8 +248,8 @@ README_LEGACY = "my-env.eu-west-1.elasticbeanstalk.com"
 
 
 def readme_change_batch() -> dict:
-    """The change batch the README's migration section tells the user to apply by hand."""
-    section = (ROOT / "README.md").read_text().split("## Moving off Beanstalk", 1)[1]
+    """The change batch the migration guide (docs/migration.md) tells the user to apply by hand."""
+    section = (ROOT / "docs" / "migration.md").read_text().split("# Moving off Beanstalk", 1)[1]
     block = section.split("```json", 1)[1].split("```", 1)[0]
     return json.loads(block)
 

@@ -1034,10 +1034,15 @@ def _pulumi_yaml_config() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
 
 
-def test_readme_and_pulumi_yaml_are_generated_from_the_models():
-    # Each setting is declared once; the README table and Pulumi.yaml descriptions are renderings.
+def test_configuration_doc_and_pulumi_yaml_are_generated_from_the_models():
+    # Each setting is declared once; docs/configuration.md's table and Pulumi.yaml's descriptions are
+    # renderings. The table has one home: a second, hand-kept copy (the README's, before docs/) would drift.
     assert reference.main([]) == 0, "run: python -m components.settings.reference --write"
+    assert reference.REFERENCE_DOC == ROOT / "docs" / "configuration.md"
     table = reference.markdown_table()
+    doc = reference.REFERENCE_DOC.read_text()
+    assert f"{reference.BEGIN}\n{table}\n{reference.END}" in doc
+    assert reference.BEGIN not in (ROOT / "README.md").read_text()
     for key, spec in CONFIG_KEYS.items():
         assert f"| `gantry:{key}` |" in table
         for name, field in spec.model.model_fields.items() if spec.model else ():
