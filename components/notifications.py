@@ -26,6 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from bootstrap.documents import PROGRAM_KEY_TAG, PROGRAM_KEY_TAG_VALUE
 from components.env import AwsEnv
 from components.settings.operations import SEVERITIES, OperationsSettings
 
@@ -159,6 +160,9 @@ class Notifications(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=pulumi.Output.json_dumps(key_policy(publishers)),
+            # The tag that makes it a program key: the only kind of key the deploy roles may create and
+            # administer (bootstrap.documents.PROGRAM_KEY_TAG), never the bootstrap's state or secrets keys.
+            tags={PROGRAM_KEY_TAG: PROGRAM_KEY_TAG_VALUE},
             opts=child,
         )
         aws.kms.Alias(f"{name}-key-alias", name=f"alias/{prefix}-alerts", target_key_id=self.key.key_id, opts=child)

@@ -97,7 +97,8 @@ def test_pass_role_only_to_gantry_roles_and_gantry_services() -> None:
 
 
 def test_deploy_is_denied_iam_on_itself_and_all_but_reading_the_boundary() -> None:
-    roles, boundary = [s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"]
+    denies = {s["Sid"]: s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"}
+    roles, boundary = denies["NeverTouchDeliveryRoles"], denies["NeverChangeTheBoundary"]
     # The delivery roles and the managed policies that grant the deploy roles their rights.
     assert (roles["Action"], roles["Resource"]) == (
         "iam:*",
