@@ -34,6 +34,10 @@ SUBJECT_FORMS = ("repository-name", "repository-id")
 # Each zone adds its ARN to the deploy role's `edge` managed policy, which IAM caps at 6,144 characters;
 # 20 of the longest ids with the longest prefix, partition and region still fit (tests/test_quotas.py).
 MAX_HOSTED_ZONES = 20
+# Each environment adds its secrets key's ARN to the deploy roles' NeverTouchBootstrapKeys deny, in the
+# `operations-and-jobs` managed policy (6,144 characters): 10 environments with the longest prefix,
+# partition and region still fit (tests/test_quotas.py), and each gets two roles of IAM's 1,000 per account.
+MAX_ENVIRONMENTS = 10
 # S3 bucket names are at most 63 characters; the state bucket is <prefix>-<account>-<region>.
 _BUCKET_MAX = 63
 
@@ -125,6 +129,11 @@ def parse(values: Mapping[str, str], *, account_id: str, region: str) -> Bootstr
                     f"{NAMESPACE}:environments entry {env!r} is invalid; allowed: 1-64 of A-Z a-z 0-9 . _ - "
                     "starting with a letter or digit (no * ? : / that would make the sub condition a pattern)"
                 )
+        if len(environments) > MAX_ENVIRONMENTS:
+            errors.append(
+                f"{NAMESPACE}:environments lists {len(environments)} environments; allowed: at most "
+                f"{MAX_ENVIRONMENTS} (each adds its secrets key to a deploy policy IAM caps at 6,144 characters)"
+            )
         duplicates = sorted({e.lower() for e in environments if [x.lower() for x in environments].count(e.lower()) > 1})
         if duplicates:
             errors.append(f"{NAMESPACE}:environments repeats {duplicates} (GitHub environment names ignore case)")
