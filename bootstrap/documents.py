@@ -23,6 +23,10 @@ GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 # The audience aws-actions/configure-aws-credentials requests, as GitHub documents for AWS
 # (https://docs.github.com/en/actions/security-for-github-actions/security-hardening-your-deployments/configuring-openid-connect-in-amazon-web-services).
 GITHUB_AUDIENCE = "sts.amazonaws.com"
+# The resource prefix the program names everything with (its logical names are `gantry-*`; the bootstrap's
+# resourcePrefix default): components/settings/access.py requires referenced secrets and parameters to
+# carry it, because the boundary (gantry_secret_arns, gantry_parameter_arns) lets tasks read no others.
+PROGRAM_PREFIX = "gantry"
 WORKLOAD_ROLE_PATH = "/gantry/"
 DELIVERY_ROLE_PATH = "/gantry-delivery/"
 BOUNDARY_POLICY_NAME = "gantry-workload-boundary"
@@ -34,6 +38,12 @@ BOUNDARY_POLICY_NAME = "gantry-workload-boundary"
 # https://docs.aws.amazon.com/kms/latest/developerguide/tag-authorization.html).
 PROGRAM_KEY_TAG = "gantry-key"
 PROGRAM_KEY_TAG_VALUE = "program"
+# The same tag on every key of the bootstrap (state.py): a second, ARN-independent deny. IAM cannot tell
+# CreateKey's tagging from a TagResource on an existing key that has no `gantry-key` tag (KMS requires
+# kms:TagResource over every key of the account and Region to tag on create, "Controlling access to tags",
+# https://docs.aws.amazon.com/kms/latest/developerguide/tag-permissions.html), so a key that must never be
+# claimed carries the tag with any value but `program`, as the bootstrap's do.
+BOOTSTRAP_KEY_TAG_VALUE = "bootstrap"
 # What no delivery role may do to the bootstrap's own keys (state, secrets): change who may use them, stop
 # or delete them, re-tag them into the program's scope, or grant them away.
 BOOTSTRAP_KEY_GUARDED = (
@@ -117,7 +127,7 @@ class Scope:
     account_id: str
     region: str
     partition: str = "aws"
-    prefix: str = "gantry"
+    prefix: str = PROGRAM_PREFIX
 
     def arn(self, service: str, resource: str, *, regional: bool = True, account: bool = True) -> str:
         region = self.region if regional else ""
@@ -547,6 +557,20 @@ def _deploy_iam(scope: Scope) -> list[dict[str, Any]]:
             scope.arn("iam", "role/aws-service-role/*", regional=False),
             StringEquals={"iam:AWSServiceName": list(SERVICE_LINKED)},
         ),
+        # Who may assume a role is its trust policy, and IAM has no condition key on the content of the
+        # document CreateRole or UpdateAssumeRolePolicy sets (its keys are iam:PermissionsBoundary,
+        # iam:PassedToService, iam:AWSServiceName, iam:PolicyARN, ..., "IAM and AWS STS condition context
+        # keys", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html;
+        # the Service Authorization Reference lists UpdateAssumeRolePolicy on the role resource with no
+        # action-specific key). So IAM confines where trust may be written: only on roles under /gantry/,
+        # whatever Allow exists elsewhere; which principals it names is policy/rules.py's
+        # trusted-service-principals rule, run on every preview and up.
+        {
+            "Sid": "TrustOnlyOnGantryRoles",
+            "Effect": "Deny",
+            "Action": ["iam:CreateRole", "iam:UpdateAssumeRolePolicy"],
+            "NotResource": scope.workload_roles,
+        },
         # Explicit, so no Allow (here, in another area, or added later) can let a deploy rewrite its own
         # limits: the delivery roles and the managed policies that grant the deploy roles their rights.
         {
@@ -905,6 +929,14 @@ def _program_keys(scope: Scope, bootstrap_key_arns: Sequence[str]) -> list[dict[
             "Effect": "Deny",
             "Action": list(BOOTSTRAP_KEY_GUARDED),
             "Resource": sorted({*bootstrap_key_arns, *bootstrap_alias_patterns(scope)}),
+        },
+        # The same by tag: holds for a bootstrap key whatever its ARN (one added later, another Region).
+        {
+            "Sid": "NeverTouchBootstrapTaggedKeys",
+            "Effect": "Deny",
+            "Action": list(BOOTSTRAP_KEY_GUARDED),
+            "Resource": keys,
+            "Condition": {"StringEquals": {tag: BOOTSTRAP_KEY_TAG_VALUE}},
         },
     ]
 

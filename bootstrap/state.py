@@ -28,6 +28,11 @@ from bootstrap import documents
 NONCURRENT_VERSION_DAYS = 90
 
 
+# Marks every key of the bootstrap: the deploy roles are denied administering a key with this tag, may not
+# change the tag (documents.ProgramKeyTagIsFixed), and may manage only keys tagged `program`.
+BOOTSTRAP_KEY_TAGS = {documents.PROGRAM_KEY_TAG: documents.BOOTSTRAP_KEY_TAG_VALUE}
+
+
 def protected(parent: pulumi.Resource) -> pulumi.ResourceOptions:
     """Losing the bucket or a key loses every stack's state or secrets: Pulumi refuses to delete them."""
     return pulumi.ResourceOptions(parent=parent, protect=True)
@@ -66,6 +71,7 @@ class StateBackend(pulumi.ComponentResource):
             description="gantry: encrypts Pulumi state objects in the state bucket",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            tags=BOOTSTRAP_KEY_TAGS,
             opts=protected(self),
         )
         aws.kms.Alias(
@@ -77,6 +83,7 @@ class StateBackend(pulumi.ComponentResource):
             description="gantry: Pulumi secrets provider for every gantry stack",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            tags=BOOTSTRAP_KEY_TAGS,
             opts=protected(self),
         )
         aws.kms.Alias(
@@ -92,6 +99,7 @@ class StateBackend(pulumi.ComponentResource):
                 description=f"gantry: Pulumi secrets provider for the {env} stack",
                 enable_key_rotation=True,
                 deletion_window_in_days=30,
+                tags=BOOTSTRAP_KEY_TAGS,
                 opts=protected(self),
             )
             self.secrets_keys[env] = key

@@ -3,7 +3,7 @@
 It follows IAM's documented evaluation logic for one account's identity policies ("Policy evaluation
 logic", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html): an
 explicit Deny in any statement wins, otherwise some Allow must match, otherwise the request is implicitly
-denied. A statement matches when its Action (or NotAction) and Resource match, IAM's `*`/`?` wildcards,
+denied. A statement matches when its Action (or NotAction) and Resource (or NotResource) match, IAM's `*`/`?` wildcards,
 and every condition operator matches ("Condition operators",
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html):
 keys of one operator AND, values of one key OR; a key absent from the request makes a positive operator
@@ -52,6 +52,8 @@ def _operator_matches(operator: str, conditions: Mapping[str, Any], context: Con
             ok = not any(v in wanted for v in present)
         elif base in ("StringLike", "ArnLike"):
             ok = any(fnmatch.fnmatchcase(v, w) for v in present for w in wanted)
+        elif base in ("StringNotLike", "ArnNotLike"):
+            ok = not any(fnmatch.fnmatchcase(v, w) for v in present for w in wanted)
         elif base == "Bool":
             ok = any(v.lower() in [w.lower() for w in wanted] for v in present)
         else:
@@ -67,7 +69,10 @@ def statement_matches(statement: Mapping[str, Any], action: str, resource: str, 
             return False
     elif any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _list(statement["NotAction"])):
         return False
-    if not any(fnmatch.fnmatchcase(resource, r) for r in _list(statement.get("Resource", "*"))):
+    if "NotResource" in statement:
+        if any(fnmatch.fnmatchcase(resource, r) for r in _list(statement["NotResource"])):
+            return False
+    elif not any(fnmatch.fnmatchcase(resource, r) for r in _list(statement.get("Resource", "*"))):
         return False
     return all(_operator_matches(op, cond, context) for op, cond in statement.get("Condition", {}).items())
 
