@@ -436,9 +436,6 @@ def deploy_role_policies(
             [
                 *_read_only(scope),
                 *_state_read(state_bucket_arn, state_key_arn),
-                # Every object, the lock files under .pulumi/locks/<org>/<project>/<stack>/ included: a
-                # cancelled job's `pulumi cancel`/next run can release its stack's lock.
-                _allow("WriteState", ["s3:PutObject", "s3:DeleteObject"], f"{state_bucket_arn}/*"),
                 _allow("EncryptState", ["kms:GenerateDataKey", "kms:Encrypt"], state_key_arn),
             ]
         ),
@@ -468,14 +465,40 @@ def deploy_role_policies(
     }
 
 
-def deploy_environment_policy(scope: Scope, *, environment: str, secrets_key_arn: str) -> dict[str, Any]:
-    """Inline on one environment's deploy role: that environment's stack secrets (the stack of the same
-    name encrypts and decrypts with its own key) and its own alert topics (`<prefix>-<stack>-<severity>`,
-    components/notifications.py), which the prod workflow's post-deploy eval pages through."""
+# The program's Pulumi project (`name` in the repository's Pulumi.yaml): its stacks' state objects are
+# under `.pulumi/<area>/gantry/<stack>...` in the state bucket.
+PULUMI_PROJECT = "gantry"
+
+
+def stack_state_objects(state_bucket_arn: str, stack: str, project: str = PULUMI_PROJECT) -> list[str]:
+    """Every object the DIY backend writes for one stack (pulumi/pulumi pkg/backend/diy/store.go
+    projectReferenceStore and lock.go): the checkpoint `.pulumi/stacks/<project>/<stack>.json` (with its
+    `.bak`, and `.gz`/`.zst` when compressed), the `history/`, `backups/` and `journal/` directories
+    `<area>/<project>/<stack>/`, and the locks `.pulumi/locks/organization/<project>/<stack>/<id>.json`
+    (a DIY backend's organization is always `organization`). `<stack>.json*` matches no other stack's
+    checkpoint: that stack's name would have to begin with `<stack>.json`."""
+    root = f"{state_bucket_arn}/.pulumi"
+    return [
+        f"{root}/stacks/{project}/{stack}.json*",
+        *(f"{root}/{area}/{project}/{stack}/*" for area in ("history", "backups", "journal")),
+        f"{root}/locks/organization/{project}/{stack}/*",
+    ]
+
+
+def deploy_environment_policy(
+    scope: Scope, *, environment: str, secrets_key_arn: str, state_bucket_arn: str
+) -> dict[str, Any]:
+    """Inline on one environment's deploy role: the state of that environment's stack only (the stack of
+    the same name: another environment's checkpoint, history and locks stay out of reach), its stack
+    secrets (encrypted and decrypted with its own key) and its own alert topics
+    (`<prefix>-<stack>-<severity>`, components/notifications.py), which the prod workflow's post-deploy
+    eval pages through. Its locks included: a cancelled job's release step (scripts/ci/stack_lock.py)
+    deletes its own stack's lock."""
     p = scope.prefix
     stack = environment.lower()
     return _document(
         [
+            _allow("WriteOwnStackState", ["s3:PutObject", "s3:DeleteObject"], stack_state_objects(state_bucket_arn, stack)),
             _decrypt_stack_secrets(secrets_key_arn),
             _allow("EncryptStackSecrets", ["kms:Encrypt", "kms:GenerateDataKey"], secrets_key_arn),
             _allow(
@@ -508,7 +531,9 @@ def deploy_role_policy(
         bootstrap_key_arns=(state_key_arn, secrets_key_arn) if bootstrap_key_arns is None else bootstrap_key_arns,
         hosted_zone_ids=hosted_zone_ids,
     )
-    own = deploy_environment_policy(scope, environment=environment, secrets_key_arn=secrets_key_arn)
+    own = deploy_environment_policy(
+        scope, environment=environment, secrets_key_arn=secrets_key_arn, state_bucket_arn=state_bucket_arn
+    )
     return _document([s for document in [*parts.values(), own] for s in document["Statement"]])
 
 

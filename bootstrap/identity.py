@@ -35,9 +35,12 @@ def _area_json(area: str, by_area: dict[str, dict[str, Any]]) -> str:
     return json.dumps(by_area[area])
 
 
-def _environment_json(scope: documents.Scope, environment: str, secrets_key_arn: str) -> str:
+def _environment_json(scope: documents.Scope, environment: str, arns: list[str]) -> str:
+    secrets_key_arn, state_bucket_arn = arns
     return json.dumps(
-        documents.deploy_environment_policy(scope, environment=environment, secrets_key_arn=secrets_key_arn)
+        documents.deploy_environment_policy(
+            scope, environment=environment, secrets_key_arn=secrets_key_arn, state_bucket_arn=state_bucket_arn
+        )
     )
 
 
@@ -170,7 +173,7 @@ class DeliveryIdentity(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{role_name}-environment",
                 role=role.id,
-                policy=pulumi.Output.from_input(args.secrets_key_arns[env]).apply(
+                policy=pulumi.Output.all(args.secrets_key_arns[env], args.state_bucket_arn).apply(
                     functools.partial(_environment_json, scope, env)
                 ),
                 opts=child,

@@ -262,7 +262,9 @@ def test_the_old_single_deploy_policy_is_refused_and_the_split_fits() -> None:
         SCOPE, **STATE, secrets_key_arn=SECRETS_KEY, bootstrap_key_arns=BOOTSTRAP_KEYS, hosted_zone_ids=zones
     )
     # The shared managed parts, then the role's own per-environment inline policy.
-    own = documents.deploy_environment_policy(SCOPE, environment="dev", secrets_key_arn=SECRETS_KEY)
+    own = documents.deploy_environment_policy(
+        SCOPE, environment="dev", secrets_key_arn=SECRETS_KEY, state_bucket_arn=STATE["state_bucket_arn"]
+    )
     assert [s for p in [*parts.values(), own] for s in p["Statement"]] == union["Statement"]
     assert list(parts) == list(documents.DEPLOY_POLICY_AREAS) and len(parts) <= 10
     sizes = {area: quotas.policy_size(p) for area, p in parts.items()}
@@ -308,6 +310,8 @@ def test_every_deploy_policy_fits_for_the_longest_config_the_bootstrap_accepts()
     assert (quotas.policy_size(documents.workload_boundary_policy(scope)) or 0) <= 6_144
     preview = documents.preview_role_policy(scope, **state, secrets_key_arn=secrets_key)
     assert (quotas.policy_size(preview) or 0) <= 10_240
-    # The longest environment name: a deploy role's inline environment policy, far under 10,240.
-    own = documents.deploy_environment_policy(scope, environment="e" * 64, secrets_key_arn=secrets_key)
-    assert (quotas.policy_size(own) or 0) <= 1_000
+    # The longest environment name and bucket: a deploy role's inline environment policy, far under 10,240.
+    own = documents.deploy_environment_policy(
+        scope, environment="e" * 64, secrets_key_arn=secrets_key, state_bucket_arn=state["state_bucket_arn"]
+    )
+    assert (quotas.policy_size(own) or 0) <= 2_500

@@ -398,7 +398,7 @@ def test_the_bootstrap_fits_every_quota_and_its_deploy_roles_use_managed_policie
     ]
     for r in inline:
         if r.urn.endswith("-environment"):
-            assert (quotas.policy_size(r.props["policy"]) or 0) < 1_000, r.urn
+            assert (quotas.policy_size(r.props["policy"]) or 0) < 2_500, r.urn
 
 
 def test_invalid_config_fails_before_any_resource() -> None:

@@ -32,7 +32,9 @@ def deploy(environment: str = "dev", key: str = DEV_KEY) -> list[dict[str, Any]]
     parts = documents.deploy_role_policies(
         SCOPE, state_bucket_arn=BUCKET, state_key_arn=STATE_KEY, bootstrap_key_arns=BOOTSTRAP_KEYS
     )
-    own = documents.deploy_environment_policy(SCOPE, environment=environment, secrets_key_arn=key)
+    own = documents.deploy_environment_policy(
+        SCOPE, environment=environment, secrets_key_arn=key, state_bucket_arn=BUCKET
+    )
     return [*parts.values(), own]
 
 
@@ -122,6 +124,51 @@ def test_each_role_decrypts_only_its_own_environments_secrets() -> None:
     assert not allowed(deploy("prod", PROD_KEY), "kms:Decrypt", DEV_KEY)
     for documents_ in (preview(), deploy()):
         assert not allowed(documents_, "kms:Decrypt", SHARED_KEY)
+
+
+# --- State: each deploy writes only its own stack's objects ---------------------------------------------
+
+# What `pulumi up -s <stack>` writes in the DIY backend (pulumi/pulumi pkg/backend/diy/store.go, lock.go).
+def _stack_objects(stack: str) -> list[str]:
+    return [
+        f"{BUCKET}/.pulumi/stacks/gantry/{stack}.json",
+        f"{BUCKET}/.pulumi/stacks/gantry/{stack}.json.bak",
+        f"{BUCKET}/.pulumi/stacks/gantry/{stack}.json.gz",
+        f"{BUCKET}/.pulumi/history/gantry/{stack}/{stack}-1765152000000000000.history.json",
+        f"{BUCKET}/.pulumi/history/gantry/{stack}/{stack}-1765152000000000000.checkpoint.json",
+        f"{BUCKET}/.pulumi/backups/gantry/{stack}/{stack}.1765152000000000000.json",
+        f"{BUCKET}/.pulumi/journal/gantry/{stack}/0001.json",
+        f"{BUCKET}/.pulumi/locks/organization/gantry/{stack}/2f5e1c3a-lock.json",
+    ]
+
+
+@pytest.mark.parametrize("action", ["s3:PutObject", "s3:DeleteObject"])
+def test_each_deploy_role_writes_only_its_own_stacks_state(action: str) -> None:
+    dev, prod = deploy("dev", DEV_KEY), deploy("prod", PROD_KEY)
+    for key in _stack_objects("dev"):
+        assert allowed(dev, action, key), key
+        assert not allowed(prod, action, key), key
+    for key in _stack_objects("prod"):
+        assert allowed(prod, action, key), key
+        assert not allowed(dev, action, key), key
+    # Nothing else in the bucket: another project's stack, a look-alike stack name, the backend's metadata.
+    for key in (
+        f"{BUCKET}/.pulumi/stacks/other/dev.json",
+        f"{BUCKET}/.pulumi/stacks/gantry/dev-copy.json",
+        f"{BUCKET}/.pulumi/meta.yaml",
+        f"{BUCKET}/.pulumi/locks/organization/gantry/prod/x.json",
+    ):
+        assert not allowed(dev, action, key), key
+    # Every state object stays readable (a stack reads its own; previews read all).
+    assert allowed(dev, "s3:GetObject", _stack_objects("prod")[0])
+
+
+def test_the_synthesised_deploy_roles_write_only_their_own_stack(graph) -> None:
+    bucket = graph.one("aws:s3/bucket:Bucket").outputs["arn"]
+    dev, prod = _role_documents(graph, "gantry-delivery-deploy-dev"), _role_documents(graph, "gantry-delivery-deploy-prod")
+    assert allowed(prod, "s3:PutObject", f"{bucket}/.pulumi/stacks/gantry/prod.json")
+    assert not allowed(dev, "s3:PutObject", f"{bucket}/.pulumi/stacks/gantry/prod.json")
+    assert not allowed(prod, "s3:DeleteObject", f"{bucket}/.pulumi/locks/organization/gantry/dev/1.json")
 
 
 # --- The boundary: gantry's secrets and parameters only --------------------------------------------------
