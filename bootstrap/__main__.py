@@ -87,7 +87,10 @@ pulumi.export("backendUrl", backend.bucket.bucket.apply(lambda b: f"s3://{b}"))
 # One secrets provider per environment: `pulumi stack init <env> --secrets-provider <secretsProviders.env>`.
 pulumi.export(
     "secretsProviders",
-    {env: alias.name.apply(lambda a: f"awskms://{a}?region={region}") for env, alias in backend.secrets_aliases.items()},
+    {
+        env: alias.name.apply(lambda a: f"awskms://{a}?region={region}")
+        for env, alias in backend.secrets_aliases.items()
+    },
 )
 pulumi.export("previewRoleArn", delivery.preview_role.arn)
 pulumi.export("previewRoleArns", {env: role.arn for env, role in delivery.preview_roles.items()})

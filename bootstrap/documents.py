@@ -498,13 +498,27 @@ def deploy_environment_policy(
     stack = environment.lower()
     return _document(
         [
-            _allow("WriteOwnStackState", ["s3:PutObject", "s3:DeleteObject"], stack_state_objects(state_bucket_arn, stack)),
+            _allow(
+                "WriteOwnStackState", ["s3:PutObject", "s3:DeleteObject"], stack_state_objects(state_bucket_arn, stack)
+            ),
             _decrypt_stack_secrets(secrets_key_arn),
             _allow("EncryptStackSecrets", ["kms:Encrypt", "kms:GenerateDataKey"], secrets_key_arn),
             _allow(
                 "PageThroughOwnTopics",
                 ["sns:Publish"],
                 [s.arn("sns", f"{p}-{stack}-*") for s in (scope, _us_east_1(scope))],
+            ),
+            # The topics are encrypted with a program key (components/notifications.py): publishing needs
+            # a data key, through SNS only ("Configure KMS permissions for AWS services",
+            # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+            _allow(
+                "EncryptOwnTopicMessages",
+                ["kms:GenerateDataKey", "kms:Decrypt"],
+                [s.arn("kms", "key/*") for s in (scope, _us_east_1(scope))],
+                StringEquals={
+                    f"aws:ResourceTag/{PROGRAM_KEY_TAG}": PROGRAM_KEY_TAG_VALUE,
+                    "kms:ViaService": [f"sns.{s.region}.amazonaws.com" for s in (scope, _us_east_1(scope))],
+                },
             ),
         ]
     )

@@ -549,7 +549,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         name="trusted-service-principals",
-        description="IAM roles trust only the AWS services gantry's roles are for (ECS tasks, CodeDeploy, Lambda, VPC Flow Logs).",
+        description="IAM roles trust only gantry's services (ECS tasks, CodeDeploy, Lambda, VPC Flow Logs).",
         mandatory=True,
         resource_check=trusted_service_principals,
     ),

@@ -44,9 +44,7 @@ def _operator_matches(operator: str, conditions: Mapping[str, Any], context: Con
             if if_exists or base.startswith(("StringNot", "ArnNot")):
                 continue
             return False
-        if base == "ForAnyValue:StringEquals":
-            ok = any(v in wanted for v in present)
-        elif base == "StringEquals":
+        if base == "ForAnyValue:StringEquals" or base == "StringEquals":
             ok = any(v in wanted for v in present)
         elif base == "StringNotEquals":
             ok = not any(v in wanted for v in present)
@@ -77,9 +75,7 @@ def statement_matches(statement: Mapping[str, Any], action: str, resource: str, 
     return all(_operator_matches(op, cond, context) for op, cond in statement.get("Condition", {}).items())
 
 
-def allowed(
-    documents: Iterable[Mapping[str, Any]], action: str, resource: str, context: Context | None = None
-) -> bool:
+def allowed(documents: Iterable[Mapping[str, Any]], action: str, resource: str, context: Context | None = None) -> bool:
     """Whether the identity policies `documents` together allow `action` on `resource` in `context`."""
     statements = [s for d in documents for s in d["Statement"]]
     context = context or {}

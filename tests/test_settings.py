@@ -317,13 +317,17 @@ BAD: list[Bad] = [
     # The permissions boundary lets tasks read only gantry/... and gantry-... (bootstrap.documents).
     Bad(
         "sm-arn-outside-gantry",
-        add_secret({"name": "UPSTREAM_TOKEN", "secretsManagerArn": SM_ARN.replace("secret:gantry/", "secret:payroll/")}),
+        add_secret(
+            {"name": "UPSTREAM_TOKEN", "secretsManagerArn": SM_ARN.replace("secret:gantry/", "secret:payroll/")}
+        ),
         "gantry:secrets[1].secretsManagerArn",
         ("outside gantry's secrets", "gantry/... or gantry-...", "secret:gantry/<name>"),
     ),
     Bad(
         "sm-arn-gantry-lookalike",
-        add_secret({"name": "UPSTREAM_TOKEN", "secretsManagerArn": SM_ARN.replace("secret:gantry/", "secret:gantryx-")}),
+        add_secret(
+            {"name": "UPSTREAM_TOKEN", "secretsManagerArn": SM_ARN.replace("secret:gantry/", "secret:gantryx-")}
+        ),
         "gantry:secrets[1].secretsManagerArn",
         ("outside gantry's secrets",),
     ),

@@ -97,7 +97,10 @@ def test_the_deploy_role_cannot_retag_a_key_into_or_out_of_the_program_set() -> 
     )
     # ... and a bootstrap key cannot lose its tag.
     assert not allowed(
-        deploy(), "kms:UntagResource", STATE_KEY, {"aws:TagKeys": [documents.PROGRAM_KEY_TAG], **resource_tags(BOOTSTRAP)}
+        deploy(),
+        "kms:UntagResource",
+        STATE_KEY,
+        {"aws:TagKeys": [documents.PROGRAM_KEY_TAG], **resource_tags(BOOTSTRAP)},
     )
     # Other tags on a program key stay the program's business.
     assert allowed(deploy(), "kms:TagResource", ALERTS_KEY, {**request_tags({"team": "ai"}), **program})
@@ -127,6 +130,7 @@ def test_each_role_decrypts_only_its_own_environments_secrets() -> None:
 
 
 # --- State: each deploy writes only its own stack's objects ---------------------------------------------
+
 
 # What `pulumi up -s <stack>` writes in the DIY backend (pulumi/pulumi pkg/backend/diy/store.go, lock.go).
 def _stack_objects(stack: str) -> list[str]:
@@ -165,7 +169,10 @@ def test_each_deploy_role_writes_only_its_own_stacks_state(action: str) -> None:
 
 def test_the_synthesised_deploy_roles_write_only_their_own_stack(graph) -> None:
     bucket = graph.one("aws:s3/bucket:Bucket").outputs["arn"]
-    dev, prod = _role_documents(graph, "gantry-delivery-deploy-dev"), _role_documents(graph, "gantry-delivery-deploy-prod")
+    dev, prod = (
+        _role_documents(graph, "gantry-delivery-deploy-dev"),
+        _role_documents(graph, "gantry-delivery-deploy-prod"),
+    )
     assert allowed(prod, "s3:PutObject", f"{bucket}/.pulumi/stacks/gantry/prod.json")
     assert not allowed(dev, "s3:PutObject", f"{bucket}/.pulumi/stacks/gantry/prod.json")
     assert not allowed(prod, "s3:DeleteObject", f"{bucket}/.pulumi/locks/organization/gantry/dev/1.json")
@@ -258,7 +265,9 @@ def test_the_subject_names_the_repository_by_name_or_by_its_ids() -> None:
         sub(subject="environment:prod", repository_ids=("1234567", "89012345"))
         == "repository_owner_id:1234567:repository_id:89012345:environment:prod"
     )
-    assert sub(subject="pull_request", repository_ids=("1", "2")) == "repository_owner_id:1:repository_id:2:pull_request"
+    assert (
+        sub(subject="pull_request", repository_ids=("1", "2")) == "repository_owner_id:1:repository_id:2:pull_request"
+    )
     assert documents.REPOSITORY_ID_CLAIM_KEYS == ("repository_owner_id", "repository_id", "context")
 
 
@@ -300,9 +309,10 @@ def test_the_synthesised_roles_cannot_touch_the_bootstrap_keys(graph) -> None:
             for action in KEY_ADMIN:
                 # Even if the tag were the program's: the ARN deny holds.
                 assert not allowed(held, action, arn, resource_tags(PROGRAM)), (env, key.name, action)
-        own, other = keys[f"gantry-state-secrets-key-{env}"], keys[
-            f"gantry-state-secrets-key-{'prod' if env == 'dev' else 'dev'}"
-        ]
+        own, other = (
+            keys[f"gantry-state-secrets-key-{env}"],
+            keys[f"gantry-state-secrets-key-{'prod' if env == 'dev' else 'dev'}"],
+        )
         assert allowed(held, "kms:Decrypt", own.outputs["arn"])
         assert not allowed(held, "kms:Decrypt", other.outputs["arn"])
 
@@ -350,3 +360,60 @@ def test_the_repository_id_subject_reaches_every_role() -> None:
         "gantry-delivery-deploy-dev": f"{ids}:environment:dev",
         "gantry-delivery-deploy-prod": f"{ids}:environment:prod",
     }
+
+
+# --- Paging: the prod deploy role publishes to its own page topic (scripts/ci/page.py) ----------------------
+
+
+def _topic_policy(stack: str) -> tuple[str, list[dict[str, Any]]]:
+    from components.notifications import Publishers, topic_policy
+
+    arn = SCOPE.arn("sns", f"gantry-{stack}-page")
+    publishers = Publishers(account_id=ACCOUNT, partition="aws", region="eu-west-1", alarm_prefix=f"gantry-{stack}")
+    return arn, [topic_policy(arn, publishers)]
+
+
+def _as(role: str) -> dict[str, str]:
+    """The request context of an assumed role's session over TLS (aws:PrincipalArn is the role's ARN)."""
+    return {
+        "aws:PrincipalArn": SCOPE.arn("iam", role, regional=False),
+        "aws:PrincipalIsAWSService": "false",
+        "aws:SecureTransport": "true",
+    }
+
+
+def test_the_prod_deploy_role_pages_through_its_own_topic_and_nobody_else_does() -> None:
+    """Same account: the role's identity policy grants, the topic policy's Deny may refuse ("Policy
+    evaluation logic"); both are evaluated together."""
+    topic, policy = _topic_policy("prod")
+    prod_role = "role/gantry-delivery/gantry-delivery-deploy-prod-1a2b3c4"
+    assert allowed([*deploy("prod", PROD_KEY), *policy], "sns:Publish", topic, _as(prod_role))
+    # dev's deploy role: its identity policy covers gantry-dev-* only.
+    dev_role = "role/gantry-delivery/gantry-delivery-deploy-dev-5d6e7f8"
+    assert not allowed([*deploy("dev", DEV_KEY), *policy], "sns:Publish", topic, _as(dev_role))
+    # A preview role sits under the same path but holds no sns:Publish.
+    assert not allowed(
+        [*preview(PROD_KEY), *policy],
+        "sns:Publish",
+        topic,
+        _as("role/gantry-delivery/gantry-delivery-preview-prod-9a8b7c6"),
+    )
+    # An administrator with sns:* everywhere is still refused by the topic.
+    admin = {"Version": documents.VERSION, "Statement": [{"Effect": "Allow", "Action": "sns:*", "Resource": "*"}]}
+    assert not allowed([admin, *policy], "sns:Publish", topic, _as("role/Admin"))
+    # A role elsewhere with a copy of the deploy policies is refused too: the exception is the path.
+    assert not allowed([*deploy("prod", PROD_KEY), *policy], "sns:Publish", topic, _as("role/gantry-deploy-prod"))
+    # Plain HTTP stays refused for everyone.
+    plain = {**_as(prod_role), "aws:SecureTransport": "false"}
+    assert not allowed([*deploy("prod", PROD_KEY), *policy], "sns:Publish", topic, plain)
+
+
+def test_the_deploy_role_encrypts_page_messages_with_program_keys_through_sns_only() -> None:
+    via_sns = {"kms:ViaService": "sns.eu-west-1.amazonaws.com", **resource_tags(PROGRAM)}
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert allowed(deploy("prod", PROD_KEY), action, ALERTS_KEY, via_sns), action
+        assert not allowed(deploy("prod", PROD_KEY), action, ALERTS_KEY, resource_tags(PROGRAM)), action
+        assert not allowed(
+            deploy("prod", PROD_KEY), action, FOREIGN_KEY, {"kms:ViaService": "sns.eu-west-1.amazonaws.com"}
+        )
+        assert not allowed(deploy("prod", PROD_KEY), action, SHARED_KEY, {**via_sns, **resource_tags(BOOTSTRAP)})

@@ -375,7 +375,7 @@ def test_the_trusted_services_are_the_services_the_deploy_roles_may_pass_roles_t
     (iam:PassedToService), and the pack lets a role trust only them."""
     from bootstrap import documents
 
-    assert rules.TRUSTED_SERVICES == frozenset(documents.WORKLOAD_SERVICES)
+    assert frozenset(documents.WORKLOAD_SERVICES) == rules.TRUSTED_SERVICES
 
 
 @pytest.mark.parametrize(

@@ -257,7 +257,9 @@ def test_a_role_trusting_anything_but_gantrys_services_is_refused(pack_python: P
     cases["web-identity"], urns["web-identity"] = change(
         stacks["prod"],
         execution_role,
-        assumeRolePolicy=trust({"Service": "ecs-tasks.amazonaws.com"}, ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"]),
+        assumeRolePolicy=trust(
+            {"Service": "ecs-tasks.amazonaws.com"}, ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"]
+        ),
     )
     result = analyze(pack_python, cases)
     for name, verdict in result.items():
