@@ -6,8 +6,13 @@ create and change IAM roles only under gantry's path (`/gantry/`) and only with 
 (`iam:PermissionsBoundary`), can pass those roles only to the services gantry's roles are for
 (`iam:PassedToService`), and are explicitly denied every IAM action on the delivery roles themselves and
 every action but reading it on the boundary policy (the program checks it exists before creating a role),
-so a deploy can never grant itself more. Everything else is scoped to this
-account and region and, wherever the service supports it, to names starting with the resource prefix.
+so a deploy can never grant itself more. Trust policies may be written only on roles under `/gantry/`
+(IAM cannot read their content; the policy pack's trusted-service-principals rule does). KMS keys are
+created and administered only with the program tag (`gantry-key=program`); the bootstrap's own keys
+(tagged `bootstrap`) are denied every administrative action by ARN and by tag. Each environment's roles
+decrypt only that environment's stack secrets, and a deploy role writes only its own stack's state
+objects. Roles under the boundary read only gantry's secrets and parameters. Everything else is scoped to
+this account and region and, wherever the service supports it, to names starting with the resource prefix.
 The `*` resources are those AWS forces (the action supports no resource-level permission), listed in
 STAR_ACTIONS with the reason, and tested to be the only ones.
 """
