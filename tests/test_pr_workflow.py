@@ -132,14 +132,15 @@ def drift_problems(workflow: dict[str, Any]) -> list[str]:
     """The preview jobs are one job per stack: the same steps but for the stack and its role."""
     previews = {stack: job for job in workflow["jobs"].values() if (stack := previewed_stack(job))}
 
-    def normalised(stack: str) -> Any:
+    def normalised(stack: str) -> str:
         job = copy.deepcopy(previews[stack])
         job.pop("environment", None)
-        text = repr(job).replace(stack.upper(), "<STACK>").replace(stack, "<stack>")
-        return text
+        return repr(job).replace(stack.upper(), "<STACK>").replace(stack, "<stack>")
 
-    shapes = {stack: normalised(stack) for stack in previews}
-    first = next(iter(sorted(shapes)), None)
+    shapes = {stack: normalised(stack) for stack in sorted(previews)}
+    if not shapes:
+        return []
+    first = min(shapes)
     return [f"preview of {s} differs from {first}'s" for s in sorted(shapes) if shapes[s] != shapes[first]]
 
 
