@@ -1,10 +1,10 @@
 """gantry-bootstrap: run once per AWS account by an administrator, before any gantry stack exists.
 
-Creates the state backend (bucket + state key + secrets-provider key) and the delivery identity (GitHub
-OIDC provider, preview role, one deploy role per environment, the workload permissions boundary). Config
-is validated in full before any resource is registered. Its outputs are what the repository's workflows
-and stacks are configured with: the backend URL, the secrets provider, the role ARNs, and the boundary and
-path gantry's own roles must carry.
+Creates the state backend (bucket + state key + one secrets-provider key per environment) and the delivery
+identity (GitHub OIDC provider, one preview and one deploy role per environment, the workload permissions
+boundary). Config is validated in full before any resource is registered. Its outputs are what the
+repository's workflows and stacks are configured with: the backend URL, each environment's secrets
+provider, the role ARNs, and the boundary and path gantry's own roles must carry.
 """
 
 from __future__ import annotations
@@ -34,7 +34,18 @@ config = pulumi.Config(NAMESPACE)
 settings = parse(
     {
         f"{NAMESPACE}:{key}": value
-        for key in ("githubOwner", "githubRepo", "environments", "stateBucketPrefix", "resourcePrefix", "hostedZoneIds")
+        for key in (
+            "githubOwner",
+            "githubRepo",
+            "environments",
+            "pullRequestEnvironment",
+            "oidcSubject",
+            "githubOwnerId",
+            "githubRepositoryId",
+            "stateBucketPrefix",
+            "resourcePrefix",
+            "hostedZoneIds",
+        )
         if (value := config.get(key)) is not None
     },
     account_id=identity.account_id,
@@ -47,7 +58,9 @@ scope = documents.Scope(
 backend = StateBackend(
     "gantry-state",
     StateBackendArgs(
-        bucket_name=settings.state_bucket_name(identity.account_id, region), alias_prefix=settings.resource_prefix
+        bucket_name=settings.state_bucket_name(identity.account_id, region),
+        alias_prefix=settings.resource_prefix,
+        environments=settings.environments,
     ),
 )
 delivery = DeliveryIdentity(
@@ -56,16 +69,31 @@ delivery = DeliveryIdentity(
         scope=scope,
         repository=settings.repository,
         environments=settings.environments,
+        pull_request_environment=settings.pull_request_environment,
         state_bucket_arn=backend.bucket.arn,
         state_key_arn=backend.state_key.arn,
-        secrets_key_arn=backend.secrets_key.arn,
+        secrets_key_arns={env: key.arn for env, key in backend.secrets_keys.items()},
+        bootstrap_key_arns=[
+            backend.state_key.arn,
+            backend.shared_secrets_key.arn,
+            *(key.arn for key in backend.secrets_keys.values()),
+        ],
+        repository_ids=settings.repository_ids,
         hosted_zone_ids=settings.hosted_zone_ids,
     ),
 )
 
 pulumi.export("backendUrl", backend.bucket.bucket.apply(lambda b: f"s3://{b}"))
-pulumi.export("secretsProvider", backend.secrets_alias.name.apply(lambda a: f"awskms://{a}?region={region}"))
+# One secrets provider per environment: `pulumi stack init <env> --secrets-provider <secretsProviders.env>`.
+pulumi.export(
+    "secretsProviders",
+    {
+        env: alias.name.apply(lambda a: f"awskms://{a}?region={region}")
+        for env, alias in backend.secrets_aliases.items()
+    },
+)
 pulumi.export("previewRoleArn", delivery.preview_role.arn)
+pulumi.export("previewRoleArns", {env: role.arn for env, role in delivery.preview_roles.items()})
 pulumi.export("deployRoleArns", {env: role.arn for env, role in delivery.deploy_roles.items()})
 pulumi.export("permissionsBoundaryArn", delivery.boundary.arn)
 pulumi.export("workloadRolePath", documents.WORKLOAD_ROLE_PATH)

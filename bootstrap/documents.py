@@ -6,8 +6,13 @@ create and change IAM roles only under gantry's path (`/gantry/`) and only with 
 (`iam:PermissionsBoundary`), can pass those roles only to the services gantry's roles are for
 (`iam:PassedToService`), and are explicitly denied every IAM action on the delivery roles themselves and
 every action but reading it on the boundary policy (the program checks it exists before creating a role),
-so a deploy can never grant itself more. Everything else is scoped to this
-account and region and, wherever the service supports it, to names starting with the resource prefix.
+so a deploy can never grant itself more. Trust policies may be written only on roles under `/gantry/`
+(IAM cannot read their content; the policy pack's trusted-service-principals rule does). KMS keys are
+created and administered only with the program tag (`gantry-key=program`); the bootstrap's own keys
+(tagged `bootstrap`) are denied every administrative action by ARN and by tag. Each environment's roles
+decrypt only that environment's stack secrets, and a deploy role writes only its own stack's state
+objects. Roles under the boundary read only gantry's secrets and parameters. Everything else is scoped to
+this account and region and, wherever the service supports it, to names starting with the resource prefix.
 The `*` resources are those AWS forces (the action supports no resource-level permission), listed in
 STAR_ACTIONS with the reason, and tested to be the only ones.
 """
@@ -23,9 +28,43 @@ GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 # The audience aws-actions/configure-aws-credentials requests, as GitHub documents for AWS
 # (https://docs.github.com/en/actions/security-for-github-actions/security-hardening-your-deployments/configuring-openid-connect-in-amazon-web-services).
 GITHUB_AUDIENCE = "sts.amazonaws.com"
+# The resource prefix the program names everything with (its logical names are `gantry-*`; the bootstrap's
+# resourcePrefix default): components/settings/access.py requires referenced secrets and parameters to
+# carry it, because the boundary (gantry_secret_arns, gantry_parameter_arns) lets tasks read no others.
+PROGRAM_PREFIX = "gantry"
 WORKLOAD_ROLE_PATH = "/gantry/"
 DELIVERY_ROLE_PATH = "/gantry-delivery/"
 BOUNDARY_POLICY_NAME = "gantry-workload-boundary"
+# The tag that marks a KMS key as one of the program's own (components/notifications.py sets it): the deploy
+# roles may create keys only with it and administer only keys that carry it. AWS KMS authorises CreateKey,
+# TagResource and UntagResource on aws:RequestTag/aws:TagKeys and key operations on aws:ResourceTag ("ABAC
+# for AWS KMS" and "Use tags to control access to KMS keys",
+# https://docs.aws.amazon.com/kms/latest/developerguide/abac.html,
+# https://docs.aws.amazon.com/kms/latest/developerguide/tag-authorization.html).
+PROGRAM_KEY_TAG = "gantry-key"
+PROGRAM_KEY_TAG_VALUE = "program"
+# The same tag on every key of the bootstrap (state.py): a second, ARN-independent deny. IAM cannot tell
+# CreateKey's tagging from a TagResource on an existing key that has no `gantry-key` tag (KMS requires
+# kms:TagResource over every key of the account and Region to tag on create, "Controlling access to tags",
+# https://docs.aws.amazon.com/kms/latest/developerguide/tag-permissions.html), so a key that must never be
+# claimed carries the tag with any value but `program`, as the bootstrap's do.
+BOOTSTRAP_KEY_TAG_VALUE = "bootstrap"
+# What no delivery role may do to the bootstrap's own keys (state, secrets): change who may use them, stop
+# or delete them, re-tag them into the program's scope, or grant them away.
+BOOTSTRAP_KEY_GUARDED = (
+    "kms:CancelKeyDeletion",
+    "kms:CreateAlias",
+    "kms:CreateGrant",
+    "kms:DeleteAlias",
+    "kms:DisableKey",
+    "kms:DisableKeyRotation",
+    "kms:PutKeyPolicy",
+    "kms:ScheduleKeyDeletion",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateAlias",
+    "kms:UpdateKeyDescription",
+)
 
 # The services gantry's own roles are for: ECS tasks (execution and task roles), VPC Flow Logs, CodeDeploy
 # (blue/green) and Lambda (the validation hook). PassRole to anything else is refused.
@@ -93,7 +132,7 @@ class Scope:
     account_id: str
     region: str
     partition: str = "aws"
-    prefix: str = "gantry"
+    prefix: str = PROGRAM_PREFIX
 
     def arn(self, service: str, resource: str, *, regional: bool = True, account: bool = True) -> str:
         region = self.region if regional else ""
@@ -124,9 +163,14 @@ def _allow(sid: str, actions: Sequence[str], resources: Sequence[str] | str, **c
     return statement
 
 
-def github_trust_policy(*, provider_arn: str, repository: str, subject: str) -> dict[str, Any]:
-    """Who may assume a delivery role: GitHub's OIDC tokens for exactly `repo:<repository>:<subject>`,
-    issued to the AWS audience. StringEquals, not StringLike: the subject is one value, never a pattern."""
+def github_trust_policy(
+    *, provider_arn: str, repository: str, subject: str, repository_ids: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """Who may assume a delivery role: GitHub's OIDC tokens for exactly one `sub`, issued to the AWS
+    audience. StringEquals, not StringLike: the subject is one value, never a pattern. The `sub` is
+    `repo:<owner>/<repo>:<subject>` (GitHub's default template), or with `repository_ids` (owner id,
+    repository id) `repository_owner_id:<id>:repository_id:<id>:<subject>`, the form a repository gets
+    after `gh api` sets its subject template to those claims and `context` (see repository_id_subject)."""
     return {
         "Version": VERSION,
         "Statement": [
@@ -138,12 +182,29 @@ def github_trust_policy(*, provider_arn: str, repository: str, subject: str) -> 
                 "Condition": {
                     "StringEquals": {
                         f"{GITHUB_OIDC_HOST}:aud": GITHUB_AUDIENCE,
-                        f"{GITHUB_OIDC_HOST}:sub": f"repo:{repository}:{subject}",
+                        f"{GITHUB_OIDC_HOST}:sub": f"{repository_claim(repository, repository_ids)}:{subject}",
                     }
                 },
             }
         ],
     }
+
+
+# The claims of GitHub's customised subject template that name the repository by its immutable ids
+# ("Customizing the token claims", https://docs.github.com/en/actions/reference/security/oidc#customizing-the-subject-claims-for-an-organization-or-repository):
+# a renamed, transferred or deleted-and-re-created repository of the same name gets new ids, so it cannot
+# reuse the trust. Set on the repository with
+#   gh api -X PUT repos/OWNER/REPO/actions/oidc/customization/sub --input - <<< \
+#     '{"use_default": false, "include_claim_keys": ["repository_owner_id", "repository_id", "context"]}'
+REPOSITORY_ID_CLAIM_KEYS = ("repository_owner_id", "repository_id", "context")
+
+
+def repository_claim(repository: str, repository_ids: tuple[str, str] | None) -> str:
+    """The part of `sub` before the context: by name (default template) or by owner and repository id."""
+    if repository_ids is None:
+        return f"repo:{repository}"
+    owner_id, repository_id = repository_ids
+    return f"repository_owner_id:{owner_id}:repository_id:{repository_id}"
 
 
 def pull_request_subject() -> str:
@@ -156,15 +217,33 @@ def environment_subject(environment: str) -> str:
     return f"environment:{environment}"
 
 
-def _state_read(state_bucket_arn: str, state_key_arn: str, secrets_key_arn: str) -> list[dict[str, Any]]:
+def _state_read(state_bucket_arn: str, state_key_arn: str) -> list[dict[str, Any]]:
     return [
         _allow(
             "ListStateBucket", ["s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketVersioning"], state_bucket_arn
         ),
         _allow("ReadState", ["s3:GetObject", "s3:GetObjectVersion"], f"{state_bucket_arn}/*"),
         _allow("DecryptState", ["kms:Decrypt", "kms:DescribeKey"], state_key_arn),
-        _allow("DecryptStackSecrets", ["kms:Decrypt", "kms:DescribeKey"], secrets_key_arn),
     ]
+
+
+def _decrypt_stack_secrets(secrets_key_arn: str) -> dict[str, Any]:
+    """One environment's secrets key: the only stack secrets a role of that environment can read."""
+    return _allow("DecryptStackSecrets", ["kms:Decrypt", "kms:DescribeKey"], secrets_key_arn)
+
+
+def gantry_secret_arns(scope: Scope) -> list[str]:
+    """The Secrets Manager secrets gantry may read: those it creates (`<prefix>-...`) and those a stack
+    references, which components/settings/access.py requires to be named `<prefix>/...` or `<prefix>-...`."""
+    p = scope.prefix
+    return [scope.arn("secretsmanager", f"secret:{p}-*"), scope.arn("secretsmanager", f"secret:{p}/*")]
+
+
+def gantry_parameter_arns(scope: Scope) -> list[str]:
+    """The SSM parameters gantry may read: `/<prefix>/...` (a hierarchy's ARN drops the leading slash) or
+    `<prefix>-...`, the names components/settings/access.py accepts."""
+    p = scope.prefix
+    return [scope.arn("ssm", f"parameter/{p}/*"), scope.arn("ssm", f"parameter/{p}-*")]
 
 
 def _read_only(scope: Scope) -> list[dict[str, Any]]:
@@ -228,9 +307,12 @@ def _read_only(scope: Scope) -> list[dict[str, Any]]:
                 "secretsmanager:ListSecretVersionIds",
                 "secretsmanager:GetResourcePolicy",
             ],
-            scope.arn("secretsmanager", "secret:*"),
+            gantry_secret_arns(scope),
         ),
-        _allow("ReadParameterVersions", ["ssm:GetParameter"], scope.arn("ssm", "parameter/*")),
+        # The program's get_parameter (components/secrets.py) is SSM GetParameter with WithDecryption false:
+        # the version it needs comes with the value, which for a SecureString stays ciphertext, since no
+        # delivery role may decrypt through SSM. Only gantry's parameters.
+        _allow("ReadParameterVersions", ["ssm:GetParameter"], gantry_parameter_arns(scope)),
         _allow(
             "ReadGantryRoles",
             [
@@ -300,13 +382,15 @@ def _read_only(scope: Scope) -> list[dict[str, Any]]:
 def preview_role_policy(
     scope: Scope, *, state_bucket_arn: str, state_key_arn: str, secrets_key_arn: str
 ) -> dict[str, Any]:
-    """Pull requests: read gantry's resources, read the state, decrypt its secrets. No writes, except the
-    DIY backend's lock files (`pulumi preview` takes a stack lock under `.pulumi/locks/`)."""
+    """Pull requests: read gantry's resources, read the state, decrypt the secrets of one environment's
+    stacks (`secrets_key_arn`, that environment's key). No writes, except the DIY backend's lock files
+    (`pulumi preview` takes a stack lock under `.pulumi/locks/`)."""
     return {
         "Version": VERSION,
         "Statement": [
             *_read_only(scope),
-            *_state_read(state_bucket_arn, state_key_arn, secrets_key_arn),
+            *_state_read(state_bucket_arn, state_key_arn),
+            _decrypt_stack_secrets(secrets_key_arn),
             _allow("StackLocks", ["s3:PutObject", "s3:DeleteObject"], f"{state_bucket_arn}/.pulumi/locks/*"),
             _allow("EncryptStackLocks", ["kms:GenerateDataKey"], state_key_arn),
         ],
@@ -343,27 +427,27 @@ def deploy_role_policies(
     *,
     state_bucket_arn: str,
     state_key_arn: str,
-    secrets_key_arn: str,
+    bootstrap_key_arns: Sequence[str],
     hosted_zone_ids: Sequence[str] = (),
 ) -> dict[str, dict[str, Any]]:
-    """One environment's `pulumi up`, as one managed policy document per DEPLOY_POLICY_AREAS entry:
-    everything gantry's program creates, scoped to the prefix, plus IAM guarded against escalation (see
-    the module docstring). The explicit denies sit in the IAM area; a Deny in any policy of a role holds
-    for the whole role, whichever policy holds the Allow."""
+    """What every environment's `pulumi up` may do, as one managed policy document per DEPLOY_POLICY_AREAS
+    entry: everything gantry's program creates, scoped to the prefix, plus IAM guarded against escalation
+    (see the module docstring). No stack secrets: each deploy role decrypts only its own environment's
+    (deploy_environment_policy). `bootstrap_key_arns` (the state key and every secrets key) are denied
+    every administrative KMS action. The explicit denies sit in the IAM and operations areas; a Deny in any
+    policy of a role holds for the whole role, whichever policy holds the Allow."""
     return {
         "read-and-state": _document(
             [
                 *_read_only(scope),
-                *_state_read(state_bucket_arn, state_key_arn, secrets_key_arn),
-                _allow("WriteState", ["s3:PutObject", "s3:DeleteObject"], f"{state_bucket_arn}/*"),
+                *_state_read(state_bucket_arn, state_key_arn),
                 _allow("EncryptState", ["kms:GenerateDataKey", "kms:Encrypt"], state_key_arn),
-                _allow("EncryptStackSecrets", ["kms:Encrypt", "kms:GenerateDataKey"], secrets_key_arn),
             ]
         ),
         "iam-ecs-ecr": _document([*_deploy_iam(scope), *_deploy_ecs_ecr(scope)]),
         "network": _document(_deploy_network(scope)),
         "services": _document(_deploy_services(scope)),
-        "operations-and-jobs": _document(_operations_and_jobs(scope)),
+        "operations-and-jobs": _document(_operations_and_jobs(scope, bootstrap_key_arns)),
         "edge": _document(
             [
                 *_edge(scope),
@@ -386,25 +470,90 @@ def deploy_role_policies(
     }
 
 
+# The program's Pulumi project (`name` in the repository's Pulumi.yaml): its stacks' state objects are
+# under `.pulumi/<area>/gantry/<stack>...` in the state bucket.
+PULUMI_PROJECT = "gantry"
+
+
+def stack_state_objects(state_bucket_arn: str, stack: str, project: str = PULUMI_PROJECT) -> list[str]:
+    """Every object the DIY backend writes for one stack (pulumi/pulumi pkg/backend/diy/store.go
+    projectReferenceStore and lock.go): the checkpoint `.pulumi/stacks/<project>/<stack>.json` (with its
+    `.bak`, and `.gz`/`.zst` when compressed), the `history/`, `backups/` and `journal/` directories
+    `<area>/<project>/<stack>/`, and the locks `.pulumi/locks/organization/<project>/<stack>/<id>.json`
+    (a DIY backend's organization is always `organization`). `<stack>.json*` matches no other stack's
+    checkpoint: that stack's name would have to begin with `<stack>.json`."""
+    root = f"{state_bucket_arn}/.pulumi"
+    return [
+        f"{root}/stacks/{project}/{stack}.json*",
+        *(f"{root}/{area}/{project}/{stack}/*" for area in ("history", "backups", "journal")),
+        f"{root}/locks/organization/{project}/{stack}/*",
+    ]
+
+
+def deploy_environment_policy(
+    scope: Scope, *, environment: str, secrets_key_arn: str, state_bucket_arn: str
+) -> dict[str, Any]:
+    """Inline on one environment's deploy role: the state of that environment's stack only (the stack of
+    the same name: another environment's checkpoint, history and locks stay out of reach), its stack
+    secrets (encrypted and decrypted with its own key) and its own alert topics
+    (`<prefix>-<stack>-<severity>`, components/notifications.py), which the prod workflow's post-deploy
+    eval pages through. Its locks included: a cancelled job's release step (scripts/ci/stack_lock.py)
+    deletes its own stack's lock."""
+    p = scope.prefix
+    stack = environment.lower()
+    return _document(
+        [
+            _allow(
+                "WriteOwnStackState", ["s3:PutObject", "s3:DeleteObject"], stack_state_objects(state_bucket_arn, stack)
+            ),
+            _decrypt_stack_secrets(secrets_key_arn),
+            _allow("EncryptStackSecrets", ["kms:Encrypt", "kms:GenerateDataKey"], secrets_key_arn),
+            _allow(
+                "PageThroughOwnTopics",
+                ["sns:Publish"],
+                [s.arn("sns", f"{p}-{stack}-*") for s in (scope, _us_east_1(scope))],
+            ),
+            # The topics are encrypted with a program key (components/notifications.py): publishing needs
+            # a data key, through SNS only ("Configure KMS permissions for AWS services",
+            # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+            _allow(
+                "EncryptOwnTopicMessages",
+                ["kms:GenerateDataKey", "kms:Decrypt"],
+                [s.arn("kms", "key/*") for s in (scope, _us_east_1(scope))],
+                StringEquals={
+                    f"aws:ResourceTag/{PROGRAM_KEY_TAG}": PROGRAM_KEY_TAG_VALUE,
+                    "kms:ViaService": [f"sns.{s.region}.amazonaws.com" for s in (scope, _us_east_1(scope))],
+                },
+            ),
+        ]
+    )
+
+
 def deploy_role_policy(
     scope: Scope,
     *,
     state_bucket_arn: str,
     state_key_arn: str,
     secrets_key_arn: str,
+    environment: str = "dev",
+    bootstrap_key_arns: Sequence[str] | None = None,
     hosted_zone_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Every statement of `deploy_role_policies` in one document: what the deploy role may do in total
-    (IAM evaluates a role's policies together), for the coverage tests. Never attached as one policy: it
-    is about three times the 6,144 characters IAM allows a managed policy."""
+    """Every statement one environment's deploy role holds (the shared managed policies, then its own
+    inline policy) in one document, for the coverage tests (IAM evaluates a role's policies together).
+    Never attached as one policy: it is about three times the 6,144 characters IAM allows a managed
+    policy. `bootstrap_key_arns` defaults to the state key and this secrets key."""
     parts = deploy_role_policies(
         scope,
         state_bucket_arn=state_bucket_arn,
         state_key_arn=state_key_arn,
-        secrets_key_arn=secrets_key_arn,
+        bootstrap_key_arns=(state_key_arn, secrets_key_arn) if bootstrap_key_arns is None else bootstrap_key_arns,
         hosted_zone_ids=hosted_zone_ids,
     )
-    return _document([s for document in parts.values() for s in document["Statement"]])
+    own = deploy_environment_policy(
+        scope, environment=environment, secrets_key_arn=secrets_key_arn, state_bucket_arn=state_bucket_arn
+    )
+    return _document([s for document in [*parts.values(), own] for s in document["Statement"]])
 
 
 def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
@@ -452,6 +601,20 @@ def _deploy_iam(scope: Scope) -> list[dict[str, Any]]:
             scope.arn("iam", "role/aws-service-role/*", regional=False),
             StringEquals={"iam:AWSServiceName": list(SERVICE_LINKED)},
         ),
+        # Who may assume a role is its trust policy, and IAM has no condition key on the content of the
+        # document CreateRole or UpdateAssumeRolePolicy sets (its keys are iam:PermissionsBoundary,
+        # iam:PassedToService, iam:AWSServiceName, iam:PolicyARN, ..., "IAM and AWS STS condition context
+        # keys", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_iam-condition-keys.html;
+        # the Service Authorization Reference lists UpdateAssumeRolePolicy on the role resource with no
+        # action-specific key). So IAM confines where trust may be written: only on roles under /gantry/,
+        # whatever Allow exists elsewhere; which principals it names is policy/rules.py's
+        # trusted-service-principals rule, run on every preview and up.
+        {
+            "Sid": "TrustOnlyOnGantryRoles",
+            "Effect": "Deny",
+            "Action": ["iam:CreateRole", "iam:UpdateAssumeRolePolicy"],
+            "NotResource": scope.workload_roles,
+        },
         # Explicit, so no Allow (here, in another area, or added later) can let a deploy rewrite its own
         # limits: the delivery roles and the managed policies that grant the deploy roles their rights.
         {
@@ -744,7 +907,92 @@ def _us_east_1(scope: Scope) -> Scope:
     return Scope(account_id=scope.account_id, region="us-east-1", partition=scope.partition, prefix=scope.prefix)
 
 
-def _operations_and_jobs(scope: Scope) -> list[dict[str, Any]]:
+def _program_keys(scope: Scope, bootstrap_key_arns: Sequence[str]) -> list[dict[str, Any]]:
+    """The program's own KMS keys (the alert topics' key, here and in us-east-1), by tag; never the
+    bootstrap's. CreateKey only with the program tag (aws:RequestTag); administration only of keys that
+    carry it (aws:ResourceTag); the tag itself can be neither added to a key that lacks it after creation
+    nor removed or changed (aws:TagKeys), so TagResource/UntagResource cannot move a key into or out of
+    scope. Adding tags in CreateKey is authorised as kms:TagResource on every key of the account and region
+    ("To add tags when creating a KMS key, the caller must have kms:TagResource permission in an IAM
+    policy. At a minimum, the permission must cover all KMS keys in the account and Region",
+    https://docs.aws.amazon.com/kms/latest/developerguide/manage-tags-api.html): that statement requires
+    the program tag in the request and none on the key. The bootstrap's keys and aliases are denied by ARN
+    (BOOTSTRAP_KEY_GUARDED), whatever tags they carry."""
+    p = scope.prefix
+    east = _us_east_1(scope)
+    keys = [s.arn("kms", "key/*") for s in (scope, east)]
+    tag = f"aws:ResourceTag/{PROGRAM_KEY_TAG}"
+    request_tag = f"aws:RequestTag/{PROGRAM_KEY_TAG}"
+    return [
+        _allow("CreateProgramKeys", ["kms:CreateKey"], "*", StringEquals={request_tag: PROGRAM_KEY_TAG_VALUE}),
+        _allow(
+            "TagNewProgramKeys",
+            ["kms:TagResource"],
+            keys,
+            StringEquals={request_tag: PROGRAM_KEY_TAG_VALUE},
+            Null={tag: "true"},
+        ),
+        _allow(
+            "ManageProgramKeys",
+            [
+                "kms:DescribeKey",
+                "kms:GetKeyPolicy",
+                "kms:PutKeyPolicy",
+                "kms:GetKeyRotationStatus",
+                "kms:EnableKeyRotation",
+                "kms:ScheduleKeyDeletion",
+                "kms:TagResource",
+                "kms:UntagResource",
+                "kms:ListResourceTags",
+                "kms:CreateAlias",
+                "kms:DeleteAlias",
+            ],
+            keys,
+            StringEquals={tag: PROGRAM_KEY_TAG_VALUE},
+        ),
+        # CreateAlias and DeleteAlias are authorised on the alias and on its key: the key half is above.
+        _allow(
+            "ManageProgramAliases",
+            ["kms:CreateAlias", "kms:DeleteAlias"],
+            [s.arn("kms", f"alias/{p}-*") for s in (scope, east)],
+        ),
+        # The tag in a TagResource/UntagResource request: refused unless it sets the program value, so an
+        # untag (no aws:RequestTag, hence IfExists) or a changed value cannot take a key out of scope.
+        {
+            "Sid": "ProgramKeyTagIsFixed",
+            "Effect": "Deny",
+            "Action": ["kms:TagResource", "kms:UntagResource"],
+            "Resource": keys,
+            "Condition": {
+                "ForAnyValue:StringEquals": {"aws:TagKeys": [PROGRAM_KEY_TAG]},
+                "StringNotEqualsIfExists": {request_tag: PROGRAM_KEY_TAG_VALUE},
+            },
+        },
+        {
+            "Sid": "NeverTouchBootstrapKeys",
+            "Effect": "Deny",
+            "Action": list(BOOTSTRAP_KEY_GUARDED),
+            "Resource": sorted({*bootstrap_key_arns, *bootstrap_alias_patterns(scope)}),
+        },
+        # The same by tag: holds for a bootstrap key whatever its ARN (one added later, another Region).
+        {
+            "Sid": "NeverTouchBootstrapTaggedKeys",
+            "Effect": "Deny",
+            "Action": list(BOOTSTRAP_KEY_GUARDED),
+            "Resource": keys,
+            "Condition": {"StringEquals": {tag: BOOTSTRAP_KEY_TAG_VALUE}},
+        },
+    ]
+
+
+def bootstrap_alias_patterns(scope: Scope) -> list[str]:
+    """The bootstrap's aliases (`alias/<prefix>-state`, `alias/<prefix>-secrets`, `-secrets-<env>`): a
+    deploy may neither delete nor repoint them (that would point a stack's secrets provider at its key)."""
+    p = scope.prefix
+    return [scope.arn("kms", f"alias/{p}-state"), scope.arn("kms", f"alias/{p}-secrets*")]
+
+
+def _operations_and_jobs(scope: Scope, bootstrap_key_arns: Sequence[str]) -> list[dict[str, Any]]:
     """The alert topics and their key, dashboards, budgets, scheduled scaling and the Batch API's queue,
     table and bucket (components/notifications.py, operations.py, budget.py, batch_jobs.py). The topics
     and key exist in us-east-1 too, beside CloudFront's 5xx alarm."""
@@ -768,23 +1016,7 @@ def _operations_and_jobs(scope: Scope) -> list[dict[str, Any]]:
             ],
             [scope.arn("sns", f"{p}-*"), east.arn("sns", f"{p}-*")],
         ),
-        _allow("CreateKeys", ["kms:CreateKey"], "*"),
-        _allow(
-            "ManageGantryKeys",
-            [
-                "kms:DescribeKey",
-                "kms:GetKeyPolicy",
-                "kms:PutKeyPolicy",
-                "kms:GetKeyRotationStatus",
-                "kms:EnableKeyRotation",
-                "kms:ScheduleKeyDeletion",
-                "kms:TagResource",
-                "kms:ListResourceTags",
-                "kms:CreateAlias",
-                "kms:DeleteAlias",
-            ],
-            [s.arn("kms", what) for s in (scope, east) for what in ("key/*", f"alias/{p}-*")],
-        ),
+        *_program_keys(scope, bootstrap_key_arns),
         _allow(
             "ManageGantryDashboards",
             ["cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards"],
@@ -979,9 +1211,10 @@ def workload_boundary_policy(scope: Scope) -> dict[str, Any]:
                 [*log_groups, *(f"{g}:log-stream:*" for g in log_groups)],
             ),
             _allow("FindLogGroups", ["logs:DescribeLogGroups"], scope.arn("logs", "log-group:*")),
-            # Referenced secrets may have any name: the execution role's own policy names them exactly.
-            _allow("ReadSecrets", ["secretsmanager:GetSecretValue"], scope.arn("secretsmanager", "secret:*")),
-            _allow("ReadParameters", ["ssm:GetParameters"], scope.arn("ssm", "parameter/*")),
+            # Gantry's secrets and parameters only (created ones and references, which settings require to
+            # carry the prefix); the execution role's own policy names them exactly.
+            _allow("ReadSecrets", ["secretsmanager:GetSecretValue"], gantry_secret_arns(scope)),
+            _allow("ReadParameters", ["ssm:GetParameters"], gantry_parameter_arns(scope)),
             _allow(
                 "DecryptViaSecretStores",
                 ["kms:Decrypt"],

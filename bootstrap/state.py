@@ -1,17 +1,22 @@
 """StateBackend: where every gantry stack keeps its Pulumi state, and the key its secrets are encrypted with.
 
 An S3 bucket (versioned, so a bad write is recoverable; SSE-KMS with a customer-managed key and bucket
-keys; all four public-access blocks; bucket-owner-enforced ownership; a policy refusing plain HTTP) and a
-second customer-managed KMS key that is the stacks' secrets provider (`awskms://alias/...`). Two keys,
-because they answer different questions: reading state needs the state key only through S3, decrypting a
-stack secret needs the secrets key. Both rotate yearly. Security stance: the bucket and the keys are
-protected (`pulumi destroy` refuses them) and the keys have a 30-day deletion window: losing either loses
-every stack.
+keys; all four public-access blocks; bucket-owner-enforced ownership; a policy refusing plain HTTP) and one
+customer-managed KMS key per environment that is that environment's stacks' secrets provider
+(`awskms://alias/<prefix>-secrets-<env>`). Separate keys, because they answer different questions: reading
+state needs the state key only through S3, decrypting a stack secret needs that environment's secrets key,
+so a role of one environment (dev's deploy, a pull request's preview) can never read another's (prod's)
+secrets. All rotate yearly. The first, shared secrets key (`alias/<prefix>-secrets`) stays, protected,
+only so stacks initialised with it can be re-keyed (`pulumi stack change-secrets-provider`, run by an
+administrator); no delivery role may use it. Security stance: the bucket and the keys are protected
+(`pulumi destroy` refuses them) and the keys have a 30-day deletion window: losing one loses every stack
+or every secret of an environment.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -21,6 +26,11 @@ from bootstrap import documents
 
 # Noncurrent state versions are kept this long: enough to roll back a damaged checkpoint.
 NONCURRENT_VERSION_DAYS = 90
+
+
+# Marks every key of the bootstrap: the deploy roles are denied administering a key with this tag, may not
+# change the tag (documents.ProgramKeyTagIsFixed), and may manage only keys tagged `program`.
+BOOTSTRAP_KEY_TAGS = {documents.PROGRAM_KEY_TAG: documents.BOOTSTRAP_KEY_TAG_VALUE}
 
 
 def protected(parent: pulumi.Resource) -> pulumi.ResourceOptions:
@@ -33,14 +43,24 @@ class StateBackendArgs:
     bucket_name: str
     """`<stateBucketPrefix>-<account>-<region>`, validated by bootstrap.settings."""
     alias_prefix: str
-    """The KMS aliases are `alias/<alias_prefix>-state` and `alias/<alias_prefix>-secrets`."""
+    """The KMS aliases are `alias/<alias_prefix>-state`, `alias/<alias_prefix>-secrets-<env>` and the shared
+    key's `alias/<alias_prefix>-secrets`."""
+    environments: Sequence[str]
+    """One secrets key per environment (bootstrap.settings: the GitHub environments, one stack each)."""
+
+
+def secrets_alias_name(alias_prefix: str, environment: str) -> str:
+    """`alias/<prefix>-secrets-<env>`: inside documents.bootstrap_alias_patterns, which no deploy may touch."""
+    return f"alias/{alias_prefix}-secrets-{environment.lower()}"
 
 
 class StateBackend(pulumi.ComponentResource):
     bucket: aws.s3.Bucket
     state_key: aws.kms.Key
-    secrets_key: aws.kms.Key
-    secrets_alias: aws.kms.Alias
+    shared_secrets_key: aws.kms.Key
+    """The first layout's one key for every environment: kept for re-keying only, used by no role."""
+    secrets_keys: dict[str, aws.kms.Key]
+    secrets_aliases: dict[str, aws.kms.Alias]
 
     def __init__(self, name: str, args: StateBackendArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry-bootstrap:state:StateBackend", name, None, opts)
@@ -51,24 +71,44 @@ class StateBackend(pulumi.ComponentResource):
             description="gantry: encrypts Pulumi state objects in the state bucket",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            tags=BOOTSTRAP_KEY_TAGS,
             opts=protected(self),
         )
         aws.kms.Alias(
             f"{name}-state-alias", name=f"alias/{args.alias_prefix}-state", target_key_id=self.state_key.id, opts=child
         )
-        self.secrets_key = aws.kms.Key(
+        # Logical names unchanged from the one-key layout: the key and its alias are not replaced.
+        self.shared_secrets_key = aws.kms.Key(
             f"{name}-secrets-key",
             description="gantry: Pulumi secrets provider for every gantry stack",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            tags=BOOTSTRAP_KEY_TAGS,
             opts=protected(self),
         )
-        self.secrets_alias = aws.kms.Alias(
+        aws.kms.Alias(
             f"{name}-secrets-alias",
             name=f"alias/{args.alias_prefix}-secrets",
-            target_key_id=self.secrets_key.id,
+            target_key_id=self.shared_secrets_key.id,
             opts=child,
         )
+        self.secrets_keys, self.secrets_aliases = {}, {}
+        for env in args.environments:
+            key = aws.kms.Key(
+                f"{name}-secrets-key-{env.lower()}",
+                description=f"gantry: Pulumi secrets provider for the {env} stack",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                tags=BOOTSTRAP_KEY_TAGS,
+                opts=protected(self),
+            )
+            self.secrets_keys[env] = key
+            self.secrets_aliases[env] = aws.kms.Alias(
+                f"{name}-secrets-alias-{env.lower()}",
+                name=secrets_alias_name(args.alias_prefix, env),
+                target_key_id=key.id,
+                opts=child,
+            )
 
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket", bucket=args.bucket_name, force_destroy=False, opts=protected(self)
@@ -124,4 +164,9 @@ class StateBackend(pulumi.ComponentResource):
             # S3 refuses concurrent policy and public-access-block changes (OperationAborted).
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
         )
-        self.register_outputs({"bucket": self.bucket.bucket, "secretsKeyAlias": self.secrets_alias.name})
+        self.register_outputs(
+            {
+                "bucket": self.bucket.bucket,
+                "secretsKeyAliases": {env: alias.name for env, alias in self.secrets_aliases.items()},
+            }
+        )

@@ -12,7 +12,10 @@ match) serves alarms that must live there, such as CloudFront's: an alarm can on
 its own region. Security stance: only cloudwatch.amazonaws.com (for this account's alarms, by
 aws:SourceAccount and aws:SourceArn) and budgets.amazonaws.com (this account's budgets) may publish;
 every other principal is denied sns:Publish, even an administrator of the account (test a route with
-`aws cloudwatch set-alarm-state`, which goes through CloudWatch), and plain-HTTP access is denied.
+`aws cloudwatch set-alarm-state`, which goes through CloudWatch), except the bootstrap's delivery roles
+(`aws:PrincipalArn` under /gantry-delivery/), of which only a stack's deploy role holds sns:Publish on its
+own topics (bootstrap.documents.deploy_environment_policy): the prod workflow pages through it when the
+post-deploy eval fails (scripts/ci/page.py). Plain-HTTP access is denied.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from bootstrap.documents import DELIVERY_ROLE_PATH, PROGRAM_KEY_TAG, PROGRAM_KEY_TAG_VALUE
 from components.env import AwsEnv
 from components.settings.operations import SEVERITIES, OperationsSettings
 
@@ -52,6 +56,11 @@ class Publishers:
         # The form AWS documents for the Budgets topic policy
         # (https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-sns-policy.html).
         return f"arn:{self.partition}:budgets::{self.account_id}:*"
+
+    @property
+    def delivery_roles(self) -> str:
+        """The bootstrap's delivery roles (an assumed role's aws:PrincipalArn is its role ARN, path included)."""
+        return f"arn:{self.partition}:iam::{self.account_id}:role{DELIVERY_ROLE_PATH}*"
 
     def conditions(self, service: str) -> dict[str, Any]:
         arns = self.alarm_arns if service == "cloudwatch" else self.budget_arns
@@ -108,7 +117,12 @@ def topic_policy(topic_arn: str, publishers: Publishers) -> dict[str, Any]:
                 "Principal": "*",
                 "Action": "sns:Publish",
                 "Resource": topic_arn,
-                "Condition": {"Bool": {"aws:PrincipalIsAWSService": "false"}},
+                # Both must hold to deny: a delivery role is exempt here, and may publish only where its own
+                # identity policy allows (a deploy role: its stack's topics; a preview role: nowhere).
+                "Condition": {
+                    "Bool": {"aws:PrincipalIsAWSService": "false"},
+                    "ArnNotLike": {"aws:PrincipalArn": publishers.delivery_roles},
+                },
             },
             {
                 "Sid": "DenyInsecureTransport",
@@ -159,6 +173,9 @@ class Notifications(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=pulumi.Output.json_dumps(key_policy(publishers)),
+            # The tag that makes it a program key: the only kind of key the deploy roles may create and
+            # administer (bootstrap.documents.PROGRAM_KEY_TAG), never the bootstrap's state or secrets keys.
+            tags={PROGRAM_KEY_TAG: PROGRAM_KEY_TAG_VALUE},
             opts=child,
         )
         aws.kms.Alias(f"{name}-key-alias", name=f"alias/{prefix}-alerts", target_key_id=self.key.key_id, opts=child)

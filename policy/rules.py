@@ -64,6 +64,17 @@ STAR_RESOURCE_ACTIONS = frozenset(
     }
 )
 
+# The AWS services gantry's roles are for, the only principals a role's trust policy may name: ECS tasks
+# (execution and task roles), VPC Flow Logs, CodeDeploy (blue/green) and Lambda (the validation hook);
+# the services the bootstrap's deploy roles may pass roles to (bootstrap/documents.py WORKLOAD_SERVICES).
+# IAM itself cannot hold a deploy to this: no condition key reads the trust document CreateRole or
+# UpdateAssumeRolePolicy sets (bootstrap/documents.py TrustOnlyOnGantryRoles), so this rule does.
+TRUSTED_SERVICES = frozenset(
+    {"codedeploy.amazonaws.com", "ecs-tasks.amazonaws.com", "lambda.amazonaws.com", "vpc-flow-logs.amazonaws.com"}
+)
+# The only action a service's trust statement grants (sts:TagSession etc. are for federated sessions).
+TRUST_ACTIONS = frozenset({"sts:AssumeRole"})
+
 
 @dataclass(frozen=True, kw_only=True)
 class Resource:
@@ -209,6 +220,42 @@ def no_star_resources(resource_type: str, props: Mapping[str, Any]) -> list[str]
     """No IAM policy grants `*` where AWS allows a scope (see STAR_RESOURCE_ACTIONS for the exceptions)."""
     documents = _policy_documents(Resource(type=resource_type, urn=resource_type, props=props))
     return [finding for label, document in documents for finding in star_resource_findings(document, label)]
+
+
+def trusted_service_principals(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A role's trust policy lets only gantry's services (TRUSTED_SERVICES) assume it: every Allow names
+    `Principal: {"Service": ...}` from that list and only sts:AssumeRole, so no deploy can make a role
+    assumable by an account, a user, a federated identity, `*`, or another service. NotPrincipal and
+    NotAction are findings (they grant every principal or action not listed); so is an unreadable document."""
+    if resource_type != ROLE:
+        return []
+    try:
+        statements = _statements(props.get("assumeRolePolicy"))
+    except (ValueError, AttributeError, TypeError):
+        return ["the trust policy (assumeRolePolicy) is not valid JSON with a Statement list"]
+    findings = []
+    for index, statement in enumerate(statements):
+        if statement.get("Effect") != "Allow":
+            continue
+        label = f"trust statement {statement.get('Sid') or index}"
+        if "NotPrincipal" in statement or "NotAction" in statement:
+            findings.append(f"{label}: NotPrincipal/NotAction trusts everything not listed")
+            continue
+        principal = statement.get("Principal")
+        if not isinstance(principal, Mapping):
+            findings.append(f"{label}: Principal {principal!r} is not a service; allowed: {sorted(TRUSTED_SERVICES)}")
+            continue
+        for kind, values in principal.items():
+            names = [str(v) for v in _as_list(values)]
+            others = names if kind != "Service" else [n for n in names if n not in TRUSTED_SERVICES]
+            if others:
+                findings.append(
+                    f"{label}: trusts {kind} {others}; allowed: only the services {sorted(TRUSTED_SERVICES)}"
+                )
+        actions = sorted({str(a) for a in _as_list(statement.get("Action"))} - TRUST_ACTIONS)
+        if actions:
+            findings.append(f"{label}: grants {actions}; allowed: {sorted(TRUST_ACTIONS)}")
+    return findings
 
 
 def tls13_https_listeners(resource_type: str, props: Mapping[str, Any]) -> list[str]:
@@ -499,6 +546,12 @@ RULES: tuple[Rule, ...] = (
         description="IAM policies grant no `*` resource or action except the ones AWS forces.",
         mandatory=True,
         resource_check=no_star_resources,
+    ),
+    Rule(
+        name="trusted-service-principals-off",
+        description="IAM roles trust only gantry's services (ECS tasks, CodeDeploy, Lambda, VPC Flow Logs).",
+        mandatory=True,
+        resource_check=trusted_service_principals,
     ),
     Rule(
         name="tls13-https-listeners",

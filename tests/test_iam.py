@@ -49,9 +49,13 @@ def _granted(document: dict[str, Any], action: str, resource: str) -> list[dict[
 
 
 def _denied(document: dict[str, Any], action: str, resource: str) -> bool:
-    """True when a Deny statement (Action or NotAction) covers `action` on `resource`."""
+    """True when a Deny statement (Action or NotAction, Resource or NotResource) covers `action` on `resource`."""
     for s in document["Statement"]:
-        if s["Effect"] != "Deny" or not any(fnmatch.fnmatchcase(resource, r) for r in _as_list(s["Resource"])):
+        if "NotResource" in s:
+            covered = not any(fnmatch.fnmatchcase(resource, r) for r in _as_list(s["NotResource"]))
+        else:
+            covered = any(fnmatch.fnmatchcase(resource, r) for r in _as_list(s["Resource"]))
+        if s["Effect"] != "Deny" or not covered:
             continue
         if "NotAction" in s:
             if not any(fnmatch.fnmatchcase(action, a) for a in _as_list(s["NotAction"])):

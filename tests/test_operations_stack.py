@@ -214,7 +214,11 @@ def test_topic_policies_allow_only_this_accounts_alarms_and_budgets_to_publish(s
             arn = f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{alarm.inputs['name']}"
             assert fnmatch.fnmatchcase(arn, sources["cloudwatch.amazonaws.com"]), (arn, policy.name)
         denies = {s["Sid"]: s for s in statements if s["Effect"] == "Deny"}
-        assert denies["OnlyAwsServicesPublish"]["Condition"] == {"Bool": {"aws:PrincipalIsAWSService": "false"}}
+        assert denies["OnlyAwsServicesPublish"]["Condition"] == {
+            "Bool": {"aws:PrincipalIsAWSService": "false"},
+            # The deploy role pages through its stack's topic (scripts/ci/page.py); see tests/bootstrap/test_escape.py.
+            "ArnNotLike": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/gantry-delivery/*"},
+        }
         assert denies["DenyInsecureTransport"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert regions == {REGION, "us-east-1"}  # the CloudFront edge alarm's topics are held to the same rules
     # Every alarm that notifies people was matched against its own region's topic pattern.

@@ -19,7 +19,7 @@ import pytest
 from pulumi.runtime.rpc import UNKNOWN
 
 from bootstrap import documents
-from bootstrap.settings import MAX_HOSTED_ZONES
+from bootstrap.settings import MAX_ENVIRONMENTS, MAX_HOSTED_ZONES
 from components import quotas
 from components.quotas import Item, check
 from gantry.plan import as_policy_resources
@@ -246,8 +246,10 @@ SCOPE = documents.Scope(account_id=ACCOUNT, region=REGION)
 STATE = {
     "state_bucket_arn": f"arn:aws:s3:::gantry-state-{ACCOUNT}-{REGION}",
     "state_key_arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-    "secrets_key_arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ac",
 }
+SECRETS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ac"
+# The bootstrap's keys the deploy roles are denied: the state key, the shared secrets key, dev's and prod's.
+BOOTSTRAP_KEYS = [STATE["state_key_arn"], *(SECRETS_KEY[:-2] + f"{i:02d}" for i in range(3))]
 
 
 def test_the_old_single_deploy_policy_is_refused_and_the_split_fits() -> None:
@@ -255,9 +257,15 @@ def test_the_old_single_deploy_policy_is_refused_and_the_split_fits() -> None:
     characters: over a role's 10,240 inline and over a managed policy's 6,144. Split by area, each part
     fits with room for more hosted zones, and together they are exactly the same statements."""
     zones = [f"Z0GANTRYTEST{i:02d}" for i in range(5)]
-    parts = documents.deploy_role_policies(SCOPE, **STATE, hosted_zone_ids=zones)
-    union = documents.deploy_role_policy(SCOPE, **STATE, hosted_zone_ids=zones)
-    assert [s for p in parts.values() for s in p["Statement"]] == union["Statement"]
+    parts = documents.deploy_role_policies(SCOPE, **STATE, bootstrap_key_arns=BOOTSTRAP_KEYS, hosted_zone_ids=zones)
+    union = documents.deploy_role_policy(
+        SCOPE, **STATE, secrets_key_arn=SECRETS_KEY, bootstrap_key_arns=BOOTSTRAP_KEYS, hosted_zone_ids=zones
+    )
+    # The shared managed parts, then the role's own per-environment inline policy.
+    own = documents.deploy_environment_policy(
+        SCOPE, environment="dev", secrets_key_arn=SECRETS_KEY, state_bucket_arn=STATE["state_bucket_arn"]
+    )
+    assert [s for p in [*parts.values(), own] for s in p["Statement"]] == union["Statement"]
     assert list(parts) == list(documents.DEPLOY_POLICY_AREAS) and len(parts) <= 10
     sizes = {area: quotas.policy_size(p) for area, p in parts.items()}
     assert all(s is not None and s <= 5_500 for s in sizes.values()), sizes
@@ -271,7 +279,8 @@ def test_the_old_single_deploy_policy_is_refused_and_the_split_fits() -> None:
 
 def test_the_boundary_preview_and_trust_policies_fit() -> None:
     assert (quotas.policy_size(documents.workload_boundary_policy(SCOPE)) or 0) <= 6_144 - 1_000
-    assert (quotas.policy_size(documents.preview_role_policy(SCOPE, **STATE)) or 0) <= 10_240 // 2
+    preview = documents.preview_role_policy(SCOPE, **STATE, secrets_key_arn=SECRETS_KEY)
+    assert (quotas.policy_size(preview) or 0) <= 10_240 // 2
     trust = documents.github_trust_policy(
         provider_arn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com",
         # GitHub allows owner names of 39 and repository names of 100 characters.
@@ -290,11 +299,19 @@ def test_every_deploy_policy_fits_for_the_longest_config_the_bootstrap_accepts()
     state = {
         "state_bucket_arn": "arn:aws-us-gov:s3:::" + "s" * 63,
         "state_key_arn": STATE["state_key_arn"].replace(":aws:", ":aws-us-gov:"),
-        "secrets_key_arn": STATE["secrets_key_arn"].replace(":aws:", ":aws-us-gov:"),
     }
+    secrets_key = SECRETS_KEY.replace(":aws:", ":aws-us-gov:")
+    # The state key, the shared secrets key and one secrets key per environment, as many as settings allow.
+    keys = [state["state_key_arn"], *(secrets_key[:-2] + f"{i:02d}" for i in range(MAX_ENVIRONMENTS + 1))]
     zones = ["Z" + "A" * 31] * MAX_HOSTED_ZONES
-    parts = documents.deploy_role_policies(scope, **state, hosted_zone_ids=zones)
+    parts = documents.deploy_role_policies(scope, **state, bootstrap_key_arns=keys, hosted_zone_ids=zones)
     sizes = {area: quotas.policy_size(p) or 0 for area, p in parts.items()}
     assert max(sizes.values()) <= 6_144, sizes
     assert (quotas.policy_size(documents.workload_boundary_policy(scope)) or 0) <= 6_144
-    assert (quotas.policy_size(documents.preview_role_policy(scope, **state)) or 0) <= 10_240
+    preview = documents.preview_role_policy(scope, **state, secrets_key_arn=secrets_key)
+    assert (quotas.policy_size(preview) or 0) <= 10_240
+    # The longest environment name and bucket: a deploy role's inline environment policy, far under 10,240.
+    own = documents.deploy_environment_policy(
+        scope, environment="e" * 64, secrets_key_arn=secrets_key, state_bucket_arn=state["state_bucket_arn"]
+    )
+    assert (quotas.policy_size(own) or 0) <= 2_500

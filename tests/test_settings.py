@@ -314,6 +314,29 @@ BAD: list[Bad] = [
         "gantry:secrets[1].ssmParameterArn",
         (SM_ARN, "not a well-formed ssm ARN", "parameter/"),
     ),
+    # The permissions boundary lets tasks read only gantry/... and gantry-... (bootstrap.documents).
+    Bad(
+        "sm-arn-outside-gantry",
+        add_secret(
+            {"name": "UPSTREAM_TOKEN", "secretsManagerArn": SM_ARN.replace("secret:gantry/", "secret:payroll/")}
+        ),
+        "gantry:secrets[1].secretsManagerArn",
+        ("outside gantry's secrets", "gantry/... or gantry-...", "secret:gantry/<name>"),
+    ),
+    Bad(
+        "sm-arn-gantry-lookalike",
+        add_secret(
+            {"name": "UPSTREAM_TOKEN", "secretsManagerArn": SM_ARN.replace("secret:gantry/", "secret:gantryx-")}
+        ),
+        "gantry:secrets[1].secretsManagerArn",
+        ("outside gantry's secrets",),
+    ),
+    Bad(
+        "ssm-arn-outside-gantry",
+        add_secret({"name": "MODEL_ENDPOINT", "ssmParameterArn": SSM_ARN.replace("parameter/gantry/", "parameter/")}),
+        "gantry:secrets[1].ssmParameterArn",
+        ("outside gantry's parameters", "parameter/gantry/<name>"),
+    ),
     Bad(
         "kms-arn-alias",
         put("secrets.0.kmsKeyArn", f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/gantry"),

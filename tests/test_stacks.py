@@ -578,7 +578,7 @@ def test_nat_stacks_let_tasks_out_on_https_only(graph):
 
 
 def test_declared_task_permissions_and_existing_secrets_are_granted_exactly():
-    secret_arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:openai-key-Q1w2E3"
+    secret_arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:gantry/openai-key-Q1w2E3"
     key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
     bucket = "arn:aws:s3:::gantry-corpus-eu/*"
     g = variant(

@@ -157,7 +157,7 @@ def concurrency_problems(workflow: dict[str, Any]) -> list[str]:
     groups: dict[str, list[str]] = {}
     for name, job in workflow["jobs"].items():
         environment = job.get("environment")
-        if environment is None:
+        if environment is None or previews_only(job):
             continue
         group = job.get("concurrency") or {}
         if group.get("cancel-in-progress") is not False:
@@ -170,6 +170,18 @@ def concurrency_problems(workflow: dict[str, Any]) -> list[str]:
     if groups and isinstance(top, dict) and top.get("cancel-in-progress") is not False:
         problems.append("a workflow-level group may cancel a deploy")
     return problems
+
+
+def previews_only(job: dict[str, Any]) -> bool:
+    """A pull request's preview job: its environment (`<env>-preview`, bootstrap/identity.py) gates a
+    read-only role, so it is no deploy; it runs `pulumi preview` and neither `up` nor the program."""
+    runs = [s for s in job_steps(job) if s.get("uses", "").startswith("pulumi/actions@")]
+    return (
+        str(job.get("environment", "")).endswith("-preview")
+        and bool(runs)
+        and all(s.get("with", {}).get("command") == "preview" for s in runs)
+        and not any("run" in s and "pulumi" in s["run"] for s in job_steps(job))
+    )
 
 
 def commands(workflow: dict[str, Any]) -> list[str]:
@@ -273,7 +285,7 @@ def test_the_pipeline_order_and_gates() -> None:
     assert dev_steps.index("Smoke check") < dev_steps.index("Eval gate against dev")
     # The preview runs with credentials only for this repository's branches; forks get the offline plan.
     fork_guard = "github.event.pull_request.head.repo.full_name == github.repository"
-    assert pr["jobs"]["preview"]["if"] == fork_guard
+    assert all(pr["jobs"][f"preview-{stack}"]["if"] == fork_guard for stack in STACKS)
     assert "if" not in pr["jobs"]["offline-plan"]
     for workflow in (pr, deploy):
         for _, step in steps(workflow):
@@ -543,7 +555,13 @@ def test_the_image_platform_script_agrees_with_the_settings_model() -> None:
 ROLE_MAXIMUM = {"PREVIEW": PREVIEW_SESSION_SECONDS, "DEPLOY": DEPLOY_SESSION_SECONDS}
 # configure-aws-credentials' default session for OIDC when role-duration-seconds is not given (its README).
 DEFAULT_SESSION_SECONDS = 3600
-TIMEOUTS = {("deploy.yml", "dev"): 60, ("deploy.yml", "prod"): 120, ("rollback-drill.yml", "drill"): 90}
+TIMEOUTS = {
+    ("deploy.yml", "dev"): 60,
+    ("deploy.yml", "prod"): 120,
+    ("rollback-drill.yml", "drill"): 90,
+    ("pull-request.yml", "preview-dev"): 60,
+    ("pull-request.yml", "preview-prod"): 60,
+}
 
 
 def sessions(workflow: dict[str, Any]) -> dict[str, tuple[str, int]]:
@@ -580,7 +598,7 @@ def session_problems(workflow: dict[str, Any]) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", ["deploy.yml", "rollback-drill.yml"])
+@pytest.mark.parametrize("name", ["deploy.yml", "rollback-drill.yml", "pull-request.yml"])
 def test_every_assumed_session_lasts_the_job_and_fits_the_role(name: str) -> None:
     workflow = load(WORKFLOWS / name)
     assert session_problems(workflow) == []

@@ -1,7 +1,9 @@
 """Settings of what the tasks may reach: `secrets`, `secretValues` and `taskRolePolicy`.
 
 Security stance: a secret reaches the container only through ECS `secrets`, from a Secrets Manager
-secret or SSM parameter named by its full ARN in the stack's own region; created secrets' values must
+secret or SSM parameter named by its full ARN in the stack's own region and inside gantry's names
+(`gantry/...` or `gantry-...`, the only ones the bootstrap's permissions boundary lets a task read,
+bootstrap.documents.gantry_secret_arns); created secrets' values must
 arrive encrypted (`pulumi config set --secret`) and are never echoed. The application's IAM
 permissions name exact actions on exact resources: wildcards that grant a whole service's resources
 (`secret:*`, `arn:aws:s3:::*/*`, `role/*`) or action families (`s3:Put*`) are refused.
@@ -15,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator
 
+from bootstrap.documents import PROGRAM_PREFIX
 from components.settings.base import Section, Token, Where, parse_arn
 
 # Actions whose resource is an IAM role that then acts with its own permissions: a wildcard there is
@@ -78,6 +81,13 @@ class SecretSpec(Section):
         ):
             if arn is not None:
                 yield from ((field, p) for p in arn_problems(arn, service, prefix, region, partition))
+        for field, arn, prefix in (
+            ("secretsManagerArn", self.secrets_manager_arn, "secret:"),
+            ("ssmParameterArn", self.ssm_parameter_arn, "parameter/"),
+        ):
+            problem = outside_gantry(arn, prefix) if arn is not None else None
+            if problem:
+                yield field, problem
         if (
             self.secrets_manager_arn
             and parse_arn(self.secrets_manager_arn)
@@ -91,6 +101,25 @@ class SecretSpec(Section):
                     "in the 6-character suffix Secrets Manager adds"
                 ),
             )
+
+
+def outside_gantry(arn: str, resource_prefix: str) -> str | None:
+    """Why a referenced secret or parameter is one the tasks could not read, or None: the permissions
+    boundary every gantry role carries allows only `<prefix>/...` and `<prefix>-...` names
+    (bootstrap.documents.gantry_secret_arns, gantry_parameter_arns), so any other name would pass here and
+    fail at task start with AccessDenied. A malformed ARN is arn_problems' to report."""
+    parts = parse_arn(arn)
+    if parts is None or not parts["resource"].startswith(resource_prefix):
+        return None
+    name = parts["resource"].removeprefix(resource_prefix)
+    if name.startswith((f"{PROGRAM_PREFIX}/", f"{PROGRAM_PREFIX}-")):
+        return None
+    kind = "secret" if resource_prefix == "secret:" else "parameter"
+    return (
+        f"{arn!r} is outside gantry's {kind}s: the permissions boundary on gantry's roles lets tasks read "
+        f"only {kind}s named {PROGRAM_PREFIX}/... or {PROGRAM_PREFIX}-... (allowed: "
+        f"...:{resource_prefix}{PROGRAM_PREFIX}/<name>); store or copy the value under that prefix"
+    )
 
 
 def arn_problems(arn: str, service: str, resource_prefix: str, region: str, partition: str) -> list[str]:

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from iam_eval import allowed
 
 from bootstrap import documents
 from bootstrap.settings import BootstrapConfigError, parse
@@ -97,7 +98,8 @@ def test_pass_role_only_to_gantry_roles_and_gantry_services() -> None:
 
 
 def test_deploy_is_denied_iam_on_itself_and_all_but_reading_the_boundary() -> None:
-    roles, boundary = [s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"]
+    denies = {s["Sid"]: s for s in ALL_DOCUMENTS["deploy"]["Statement"] if s["Effect"] == "Deny"}
+    roles, boundary = denies["NeverTouchDeliveryRoles"], denies["NeverChangeTheBoundary"]
     # The delivery roles and the managed policies that grant the deploy roles their rights.
     assert (roles["Action"], roles["Resource"]) == (
         "iam:*",
@@ -223,6 +225,7 @@ def test_settings_defaults() -> None:
         ({"environments": ["prod*"]}, "entry 'prod*' is invalid"),
         ({"environments": ["prod", "Prod"]}, "repeats ['prod']"),
         ({"environments": "prod"}, "must be a JSON list"),
+        ({"environments": [f"e{i}" for i in range(11)]}, "environments lists 11 environments; allowed: at most 10"),
         ({"stateBucketPrefix": "Gantry_State"}, "stateBucketPrefix='Gantry_State' is invalid"),
         ({"stateBucketPrefix": "a" * 41}, "at most 63 characters"),
         ({"resourcePrefix": "g"}, "resourcePrefix='g' is invalid"),
@@ -263,7 +266,7 @@ def test_one_deploy_role_per_environment_trusting_only_that_environment(graph) -
     assert provider.inputs["url"] == "https://token.actions.githubusercontent.com"
     assert provider.inputs["clientIdLists"] == ["sts.amazonaws.com"]
     assert "thumbprintLists" not in provider.inputs  # IAM validates GitHub against its trusted CAs
-    subjects = {}
+    subjects, sessions = {}, {}
     for role in graph.of_type("aws:iam/role:Role"):
         assert role.inputs["path"] == "/gantry-delivery/"
         [statement] = role.json("assumeRolePolicy")["Statement"]
@@ -272,15 +275,27 @@ def test_one_deploy_role_per_environment_trusting_only_that_environment(graph) -
         equals = statement["Condition"]["StringEquals"]
         assert equals["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
         subjects[role.name] = equals["token.actions.githubusercontent.com:sub"]
+        sessions[role.name] = role.inputs["maxSessionDuration"]
+    # One preview role per environment: dev's (the pull-request environment) trusts every same-repository
+    # pull request, prod's only jobs in the GitHub environment `prod-preview`, which its reviewers gate.
     assert subjects == {
         "gantry-delivery-preview": "repo:acme-ai/gantry:pull_request",
+        "gantry-delivery-preview-prod": "repo:acme-ai/gantry:environment:prod-preview",
         "gantry-delivery-deploy-dev": "repo:acme-ai/gantry:environment:dev",
         "gantry-delivery-deploy-prod": "repo:acme-ai/gantry:environment:prod",
+    }
+    # Sized to the longest job of each kind (identity.DEPLOY_SESSION_SECONDS: prod's 120-minute deploy).
+    assert sessions == {
+        "gantry-delivery-preview": 3600,
+        "gantry-delivery-preview-prod": 3600,
+        "gantry-delivery-deploy-dev": 7200,
+        "gantry-delivery-deploy-prod": 7200,
     }
 
 
 def _attached(graph, role_name: str) -> dict[str, Any]:
-    """The deploy permissions a role holds: every managed policy attached to it, as one document."""
+    """The permissions a role holds: every managed policy attached to it and its inline policies, as one
+    document (IAM evaluates a role's identity policies together)."""
     role = graph.named(role_name)
     arns = {
         a.inputs["policyArn"]
@@ -289,7 +304,8 @@ def _attached(graph, role_name: str) -> dict[str, Any]:
     }
     policies = [p for p in graph.of_type("aws:iam/policy:Policy") if p.outputs["arn"] in arns]
     assert len(policies) == len(arns)
-    return {"Statement": [s for p in policies for s in p.json("policy")["Statement"]]}
+    inline = [p for p in graph.of_type("aws:iam/rolePolicy:RolePolicy") if p.depends_on(role)]
+    return {"Statement": [s for p in [*policies, *inline] for s in p.json("policy")["Statement"]]}
 
 
 def test_role_policies_are_the_documents_on_the_real_state_arns(graph) -> None:
@@ -297,8 +313,16 @@ def test_role_policies_are_the_documents_on_the_real_state_arns(graph) -> None:
     keys = {k.name: k for k in graph.of_type("aws:kms/key:Key")}
     policy = _attached(graph, "gantry-delivery-deploy-prod")
     assert _granted(policy, "s3:PutObject", bucket.outputs["arn"] + "/.pulumi/stacks/gantry/prod.json")
-    assert _granted(policy, "kms:Encrypt", keys["gantry-state-secrets-key"].outputs["arn"])
+    # Prod's deploy encrypts and decrypts with prod's secrets key only: not dev's, not the shared one
+    # (evaluated with conditions: it may use program keys through SNS, which these keys are not).
+    for action in ("kms:Encrypt", "kms:Decrypt"):
+        assert allowed([policy], action, keys["gantry-state-secrets-key-prod"].outputs["arn"])
+        for other in ("gantry-state-secrets-key-dev", "gantry-state-secrets-key"):
+            context = {"aws:ResourceTag/gantry-key": "bootstrap", "kms:ViaService": "sns.eu-west-1.amazonaws.com"}
+            assert not allowed([policy], action, keys[other].outputs["arn"], context), (action, other)
     preview = graph.named("gantry-delivery-preview-policy").json("policy")
+    assert _granted(preview, "kms:Decrypt", keys["gantry-state-secrets-key-dev"].outputs["arn"])
+    assert not _granted(preview, "kms:Decrypt", keys["gantry-state-secrets-key-prod"].outputs["arn"])
     assert not _granted(preview, "ecs:UpdateService", SCOPE.arn("ecs", "service/gantry-cluster-1/gantry-service-1"))
     assert _granted(policy, "ecs:UpdateService", SCOPE.arn("ecs", "service/gantry-cluster-1/gantry-service-1"))
 
@@ -341,7 +365,18 @@ def test_keys_rotate_and_are_protected(graph) -> None:
     for key in graph.of_type("aws:kms/key:Key"):
         assert key.inputs["enableKeyRotation"] is True and key.inputs["deletionWindowInDays"] == 30
         assert key.opts.protect
-    assert graph.exports["secretsProvider"] == "awskms://alias/gantry-secrets?region=eu-west-1"
+    # The shared key of the first layout, kept for re-keying, and one key per environment.
+    assert sorted(k.name for k in graph.of_type("aws:kms/key:Key")) == [
+        "gantry-state-secrets-key",
+        "gantry-state-secrets-key-dev",
+        "gantry-state-secrets-key-prod",
+        "gantry-state-state-key",
+    ]
+    assert graph.exports["secretsProviders"] == {
+        "dev": "awskms://alias/gantry-secrets-dev?region=eu-west-1",
+        "prod": "awskms://alias/gantry-secrets-prod?region=eu-west-1",
+    }
+    assert "secretsProvider" not in graph.exports
 
 
 def test_the_bootstrap_fits_every_quota_and_its_deploy_roles_use_managed_policies(graph) -> None:
@@ -355,9 +390,18 @@ def test_the_bootstrap_fits_every_quota_and_its_deploy_roles_use_managed_policie
     for policy in policies:
         size = quotas.policy_size(policy.props["policy"])
         assert size is not None and 1_000 < size <= 6_144, policy.urn
-    # The deploy roles carry no inline policy; only the preview role does.
+    # Inline: each preview role's policy and each deploy role's small per-environment policy (its secrets
+    # key, its topics); the quota check above measured each role's inline policies together.
     inline = [r for r in resources if r.type == quotas.ROLE_POLICY]
-    assert [r.urn.rsplit("::", 1)[1] for r in inline] == ["gantry-delivery-preview-policy"]
+    assert sorted(r.urn.rsplit("::", 1)[1] for r in inline) == [
+        "gantry-delivery-deploy-dev-environment",
+        "gantry-delivery-deploy-prod-environment",
+        "gantry-delivery-preview-policy",
+        "gantry-delivery-preview-prod-policy",
+    ]
+    for r in inline:
+        if r.urn.endswith("-environment"):
+            assert (quotas.policy_size(r.props["policy"]) or 0) < 2_500, r.urn
 
 
 def test_invalid_config_fails_before_any_resource() -> None:

@@ -368,3 +368,40 @@ def test_evaluate_reports_a_rule_that_raises_and_runs_every_other_rule() -> None
     assert "a failed check is not a pass" in verdicts["broken-stack"][0]
     # The rules after the broken ones still ran: the log group without retention is reported.
     assert any("retention" in m.lower() for m in verdicts["log-group-retention"])
+
+
+def test_the_trusted_services_are_the_services_the_deploy_roles_may_pass_roles_to() -> None:
+    """One list, two guards: IAM lets a deploy pass gantry's roles only to these services
+    (iam:PassedToService), and the pack lets a role trust only them."""
+    from bootstrap import documents
+
+    assert frozenset(documents.WORKLOAD_SERVICES) == rules.TRUSTED_SERVICES
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ({"Effect": "Allow", "Principal": {"Service": "codedeploy.amazonaws.com"}, "Action": "sts:AssumeRole"}, []),
+        ({"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole"}, []),
+        ({"Effect": "Allow", "Principal": {"AWS": "111122223333"}, "Action": "sts:AssumeRole"}, ["trusts AWS"]),
+        ({"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"}, ["Principal '*' is not a service"]),
+        ({"Effect": "Allow", "NotPrincipal": {"Service": "x"}, "Action": "sts:AssumeRole"}, ["NotPrincipal"]),
+        (
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRoleWithSAML"},
+            ["grants ['sts:AssumeRoleWithSAML']"],
+        ),
+    ],
+)
+def test_trusted_service_principals(statement: dict[str, Any], expected: list[str]) -> None:
+    document = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    findings = rules.trusted_service_principals(rules.ROLE, {"assumeRolePolicy": document})
+    assert len(findings) == len(expected) and all(e in f for e, f in zip(expected, findings, strict=True)), findings
+    assert rules.trusted_service_principals(rules.ROLE, {"assumeRolePolicy": "not json"})
+    assert rules.trusted_service_principals(rules.MANAGED_POLICY, {"assumeRolePolicy": "not json"}) == []
+
+
+def test_every_committed_role_trusts_only_gantrys_services(stack: tuple[str, list[Resource]]) -> None:
+    name, resources = stack
+    roles = [r for r in resources if r.type == rules.ROLE]
+    assert len(roles) >= 4
+    assert [f for r in roles for f in rules.trusted_service_principals(r.type, r.props)] == []

@@ -235,3 +235,35 @@ def test_the_quota_rule_reads_proxied_policies_and_names(pack_python: Path, stac
     assert role in quota["message"] and "10240" in quota["message"].replace(",", "")
     [name] = [d for d in result["long-name"]["stack"] if d["policy"] == "aws-quotas"]
     assert balancer in name["message"] and "32" in name["message"]
+
+
+def test_a_role_trusting_anything_but_gantrys_services_is_refused(pack_python: Path, stacks: dict[str, Any]) -> None:
+    """The trust a deploy may write (IAM cannot read its content, bootstrap/documents.py
+    TrustOnlyOnGantryRoles): another account, `*`, a federated identity or another service is a mandatory
+    violation on `preview`/`up`; the committed roles (ECS tasks, CodeDeploy, Lambda, Flow Logs) pass."""
+
+    def trust(principal: Any, action: Any = "sts:AssumeRole") -> str:
+        statement = {"Effect": "Allow", "Principal": principal, "Action": action}
+        return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+    cases, urns = {}, {}
+    for name, principal in {
+        "account": {"AWS": "arn:aws:iam::999999999999:root"},
+        "anyone": "*",
+        "federated": {"Federated": "arn:aws:iam::210987654321:oidc-provider/token.actions.githubusercontent.com"},
+        "service": {"Service": ["ecs-tasks.amazonaws.com", "ec2.amazonaws.com"]},
+    }.items():
+        cases[name], urns[name] = change(stacks["prod"], execution_role, assumeRolePolicy=trust(principal))
+    cases["web-identity"], urns["web-identity"] = change(
+        stacks["prod"],
+        execution_role,
+        assumeRolePolicy=trust(
+            {"Service": "ecs-tasks.amazonaws.com"}, ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"]
+        ),
+    )
+    result = analyze(pack_python, cases)
+    for name, verdict in result.items():
+        [finding] = [d for d in verdict["analyze"] if d["policy"] == "trusted-service-principals"]
+        assert finding["urn"] == urns[name] and finding["level"] == "mandatory", name
+    assert "ec2.amazonaws.com" in result["service"]["analyze"][0]["message"]
+    assert "999999999999" in result["account"]["analyze"][0]["message"]
