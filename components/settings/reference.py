@@ -80,7 +80,7 @@ def _bounds(field: FieldInfo) -> str:
         elif isinstance(meta, AfterValidator) and isinstance(meta.func, OneOf):
             parts.append(f"one of {', '.join(map(str, meta.func.values))}")
     if low is not None and high is not None:
-        parts.insert(0, f"{low:,} to {high:,}".replace(",", " "))
+        parts.insert(0, f"{low} to {high}")
     elif low is not None:
         parts.insert(0, f"at least {low}")
     elif high is not None:
