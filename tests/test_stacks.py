@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.settings.loader import CONFIG_KEYS
 from harness import (
     ACCOUNT,
     CLOUDFRONT_VPC_ORIGIN_SG,
@@ -40,8 +41,20 @@ SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 TEST_PORT = 9000
 
 
+def _with_defaults(defaults: Any, values: Any) -> Any:
+    if isinstance(defaults, dict) and isinstance(values, dict):
+        return {k: _with_defaults(defaults.get(k), v) for k, v in {**defaults, **values}.items()}
+    return values
+
+
 def stack_values(stack: str, key: str) -> Any:
-    return stack_config(stack)[f"gantry:{key}"]
+    """Section `key` as the stack deploys it: its stack file's values over the settings' defaults (a stack
+    file lists only its departures, components/settings/pinned.py)."""
+    values = stack_config(stack).get(f"gantry:{key}")
+    model = CONFIG_KEYS[key].model
+    if CONFIG_KEYS[key].is_list or model is None:
+        return values
+    return _with_defaults(model().model_dump(by_alias=True, mode="json"), values or {})
 
 
 def secret_name(stack: str) -> str:
@@ -633,12 +646,14 @@ def test_committed_stack_without_its_secret_value_names_the_command_to_run():
     assert "pulumi config set --secret --path 'secretValues.API_KEYS'" in str(err.value)
 
 
-@pytest.mark.parametrize("key", ["network", "container", "loadBalancer"])
-def test_a_placeholder_in_a_stack_file_is_refused(key):
+@pytest.mark.parametrize(
+    "key, first", [("network", "cidrBlock"), ("container", "healthCheckPath"), ("loadBalancer", "desyncMitigationMode")]
+)
+def test_a_placeholder_in_a_stack_file_is_refused(key, first):
     for stack in STACKS:
         config, secret_keys = with_test_secrets(stack_config(stack))
-        values = dict(config[f"gantry:{key}"])
-        first = next(k for k, v in values.items() if isinstance(v, str))
+        # A string setting, whether or not this stack file departs from its default.
+        values = dict(config.get(f"gantry:{key}", {}))
         values[first] = "REPLACE_ME"
         config[f"gantry:{key}"] = values
         with pytest.raises(pulumi.RunError) as err:
