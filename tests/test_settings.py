@@ -1060,7 +1060,9 @@ def test_a_documented_default_is_the_default_that_loads(defaults: Settings):
         f'| `gantry:network.natStrategy` | none \\| single \\| per-az | `"{defaults.network.nat_strategy}"` |' in table
     )
     assert f"| `gantry:autoscaling.maxCapacity` | integer, 1 to 1000 | `{defaults.autoscaling.max_capacity}` |" in table
-    assert f"| `gantry:deployment.trafficPercent` | integer, 1 to 99 | `{defaults.deployment.traffic_percent}` |" in table
+    assert (
+        f"| `gantry:deployment.trafficPercent` | integer, 1 to 99 | `{defaults.deployment.traffic_percent}` |" in table
+    )
 
 
 def test_pulumi_yaml_declares_exactly_the_keys_settings_reads():

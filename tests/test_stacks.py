@@ -11,6 +11,7 @@ import pulumi
 import pytest
 
 from components.settings.loader import CONFIG_KEYS
+from components.settings.pinned import with_defaults
 from harness import (
     ACCOUNT,
     CLOUDFRONT_VPC_ORIGIN_SG,
@@ -41,20 +42,10 @@ SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 TEST_PORT = 9000
 
 
-def _with_defaults(defaults: Any, values: Any) -> Any:
-    if isinstance(defaults, dict) and isinstance(values, dict):
-        return {k: _with_defaults(defaults.get(k), v) for k, v in {**defaults, **values}.items()}
-    return values
-
-
 def stack_values(stack: str, key: str) -> Any:
-    """Section `key` as the stack deploys it: its stack file's values over the settings' defaults (a stack
-    file lists only its departures, components/settings/pinned.py)."""
+    """Section `key` as the stack deploys it (a stack file lists only its departures from the defaults)."""
     values = stack_config(stack).get(f"gantry:{key}")
-    model = CONFIG_KEYS[key].model
-    if CONFIG_KEYS[key].is_list or model is None:
-        return values
-    return _with_defaults(model().model_dump(by_alias=True, mode="json"), values or {})
+    return values if CONFIG_KEYS[key].is_list else with_defaults(key, values)
 
 
 def secret_name(stack: str) -> str:

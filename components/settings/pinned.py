@@ -27,7 +27,7 @@ PINNED: Mapping[str, str] = {
     "container.healthCheckCommand": (
         "prod promotes dev's image, which its own config cannot see, so it names that image's health command"
     ),
-    "edge.mode": "the load balancer's exposure: with cloudfront it is internal, CloudFront's VPC origin its only way in",
+    "edge.mode": "the load balancer's exposure: with cloudfront it is internal, reached only by CloudFront's VPC origin",
     "edge.waf.enabled": "the web ACL in front of prod's edge; prod must keep it",
     "edge.waf.action": "block, not count: prod's WAF acts on what it matches",
     "loadBalancer.deletionProtection": (
@@ -60,10 +60,10 @@ def _restated(model: type[BaseModel], raw: Mapping[str, Any], path: str) -> Iter
             continue
         value, key = raw[alias], f"{path}.{alias}"
         nested = _model_of(field.annotation)
-        if field.default is not PydanticUndefined or field.default_factory is not None:
-            if value == _default(field):
-                yield key
-                continue
+        has_default = field.default is not PydanticUndefined or field.default_factory is not None
+        if has_default and value == _default(field):
+            yield key
+            continue
         if nested is not None and isinstance(value, Mapping):
             yield from _restated(nested, value, key)
         elif nested is not None and isinstance(value, list):
@@ -92,3 +92,19 @@ def restatements(config: Mapping[str, Any]) -> list[str]:
 def unpinned_restatements(config: Mapping[str, Any]) -> list[str]:
     """The restatements a stack file should delete: those PINNED does not ask for."""
     return [key for key in restatements(config) if key not in PINNED]
+
+
+def _merged(defaults: Any, values: Any) -> Any:
+    if isinstance(defaults, Mapping) and isinstance(values, Mapping):
+        return {k: _merged(defaults.get(k), v) for k, v in {**defaults, **values}.items()}
+    return values
+
+
+def with_defaults(section: str, values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Object section `section` (camelCase keys, as in a stack file) as a stack deploys it: the stack file's
+    `values` over the settings' defaults, nested objects merged key by key. The reading of a stack file
+    that lists only its departures."""
+    model = CONFIG_KEYS[section].model
+    if model is None or CONFIG_KEYS[section].is_list:
+        raise ValueError(f"gantry:{section} is not an object section with defaults")
+    return _merged(model().model_dump(by_alias=True, mode="json"), dict(values or {}))
