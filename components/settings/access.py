@@ -34,7 +34,8 @@ class SecretSpec(Section):
     name: Annotated[Token, AfterValidator(_env_name)]
     """The environment variable the container reads."""
     create: bool = False
-    """Off, the secret must already exist (one of the ARNs below). On, the stack creates a Secrets Manager secret from `secretValues.<name>`."""
+    """Off, the secret must already exist (one of the ARNs below). On, the stack creates a Secrets Manager
+    secret from `secretValues.<name>`."""
     secrets_manager_arn: Token | None = None
     """An existing Secrets Manager secret: its full ARN (ending in the 6-character suffix)."""
     ssm_parameter_arn: Token | None = None

@@ -211,9 +211,9 @@ class EdgeSettings(Section):
     """PriceClass_100: edge locations in North America and Europe (the cheapest); every request
     still goes to the origin region, so more locations mostly buy a shorter TLS handshake."""
     minimum_protocol_version: Literal["TLSv1.2_2021", "TLSv1.2_2025", "TLSv1.3_2025"] = "TLSv1.2_2021"
-    """TLSv1.2_2021: TLS 1.2+ with forward-secret ciphers, which every current client offers. Only with gantry:domain: on its default
-    *.cloudfront.net certificate CloudFront fixes the policy at TLSv1 whatever is set (botocore's
-    ViewerCertificate.MinimumProtocolVersion)."""
+    """TLSv1.2_2021: TLS 1.2+ with forward-secret ciphers, which every current client offers. Only with
+    gantry:domain: on its default *.cloudfront.net certificate CloudFront fixes the policy at TLSv1
+    whatever is set (botocore's ViewerCertificate.MinimumProtocolVersion)."""
     access_logs: bool | None = None
     """Unset: on for a production stack (named prod/production, or with loadBalancer.deletionProtection
     on), off elsewhere. CloudFront standard logging (v2) of every viewer request to a private, encrypted,

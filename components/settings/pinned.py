@@ -27,7 +27,7 @@ PINNED: Mapping[str, str] = {
     "container.healthCheckCommand": (
         "prod promotes dev's image, which its own config cannot see, so it names that image's health command"
     ),
-    "edge.mode": "the load balancer's exposure: with cloudfront it is internal, reached only by CloudFront's VPC origin",
+    "edge.mode": "the load balancer's exposure: behind CloudFront it is internal, reached only by its VPC origin",
     "edge.waf.enabled": "the web ACL in front of prod's edge; prod must keep it",
     "edge.waf.action": "block, not count: prod's WAF acts on what it matches",
     "loadBalancer.deletionProtection": (

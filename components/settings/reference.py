@@ -3,8 +3,9 @@
 Each setting is declared once (type, allowed values, default, and why in its attribute docstring); this
 module renders that declaration for people. The default and the allowed values or bounds are read from
 the field itself (its default, its `Literal`, its `between(...)` or `one_of(...)`), never from prose, so
-the docstring says only why and a changed default changes the reference. `python -m components.settings.reference --write` rewrites both files;
-`--check` (run by the tests) fails when either has drifted from the models.
+the docstring says only why and a changed default changes the reference.
+`python -m components.settings.reference --write` rewrites both files; `--check` (run by the tests) fails
+when either has drifted from the models.
 """
 
 from __future__ import annotations

@@ -278,7 +278,8 @@ class ImageSettings(Section):
     built, from its repository, by digest (its `imageDigest` output unless `digest` is set). `pulumi
     preview` refuses a digest that repository does not hold."""
     digest: Annotated[Token, AfterValidator(_digest)] | None = None
-    """Unset, the promoted stack's `imageDigest` output: the digest it last validated. With promoteFrom only: an earlier digest of that repository, to promote or roll back to a known image."""
+    """Unset, the promoted stack's `imageDigest` output: the digest it last validated. With promoteFrom
+    only: an earlier digest of that repository, to promote or roll back to a known image."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         if self.promote_from is None:
