@@ -105,3 +105,20 @@ def test_a_switch_is_refused_unless_acknowledged(live):
         load_settings(config, region=REGION, secret_keys=secret_keys, aws_facts=facts)
     config["gantry:deployment"] = {"strategy": target, "replaceServiceOnStrategyChange": True}
     assert load_settings(config, region=REGION, secret_keys=secret_keys, aws_facts=facts).deployment.strategy == target
+
+
+def test_the_traffic_shape_defaults_are_the_fields_own():
+    # 10 % then the rest after 5 minutes: CodeDeploy's predefined ECSCanary10Percent5Minutes; linear steps
+    # by the same amounts (a custom config: the predefined 1- and 3-minute steps are faster than the alarms).
+    config, secret_keys = gantry_config("dev")
+    for traffic, kind in (({}, "canary"), ({"traffic": "linear"}, "linear")):
+        config["gantry:deployment"] = {"strategy": "codedeploy", **traffic}
+        shift = load_settings(config, region=REGION, secret_keys=secret_keys).deployment.shift
+        assert (shift.kind, shift.percent, shift.interval_minutes) == (kind, 10, 5)
+    # All at once moves everything: the stepped shapes' defaults do not apply to it.
+    config["gantry:deployment"] = {"strategy": "codedeploy", "traffic": "all-at-once"}
+    shift = load_settings(config, region=REGION, secret_keys=secret_keys).deployment.shift
+    assert (shift.kind, shift.percent, shift.interval_minutes) == ("all-at-once", None, None)
+    assert "gantry:deployment.traffic" in problems(
+        {"strategy": "codedeploy", "traffic": "all-at-once", "trafficIntervalMinutes": 5}
+    )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from components.edge import api_security_headers
+from components.settings.pinned import with_defaults
 from components.waf import content_length_above
 from harness import (
     ACCOUNT,
@@ -43,7 +44,13 @@ WORKER_MAX_BATCH_FILE_BYTES = 20 * 1024 * 1024
 
 
 def edge_config(stack: str) -> dict[str, Any]:
-    return stack_config(stack)["gantry:edge"]
+    """The stack file's own `edge` (its departures from the defaults), to build variants from."""
+    return dict(stack_config(stack).get("gantry:edge", {}))
+
+
+def edge_values(stack: str) -> dict[str, Any]:
+    """`edge` as the stack deploys it: its stack file's values over the defaults."""
+    return with_defaults("edge", stack_config(stack).get("gantry:edge"))
 
 
 def variant(stack: str, **changes: Any) -> Graph:
@@ -55,7 +62,7 @@ def variant(stack: str, **changes: Any) -> Graph:
 
 def with_waf(stack: str, **waf: Any) -> dict[str, Any]:
     edge = edge_config(stack)
-    return {**edge, "waf": {**edge["waf"], **waf}}
+    return {**edge, "waf": {**edge.get("waf", {}), **waf}}
 
 
 @pytest.fixture(params=STACKS)
@@ -106,7 +113,7 @@ def test_cloudfront_reaches_the_internal_load_balancer_through_a_vpc_origin(grap
     assert distribution_origin["domainName"] == lb.outputs["dnsName"]
     vpc = distribution_origin["vpcOriginConfig"]
     assert vpc["vpcOriginId"] == graph.one("aws:cloudfront/vpcOrigin:VpcOrigin").outputs["id"]
-    assert vpc["originReadTimeout"] == edge_config(stack)["originReadTimeoutSeconds"]
+    assert vpc["originReadTimeout"] == edge_values(stack)["originReadTimeoutSeconds"]
     assert "customOriginConfig" not in distribution_origin
     # The origin listener is the production one: it forwards to the service's target group.
     http = graph.named("gantry-lb-http").inputs
@@ -149,7 +156,7 @@ def _rules(g: Graph) -> dict[str, dict]:
 
 
 def test_the_web_acl_rules_and_limits_follow_config(graph, stack):
-    waf = edge_config(stack)["waf"]
+    waf = edge_values(stack)["waf"]
     rules = _rules(graph)
     managed = {
         name: r["statement"]["managedRuleGroupStatement"]["name"]
@@ -189,7 +196,7 @@ def test_the_web_acl_rules_and_limits_follow_config(graph, stack):
 def test_waf_logs_are_retained_redact_the_api_key_and_admit_only_log_delivery(graph, stack):
     group = graph.named("gantry-edge-waf-logs")
     assert group.inputs["name"] == f"aws-waf-logs-gantry-{stack}"
-    assert group.inputs["retentionInDays"] == edge_config(stack)["waf"]["logRetentionDays"]
+    assert group.inputs["retentionInDays"] == edge_values(stack)["waf"]["logRetentionDays"]
     logging = graph.one("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration")
     assert logging.inputs["resourceArn"] == graph.one(WEB_ACL).outputs["arn"]
     assert logging.inputs["logDestinationConfigs"] == [group.outputs["arn"]]
@@ -242,7 +249,7 @@ def test_a_domain_on_cloudfront_brings_a_us_east_1_certificate_aliases_and_recor
 
 def test_alb_mode_puts_a_regional_web_acl_on_the_public_load_balancer():
     edge = {**edge_config("prod"), "mode": "alb"}
-    del edge["originReadTimeoutSeconds"]  # a CloudFront setting: refused in alb mode
+    edge.pop("originReadTimeoutSeconds", None)  # a CloudFront setting: refused in alb mode
     g = variant("prod", domain={"hostedZoneId": ZONE_ID, "hostname": "embed.acme.io"}, edge=edge)
     lb = g.one("aws:lb/loadBalancer:LoadBalancer")
     assert lb.inputs["internal"] is False and lb.inputs["subnets"] == PUBLIC_SUBNETS

@@ -10,6 +10,8 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.settings.loader import CONFIG_KEYS
+from components.settings.pinned import with_defaults
 from harness import (
     ACCOUNT,
     CLOUDFRONT_VPC_ORIGIN_SG,
@@ -41,7 +43,9 @@ TEST_PORT = 9000
 
 
 def stack_values(stack: str, key: str) -> Any:
-    return stack_config(stack)[f"gantry:{key}"]
+    """Section `key` as the stack deploys it (a stack file lists only its departures from the defaults)."""
+    values = stack_config(stack).get(f"gantry:{key}")
+    return values if CONFIG_KEYS[key].is_list else with_defaults(key, values)
 
 
 def secret_name(stack: str) -> str:
@@ -634,12 +638,14 @@ def test_committed_stack_without_its_secret_value_names_the_command_to_run():
     assert "pulumi config set --secret --path 'secretValues.API_KEYS'" in str(err.value)
 
 
-@pytest.mark.parametrize("key", ["network", "container", "loadBalancer"])
-def test_a_placeholder_in_a_stack_file_is_refused(key):
+@pytest.mark.parametrize(
+    "key, first", [("network", "cidrBlock"), ("container", "healthCheckPath"), ("loadBalancer", "desyncMitigationMode")]
+)
+def test_a_placeholder_in_a_stack_file_is_refused(key, first):
     for stack in STACKS:
         config, secret_keys = with_test_secrets(stack_config(stack))
-        values = dict(config[f"gantry:{key}"])
-        first = next(k for k, v in values.items() if isinstance(v, str))
+        # A string setting, whether or not this stack file departs from its default.
+        values = dict(config.get(f"gantry:{key}", {}))
         values[first] = "REPLACE_ME"
         config[f"gantry:{key}"] = values
         with pytest.raises(pulumi.RunError) as err:

@@ -37,7 +37,8 @@ class SecretSpec(Section):
     name: Annotated[Token, AfterValidator(_env_name)]
     """The environment variable the container reads."""
     create: bool = False
-    """Default false. true: the stack creates a Secrets Manager secret from `secretValues.<name>`."""
+    """Off, the secret must already exist (one of the ARNs below). On, the stack creates a Secrets Manager
+    secret from `secretValues.<name>`."""
     secrets_manager_arn: Token | None = None
     """An existing Secrets Manager secret: its full ARN (ending in the 6-character suffix)."""
     ssm_parameter_arn: Token | None = None
@@ -154,11 +155,11 @@ class PolicyStatement(Section):
     """One entry of `taskRolePolicy`: AWS calls the application makes at run time."""
 
     sid: Annotated[Token, AfterValidator(_sid)] | None = None
-    """Default App<index>: a unique alphanumeric statement id."""
+    """A unique alphanumeric statement id; unset, each statement is named App<index> by its position."""
     actions: tuple[Token, ...] = ()
-    """Default none, and at least one is required: exact actions (service:Action), no wildcards."""
+    """At least one is required: exact actions (service:Action), no wildcards."""
     resources: tuple[Token, ...] = ()
-    """Default none, and at least one is required: exact resource ARNs; a wildcard only after a fixed
+    """At least one is required: exact resource ARNs; a wildcard only after a fixed
     resource name or prefix (the objects of one named bucket, `arn:aws:s3:::my-bucket/*`;
     `table/orders*`), never for a whole service or type."""
 

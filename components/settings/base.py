@@ -120,16 +120,23 @@ def _arn(value: str) -> str:
 Arn = Annotated[Token, AfterValidator(_arn)]
 
 
-def one_of(values: tuple[Any, ...], why: str = "") -> AfterValidator:
-    """Only these values. (Unlike Literal, a strict int field still refuses 1024.0 from YAML.)"""
+@dataclass(frozen=True)
+class OneOf:
+    """The check `one_of` installs; it keeps its values so the config reference can list them."""
 
-    def check(value: Any) -> Any:
-        if value not in values:
-            suffix = f" ({why})" if why else ""
-            raise ValueError(f"must be one of {', '.join(map(str, values))}{suffix}")
+    values: tuple[Any, ...]
+    why: str = ""
+
+    def __call__(self, value: Any) -> Any:
+        if value not in self.values:
+            suffix = f" ({self.why})" if self.why else ""
+            raise ValueError(f"must be one of {', '.join(map(str, self.values))}{suffix}")
         return value
 
-    return AfterValidator(check)
+
+def one_of(values: tuple[Any, ...], why: str = "") -> AfterValidator:
+    """Only these values. (Unlike Literal, a strict int field still refuses 1024.0 from YAML.)"""
+    return AfterValidator(OneOf(values, why))
 
 
 def between(default: int, lo: int, hi: int, why: str = "") -> Any:

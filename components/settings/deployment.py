@@ -30,10 +30,6 @@ from components.blue_green.traffic import (
 from components.settings.base import Section, Token, Where, between
 
 CONTROLLERS = {"rolling": "ECS", "codedeploy": "CODE_DEPLOY"}
-# Per-kind defaults when percent / interval are omitted. Canary: CodeDeploy's predefined
-# ECSCanary10Percent5Minutes. Linear: 10 % every 5 minutes (a custom config), because the predefined
-# linear steps (1 and 3 minutes) are not longer than the alarms' 3-minute detection.
-DEFAULT_SHIFT = {"canary": (10, 5), "linear": (10, 5)}
 # Estimates for the duration check and the README: Fargate tasks pull, start and pass two health
 # checks in about 3 minutes; the eval embeds the golden set in well under a minute.
 GREEN_READY_MINUTES = 3.0
@@ -91,63 +87,65 @@ class PreTrafficSettings(Section):
     """Required: the one-off task's command in exec form (["python", "-m", "app.migrate"]), run in the new
     revision's container instead of its own command; no shell is involved, so nothing is re-split or expanded."""
     timeout_seconds: int = between(600, 60, 3600, "a one-off task gets 1 minute to 1 hour")
-    """Default 600: a task still running after this long is stopped and the deploy fails. With codedeploy it
-    runs inside the hook function (Lambda allows 15 minutes, the check keeps 5), so at most 600."""
+    """A task still running after this long is stopped and the deploy fails. With codedeploy it
+    runs inside the hook function (Lambda allows 15 minutes, the check keeps 5), so at most 10 minutes there."""
 
 
 class DeploymentSettings(Section):
     strategy: Literal["rolling", "codedeploy"] = "rolling"
-    """Default rolling: ECS replaces tasks in place, rolled back by the circuit breaker and the 5xx,
+    """rolling: ECS replaces tasks in place, rolled back by the circuit breaker and the 5xx,
     latency and health alarms. codedeploy: blue/green through CodeDeploy, green validated before any
     production traffic and shifted per `traffic`. A live stack cannot switch (see replaceServiceOnStrategyChange)."""
     traffic: Literal["canary", "linear", "all-at-once"] = "canary"
-    """Default canary: `trafficPercent` of production first, the rest after `trafficIntervalMinutes`.
+    """canary: `trafficPercent` of production first, the rest after `trafficIntervalMinutes`.
     linear: that share more every interval; all-at-once: everything once green passed its check."""
-    traffic_percent: int | None = Field(None, ge=1, le=99)
-    """Default 10 for canary and linear (CodeDeploy's predefined configs); refused for all-at-once."""
-    traffic_interval_minutes: int | None = Field(None, ge=1, le=1440)
-    """Default 5 (canary: the predefined config; linear: a custom one); it must be longer than the alarms need to
-    fire, so a bad canary is rolled back before it gets more traffic. Refused for all-at-once."""
+    traffic_percent: int = between(10, 1, 99, "a step moves part of production, never none or all of it")
+    """The share of production each canary or linear step moves; as a canary, CodeDeploy's predefined
+    ECSCanary10Percent5Minutes together with the interval. Refused for all-at-once, which moves everything."""
+    traffic_interval_minutes: int = between(5, 1, 1440, "a longer bake is a release approval, not a deploy")
+    """Minutes between steps. It must be longer than the alarms need to fire, so a bad canary is rolled back
+    before it gets more traffic: the predefined linear steps (1 and 3 minutes) are not, so linear gets a
+    custom config at this interval. Refused for all-at-once."""
     blue_termination_wait_minutes: int = between(5, 0, 2880, "CodeDeploy keeps blue for at most 2 days")
-    """Default 5: blue keeps running this long after 100 % is on green, for an instant manual rollback;
+    """Blue keeps running this long after 100 % is on green, for an instant manual rollback;
     `pulumi up` waits through it too (the deployment is in progress until blue is gone)."""
     deploy_timeout_minutes: int = between(60, 1, 360, "the deploy resource allows 1 minute to 6 hours")
-    """Default 60: `pulumi up` stops the deployment with rollback and fails after this long; it must
+    """`pulumi up` stops the deployment with rollback and fails after this long; it must
     exceed a successful deploy's duration (green start + hook + shift + blue wait)."""
     other_deploy_timeout_minutes: int = between(60, 1, 360, "the deploy resource allows 1 minute to 6 hours")
-    """Default 60: how long `pulumi up` waits for a deployment it did not start (another `up`, a console
+    """How long `pulumi up` waits for a deployment it did not start (another `up`, a console
     redeploy, one an interrupted `up` left) before failing without touching it; counted apart from
     deployTimeoutMinutes, which starts when this run's own deployment does."""
     test_listener_port: int = between(9000, 1024, 65535, "ports below 1024 are the public listeners' range")
-    """Default 9000: the ALB listener that reaches green before production does; only the hook's
+    """The ALB listener that reaches green before production does; only the hook's
     security group may connect to it, never the internet."""
     eval_min_top1: Fraction = 0.95
-    """Default 0.95: share of golden retrieval cases whose positive must rank first on green (eval
-    check, sample worker only; the same default as `python -m worker.eval`)."""
+    """Share of golden retrieval cases whose positive must rank first on green (eval
+    check, sample worker only; the same threshold as `python -m worker.eval`)."""
     eval_min_cosine: Fraction = 0.97
-    """Default 0.97: lowest cosine any green embedding may have to its fp32 reference."""
+    """Lowest cosine any green embedding may have to its fp32 reference."""
     eval_mean_cosine: Fraction = 0.985
-    """Default 0.985: lowest mean cosine of green's embeddings to the fp32 references."""
+    """Lowest mean cosine of green's embeddings to the fp32 references."""
     eval_tenant: Annotated[Token, AfterValidator(_tenant)] = "gantry-eval"
-    """Default gantry-eval: the API_KEYS tenant whose key the eval hook sends; give it its own key, so
+    """The API_KEYS tenant whose key the eval hook sends; give it its own key, so
     its traffic is attributable and revocable."""
     smoke_path: Annotated[Token, AfterValidator(_path)] | None = None
-    """Default none: the smoke check (a team's own image) requests only the health path; set a path for
+    """Unset, the smoke check (a team's own image) requests only the health path; set a path for
     one real request as well."""
     smoke_method: Literal["GET", "POST"] = "GET"
-    """Default GET: the smoke request's method."""
+    """The smoke request's method: POST to send `smokeBody`."""
     smoke_body: str | None = None
-    """Default none: the smoke request's JSON body (POST)."""
+    """The smoke request's JSON body (POST); unset, the request has none."""
     smoke_expect_status: int = between(200, 100, 599, "an HTTP status code")
-    """Default 200: the status the smoke request must answer."""
+    """The status the smoke request must answer: anything else fails the deploy before traffic moves."""
     pre_traffic: PreTrafficSettings | None = None
-    """Default none. A command (database migration, cache warm-up, model check) run once as a Fargate task of
+    """Unset, nothing runs. A command (database migration, cache warm-up, model check) run once as a Fargate task of
     the new task definition before production traffic reaches it (rolling: before the service update;
     codedeploy: in the hook, before the eval and the traffic shift); a non-zero exit fails the deploy."""
     replace_service_on_strategy_change: bool = False
-    """Default false: switching a live stack's strategy changes the ECS deployment controller, which ECS
-    cannot update in place, so `pulumi up` would replace the service; true acknowledges that one
-    replacing `up` (set it back to false afterwards)."""
+    """Switching a live stack's strategy changes the ECS deployment controller, which ECS
+    cannot update in place, so `pulumi up` would replace the service; on acknowledges that one
+    replacing `up` (turn it off again afterwards)."""
 
     @property
     def controller(self) -> str:
@@ -175,15 +173,16 @@ class DeploymentSettings(Section):
 
     @property
     def shift(self) -> TrafficShift:
-        """The traffic shape, with the per-kind defaults filled in."""
+        """The traffic shape. All-at-once takes a percent or interval only when the stack file sets one
+        (which TrafficShift then refuses): their defaults describe the stepped shapes."""
         if self.traffic == "all-at-once":
-            return TrafficShift(self.traffic, self.traffic_percent, self.traffic_interval_minutes)
-        percent, interval = DEFAULT_SHIFT[self.traffic]
-        return TrafficShift(
-            self.traffic,
-            self.traffic_percent if self.traffic_percent is not None else percent,
-            self.traffic_interval_minutes if self.traffic_interval_minutes is not None else interval,
-        )
+            chosen = self.model_fields_set
+            return TrafficShift(
+                self.traffic,
+                self.traffic_percent if "traffic_percent" in chosen else None,
+                self.traffic_interval_minutes if "traffic_interval_minutes" in chosen else None,
+            )
+        return TrafficShift(self.traffic, self.traffic_percent, self.traffic_interval_minutes)
 
     @property
     def detection_minutes(self) -> float:

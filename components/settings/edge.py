@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, Field, field_validator
 
 from components.settings.base import Cidr, Section, Token, Where, because, between, one_of
 from components.settings.network import RetentionDays
 
-DESYNC_MODES = ("monitor", "defensive", "strictest")
 # TLS 1.3-capable ALB policies ("Security policies for your Application Load Balancer",
 # https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html).
 # The default is the one AWS recommends there: "AWS recommends implementing the new post-quantum TLS
@@ -28,7 +27,7 @@ DESYNC_MODES = ("monitor", "defensive", "strictest")
 # exchange for clients that offer it, TLS 1.3 or 1.2 with restricted ciphers for those that do not.
 # The -1-3- policies drop TLS 1.2; the FIPS ones use FIPS 140-3 validated modules; the 2021-06 ones
 # (no post-quantum key exchange) stay allowed for stacks already on them.
-TLS13_POLICIES = (
+TlsPolicy = Literal[
     "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09",
     "ELBSecurityPolicy-TLS13-1-2-PQ-2025-09",
     "ELBSecurityPolicy-TLS13-1-2-Ext1-PQ-2025-09",
@@ -45,12 +44,8 @@ TLS13_POLICIES = (
     "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06",
     "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
     "ELBSecurityPolicy-TLS13-1-3-2021-06",
-)
-EDGE_MODES = ("cloudfront", "alb")
-# CloudFront viewer security policies for a custom certificate (botocore's MinimumProtocolVersion enum,
-# minus the ones that allow SSLv3, TLS 1.0 or 1.1, or TLS 1.2 ciphers without forward secrecy).
-VIEWER_TLS_POLICIES = ("TLSv1.2_2021", "TLSv1.2_2025", "TLSv1.3_2025")
-PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
+]
+TLS13_POLICIES: tuple[str, ...] = get_args(TlsPolicy)
 # AWS WAF rate-based rules evaluate over one of these windows (RateBasedStatement.EvaluationWindowSec).
 RATE_WINDOWS = (60, 120, 300, 600)
 # CloudFront's origin response timeout: the API accepts 1-120 s (VpcOriginConfig.OriginReadTimeout in
@@ -91,13 +86,14 @@ ACM_MAX_DOMAIN_LENGTH = 64
 
 class HealthCheckSettings(Section):
     interval_seconds: int = Field(15, ge=5, le=300)
-    """Default 15."""
+    """How often the load balancer asks each target; with healthyThreshold it sets how soon a new task
+    takes traffic, with unhealthyThreshold how soon a broken one stops."""
     timeout_seconds: int = Field(5, ge=2, le=120)
-    """Default 5; must be below the interval."""
+    """Must be below the interval."""
     healthy_threshold: int = Field(2, ge=2, le=10)
-    """Default 2: a new task takes traffic after ~30 s."""
+    """Consecutive passes before a target takes traffic: two intervals, so one lucky answer is not enough."""
     unhealthy_threshold: int = Field(3, ge=2, le=10)
-    """Default 3: one slow answer does not flap a task."""
+    """One slow answer does not flap a task."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         if self.timeout_seconds >= self.interval_seconds:
@@ -106,26 +102,26 @@ class HealthCheckSettings(Section):
 
 class LoadBalancerSettings(Section):
     ingress_cidrs: tuple[Cidr, ...] = ("0.0.0.0/0",)
-    """Default ["0.0.0.0/0"]: it is a public endpoint; narrow it for internal-only APIs. edge.mode alb
+    """The whole internet: a public endpoint's clients are anywhere; narrow it for internal-only APIs. edge.mode alb
     only (behind CloudFront the load balancer admits CloudFront's VPC origin alone)."""
     idle_timeout_seconds: int = Field(60, ge=1, le=4000)
-    """Default 60: long enough for a large embeddings batch; raise it for slow LLM calls."""
+    """Long enough for a large embeddings batch; raise it for slow LLM calls."""
     deletion_protection: bool = True
-    """Default true: `pulumi destroy` cannot remove the load balancer by accident."""
+    """`pulumi destroy` cannot remove the load balancer by accident."""
     access_logs: bool = True
-    """Default true: access logs to an encrypted, private, TLS-only S3 bucket."""
+    """Access logs to an encrypted, private, TLS-only S3 bucket."""
     access_log_retention_days: int = Field(90, ge=1, le=3653)
-    """Default 90: S3 lifecycle expiry of access logs."""
+    """S3 lifecycle expiry of access logs."""
     desync_mitigation_mode: Literal["monitor", "defensive", "strictest"] = "strictest"
-    """Default strictest: API clients send RFC-compliant requests, so ambiguous ones (request
-    smuggling) are refused rather than merely monitored."""
-    tls_policy: Literal[TLS13_POLICIES] = because(TLS13_POLICIES[0], "TLS 1.3 policies only")  # type: ignore[valid-type]
-    """Default ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09, AWS's recommendation: post-quantum hybrid key
-    exchange with a TLS 1.2 fallback for older SDKs; TLS 1.3 policies only. edge.mode alb only."""
+    """strictest: API clients send RFC-compliant requests, so ambiguous ones (request smuggling) are
+    refused rather than merely monitored (monitor) or let through when merely unusual (defensive)."""
+    tls_policy: TlsPolicy = because("ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09", "TLS 1.3 policies only")
+    """The policy AWS recommends (see TLS13_POLICIES): post-quantum hybrid key exchange with a TLS 1.2
+    fallback for older SDKs; TLS 1.3 policies only. edge.mode alb only."""
     deregistration_delay_seconds: int = Field(30, ge=0, le=3600)
-    """Default 30: in-flight requests finish before a task is stopped."""
+    """In-flight requests finish before a task is stopped."""
     health_check: HealthCheckSettings = HealthCheckSettings()
-    """The target-group health check."""
+    """The target-group health check; each field has its own default."""
 
     @field_validator("ingress_cidrs")
     @classmethod
@@ -174,57 +170,58 @@ def within_zone(hostname: str, zone_name: str) -> bool:
 
 class WafSettings(Section):
     enabled: bool = True
-    """Default true: a web ACL filters requests before they reach the tasks. About $10/month plus $0.60
+    """On: a web ACL filters requests before they reach the tasks. About $10/month plus $0.60
     per million requests (README, "What the edge costs"); prod must keep it."""
     action: Literal["block", "count"] = "block"
-    """Default block. count runs every rule without blocking anything (matches show in the WAF metrics
+    """`count` runs every rule without blocking anything (matches show in the WAF metrics
     and logs): for a first rollout, to find false positives before they cost a client a request."""
     rate_limit_per_ip: int = between(3000, 10, 2_000_000_000, "AWS WAF's rate-based rule limits")
-    """Default 3000 requests per client IP per rateWindowSeconds (600/minute over 5 minutes, the sample
-    worker's dev per-tenant rate): above it an address gets 429 until its rate falls. Set it above what
+    """Requests per client IP per rateWindowSeconds, sized to the sample worker's dev per-tenant rate
+    (600/minute) over the 5-minute window: above it an address gets 429 until its rate falls. Set it above what
     your busiest client sends from one address (a tenant behind NAT shares one)."""
     rate_window_seconds: Annotated[int, one_of(RATE_WINDOWS, "AWS WAF's rate-based evaluation windows")] = 300
-    """Default 300: the window the per-IP rate is counted over."""
+    """The window the per-IP rate is counted over: long enough that a short burst is not a ban."""
     max_body_bytes: int | None = between(None, 1024, 512 * 1024 * 1024, "a request body size in bytes")  # type: ignore[arg-type]
-    """Default: the largest body the sample worker accepts (its MAX_REQUEST_BYTES, or MAX_BATCH_FILE_BYTES
+    """Unset: the largest body the sample worker accepts (its MAX_REQUEST_BYTES, or MAX_BATCH_FILE_BYTES
     when the Batch API is on; 2 MiB by the worker's defaults). Requests declaring a larger Content-Length
     get 413 at the edge. A team's own image gets no size rule unless this is set."""
     log_retention_days: RetentionDays = 30
-    """Default 30: retention of the WAF's log group (aws-waf-logs-gantry-<stack>)."""
+    """Retention of the WAF's log group (aws-waf-logs-gantry-<stack>): a month of blocked requests to
+    tell a false positive from an attack."""
 
 
 class EdgeSettings(Section):
     mode: Literal["cloudfront", "alb"] = "cloudfront"
-    """Default cloudfront: HTTPS on CloudFront's own name with no certificate or domain of ours, and an
+    """cloudfront: HTTPS on CloudFront's own name with no certificate or domain of ours, and an
     internal load balancer with no public address (CloudFront reaches it through a VPC origin). alb: a
     public load balancer with an ACM certificate (needs gantry:domain), for responses slower than
     CloudFront's origin timeout allows."""
     origin_read_timeout_seconds: int = between(60, 1, 120, "CloudFront's origin response timeout range")
-    """Default 60, the most an account's default quota allows: how long CloudFront waits for the first
-    byte of a response (and between bytes). Up to 120 with originReadTimeoutQuotaRaised."""
+    """How long CloudFront waits for the first byte of a response (and between bytes): the most an
+    account's quota allows without an increase; up to 120 with originReadTimeoutQuotaRaised."""
     origin_read_timeout_quota_raised: bool = False
-    """Default false. Set true once Service Quotas has raised "Response timeout per origin" above 60 s
+    """Turn it on once Service Quotas has raised "Response timeout per origin" above 60 s
     for the account; then originReadTimeoutSeconds may exceed 60."""
     origin_keepalive_timeout_seconds: int = between(
         5, 1, 60, "CloudFront's origin keep-alive range without a quota increase"
     )
-    """Default 5 (CloudFront's default): how long an idle connection to the load balancer is kept; must
+    """CloudFront's own value: how long an idle connection to the load balancer is kept; must
     stay below loadBalancer.idleTimeoutSeconds, or the load balancer closes connections CloudFront reuses."""
     price_class: Literal["PriceClass_100", "PriceClass_200", "PriceClass_All"] = "PriceClass_100"
-    """Default PriceClass_100: edge locations in North America and Europe (the cheapest); every request
+    """PriceClass_100: edge locations in North America and Europe (the cheapest); every request
     still goes to the origin region, so more locations mostly buy a shorter TLS handshake."""
     minimum_protocol_version: Literal["TLSv1.2_2021", "TLSv1.2_2025", "TLSv1.3_2025"] = "TLSv1.2_2021"
-    """Default TLSv1.2_2021: TLS 1.2+ with forward-secret ciphers. Only with gantry:domain: on its default
-    *.cloudfront.net certificate CloudFront fixes the policy at TLSv1 whatever is set (botocore's
-    ViewerCertificate.MinimumProtocolVersion)."""
+    """TLSv1.2_2021: TLS 1.2+ with forward-secret ciphers, which every current client offers. Only with
+    gantry:domain: on its default *.cloudfront.net certificate CloudFront fixes the policy at TLSv1
+    whatever is set (botocore's ViewerCertificate.MinimumProtocolVersion)."""
     access_logs: bool | None = None
-    """Default: on for a production stack (named prod/production, or with loadBalancer.deletionProtection
+    """Unset: on for a production stack (named prod/production, or with loadBalancer.deletionProtection
     on), off elsewhere. CloudFront standard logging (v2) of every viewer request to a private, encrypted,
     TLS-only S3 bucket (about $0.25 per GB delivered plus S3 storage)."""
     access_log_retention_days: int = Field(90, ge=1, le=3653)
-    """Default 90: S3 lifecycle expiry of the edge's access logs."""
+    """S3 lifecycle expiry of the edge's access logs."""
     waf: WafSettings = WafSettings()
-    """The web ACL in front of the edge."""
+    """The web ACL in front of the edge; each field has its own default."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         if self.origin_read_timeout_seconds > ORIGIN_READ_TIMEOUT_QUOTA and not self.origin_read_timeout_quota_raised:

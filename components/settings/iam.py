@@ -51,14 +51,14 @@ def _boundary(value: str) -> str:
 
 class IamSettings(Section):
     role_path: Annotated[Token, AfterValidator(_role_path)] = WORKLOAD_ROLE_PATH
-    """Default "/gantry/": the path of every role the program creates; the bootstrap's deploy roles may
+    """The path of every role the program creates (the bootstrap's workload path); the bootstrap's deploy roles may
     create, change and pass roles only under this path."""
     permissions_boundary: Annotated[Token, AfterValidator(_boundary)] = BOUNDARY_POLICY_NAME
-    """Default "gantry-workload-boundary" (the bootstrap's): the permissions boundary of every role, as a
+    """The permissions boundary of every role (the one the bootstrap creates), as a
     managed policy name (this account's policy under rolePath) or a full policy ARN. `pulumi preview`
     refuses a boundary that does not exist."""
     without_permissions_boundary: bool = False
-    """Default false. true creates roles with no boundary at all: only for an account without the
+    """On, roles are created with no boundary at all: only for an account without the
     bootstrap, whose credentials may create unbounded roles anyway; the bootstrap's deploy roles refuse it."""
 
     def boundary_arn(self, *, partition: str, account_id: str) -> str | None:

@@ -59,16 +59,16 @@ class CutoverSettings(Section):
     """Required: the percentage of the hostname's traffic sent to gantry (0-100); legacy receives the rest.
     Move it 10 -> 50 -> 100, one `pulumi up` each."""
     ttl_seconds: int = Field(60, ge=10, le=300)
-    """Default 60: resolvers re-ask within a minute, so a step (or a step back) takes effect quickly; the
+    """Resolvers re-ask within a minute, so a step (or a step back) takes effect quickly; the
     cost is more DNS queries while the cutover lasts."""
     gantry_health_check: bool = True
-    """Default true: a Route 53 HTTPS health check on gantry's edge (the container's health path); while it
+    """A Route 53 HTTPS health check on gantry's edge (the container's health path); while it
     fails, Route 53 answers with the legacy record only, so a broken gantry sheds its share automatically."""
     legacy_health_path: Annotated[Token, AfterValidator(_health_path)] | None = None
-    """Default none: no health check on the legacy target. Set its health path (e.g. /health) to have Route 53
+    """No health check on the legacy target. Set its health path (e.g. /health) to have Route 53
     stop sending traffic to a failing legacy endpoint; that moves legacy's whole share onto gantry at once."""
     retire_legacy: bool = False
-    """Default false. true deletes the legacy record (the end of the cutover): allowed only at gantryWeight 100
+    """True deletes the legacy record (the end of the cutover): allowed only at gantryWeight 100
     after an `up` that already left legacy at weight 0. The `gantry` record stays as the hostname's record:
     replacing the CNAMEs by an alias would need a moment with no record at all (a CNAME cannot coexist with
     the alias), which resolvers would cache as a negative answer."""
@@ -76,7 +76,7 @@ class CutoverSettings(Section):
 
 class MigrationSettings(Section):
     cutover: CutoverSettings | None = None
-    """Default none: gantry's alias record owns the hostname. Set it (with a domain) to share the hostname
+    """Gantry's alias record owns the hostname. Set it (with a domain) to share the hostname
     with a legacy endpoint by weighted DNS."""
 
     @property

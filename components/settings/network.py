@@ -15,8 +15,6 @@ from pydantic import field_validator
 
 from components.settings.base import Cidr, Section, Where, between, one_of
 
-NAT_STRATEGIES = ("none", "single", "per-az")
-INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "ssm")
 LOG_RETENTION_DAYS = (
     1,
     3,
@@ -58,18 +56,18 @@ def az_subnet_prefix(cidr_prefix: int, availability_zones: int) -> int:
 
 class NetworkSettings(Section):
     availability_zones: int = between(2, 2, 6, "an ALB needs subnets in at least two AZs")
-    """Default 2: an ALB needs subnets in two AZs, and two survive the loss of one. At most the number
+    """The fewest that work: an ALB needs subnets in two AZs, and two survive the loss of one. At most the number
     of AZs the region has (checked against the region before anything is created)."""
     cidr_block: Cidr = "10.0.0.0/16"
-    """Default 10.0.0.0/16: a private RFC 1918 range; each AZ gets a /24 public and a /20 private subnet."""
+    """A private RFC 1918 range; each AZ gets a /24 public and a /20 private subnet."""
     nat_strategy: Literal["none", "single", "per-az"] = "single"
-    """Default single: one NAT gateway (~$33/month) is a single point of failure for egress, fine for
+    """single: one NAT gateway (~$33/month) is a single point of failure for egress, fine for
     dev; per-az keeps each AZ's egress inside the AZ (prod); none relies on VPC endpoints alone, which
     rules out deployment.strategy codedeploy (its hook calls the CodeDeploy and EC2 APIs)."""
     flow_logs: bool = True
-    """Default true: VPC flow logs to CloudWatch, for incident forensics."""
+    """On: VPC flow logs to CloudWatch, for incident forensics."""
     flow_log_retention_days: RetentionDays = 90
-    """Default 90 days of flow logs."""
+    """Retention of the flow logs: a quarter, long enough to trace an incident found late."""
 
     @field_validator("cidr_block")
     @classmethod
@@ -101,11 +99,11 @@ class NetworkSettings(Section):
 
 class EndpointSettings(Section):
     interface: tuple[Literal["ecr.api", "ecr.dkr", "logs", "secretsmanager", "ssm"], ...] = ()
-    """Default none. Each interface endpoint costs about $7.3/month per AZ, so five across two AZs cost
+    """Empty: each interface endpoint costs about $7.3/month per AZ, so five across two AZs cost
     more than one NAT gateway: dev leans on NAT, prod keeps image pulls, logs and secret reads on the
     AWS network. natStrategy none requires every endpoint the tasks need."""
     s3_gateway: bool = True
-    """Default true: free, and ECR serves image layers from S3."""
+    """On: it is free, and ECR serves image layers from S3, so pulls stay off the NAT."""
 
     @field_validator("interface")
     @classmethod

@@ -27,27 +27,6 @@ from pydantic import AfterValidator, Field
 from components.settings.base import Section, Token, Where, between, secret_looking_value
 
 SEVERITIES = ("page", "ticket")
-# What a stack's alarms are, by kind (the name suffix after the stack prefix and target-group role).
-# Page: users see errors or the service is down now. Ticket: degraded, or heading for trouble.
-DEFAULT_SEVERITY: Mapping[str, str] = MappingProxyType(
-    {
-        "edge-5xx-rate": "page",
-        "target-5xx-rate": "page",
-        "unhealthy-hosts": "page",
-        "tasks-below-desired": "page",
-        "worker-5xx-rate": "page",
-        "p99-latency": "ticket",
-        "cpu-high": "ticket",
-        "memory-high": "ticket",
-        "worker-throttle-rate": "ticket",
-        "tokens-per-minute": "ticket",
-        "budget-actual-warning": "ticket",
-        "budget-forecast": "ticket",
-        "budget-actual": "page",
-        "batch-oldest": "ticket",
-        "batch-dead-letters": "ticket",
-    }
-)
 _EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 
 
@@ -82,10 +61,10 @@ class Subscribers(Section):
     """Who receives one severity's notifications."""
 
     emails: tuple[Email, ...] = ()
-    """Default none. Each address gets a confirmation email from SNS and receives nothing until the link
+    """Each address gets a confirmation email from SNS and receives nothing until the link
     in it is followed (SNS's rule, so nobody is subscribed without consent)."""
     https: tuple[HttpsUrl, ...] = ()
-    """Default none. HTTPS endpoints of a chat or paging tool that accept SNS's JSON (they must confirm
+    """HTTPS endpoints of a chat or paging tool that accept SNS's JSON (they must confirm
     the subscription by fetching the SubscribeURL SNS posts first)."""
 
     @property
@@ -97,72 +76,81 @@ Route = Literal["page", "ticket", "none"]
 
 
 class Severities(Section):
-    """Per alarm kind, where its notifications go; a kind left out keeps its DEFAULT_SEVERITY."""
+    """Per alarm kind, where its notifications go. Page: users see errors or the service is down now.
+    Ticket: degraded, or heading for trouble. A kind left out keeps its default (DEFAULT_SEVERITY)."""
 
-    edge_5xx_rate: Route | None = Field(None, alias="edge5xxRate")
-    """Default page: users get errors the edge generated (no healthy target, timeouts)."""
-    target_5xx_rate: Route | None = Field(None, alias="target5xxRate")
-    """Default page: the tasks answer 5xx."""
-    unhealthy_hosts: Route | None = None
-    """Default page: targets fail health checks."""
-    tasks_below_desired: Route | None = None
-    """Default page: tasks crash or cannot start."""
-    worker_5xx_rate: Route | None = Field(None, alias="worker5xxRate")
-    """Default page: the worker counts its own 5xx."""
-    p99_latency: Route | None = None
-    """Default ticket: slow, not broken."""
-    cpu_high: Route | None = None
-    """Default ticket: saturated; autoscaling should be reacting."""
-    memory_high: Route | None = None
-    """Default ticket: close to an out-of-memory kill."""
-    worker_throttle_rate: Route | None = None
-    """Default ticket: clients are refused with 429/503."""
-    tokens_per_minute: Route | None = None
-    """Default ticket: token spend above tokensPerMinute."""
-    budget_actual_warning: Route | None = None
-    """Default ticket: actual spend past 80 % of the budget (a warning, not yet over)."""
-    budget_forecast: Route | None = None
-    """Default ticket: spend forecast past the budget."""
-    budget_actual: Route | None = None
-    """Default page: spend past the monthly budget."""
-    batch_oldest: Route | None = None
-    """Default ticket: a queued batch waited longer than queue.acceptableLatencySeconds (late, not lost)."""
-    batch_dead_letters: Route | None = None
-    """Default ticket: a batch failed queue.maxReceives times and sits in the dead-letter queue."""
+    edge_5xx_rate: Route = Field("page", alias="edge5xxRate")
+    """Users get errors the edge generated (no healthy target, timeouts)."""
+    target_5xx_rate: Route = Field("page", alias="target5xxRate")
+    """The tasks answer 5xx."""
+    unhealthy_hosts: Route = "page"
+    """Targets fail health checks."""
+    tasks_below_desired: Route = "page"
+    """Tasks crash or cannot start."""
+    worker_5xx_rate: Route = Field("page", alias="worker5xxRate")
+    """The worker counts its own 5xx."""
+    p99_latency: Route = "ticket"
+    """Slow, not broken."""
+    cpu_high: Route = "ticket"
+    """Saturated; autoscaling should be reacting."""
+    memory_high: Route = "ticket"
+    """Close to an out-of-memory kill."""
+    worker_throttle_rate: Route = "ticket"
+    """Clients are refused with 429/503."""
+    tokens_per_minute: Route = "ticket"
+    """Token spend above tokensPerMinute."""
+    budget_actual_warning: Route = "ticket"
+    """Actual spend past 80 % of the budget (a warning, not yet over)."""
+    budget_forecast: Route = "ticket"
+    """Spend forecast past the budget."""
+    budget_actual: Route = "page"
+    """Spend past the monthly budget."""
+    batch_oldest: Route = "ticket"
+    """A queued batch waited longer than queue.acceptableLatencySeconds (late, not lost)."""
+    batch_dead_letters: Route = "ticket"
+    """A batch failed queue.maxReceives times and sits in the dead-letter queue."""
 
     def chosen(self) -> dict[str, str]:
-        """Alarm kind -> the route set for it (only the kinds set)."""
-        return {name.replace("_", "-"): value for name, value in self if value is not None}
+        """Alarm kind -> the route the stack file set for it (only the kinds set)."""
+        return {name.replace("_", "-"): getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+# What a stack's alarms are, by kind (the name suffix after the stack prefix and target-group role),
+# and where each notifies unless the stack file says otherwise: the Severities fields' own defaults.
+DEFAULT_SEVERITY: Mapping[str, str] = MappingProxyType(
+    {name.replace("_", "-"): field.default for name, field in Severities.model_fields.items()}
+)
 
 
 class OperationsSettings(Section):
     paging: bool = True
-    """Default true: page-severity alarms go to the page topic. false (dev): they go to the ticket topic
+    """On: page-severity alarms go to the page topic. Off (dev): they go to the ticket topic
     and no page topic is created, so nothing on the stack can wake anyone."""
     page: Subscribers = Subscribers()
-    """Default nobody. Subscribers woken by page-severity alarms (prod: on-call)."""
+    """Subscribers woken by page-severity alarms (prod: on-call); none until a stack names them."""
     ticket: Subscribers = Subscribers()
-    """Default nobody. Subscribers of ticket-severity alarms and budget forecasts (the team's queue)."""
+    """Subscribers of ticket-severity alarms and budget forecasts (the team's queue); none until a stack
+    names them."""
     severity: Severities = Severities()
-    """Default {} (every alarm at DEFAULT_SEVERITY). Overrides per alarm kind (page, ticket or none);
-    none keeps the alarm (rollbacks still read it) but sends nothing."""
+    """Overrides per alarm kind (page, ticket or none); each kind's own default is listed below. none
+    keeps the alarm (rollbacks still read it) but sends nothing."""
     cpu_high_percent: int = between(85, 10, 100, "a percentage of the task's CPU")
-    """Default 85: sustained above this for 5 minutes, autoscaling (CPU target 60) is not keeping up."""
+    """Sustained above this for 5 minutes, autoscaling (which targets cpuTargetPercent) is not keeping up."""
     memory_high_percent: int = between(85, 10, 100, "a percentage of the task's memory")
-    """Default 85: the busiest task's memory above this for 5 minutes is close to an out-of-memory kill."""
+    """The busiest task's memory above this for 5 minutes is close to an out-of-memory kill."""
     throttle_percent: int = between(5, 1, 100, "a percentage of requests")
-    """Default 5: more than 1 in 20 requests refused with 429/503 means clients are being turned away."""
+    """More than 1 in 20 requests refused with 429/503 means clients are being turned away."""
     tokens_per_minute: int | None = Field(None, ge=1, le=10**12)
-    """Default none (no token-spend alarm). The service-wide tokens a minute you budget for (the seeds'
+    """Unset, there is no token-spend alarm. The service-wide tokens a minute you budget for (the seeds'
     token-spend guardrail); the alarm fires after 5 minutes above it. Per-tenant limits are the worker's
     TOKEN_BUDGET_PER_MINUTE; this is the sum the team pays for. Read from the sample worker's Tokens
     metric, so a stack running its own image gets no token alarm."""
     monthly_budget_usd: int = between(100, 1, 1_000_000, "whole US dollars a month")
-    """Default 100: a little above the dev stack's fixed cost (python -m gantry.cost dev). AWS Budgets
-    alerts at 80 % actual, 100 % forecast (ticket) and 100 % actual (budget-actual's severity)."""
+    """A little above the dev stack's fixed cost (python -m gantry.cost dev). AWS Budgets
+    alerts at 80 % actual, the whole budget forecast (ticket) and the whole budget actual (budget-actual's severity)."""
     budget_tag_key: Token = "environment"
-    """Default environment: the budget counts costs whose cost-allocation tag `environment` has this
-    stack's value (aws:defaultTags). The tag must be activated once in Billing before it counts."""
+    """The budget counts costs whose cost-allocation tag of this name has this stack's value
+    (aws:defaultTags, which tag every resource). The tag must be activated once in Billing before it counts."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         for severity in SEVERITIES:
@@ -179,8 +167,8 @@ class OperationsSettings(Section):
                     "page",
                     "has subscribers but paging is false, so nothing is sent to them; remove them or set paging: true",
                 )
-            for name, severity in self.severity:
-                if severity == "page":
+            for name in sorted(self.severity.model_fields_set):
+                if getattr(self.severity, name) == "page":
                     alias = Severities.model_fields[name].alias or name
                     yield f"severity.{alias}", "is page but paging is false; set ticket, or set paging: true"
 

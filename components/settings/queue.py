@@ -41,57 +41,57 @@ BATCH_PREFIX = "batches/"
 
 class QueueSettings(Section):
     enabled: bool = False
-    """Default false: the Batch API and its consumer are opt-in (a queue, a bucket, a table, a second
+    """The Batch API and its consumer are opt-in (a queue, a bucket, a table, a second
     service and four alarms a stack that does not run batches should not carry)."""
     max_receives: int = Field(5, ge=1, le=1000)
-    """Default 5: receives before SQS moves a batch's message to the dead-letter queue (the redrive
+    """Receives before SQS moves a batch's message to the dead-letter queue (the redrive
     policy's maxReceiveCount, and the consumer's MAX_RECEIVES: on that receive it marks the batch failed
     with the reason). Five survives a Spot interruption or two and a transient outage, not a poison batch."""
     retention_days: int = between(
         4, 1, SQS_MAX_RETENTION_DAYS - 1, "SQS keeps at most 14 days, and the dead-letter queue must keep longer"
     )
-    """Default 4 (SQS's default): how long an unstarted batch's message waits; OpenAI's completion window is
+    """SQS's own default: how long an unstarted batch's message waits; OpenAI's completion window is
     24 h, so four days covers a weekend outage. The dead-letter queue keeps 14 days."""
     visibility_timeout_seconds: int = Field(300, ge=30, le=43200)
-    """Default 300: the queue's visibility timeout, also the consumer's VISIBILITY_TIMEOUT_SECONDS, renewed
+    """The queue's visibility timeout, also the consumer's VISIBILITY_TIMEOUT_SECONDS, renewed
     every third of it while a task works. A task that dies without a goodbye (SIGKILL, out of memory) has its
     batch resumed by another task after at most this long."""
     file_expiry_days: int = Field(30, ge=1, le=3650)
-    """Default 30: batch input, output and error files expire (an S3 lifecycle rule), as OpenAI keeps batch
+    """Batch input, output and error files expire (an S3 lifecycle rule), as OpenAI keeps batch
     files for a bounded time; set it above how long your team needs to download results."""
     acceptable_queue_latency_seconds: int = Field(600, ge=60, le=86400)
-    """Default 600: how long a batch may wait for a task to start it. With `secondsPerJob` it sets the scaling
+    """How long a batch may wait for a task to start it. With `secondsPerJob` it sets the scaling
     target (batches per task = this / secondsPerJob), and the oldest-message alarm fires above this plus one
     job's time (the oldest message may be one a task is working on)."""
     seconds_per_job: int = Field(120, ge=1, le=43200)
-    """Default 120: the measured time one task takes for a typical batch (see app/README.md "Long jobs" for
+    """The measured time one task takes for a typical batch (see app/README.md "Long jobs" for
     the benchmark that measures texts/s per consumer task; a batch of N texts takes N / that). Must not exceed
     acceptableQueueLatencySeconds: a target below one batch per task would keep idle tasks running."""
     cpu: Annotated[int, one_of(FARGATE_CPUS, "Fargate task CPU units")] = 1024
-    """Default 1024 (1 vCPU): the consumer task's size; embedding throughput scales with vCPUs."""
+    """The consumer task's CPU units, one vCPU like the API's tasks: embedding throughput scales with vCPUs."""
     memory: int = Field(2048, ge=512, le=122880)
-    """Default 2048 MiB: the model, one part of output lines and the S3 read buffer fit with room."""
+    """MiB: the model, one part of output lines and the S3 read buffer fit with room."""
     min_capacity: int = Field(0, ge=0, le=1000)
-    """Default 0: idle, the consumer costs nothing; a queued batch brings the first task back (about a
+    """Idle, the consumer costs nothing; a queued batch brings the first task back (about a
     minute of Fargate start plus the model load)."""
     max_capacity: int = Field(4, ge=1, le=1000)
-    """Default 4: the most consumer tasks; bounds the cost of a flood of batches."""
+    """The most consumer tasks: bounds the cost of a flood of batches."""
     spot_percent: int = Field(100, ge=0, le=100)
-    """Default 100: the share of consumer tasks on Fargate Spot. Batches checkpoint and resume, so a Spot
+    """The share of consumer tasks on Fargate Spot. Batches checkpoint and resume, so a Spot
     interruption (SIGTERM two minutes ahead) costs at most one part's work; 0 runs every task on-demand."""
     stop_timeout_seconds: int = between(
         120, DRAIN_MARGIN_SECONDS + 1, 120, "Fargate's maximum is 120; the consumer needs a drain window of 1 s"
     )
-    """Default 120, Fargate's maximum ("For tasks that use the Fargate launch type, the max stop timeout value
+    """Fargate's maximum ("For tasks that use the Fargate launch type, the max stop timeout value
     is 120 seconds", ECS ContainerDefinition.stopTimeout), which is also a Spot interruption's notice: the
     consumer's DRAIN_TIMEOUT_SECONDS is this minus 5, to checkpoint its part and release the message."""
     token_budget_per_minute: int = Field(300_000, ge=1, le=10**12)
-    """Default 300000: tokens per minute one tenant's batches may spend per consumer task (the consumer's
+    """Tokens per minute one tenant's batches may spend per consumer task (the consumer's
     BATCH_TOKEN_BUDGET_PER_MINUTE); a spent budget makes the batch wait, never fail."""
     scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600)
-    """Default 300: scale in slowly; a stopped task hands its batch to another (checkpointed, not lost)."""
+    """Scale in slowly; a stopped task hands its batch to another (checkpointed, not lost)."""
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600)
-    """Default 60: scale out quickly when batches queue up."""
+    """Scale out quickly when batches queue up."""
 
     @property
     def target_batches_per_task(self) -> float:

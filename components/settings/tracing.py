@@ -45,12 +45,11 @@ def pinned_image(value: str) -> str:
 
 class TracingSettings(Section):
     enabled: bool = False
-    """Default false: no collector, no X-Ray permissions, no OTEL_* variables; the task definition and
+    """Opt-in. Off, there is no collector, no X-Ray permissions, no OTEL_* variables; the task definition and
     roles are exactly those of a stack without tracing. True adds the ADOT collector sidecar, the
     task role's X-Ray write actions, and OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_SERVICE_NAME for the app."""
     collector_image: Annotated[Token, AfterValidator(pinned_image)] = DEFAULT_COLLECTOR_IMAGE
-    """Default public.ecr.aws/aws-observability/aws-otel-collector:v0.45.1 (ADOT's ECR Public image at
-    the release its repository names): a version tag or a digest, never latest."""
+    """ADOT's ECR Public image at the release its repository names: a version tag or a digest, never latest."""
     collector_memory_reservation_mib: int = Field(64, ge=32, le=1024)
-    """Default 64 MiB: the collector's soft reservation inside the task's memory (a traces-only
+    """MiB: the collector's soft reservation inside the task's memory (a traces-only
     pipeline with a 1 s batch holds little); it may use more while the app leaves room."""

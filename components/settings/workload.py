@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, Field, JsonValue, ValidationInfo, field_validator, model_validator
 
@@ -36,7 +36,8 @@ from components.settings.network import RetentionDays
 from components.settings.sample_worker import SAMPLE_CONTEXT, builds_sample_worker
 
 ARCHITECTURES = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
-CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+CapacityProviderName = Literal["FARGATE", "FARGATE_SPOT"]
+CAPACITY_PROVIDERS: tuple[str, ...] = get_args(CapacityProviderName)
 FARGATE_CPUS = (256, 512, 1024, 2048, 4096, 8192, 16384)
 # Environment variables gantry sets itself from other settings (the OTEL_* pair only with tracing on),
 # so they cannot drift apart.
@@ -97,34 +98,36 @@ def _non_root_user(value: str) -> str:
 
 class ContainerSettings(Section):
     port: int = between(8000, 1024, 65535, "the container runs as a non-root user, which cannot bind below 1024")
-    """Default 8000: the one port of the container, the target group, the load balancer's health check
+    """The one port of the container, the target group, the load balancer's health check
     and the app's PORT variable (a mismatch is the classic healthy-infra 502). 1024 or above: the
     container runs as a non-root user, which cannot bind below 1024."""
     health_check_path: Annotated[Text, AfterValidator(_url_path)] = "/health"
-    """Default /health: the target-group health-check path (answers 200 when the task can serve)."""
+    """The target-group health-check path (answers 200 when the task can serve); the sample worker's."""
     health_check_command: Annotated[tuple[str, ...], AfterValidator(_exec_form)] = (
         "CMD",
         "python",
         "-m",
         "worker.healthcheck",
     )
-    """Default ["CMD", "python", "-m", "worker.healthcheck"]: the in-container check ECS runs, in exec
-    form (the slim image ships no curl or shell tools)."""
+    """The sample worker's own check: the in-container check ECS runs, in exec form (the slim image
+    ships no curl or shell tools). A team's own image names its own."""
     cpu: Annotated[int, one_of(FARGATE_CPUS, "Fargate task CPU units")] = 1024
-    """Default 1024 CPU units (1 vCPU); must pair with memory as the Fargate matrix allows."""
+    """CPU units: one vCPU, as the sample worker runs one inference at a time; must pair with memory as
+    the Fargate matrix allows."""
     memory: int = Field(2048, ge=512, le=122880)
-    """Default 2048 MiB."""
+    """MiB: the model, the runtime and a full batch of inputs fit with room; the smallest Fargate allows
+    beside one vCPU."""
     architecture: Literal["ARM64", "X86_64"] = "ARM64"
-    """Default ARM64 (Graviton: about 20% cheaper per vCPU on Fargate); the image is built for it."""
+    """ARM64 is Graviton, about 20% cheaper per vCPU on Fargate; the image is built for it."""
     stop_timeout_seconds: int = between(
         30, DRAIN_MARGIN_SECONDS + 1, 120, "Fargate's maximum is 120; the app needs a drain window of at least 1 s"
     )
-    """Default 30 (Fargate allows up to 120): time between SIGTERM and SIGKILL; the app gets
+    """Time between SIGTERM and SIGKILL (Fargate allows up to 120), long enough for a batch in flight; the app gets
     DRAIN_TIMEOUT_SECONDS = this minus 5 to finish in-flight requests."""
     user: Annotated[Token, AfterValidator(_non_root_user)] = "10001:10001"
-    """Default "10001:10001": the non-root uid:gid the image is built for."""
+    """The non-root uid:gid the sample image is built for: a task never runs as root."""
     environment: Mapping[str, JsonValue] = Field(default_factory=dict)
-    """Default {}: plain, non-secret variables (strings or numbers). Credentials go in `secrets`:
+    """Plain, non-secret variables (strings or numbers). Credentials go in `secrets`:
     names and values that look like one are refused here."""
 
     @field_validator("environment", mode="after")
@@ -240,12 +243,12 @@ def _digest(value: str) -> str:
 
 class ImageSettings(Section):
     context: Annotated[Text, AfterValidator(_build_path)] = SAMPLE_CONTEXT
-    """Default "app" (the sample worker): the Docker build context, a directory relative to the project
+    """The sample worker's directory: the Docker build context, a directory relative to the project
     directory or absolute. A team's own service may live in its own repository beside this one
     (`../my-api`); its health check command must then be set (container.healthCheckCommand)."""
     dockerfile: Annotated[Text, AfterValidator(_build_path)] = "app/Dockerfile"
-    """Default "<context>/Dockerfile" (app/Dockerfile for the sample): the Dockerfile, relative to the
-    project directory (not to the context) or absolute."""
+    """The Dockerfile, relative to the project directory (not to the context) or absolute. Unset with a
+    `context` of its own, it is that context's Dockerfile, never the sample worker's."""
 
     @model_validator(mode="before")
     @classmethod
@@ -260,23 +263,23 @@ class ImageSettings(Section):
         return data
 
     keep_images: int = Field(30, ge=1, le=1000)
-    """Default 30: the ECR lifecycle policy expires older images (a month of daily deploys to roll
+    """The ECR lifecycle policy expires older images (a month of daily deploys to roll
     back to); pushed images are never deleted by `pulumi up` itself."""
     keep_run_images: int = Field(100, ge=1, le=1000)
-    """Default 100: images a promoting stack deployed (tagged run-<stack>-<digest>) are kept apart from
+    """Images a promoting stack deployed (tagged run-<stack>-<digest>) are kept apart from
     keepImages, until this many newer ones were deployed (two years of weekly promotions); dev's pushes
     never push them out."""
     force_delete: bool = False
-    """Default false: let `pulumi destroy` delete the repository with its images (throwaway stacks
+    """Let `pulumi destroy` delete the repository with its images (throwaway stacks
     only; a production repository keeps its rollback images)."""
     promote_from: Annotated[Token, AfterValidator(_stack_ref)] | None = None
-    """Default none: the stack builds from `context` into its own repository. A stack name (dev, or
+    """Unset, the stack builds from `context` into its own repository. A stack name (dev, or
     organization/project/stack): build nothing and create no repository; deploy the image that stack
     built, from its repository, by digest (its `imageDigest` output unless `digest` is set). `pulumi
     preview` refuses a digest that repository does not hold."""
     digest: Annotated[Token, AfterValidator(_digest)] | None = None
-    """Default none (the promoted stack's `imageDigest` output, the digest it last validated). With
-    promoteFrom only: an earlier digest of that repository, to promote or roll back to a known image."""
+    """Unset, the promoted stack's `imageDigest` output: the digest it last validated. With promoteFrom
+    only: an earlier digest of that repository, to promote or roll back to a known image."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         if self.promote_from is None:
@@ -328,32 +331,32 @@ def inherited_health_check(image: ImageSettings, container: ContainerSettings) -
 
 
 class CapacityProvider(Section):
-    provider: Literal["FARGATE", "FARGATE_SPOT"]
+    provider: CapacityProviderName
     """FARGATE (on-demand) or FARGATE_SPOT (up to ~70% cheaper, interruptible with two minutes' notice)."""
     base: int = Field(0, ge=0, le=100000)
-    """Default 0: tasks placed on this provider before weights apply."""
+    """Tasks placed on this provider before weights apply: one provider may hold the always-on base."""
     weight: int = Field(1, ge=0, le=1000)
-    """Default 1: share of the tasks beyond the bases."""
+    """Share of the tasks beyond the bases, relative to the other providers' weights."""
 
 
 class ServiceSettings(Section):
     desired_count: int = Field(2, ge=1, le=1000)
-    """Default 2: initial task count; autoscaling owns it after creation."""
+    """Initial task count: one in each of the default network's two AZs; autoscaling owns it after creation."""
     min_healthy_percent: int = Field(100, ge=0, le=100)
-    """Default 100: a rolling deploy never drops below capacity."""
+    """A rolling deploy never drops below capacity: new tasks must be healthy before old ones stop."""
     max_percent: int = Field(200, ge=100, le=200)
-    """Default 200: new tasks start beside the old ones."""
+    """New tasks start beside the old ones, a full second set at once, so a deploy is one step."""
     health_check_grace_period_seconds: int = Field(60, ge=0, le=3600)
-    """Default 60: how long ECS ignores load-balancer health checks for a starting task (model load
+    """How long ECS ignores load-balancer health checks for a starting task (model load
     plus the first checks)."""
     capacity_providers: tuple[CapacityProvider, ...] = (CapacityProvider(provider="FARGATE", base=1, weight=1),)
-    """Default [{provider: FARGATE, base: 1, weight: 1}]. Changing it on a live stack starts a new
+    """On-demand only, so the first task is never lost to a Spot interruption. Changing it on a live stack starts a new
     deployment (ECS requires one for a strategy change)."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         names = [p.provider for p in self.capacity_providers]
         if not names:
-            yield "capacityProviders", "must list at least one of FARGATE, FARGATE_SPOT"
+            yield "capacityProviders", f"must list at least one of {', '.join(CAPACITY_PROVIDERS)}"
         if len(set(names)) != len(names):
             yield "capacityProviders", "lists a provider twice"
         if sum(1 for p in self.capacity_providers if p.base > 0) > 1:
@@ -472,16 +475,16 @@ class ScheduleSettings(Section):
     """Required: unique per stack; lower-case letters, digits and -, up to 40 characters (it names the
     scheduled action, gantry-<stack>-<name>)."""
     cron: Annotated[Text | None, AfterValidator(lambda v: v if v is None else cron_expression(v))] = None
-    """Default none: a recurring schedule, the six fields of Application Auto Scaling's cron
+    """A recurring schedule, the six fields of Application Auto Scaling's cron
     ("0 8 ? * MON-FRI *": 08:00 on weekdays). Give exactly one of cron and at."""
     at: Annotated[Token | None, AfterValidator(lambda v: v if v is None else at_expression(v))] = None
-    """Default none: a one-time schedule, yyyy-mm-ddThh:mm:ss (a launch day)."""
+    """A one-time schedule, yyyy-mm-ddThh:mm:ss (a launch day)."""
     timezone: Annotated[Token, AfterValidator(_timezone)] = "UTC"
-    """Default UTC: the IANA zone cron and at are read in, so 08:00 stays 08:00 across daylight saving."""
+    """The IANA zone cron and at are read in, so 08:00 stays 08:00 across daylight saving."""
     min_capacity: int | None = Field(None, ge=0, le=1000)
-    """Default none (unchanged): the minimum task count from this time on; 0 lets a dev stack sleep."""
+    """The minimum task count from this time on (unset: unchanged); 0 lets a dev stack sleep."""
     max_capacity: int | None = Field(None, ge=0, le=1000)
-    """Default none (unchanged): the maximum task count from this time on."""
+    """The maximum task count from this time on (unset: unchanged)."""
 
     def checks(self, where: Where) -> Iterator[tuple[str, str]]:
         if (self.cron is None) == (self.at is None):
@@ -505,23 +508,23 @@ def _match(pattern: re.Pattern[str], value: str, allowed: str) -> str:
 
 class AutoscalingSettings(Section):
     min_capacity: int = Field(2, ge=1, le=1000)
-    """Default 2."""
+    """The fewest tasks autoscaling keeps: two, so one task's failure or replacement never empties the service."""
     max_capacity: int = Field(6, ge=1, le=1000)
-    """Default 6."""
+    """The most tasks autoscaling starts: the cap on what a traffic spike (or an attack) can cost."""
     cpu_target_percent: int = Field(60, ge=10, le=90)
-    """Default 60: leaves headroom for a burst while scaling out."""
+    """The CPU target: leaves headroom for a burst while new tasks start."""
     requests_per_target: int = Field(6000, ge=1, le=1_000_000)
-    """Default 6000: requests per healthy task per minute to hold (~100 req/s, a third of what one vCPU
+    """Requests per healthy task per minute to hold (~100 req/s, a third of what one vCPU
     of the sample worker serves): ALBRequestCountPerTarget on a rolling stack; with CodeDeploy, the
     same ratio by metric math over both target groups (AWS does not support that metric with blue/green)."""
     scale_in_cooldown_seconds: int = Field(300, ge=0, le=3600)
-    """Default 300: scale in slowly to avoid thrashing."""
+    """Scale in slowly, so a lull between bursts does not stop tasks the next burst needs."""
     scale_out_cooldown_seconds: int = Field(60, ge=0, le=3600)
-    """Default 60: scale out quickly."""
+    """Scale out quickly: a task takes minutes to start and load the model."""
     in_flight_per_task: int | None = Field(None, ge=1, le=100_000)
-    """Default none (off): target of concurrent inference requests per task, from the sample worker's
+    """Unset, off. Target of concurrent inference requests per task, from the sample worker's
     InFlight metric (the Average over tasks of each task's 10 s peak; see components.scaling). Derive it
-    from the worker: one inference runs at a time on up to MAX_BATCH_SIZE texts (32 by default), and a
+    from the worker: one inference runs at a time on up to MAX_BATCH_SIZE texts (32 in the worker's own config), and a
     task holds at most MAX_QUEUED_INPUTS texts before it answers 503. In-flight equal to the batch size
     keeps every run full (the README's benchmark: 32 concurrent single-text clients reach ~92% of the
     model's ceiling); each batch more only adds one run of queueing latency. The committed stacks use
@@ -529,12 +532,12 @@ class AutoscalingSettings(Section):
     while new tasks start. For multi-text requests, divide by the typical texts per request. Sample
     worker only (a team's own image does not emit InFlight)."""
     tokens_per_minute_per_task: int | None = Field(None, ge=1, le=10**9)
-    """Default none (off): target of tokens embedded per task per minute, from the worker's Tokens
+    """Unset, off. Target of tokens embedded per task per minute, from the worker's Tokens
     metric. Cost follows tokens, not requests: this catches a shift to long inputs that the request
     count misses. About half a task's measured ceiling is a fair target (the README's 64-token benchmark
     serves ~290k tokens per minute per vCPU). Sample worker only."""
     schedules: tuple[ScheduleSettings, ...] = ()
-    """Default none: scheduled changes of minCapacity/maxCapacity, for peaks known in advance (target
+    """Scheduled changes of minCapacity/maxCapacity, for peaks known in advance (target
     tracking reacts in minutes; a schedule has the tasks warm before the peak). Each stays in force
     until the next schedule changes it."""
 
@@ -551,4 +554,5 @@ class AutoscalingSettings(Section):
 
 class LogsSettings(Section):
     retention_days: RetentionDays = 30
-    """Default 30: retention of the service's CloudWatch log group (a value CloudWatch Logs accepts)."""
+    """Retention of the service's CloudWatch log group (a value CloudWatch Logs accepts): a month of
+    application logs to debug an incident with."""
