@@ -85,7 +85,7 @@ class Identities:
                 continue
             spec = alias.spec
             typ, name = spec.type or res.typ, spec.name or res.name
-            if spec.HasField("parentUrn"):
+            if spec.parentUrn:
                 names.add(engine_urn(self.stack, typ, name, self._as_engine_urn(spec.parentUrn)))
             elif spec.noParent:
                 names.add(engine_urn(self.stack, typ, name, None))
