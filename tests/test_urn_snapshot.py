@@ -77,7 +77,9 @@ class Identities:
     def answers_to(self, res: Res) -> set[str]:
         """The resource's URN and every URN its aliases and its parents' aliases name."""
         parent = self._parent(res)
-        parents: list[str | None] = sorted(self.answers_to(parent)) if parent is not None else [None]
+        parents: list[str | None] = [None]
+        if parent is not None:
+            parents = [*sorted(self.answers_to(parent))]
         names = {engine_urn(self.stack, res.typ, res.name, p) for p in parents}
         for alias in res.opts.aliases:
             if alias.urn:

@@ -35,17 +35,16 @@ import pulumi_aws as aws
 from components.blue_green import hook_package, policies
 from components.blue_green.appspec import AppSpecArgs, CapacityProviderItem, appspec_content
 from components.blue_green.provider import BlueGreenDeploy, BlueGreenDeployArgs, deployment_description
-from components.blue_green.traffic import deployment_config
-from components.cluster import Cluster
-from components.env import AwsEnv
-from components.network import VpcHandles
+from components.env import AwsEnv, gantry_role
+from components.network.vpc import VpcHandles
 from components.pre_traffic import one_off_task_policy
-from components.roles import gantry_role
-from components.secrets import SecretRefs
-from components.service import CONTAINER_NAME, LOG_STREAM_PREFIX, FargateService
 from components.settings import ContainerSettings, DeploymentSettings, LogsSettings, ServiceSettings
 from components.settings.invocation import ProviderSession
 from components.settings.promotion import SourceRevision
+from components.settings.traffic import deployment_config
+from components.workload.cluster import Cluster
+from components.workload.secrets import SecretRefs
+from components.workload.service import CONTAINER_NAME, LOG_STREAM_PREFIX, FargateService
 
 HOOK_EVENT = "AfterAllowTestTraffic"
 HOOK_RUNTIME = "python3.12"
@@ -56,7 +55,7 @@ SAMPLE_API_KEY_SECRET = "API_KEYS"
 
 
 class LoadBalancerHandles(Protocol):
-    """What the deployment group and the hook need from the load balancer (a PublicLoadBalancer)."""
+    """What the deployment group and the hook need from the load balancer (a ServiceLoadBalancer)."""
 
     @property
     def load_balancer(self) -> aws.lb.LoadBalancer: ...
@@ -83,7 +82,7 @@ class BlueGreenDeploymentArgs:
     service: FargateService
     """Must use the CODE_DEPLOY controller when the strategy is codedeploy."""
     load_balancer: LoadBalancerHandles
-    """The PublicLoadBalancer: its blue/green target groups, production and test listeners."""
+    """The ServiceLoadBalancer: its blue/green target groups, production and test listeners."""
     vpc: VpcHandles
     """The hook runs in the private subnets, like the tasks."""
     task_security_group_id: pulumi.Input[str]

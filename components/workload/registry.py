@@ -39,11 +39,11 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
 from components import policies
-from components.dockerignore import context_files
 from components.image_tag import RUN_TAG_PREFIX, RunningImageTag, RunningImageTagArgs
 from components.settings import ImageSettings
 from components.settings.invocation import ProviderSession
 from components.settings.promotion import PromotedImage, SourceRevision
+from components.workload.dockerignore import context_files
 
 
 def pinned_uri(repository_url: str, digest: str) -> str:

@@ -16,8 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.env import AwsEnv
-from components.network import VpcHandles
-from components.security_groups import allow
+from components.network.security_groups import allow
+from components.network.vpc import VpcHandles
 from components.settings import EndpointSettings
 
 

@@ -1,5 +1,5 @@
-"""gantry's IAM roles: `gantry_role`, the one way the program creates a role, and TaskRoles, the two roles
-of an ECS task, each with exactly the permissions it needs.
+"""TaskRoles: the two roles of an ECS task, each with exactly the permissions it needs, created through
+`components.env.gantry_role`, the one way the program creates a role.
 
 `gantry_role` gives every role the stack's path and permissions boundary (`AwsEnv.role_path`,
 `AwsEnv.permissions_boundary_arn`, from gantry:iam): the bootstrap's deploy roles may create roles only
@@ -22,10 +22,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.env import AwsEnv
-from components.secrets import SecretRefs
+from components.env import AwsEnv, gantry_role
 from components.settings import PolicyStatement
-from components.tracing import xray_write_policy
+from components.workload.secrets import SecretRefs
+from components.workload.tracing import xray_write_policy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,30 +41,10 @@ class TaskRolesArgs:
     """The application's own AWS permissions; default none."""
     xray_write: bool = False
     """Default false. True (tracing on) adds one inline policy: X-Ray's five write actions
-    (components.tracing.xray_write_policy), for the collector sidecar."""
+    (components.workload.tracing.xray_write_policy), for the collector sidecar."""
     task_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Further task-role policies gantry writes for resources of this stack (suffix -> JSON document),
     each its own inline policy `<name>-task-<suffix>`; default none."""
-
-
-def gantry_role(
-    name: str,
-    *,
-    env: AwsEnv,
-    assume_role_policy: pulumi.Input[str],
-    description: str,
-    opts: pulumi.ResourceOptions,
-) -> aws.iam.Role:
-    """An IAM role under the stack's path with its permissions boundary; policies are attached by the caller
-    (inline `aws.iam.RolePolicy` on exact ARNs, never a managed policy)."""
-    return aws.iam.Role(
-        name,
-        path=env.role_path,
-        permissions_boundary=env.permissions_boundary_arn,
-        assume_role_policy=assume_role_policy,
-        description=description,
-        opts=opts,
-    )
 
 
 class TaskRoles(pulumi.ComponentResource):

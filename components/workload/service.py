@@ -23,14 +23,9 @@ from typing import Any, Protocol
 import pulumi
 import pulumi_aws as aws
 
-from components.cluster import Cluster
 from components.env import AwsEnv
-from components.load_balancer import TargetAttachment
-from components.network import VpcHandles
+from components.network.vpc import VpcHandles
 from components.pre_traffic_provider import PreTrafficTask, PreTrafficTaskArgs
-from components.roles import TaskRoles, TaskRolesArgs
-from components.scaling import ScalingRule, ScheduledBounds, target_tracking_configuration
-from components.secrets import SecretRefs, version_labels
 from components.settings import (
     AutoscalingSettings,
     ContainerSettings,
@@ -42,7 +37,11 @@ from components.settings import (
 from components.settings.deployment import PreTrafficSettings
 from components.settings.invocation import ProviderSession
 from components.settings.promotion import SourceRevision
-from components.tracing import app_environment, collector_container
+from components.workload.cluster import Cluster
+from components.workload.roles import TaskRoles, TaskRolesArgs
+from components.workload.scaling import ScalingRule, ScheduledBounds, target_tracking_configuration
+from components.workload.secrets import SecretRefs, version_labels
+from components.workload.tracing import app_environment, collector_container
 
 CONTAINER_NAME = "app"
 TMP_VOLUME = "tmp"
@@ -178,6 +177,17 @@ class ImageHandles(Protocol):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TargetAttachment:
+    """What a service needs to put its tasks behind one target group."""
+
+    target_group_arn: pulumi.Input[str]
+    container_port: int
+    listener: aws.lb.Listener
+    """The listener forwarding to the group: ECS refuses a target group no listener uses, so tasks
+    register only after it exists."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class FargateServiceArgs:
     env: AwsEnv
     cluster: Cluster
@@ -196,7 +206,7 @@ class FargateServiceArgs:
     load_balancer: TargetAttachment | None = None
     """The target group the tasks register with; default none (a worker without ingress)."""
     scaling_rules: Sequence[ScalingRule] = ()
-    """Target-tracking rules on the task count (see `components.scaling`); default none."""
+    """Target-tracking rules on the task count (see `components.workload.scaling`); default none."""
     start_after: Sequence[pulumi.Resource] = ()
     """What tasks need before they start, beyond their own roles and secrets: the VPC endpoints."""
     deployment_controller: str = "ECS"
@@ -208,7 +218,7 @@ class FargateServiceArgs:
     """The commit being deployed: tagged on the service (`gantry:source-revision`, propagated to its tasks),
     since an ECS rolling deployment has no description of its own; default none (no tag)."""
     schedules: Sequence[ScheduledBounds] = ()
-    """Scheduled changes of the task-count bounds (see `components.scaling.scheduled_bounds`); default none."""
+    """Scheduled changes of the task-count bounds (see `components.workload.scaling.scheduled_bounds`); default none."""
     tracing: TracingSettings = TRACING_OFF
     """Default off. On: the ADOT collector sidecar, the OTEL_* variables and the task role's X-Ray writes."""
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)

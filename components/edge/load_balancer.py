@@ -1,12 +1,14 @@
-"""PublicLoadBalancer: the ALB in front of the service, its target groups, listeners, TLS and DNS.
+"""ServiceLoadBalancer: the ALB in front of the service, its target groups, listeners, TLS and DNS.
 
 One application load balancer with target groups of type `ip` whose port and health-check port are the
 container port (they come from one setting, so they cannot disagree). Public (edge.mode alb) it sits
 in the public subnets with a domain: an ACM certificate validated through Route 53, an HTTPS listener
 on a TLS 1.3 policy, HTTP redirected to HTTPS, and an alias record. Behind CloudFront (the default) it
 is internal, in the private subnets with no public address, and its one HTTP listener is CloudFront's
-VPC origin (the `Edge` admits only that path to it). The class name and type token stay what they were
-when the load balancer was always public: they are part of every child's URN. It can own several
+VPC origin (the `Edge` admits only that path to it). It was `PublicLoadBalancer` while the load balancer
+was always public; the type token is part of every child's URN, so the component carries its old one,
+`gantry:lb:PublicLoadBalancer`, as an alias (as awsx does for its renamed types), and a live stack keeps
+every resource (tests/test_urn_snapshot.py). It can own several
 target groups and a test listener, which is what a CodeDeploy blue/green deployment needs: then
 CodeDeploy owns which group each forwarding listener points at, so Pulumi ignores their actions, and
 the first group keeps the identity of the single-group stack's `main` (and back), so a live target
@@ -25,29 +27,22 @@ import pulumi_aws as aws
 
 from components import policies
 from components.env import AwsEnv
-from components.network import VpcHandles
+from components.network.vpc import VpcHandles
 from components.private_bucket import private_bucket
-from components.scaling import RequestCounts
 from components.settings import ContainerSettings, DomainSettings, LoadBalancerSettings
+from components.workload.scaling import RequestCounts
+from components.workload.service import TargetAttachment
 
 ACCESS_LOG_PREFIX = "alb"
 # The production target group's role in each shape: a rolling stack's `main` is a blue/green stack's `blue`.
 PRODUCTION_ROLES = ("main", "blue")
+# The type token this component had as PublicLoadBalancer: the engine moves the component and, through it,
+# every child to the new token without a replacement (Pulumi docs, resource option `aliases`).
+RENAMED = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="gantry:lb:PublicLoadBalancer")])
 
 
 @dataclass(frozen=True, kw_only=True)
-class TargetAttachment:
-    """What a service needs to put its tasks behind one target group."""
-
-    target_group_arn: pulumi.Input[str]
-    container_port: int
-    listener: aws.lb.Listener
-    """The listener forwarding to the group: ECS refuses a target group no listener uses, so tasks
-    register only after it exists."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class PublicLoadBalancerArgs:
+class ServiceLoadBalancerArgs:
     env: AwsEnv
     vpc: VpcHandles
     """The load balancer goes into the VPC's public (or, internal, private) subnets; target groups into the VPC."""
@@ -66,7 +61,7 @@ class PublicLoadBalancerArgs:
     """A listener forwarding to the second target group, for validating a new version before the shift."""
     alias_record: bool = True
     """Default true: with a domain, an alias record points the hostname at the ALB. False while a weighted
-    cutover (components.cutover) holds the hostname as CNAMEs, which cannot coexist with the alias."""
+    cutover (components.edge.cutover) holds the hostname as CNAMEs, which cannot coexist with the alias."""
     force_destroy: bool = False
     """Default false: `pulumi destroy` refuses the access-log bucket that still holds objects. The program sets it on
     non-production stacks (Settings.production false) so `pulumi destroy -s dev` empties and removes it."""
@@ -77,7 +72,7 @@ def listener_ports(domain: DomainSettings | None) -> tuple[int, ...]:
     return (80, 443) if domain else (80,)
 
 
-class PublicLoadBalancer(pulumi.ComponentResource):
+class ServiceLoadBalancer(pulumi.ComponentResource):
     load_balancer: aws.lb.LoadBalancer
     target_groups: dict[str, aws.lb.TargetGroup]
     production_listener: aws.lb.Listener
@@ -94,8 +89,8 @@ class PublicLoadBalancer(pulumi.ComponentResource):
     """Where requests-per-target scaling counts: the load balancer and every target group (blue and
     green with CodeDeploy, which moves production between them on each deploy)."""
 
-    def __init__(self, name: str, args: PublicLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("gantry:lb:PublicLoadBalancer", name, None, opts)
+    def __init__(self, name: str, args: ServiceLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gantry:lb:ServiceLoadBalancer", name, None, pulumi.ResourceOptions.merge(opts, RENAMED))
         child = pulumi.ResourceOptions(parent=self)
         s = args.settings
 
@@ -249,7 +244,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             listener=listener,
         )
 
-    def _access_log_bucket(self, name: str, args: PublicLoadBalancerArgs, child: pulumi.ResourceOptions):
+    def _access_log_bucket(self, name: str, args: ServiceLoadBalancerArgs, child: pulumi.ResourceOptions):
         return private_bucket(
             f"{name}-access-logs",
             force_destroy=args.force_destroy,

@@ -32,15 +32,15 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.cluster import Cluster
 from components.env import AwsEnv
-from components.network import VpcHandles
+from components.network.vpc import VpcHandles
+from components.observability.rollback_alarms import AlarmNotifier
 from components.private_bucket import private_bucket
-from components.rollback_alarms import AlarmNotifier
-from components.scaling import MetricQuery, ScalingRule, target_tracking_configuration
-from components.service import FargateService, FargateServiceArgs, ImageHandles
 from components.settings import ContainerSettings, LogsSettings
 from components.settings.queue import BATCH_PREFIX, SQS_MAX_RETENTION_DAYS, QueueSettings
+from components.workload.cluster import Cluster
+from components.workload.scaling import MetricQuery, ScalingRule, target_tracking_configuration
+from components.workload.service import FargateService, FargateServiceArgs, ImageHandles
 
 DAY_SECONDS = 86400
 CONSUMER_COMMAND = ("python", "-m", "worker.consumer")
