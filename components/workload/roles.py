@@ -53,8 +53,17 @@ class TaskRoles(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TaskRolesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:iam:TaskRoles", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        execution, execution_policy = self._execution_role(name, args)
+        task, task_policies = self._task_role(name, args)
+        # The ARNs resolve only once the roles' policies are attached, so a task definition that uses
+        # them cannot start tasks that lack their permissions.
+        self.execution_role_arn = pulumi.Output.all(execution.arn, execution_policy.id).apply(lambda v: v[0])
+        self.task_role_arn = pulumi.Output.all(task.arn, *task_policies).apply(lambda v: v[0])
+        self.register_outputs({"executionRoleArn": self.execution_role_arn, "taskRoleArn": self.task_role_arn})
 
+    def _execution_role(self, name: str, args: TaskRolesArgs) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        """What ECS uses to start a task: pull the image, write the log group, read the declared secrets."""
+        child = pulumi.ResourceOptions(parent=self)
         execution = gantry_role(
             f"{name}-execution",
             env=args.env,
@@ -84,7 +93,11 @@ class TaskRoles(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        return execution, execution_policy
 
+    def _task_role(self, name: str, args: TaskRolesArgs) -> tuple[aws.iam.Role, list[pulumi.Output]]:
+        """The application's identity, and the ids of its inline policies (none unless config declares some)."""
+        child = pulumi.ResourceOptions(parent=self)
         task = gantry_role(
             f"{name}-task",
             env=args.env,
@@ -108,9 +121,4 @@ class TaskRoles(pulumi.ComponentResource):
             task_policies.append(
                 aws.iam.RolePolicy(f"{name}-task-{suffix}", role=task.id, policy=policy, opts=child).id
             )
-
-        # The ARNs resolve only once the roles' policies are attached, so a task definition that uses
-        # them cannot start tasks that lack their permissions.
-        self.execution_role_arn = pulumi.Output.all(execution.arn, execution_policy.id).apply(lambda v: v[0])
-        self.task_role_arn = pulumi.Output.all(task.arn, *task_policies).apply(lambda v: v[0])
-        self.register_outputs({"executionRoleArn": self.execution_role_arn, "taskRoleArn": self.task_role_arn})
+        return task, task_policies
