@@ -13,19 +13,19 @@ arithmetic, string building or indexing: a value that needs computing belongs to
 
 import pulumi
 
-from components.alarms import ServiceMetricIdentity
-from components.batch_jobs import BatchJobs, BatchJobsArgs
+from components.batch.jobs import BatchJobs, BatchJobsArgs
 from components.blue_green.component import BlueGreenDeployment, BlueGreenDeploymentArgs
-from components.budget import CostBudget, CostBudgetArgs
-from components.cluster import Cluster
-from components.cutover import WeightedCutover, WeightedCutoverArgs
-from components.edge import Edge, EdgeArgs
-from components.endpoints import VpcEndpoints, VpcEndpointsArgs
+from components.edge.cutover import WeightedCutover, WeightedCutoverArgs
+from components.edge.distribution import Edge, EdgeArgs
+from components.edge.load_balancer import ServiceLoadBalancer, ServiceLoadBalancerArgs, listener_ports
 from components.env import AwsEnv
-from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, listener_ports
-from components.network import Network, NetworkArgs
-from components.notifications import Notifications, NotificationsArgs
-from components.operations import (
+from components.network.endpoints import VpcEndpoints, VpcEndpointsArgs
+from components.network.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
+from components.network.vpc import Network, NetworkArgs
+from components.observability.alarms import ServiceMetricIdentity
+from components.observability.budget import CostBudget, CostBudgetArgs
+from components.observability.notifications import Notifications, NotificationsArgs
+from components.observability.operations import (
     Dashboard,
     DashboardArgs,
     OperationsAlarms,
@@ -33,13 +33,13 @@ from components.operations import (
     edge_identity,
     worker_identity,
 )
-from components.registry import ImageRepository, ImageRepositoryArgs
-from components.rollback_alarms import RollbackAlarms, RollbackAlarmsArgs
-from components.scaling import scheduled_bounds, standard_rules
-from components.secrets import AppSecrets, AppSecretsArgs
-from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs
-from components.service import FargateService, FargateServiceArgs
+from components.observability.rollback_alarms import RollbackAlarms, RollbackAlarmsArgs
 from components.stack_config import PROJECT_DIR, settings_from_stack_config
+from components.workload.cluster import Cluster
+from components.workload.registry import ImageRepository, ImageRepositoryArgs
+from components.workload.scaling import scheduled_bounds, standard_rules
+from components.workload.secrets import AppSecrets, AppSecretsArgs
+from components.workload.service import FargateService, FargateServiceArgs
 
 settings = settings_from_stack_config()
 env = AwsEnv.current(settings)
@@ -84,9 +84,9 @@ image = ImageRepository(
     ),
 )
 
-load_balancer = PublicLoadBalancer(
+load_balancer = ServiceLoadBalancer(
     "gantry-lb",
-    PublicLoadBalancerArgs(
+    ServiceLoadBalancerArgs(
         env=env,
         vpc=network,
         security_group_id=security_groups.alb_security_group_id,

@@ -35,10 +35,10 @@ PROGRAM_PREFIX = "gantry"
 WORKLOAD_ROLE_PATH = "/gantry/"
 DELIVERY_ROLE_PATH = "/gantry-delivery/"
 BOUNDARY_POLICY_NAME = "gantry-workload-boundary"
-# The tag that marks a KMS key as one of the program's own (components/notifications.py sets it): the deploy
-# roles may create keys only with it and administer only keys that carry it. AWS KMS authorises CreateKey,
-# TagResource and UntagResource on aws:RequestTag/aws:TagKeys and key operations on aws:ResourceTag ("ABAC
-# for AWS KMS" and "Use tags to control access to KMS keys",
+# The tag that marks a KMS key as one of the program's own (components/observability/notifications.py sets
+# it): the deploy roles may create keys only with it and administer only keys that carry it. AWS KMS
+# authorises CreateKey, TagResource and UntagResource on aws:RequestTag/aws:TagKeys and key operations on
+# aws:ResourceTag ("ABAC for AWS KMS" and "Use tags to control access to KMS keys",
 # https://docs.aws.amazon.com/kms/latest/developerguide/abac.html,
 # https://docs.aws.amazon.com/kms/latest/developerguide/tag-authorization.html).
 PROGRAM_KEY_TAG = "gantry-key"
@@ -309,7 +309,7 @@ def _read_only(scope: Scope) -> list[dict[str, Any]]:
             ],
             gantry_secret_arns(scope),
         ),
-        # The program's get_parameter (components/secrets.py) is SSM GetParameter with WithDecryption false:
+        # The program's get_parameter (components/workload/secrets.py) is SSM GetParameter with WithDecryption false:
         # the version it needs comes with the value, which for a SecureString stays ciphertext, since no
         # delivery role may decrypt through SSM. Only gantry's parameters.
         _allow("ReadParameterVersions", ["ssm:GetParameter"], gantry_parameter_arns(scope)),
@@ -496,7 +496,7 @@ def deploy_environment_policy(
     """Inline on one environment's deploy role: the state of that environment's stack only (the stack of
     the same name: another environment's checkpoint, history and locks stay out of reach), its stack
     secrets (encrypted and decrypted with its own key) and its own alert topics
-    (`<prefix>-<stack>-<severity>`, components/notifications.py), which the prod workflow's post-deploy
+    (`<prefix>-<stack>-<severity>`, components/observability/notifications.py), which the prod workflow's post-deploy
     eval pages through. Its locks included: a cancelled job's release step (scripts/ci/stack_lock.py)
     deletes its own stack's lock."""
     p = scope.prefix
@@ -513,7 +513,7 @@ def deploy_environment_policy(
                 ["sns:Publish"],
                 [s.arn("sns", f"{p}-{stack}-*") for s in (scope, _us_east_1(scope))],
             ),
-            # The topics are encrypted with a program key (components/notifications.py): publishing needs
+            # The topics are encrypted with a program key (components/observability/notifications.py): publishing needs
             # a data key, through SNS only ("Configure KMS permissions for AWS services",
             # https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
             _allow(
@@ -994,7 +994,7 @@ def bootstrap_alias_patterns(scope: Scope) -> list[str]:
 
 def _operations_and_jobs(scope: Scope, bootstrap_key_arns: Sequence[str]) -> list[dict[str, Any]]:
     """The alert topics and their key, dashboards, budgets, scheduled scaling and the Batch API's queue,
-    table and bucket (components/notifications.py, operations.py, budget.py, batch_jobs.py). The topics
+    table and bucket (components/observability/notifications.py, operations.py, budget.py, batch_jobs.py). The topics
     and key exist in us-east-1 too, beside CloudFront's 5xx alarm."""
     p = scope.prefix
     east = _us_east_1(scope)
@@ -1083,7 +1083,7 @@ def _operations_and_jobs(scope: Scope, bootstrap_key_arns: Sequence[str]) -> lis
 
 
 def _edge(scope: Scope) -> list[dict[str, Any]]:
-    """CloudFront, its VPC origin and the web ACL (components/edge.py, waf.py). CloudFront is global and a
+    """CloudFront, its VPC origin and the web ACL (components/edge/distribution.py, waf.py). CloudFront is global and a
     CLOUDFRONT-scope web ACL, its log group and its certificate live in us-east-1, beside this region."""
     p = scope.prefix
     east = _us_east_1(scope)

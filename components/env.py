@@ -4,7 +4,8 @@ and the path and permissions boundary every IAM role created there must carry.
 Built once in `__main__.py` from the caller's identity and the validated settings, so no component looks
 either up on its own, builds an ARN for the wrong partition or creates a role outside the guardrails.
 Security stance: policies and trust conditions scope to exactly this account and region, and every role
-goes through `components.roles.gantry_role` with this value's path and boundary.
+goes through `gantry_role` (below) with this value's path and boundary: it sits here, beside the value it
+reads, because the network, workload and blue/green families all create roles.
 """
 
 from __future__ import annotations
@@ -107,3 +108,23 @@ def _zone_id(domain: Any) -> str | None:
     zone = domain.get("hostedZoneId") if isinstance(domain, dict) else None
     # Only look up what could be a zone id; validation reports anything else by itself.
     return zone if isinstance(zone, str) and re.fullmatch(r"Z[0-9A-Z]{1,31}", zone) else None
+
+
+def gantry_role(
+    name: str,
+    *,
+    env: AwsEnv,
+    assume_role_policy: pulumi.Input[str],
+    description: str,
+    opts: pulumi.ResourceOptions,
+) -> aws.iam.Role:
+    """An IAM role under the stack's path with its permissions boundary; policies are attached by the caller
+    (inline `aws.iam.RolePolicy` on exact ARNs, never a managed policy)."""
+    return aws.iam.Role(
+        name,
+        path=env.role_path,
+        permissions_boundary=env.permissions_boundary_arn,
+        assume_role_policy=assume_role_policy,
+        description=description,
+        opts=opts,
+    )

@@ -246,14 +246,7 @@ def alb_access_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, prefix: str) -
                 "Action": "s3:PutObject",
                 "Resource": f"{bucket_arn}/{prefix}/AWSLogs/{account_id}/*",
             },
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            },
+            tls_only_bucket_statement(bucket_arn),
         ],
     }
 
@@ -282,7 +275,7 @@ def cloudfront_log_bucket_policy(env: AwsEnv, *, bucket_arn: str, delivery_regio
                     "ArnLike": {"aws:SourceArn": source_arn},
                 },
             },
-            deny_insecure_transport(resources=[bucket_arn, f"{bucket_arn}/*"], action="s3:*"),
+            tls_only_bucket_statement(bucket_arn),
         ],
     }
 
@@ -398,11 +391,18 @@ def deny_insecure_transport(*, resources: Sequence[str], action: str) -> dict[st
     }
 
 
+def tls_only_bucket_statement(bucket_arn: str) -> dict[str, Any]:
+    """The statement every gantry bucket policy carries: no request to the bucket or its objects over plain
+    HTTP ("To determine HTTP or HTTPS requests in a bucket policy, use a condition that checks for the key
+    aws:SecureTransport", Amazon S3 User Guide, security best practices)."""
+    return deny_insecure_transport(resources=[bucket_arn, f"{bucket_arn}/*"], action="s3:*")
+
+
 def batch_bucket_policy(bucket_arn: str) -> dict[str, Any]:
     """The batch bucket admits TLS only; access itself is granted by the task roles, never by the bucket."""
     return {
         "Version": VERSION,
-        "Statement": [deny_insecure_transport(resources=[bucket_arn, f"{bucket_arn}/*"], action="s3:*")],
+        "Statement": [tls_only_bucket_statement(bucket_arn)],
     }
 
 

@@ -55,7 +55,7 @@ STAR_RESOURCE_ACTIONS = frozenset(
         "ec2:DescribeNetworkInterfaces",
         "ec2:DescribeSubnets",
         # X-Ray's write and sampling actions list no resource type; this is AWSXrayWriteOnlyAccess, which
-        # the task role holds only with tracing on (components/tracing.py).
+        # the task role holds only with tracing on (components/workload/tracing.py).
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
         "xray:GetSamplingRules",

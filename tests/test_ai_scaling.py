@@ -17,8 +17,8 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
-from components.scaling import WORKER_FLUSH_SECONDS
 from components.settings.workload import at_expression, cron_expression
+from components.workload.scaling import WORKER_FLUSH_SECONDS
 from harness import OWN_SERVICE, ROOT, Graph, run_program, stack_config, with_test_secrets
 
 sys.path.insert(0, str(ROOT / "app"))

@@ -14,7 +14,7 @@ import botocore.session
 import pytest
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
-from components.scaling import MetricQuery, ScalingRule, target_tracking_configuration
+from components.workload.scaling import MetricQuery, ScalingRule, target_tracking_configuration
 from harness import Graph, run_program
 
 SESSION = botocore.session.get_session()

@@ -17,7 +17,7 @@ import pytest
 from test_aws_shapes import camel, pascal, scaling_shape_errors, shape_errors
 
 from components import policies
-from components.batch_jobs import (
+from components.batch.jobs import (
     QueueIdentity,
     backlog_rule,
     bucket_lifecycle_rules,
@@ -25,8 +25,8 @@ from components.batch_jobs import (
     from_zero_step_policy,
     operations_alarms,
 )
-from components.scaling import target_tracking_configuration
 from components.settings.queue import QueueSettings
+from components.workload.scaling import target_tracking_configuration
 from harness import ROOT
 
 WORKER = ROOT / "app" / "worker"

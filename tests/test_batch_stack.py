@@ -1,4 +1,4 @@
-"""Whole-stack tests of the Batch API's infrastructure (components/batch_jobs.py), on the real program.
+"""Whole-stack tests of the Batch API's infrastructure (components/batch/jobs.py), on the real program.
 
 Run for the dev stack (which enables `queue`) and for prod with `queue.enabled: true` (prod's other
 choices: per-AZ NAT, interface endpoints, blue/green). Each test guards what a real mistake would break:

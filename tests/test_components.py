@@ -12,28 +12,11 @@ import pulumi
 import pulumi_aws as aws
 import pytest
 
-from components.cluster import Cluster
-from components.dockerignore import context_files, excluded, parse
-from components.endpoints import VpcEndpoints, VpcEndpointsArgs
+from components.edge.load_balancer import ServiceLoadBalancer, ServiceLoadBalancerArgs, listener_ports
 from components.env import AwsEnv
-from components.load_balancer import PublicLoadBalancer, PublicLoadBalancerArgs, TargetAttachment, listener_ports
-from components.network import Network, NetworkArgs
-from components.registry import ImageRepository, ImageRepositoryArgs, content_tag, pinned_uri
-from components.roles import TaskRoles, TaskRolesArgs
-from components.scaling import (
-    MetricQuery,
-    RequestCounts,
-    ScalingRule,
-    standard_rules,
-    target_tracking_configuration,
-)
-from components.secrets import AppSecrets, AppSecretsArgs, SecretRef, SecretRefs, version_labels
-from components.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs, allow
-from components.service import (
-    FargateService,
-    FargateServiceArgs,
-    container_definitions,
-)
+from components.network.endpoints import VpcEndpoints, VpcEndpointsArgs
+from components.network.security_groups import ServiceSecurityGroups, ServiceSecurityGroupsArgs, allow
+from components.network.vpc import Network, NetworkArgs
 from components.settings import (
     AutoscalingSettings,
     CapacityProvider,
@@ -48,6 +31,24 @@ from components.settings import (
     PolicyStatement,
     SecretSpec,
     ServiceSettings,
+)
+from components.workload.cluster import Cluster
+from components.workload.dockerignore import context_files, excluded, parse
+from components.workload.registry import ImageRepository, ImageRepositoryArgs, content_tag, pinned_uri
+from components.workload.roles import TaskRoles, TaskRolesArgs
+from components.workload.scaling import (
+    MetricQuery,
+    RequestCounts,
+    ScalingRule,
+    standard_rules,
+    target_tracking_configuration,
+)
+from components.workload.secrets import AppSecrets, AppSecretsArgs, SecretRef, SecretRefs, version_labels
+from components.workload.service import (
+    FargateService,
+    FargateServiceArgs,
+    TargetAttachment,
+    container_definitions,
 )
 from harness import ACCOUNT, DIGEST, PRIVATE_SUBNETS, REGION, ROOT, VERSION_ID, run_component
 
@@ -377,9 +378,9 @@ def test_load_balancer_can_own_a_blue_green_pair_and_a_test_listener():
     built = {}
 
     def build():
-        built["lb"] = PublicLoadBalancer(
+        built["lb"] = ServiceLoadBalancer(
             "lb",
-            PublicLoadBalancerArgs(
+            ServiceLoadBalancerArgs(
                 env=ENV,
                 vpc=FakeVpc(),
                 security_group_id="sg-alb",
@@ -407,9 +408,9 @@ def test_load_balancer_can_own_a_blue_green_pair_and_a_test_listener():
 
 def test_a_test_listener_needs_a_second_target_group():
     def build():
-        PublicLoadBalancer(
+        ServiceLoadBalancer(
             "lb",
-            PublicLoadBalancerArgs(
+            ServiceLoadBalancerArgs(
                 env=ENV,
                 vpc=FakeVpc(),
                 security_group_id="sg-alb",

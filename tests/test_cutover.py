@@ -12,7 +12,7 @@ import pulumi
 import pytest
 from botocore.exceptions import ClientError
 
-from components.cutover import refuse_own_edge, weights
+from components.edge.cutover import refuse_own_edge, weights
 from components.settings import ConfigError, load_settings
 from components.settings.edge import DomainSettings
 from components.settings.migration import CutoverSettings, PreviousCutover, cutover_problems

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from components.edge import api_security_headers
+from components.edge.distribution import api_security_headers
+from components.edge.waf import content_length_above
 from components.settings.pinned import with_defaults
-from components.waf import content_length_above
 from harness import (
     ACCOUNT,
     CLOUDFRONT_ZONE_ID,

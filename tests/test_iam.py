@@ -2,7 +2,7 @@
 that is exactly what the bootstrap's deploy roles allow: the two sides agree by construction and by test.
 
 The whole-program checks look at every registered `aws:iam/role:Role`, so a role added later by any
-component that bypasses `components.roles.gantry_role` fails here."""
+component that bypasses `components.workload.roles.gantry_role` fails here."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import pulumi
 import pytest
 
 from bootstrap import documents
-from components.env import AwsEnv
-from components.roles import gantry_role
+from components.env import AwsEnv, gantry_role
 from components.settings.iam import IamSettings
 from harness import ACCOUNT, BOUNDARY_ARN, OWN_SERVICE, REGION, Graph, run_component, run_program, stack_config
 from harness import with_test_secrets as _with_test_secrets

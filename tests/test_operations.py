@@ -17,7 +17,8 @@ from metric_catalog import (
     worker_metrics_from_code,
 )
 
-from components.alarms import (
+from components.env import AwsEnv
+from components.observability.alarms import (
     WORKER_METRICS,
     EdgeMetricIdentity,
     OperationsAlarmSet,
@@ -28,10 +29,16 @@ from components.alarms import (
     operations_alarms,
     utilization_alarm,
 )
-from components.budget import ALERTS, BudgetError, budget_notifications, tag_filter
-from components.dashboard import DashboardSpec, dashboard_body
-from components.env import AwsEnv
-from components.notifications import Notifications, NotificationsArgs, Publishers, key_policy, route, topic_policy
+from components.observability.budget import ALERTS, BudgetError, budget_notifications, tag_filter
+from components.observability.dashboard import DashboardSpec, dashboard_body
+from components.observability.notifications import (
+    Notifications,
+    NotificationsArgs,
+    Publishers,
+    key_policy,
+    route,
+    topic_policy,
+)
 from components.settings.operations import DEFAULT_SEVERITY, OperationsSettings, Severities
 from harness import ACCOUNT, run_component
 
@@ -295,7 +302,7 @@ def test_budget_filter_and_alerts():
 
 
 def test_a_cloudfront_edge_alarm_notifies_topics_of_its_own_region():
-    from components.operations import OperationsAlarms, OperationsAlarmsArgs
+    from components.observability.operations import OperationsAlarms, OperationsAlarmsArgs
 
     env = AwsEnv(account_id=ACCOUNT, region="eu-west-1", partition="aws", stack="prod")
     settings = OperationsSettings()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from test_aws_shapes import SESSION, shape_errors
 
-from components.tracing import XRAY_WRITE_ACTIONS
+from components.workload.tracing import XRAY_WRITE_ACTIONS
 from harness import ROOT, Graph, run_program, stack_config, with_test_secrets
 from policy.rules import Resource, evaluate
 

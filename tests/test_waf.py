@@ -7,9 +7,7 @@ import re
 
 import pytest
 
-from components.env import AwsEnv
-from components.settings.edge import WafSettings
-from components.waf import (
+from components.edge.waf import (
     COUNTED_COMMON_RULES,
     WafRuleSpec,
     WebFirewall,
@@ -17,6 +15,8 @@ from components.waf import (
     content_length_above,
     web_acl_rules,
 )
+from components.env import AwsEnv
+from components.settings.edge import WafSettings
 from harness import ACCOUNT, REGION, run_component
 
 ENV = AwsEnv(account_id=ACCOUNT, region=REGION, partition="aws", stack="test")

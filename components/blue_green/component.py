@@ -35,17 +35,16 @@ import pulumi_aws as aws
 from components.blue_green import hook_package, policies
 from components.blue_green.appspec import AppSpecArgs, CapacityProviderItem, appspec_content
 from components.blue_green.provider import BlueGreenDeploy, BlueGreenDeployArgs, deployment_description
-from components.blue_green.traffic import deployment_config
-from components.cluster import Cluster
-from components.env import AwsEnv
-from components.network import VpcHandles
+from components.env import AwsEnv, gantry_role
+from components.network.vpc import VpcHandles
 from components.pre_traffic import one_off_task_policy
-from components.roles import gantry_role
-from components.secrets import SecretRefs
-from components.service import CONTAINER_NAME, LOG_STREAM_PREFIX, FargateService
 from components.settings import ContainerSettings, DeploymentSettings, LogsSettings, ServiceSettings
 from components.settings.invocation import ProviderSession
 from components.settings.promotion import SourceRevision
+from components.settings.traffic import deployment_config
+from components.workload.cluster import Cluster
+from components.workload.secrets import SecretRefs
+from components.workload.service import CONTAINER_NAME, LOG_STREAM_PREFIX, FargateService
 
 HOOK_EVENT = "AfterAllowTestTraffic"
 HOOK_RUNTIME = "python3.12"
@@ -56,7 +55,7 @@ SAMPLE_API_KEY_SECRET = "API_KEYS"
 
 
 class LoadBalancerHandles(Protocol):
-    """What the deployment group and the hook need from the load balancer (a PublicLoadBalancer)."""
+    """What the deployment group and the hook need from the load balancer (a ServiceLoadBalancer)."""
 
     @property
     def load_balancer(self) -> aws.lb.LoadBalancer: ...
@@ -83,7 +82,7 @@ class BlueGreenDeploymentArgs:
     service: FargateService
     """Must use the CODE_DEPLOY controller when the strategy is codedeploy."""
     load_balancer: LoadBalancerHandles
-    """The PublicLoadBalancer: its blue/green target groups, production and test listeners."""
+    """The ServiceLoadBalancer: its blue/green target groups, production and test listeners."""
     vpc: VpcHandles
     """The hook runs in the private subnets, like the tasks."""
     task_security_group_id: pulumi.Input[str]
@@ -112,6 +111,18 @@ class BlueGreenDeploymentArgs:
     """Who the deploy resource acts as (the stack's aws:profile and assumed role); default none."""
 
 
+def check_blue_green(args: BlueGreenDeploymentArgs) -> aws.lb.Listener:
+    """What a blue/green deployment needs of the service and load balancer; returns the test listener."""
+    if args.service.deployment_controller != "CODE_DEPLOY":
+        raise ValueError("a blue/green deployment needs the service's CODE_DEPLOY deployment controller")
+    lb = args.load_balancer
+    if lb.test_listener is None or set(lb.target_groups) != {"blue", "green"} or args.hook_security_group_id is None:
+        raise ValueError(
+            "a blue/green deployment needs the blue and green target groups, a test listener and the hook's group"
+        )
+    return lb.test_listener
+
+
 class BlueGreenDeployment(pulumi.ComponentResource):
     application: aws.codedeploy.Application | None
     deployment_group: aws.codedeploy.DeploymentGroup | None
@@ -129,24 +140,29 @@ class BlueGreenDeployment(pulumi.ComponentResource):
         if not args.settings.blue_green:
             self.register_outputs({})
             return
-        if args.service.deployment_controller != "CODE_DEPLOY":
-            raise ValueError("a blue/green deployment needs the service's CODE_DEPLOY deployment controller")
-        lb = args.load_balancer
-        if (
-            lb.test_listener is None
-            or set(lb.target_groups) != {"blue", "green"}
-            or args.hook_security_group_id is None
-        ):
-            raise ValueError(
-                "a blue/green deployment needs the blue and green target groups, a test listener and the hook's group"
-            )
+        test_listener = check_blue_green(args)
         child = pulumi.ResourceOptions(parent=self)
-        env, settings = args.env, args.settings
-        blue, green = lb.target_groups["blue"], lb.target_groups["green"]
-        group_name = f"gantry-{env.stack}"
-
         self.application = aws.codedeploy.Application(f"{name}-app", compute_platform="ECS", opts=child)
-        group_arn = self.application.name.apply(
+        self.hook = self._hook(name, args, self._group_arn(args, self.application), child)
+        role, role_policy = self._codedeploy_role(name, args, test_listener, self.hook)
+        self.deployment_group = self._deployment_group(name, args, test_listener, role, role_policy)
+        self.deploy = self._deploy(name, args, self.application, self.deployment_group, self.hook)
+        self.deployment_id, self.console_url = self.deploy.deployment_id, self.deploy.console_url
+        self.register_outputs(
+            {
+                "applicationName": self.application.name,
+                "deploymentGroupName": self.deployment_group.deployment_group_name,
+                "hookFunctionName": self.hook.name,
+                "deploymentId": self.deployment_id,
+                "consoleUrl": self.console_url,
+            }
+        )
+
+    @staticmethod
+    def _group_arn(args: BlueGreenDeploymentArgs, application: aws.codedeploy.Application) -> pulumi.Output[str]:
+        env = args.env
+        group_name = f"gantry-{env.stack}"
+        return application.name.apply(
             lambda app: policies.deployment_group_arn(
                 application_name=app,
                 deployment_group_name=group_name,
@@ -156,8 +172,12 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             )
         )
 
-        self.hook = self._hook(name, args, group_arn, child)
-
+    def _codedeploy_role(
+        self, name: str, args: BlueGreenDeploymentArgs, test_listener: aws.lb.Listener, hook: aws.lambda_.Function
+    ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        """CodeDeploy's service role: inline, on this service, its listeners, its hook and its task roles."""
+        child = pulumi.ResourceOptions(parent=self)
+        env, lb = args.env, args.load_balancer
         role = gantry_role(
             f"{name}-codedeploy-role",
             env=env,
@@ -171,8 +191,8 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             policy=pulumi.Output.all(
                 cluster=args.cluster.name,
                 service=args.service.service.name,
-                listeners=pulumi.Output.all(lb.production_listener.arn, lb.test_listener.arn),
-                hook=self.hook.arn,
+                listeners=pulumi.Output.all(lb.production_listener.arn, test_listener.arn),
+                hook=hook.arn,
                 roles=pulumi.Output.all(args.service.roles.execution_role_arn, args.service.roles.task_role_arn),
             ).apply(
                 lambda v: json.dumps(
@@ -191,7 +211,22 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        return role, role_policy
 
+    def _deployment_group(
+        self,
+        name: str,
+        args: BlueGreenDeploymentArgs,
+        test_listener: aws.lb.Listener,
+        role: aws.iam.Role,
+        role_policy: aws.iam.RolePolicy,
+    ) -> aws.codedeploy.DeploymentGroup:
+        """The group: blue/green with traffic control, the shift's config, auto-rollback on failure or alarm."""
+        assert self.application is not None  # created before this step
+        child = pulumi.ResourceOptions(parent=self)
+        env, settings, lb = args.env, args.settings, args.load_balancer
+        blue, green = lb.target_groups["blue"], lb.target_groups["green"]
+        group_name = f"gantry-{env.stack}"
         choice = deployment_config(settings.shift, custom_name=f"gantry-{env.stack}-{settings.traffic}")
         if choice.predefined_name is not None:
             config_name: pulumi.Input[str] = choice.predefined_name
@@ -201,7 +236,7 @@ class BlueGreenDeployment(pulumi.ComponentResource):
                 f"{name}-config", **choice.custom_args, opts=child
             ).deployment_config_name
 
-        self.deployment_group = aws.codedeploy.DeploymentGroup(
+        return aws.codedeploy.DeploymentGroup(
             f"{name}-group",
             app_name=self.application.name,
             deployment_group_name=group_name,
@@ -220,7 +255,7 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             load_balancer_info={
                 "target_group_pair_info": {
                     "prod_traffic_route": {"listener_arns": [lb.production_listener.arn]},
-                    "test_traffic_route": {"listener_arns": [lb.test_listener.arn]},
+                    "test_traffic_route": {"listener_arns": [test_listener.arn]},
                     "target_groups": [{"name": blue.name}, {"name": green.name}],
                 }
             },
@@ -233,6 +268,16 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
         )
 
+    def _deploy(
+        self,
+        name: str,
+        args: BlueGreenDeploymentArgs,
+        application: aws.codedeploy.Application,
+        group: aws.codedeploy.DeploymentGroup,
+        hook: aws.lambda_.Function,
+    ) -> BlueGreenDeploy:
+        """The deploy resource: one CodeDeploy deployment of the service's task definition per change."""
+        env, settings = args.env, args.settings
         task_definition_arn = args.service.task_definition.arn
         strategy = tuple(
             CapacityProviderItem(capacity_provider=p.provider, weight=p.weight, base=p.base)
@@ -242,7 +287,7 @@ class BlueGreenDeployment(pulumi.ComponentResource):
             task=task_definition_arn,
             subnets=args.vpc.private_subnet_ids,
             sg=args.task_security_group_id,
-            hook=self.hook.arn,
+            hook=hook.arn,
         ).apply(
             lambda v: appspec_content(
                 AppSpecArgs(
@@ -257,14 +302,14 @@ class BlueGreenDeployment(pulumi.ComponentResource):
                 )
             )
         )
-        self.deploy = BlueGreenDeploy(
+        return BlueGreenDeploy(
             f"{name}-deploy",
             BlueGreenDeployArgs(
                 region=env.region,
                 cluster=args.cluster.name,
                 service=args.service.service.name,
-                application_name=self.application.name,
-                deployment_group_name=self.deployment_group.deployment_group_name,
+                application_name=application.name,
+                deployment_group_name=group.deployment_group_name,
                 task_definition_arn=task_definition_arn,
                 appspec_content=content,
                 description=task_definition_arn.apply(
@@ -278,17 +323,7 @@ class BlueGreenDeployment(pulumi.ComponentResource):
                 alarm_override=args.alarm_override,
                 session=args.provider_session,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.service.service, self.deployment_group]),
-        )
-        self.deployment_id, self.console_url = self.deploy.deployment_id, self.deploy.console_url
-        self.register_outputs(
-            {
-                "applicationName": self.application.name,
-                "deploymentGroupName": self.deployment_group.deployment_group_name,
-                "hookFunctionName": self.hook.name,
-                "deploymentId": self.deployment_id,
-                "consoleUrl": self.console_url,
-            }
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.service.service, group]),
         )
 
     def _hook(

@@ -20,14 +20,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from components.blue_green.alarms import AlarmTiming, detection_seconds
-from components.blue_green.traffic import (
+from components.settings.base import Section, Token, Where, between
+from components.settings.timing import AlarmTiming, detection_seconds
+from components.settings.traffic import (
     TrafficError,
     TrafficShift,
     bad_canary_rollback_minutes,
     deploy_minutes,
 )
-from components.settings.base import Section, Token, Where, between
 
 CONTROLLERS = {"rolling": "ECS", "codedeploy": "CODE_DEPLOY"}
 # Estimates for the duration check and the README: Fargate tasks pull, start and pass two health

@@ -34,6 +34,7 @@ from components.settings.edge import (
     edge_mode_problems,
     within_zone,
 )
+from components.settings.environment import gantry_environment
 from components.settings.iam import IamSettings
 from components.settings.invocation import ProviderSession
 from components.settings.migration import (
@@ -638,7 +639,7 @@ def _waf_body_limit(sections: Mapping[str, Any], project_dir: Path, problems: _P
     sample = image is not None and builds_sample_worker(image.context)
     if not sample or container is None or "container" in problems.reported_keys():
         return configured
-    gantry_set = {"PORT": str(container.port), "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds)}
+    gantry_set = gantry_environment(container)
     queue = sections["queue"]
     if queue is not None and queue.enabled and "queue" not in problems.reported_keys():
         gantry_set.update(BATCH_STAND_INS)  # the Batch API on: MAX_BATCH_FILE_BYTES bounds uploads
@@ -825,7 +826,7 @@ def _sample_worker_checks(
         )
     if image is None or container is None or own_image or "container" in problems.reported_keys():
         return
-    gantry_set = {"PORT": str(container.port), "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds)}
+    gantry_set = gantry_environment(container)
     if batches and "queue" not in problems.reported_keys():
         gantry_set.update(BATCH_STAND_INS)
     for key, problem in worker_problems(project_dir, container.variables, gantry_set, secret_values.get("API_KEYS")):

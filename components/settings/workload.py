@@ -523,7 +523,7 @@ class AutoscalingSettings(Section):
     """Scale out quickly: a task takes minutes to start and load the model."""
     in_flight_per_task: int | None = Field(None, ge=1, le=100_000)
     """Unset, off. Target of concurrent inference requests per task, from the sample worker's
-    InFlight metric (the Average over tasks of each task's 10 s peak; see components.scaling). Derive it
+    InFlight metric (the Average over tasks of each task's 10 s peak; see components.workload.scaling). Derive it
     from the worker: one inference runs at a time on up to MAX_BATCH_SIZE texts (32 in the worker's own config), and a
     task holds at most MAX_QUEUED_INPUTS texts before it answers 503. In-flight equal to the batch size
     keeps every run full (the README's benchmark: 32 concurrent single-text clients reach ~92% of the

@@ -4,7 +4,7 @@ The deploy workflow's prod eval runs after CodeDeploy has shifted all traffic (t
 checked before any user saw it, by the eval hook on the test listener); it proves the public path
 (CloudFront, WAF, ALB) serves the evaluated model. When it fails, users are already on the release, so
 a red run is not enough: `python scripts/ci/page.py --stack prod --subject S --message M` publishes to
-the stack's `gantry-<stack>-page` topic (components/notifications.py: one topic per severity, named
+the stack's `gantry-<stack>-page` topic (components/observability/notifications.py: one topic per severity, named
 `<prefix>-<severity>`; `--severity ticket` for the other one), whose subscribers are on-call. The
 topic's ARN is built from that contract and the caller's account (STS GetCallerIdentity) rather than
 read from a stack output, because the stack exports no topic and a failed check must page even when

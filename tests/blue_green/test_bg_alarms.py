@@ -11,7 +11,7 @@ from pathlib import Path
 import pulumi_aws as aws
 import pytest
 
-from components.blue_green.alarms import (
+from components.settings.timing import (
     AlarmError,
     AlarmSpec,
     AlarmTiming,
@@ -22,7 +22,7 @@ from components.blue_green.alarms import (
     target_group_alarms,
     worker_5xx_alarm,
 )
-from components.blue_green.traffic import TrafficShift, bad_canary_rollback_minutes
+from components.settings.traffic import TrafficShift, bad_canary_rollback_minutes
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 TG = "targetgroup/gantry-prod-green/0123456789abcdef"

@@ -8,7 +8,7 @@ from typing import Any
 import pulumi_aws as aws
 import pytest
 
-from components.blue_green.traffic import (
+from components.settings.traffic import (
     PREDEFINED,
     TrafficError,
     TrafficShift,

@@ -207,7 +207,7 @@ def test_a_bounded_role_changes_no_trust_policy() -> None:
 
 
 def test_the_preview_reads_versions_of_gantrys_parameters_and_no_values() -> None:
-    """The plan needs each referenced SSM parameter's version (components/secrets.py: GetParameter with
+    """The plan needs each referenced SSM parameter's version (components/workload/secrets.py: GetParameter with
     WithDecryption false, which stamps the task definition), so GetParameter stays, on gantry's parameters
     only; a SecureString's value then comes back encrypted, and no delivery role may decrypt through SSM.
     No bulk reads (GetParameters, GetParametersByPath) and no history."""
@@ -366,7 +366,7 @@ def test_the_repository_id_subject_reaches_every_role() -> None:
 
 
 def _topic_policy(stack: str) -> tuple[str, list[dict[str, Any]]]:
-    from components.notifications import Publishers, topic_policy
+    from components.observability.notifications import Publishers, topic_policy
 
     arn = SCOPE.arn("sns", f"gantry-{stack}-page")
     publishers = Publishers(account_id=ACCOUNT, partition="aws", region="eu-west-1", alarm_prefix=f"gantry-{stack}")

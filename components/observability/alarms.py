@@ -1,6 +1,6 @@
 """The operations alarms beyond the rollback set: pure specs for `aws.cloudwatch.MetricAlarm`.
 
-The rollback alarms (`components.blue_green.alarms`: target 5xx rate, p99 latency, unhealthy hosts per
+The rollback alarms (`components.settings.timing`: target 5xx rate, p99 latency, unhealthy hosts per
 target group, the worker's 5xx rate) already watch the signals a deploy must stop on; they are reused
 here, not duplicated, and get notification actions through `Notifications.actions`. This module adds
 what a person must hear about even when nothing is deploying: the edge's own 5xx rate (load-balancer
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from components.blue_green.alarms import AlarmSpec, AlarmTiming, _describe, _rate_queries
+from components.settings.timing import AlarmSpec, AlarmTiming, _describe, _rate_queries
 
 ALB_NAMESPACE = "AWS/ApplicationELB"
 ECS_NAMESPACE = "AWS/ECS"

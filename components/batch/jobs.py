@@ -32,15 +32,15 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.cluster import Cluster
 from components.env import AwsEnv
-from components.network import VpcHandles
+from components.network.vpc import VpcHandles
+from components.observability.rollback_alarms import AlarmNotifier
 from components.private_bucket import private_bucket
-from components.rollback_alarms import AlarmNotifier
-from components.scaling import MetricQuery, ScalingRule, target_tracking_configuration
-from components.service import FargateService, FargateServiceArgs, ImageHandles
 from components.settings import ContainerSettings, LogsSettings
 from components.settings.queue import BATCH_PREFIX, SQS_MAX_RETENTION_DAYS, QueueSettings
+from components.workload.cluster import Cluster
+from components.workload.scaling import MetricQuery, ScalingRule, target_tracking_configuration
+from components.workload.service import FargateService, FargateServiceArgs, ImageHandles
 
 DAY_SECONDS = 86400
 CONSUMER_COMMAND = ("python", "-m", "worker.consumer")
@@ -247,6 +247,17 @@ class BatchJobsArgs:
     non-production stacks (Settings.production false) so `pulumi destroy -s dev` empties and removes it."""
 
 
+def batch_policy(resources: pulumi.Output[dict[str, str]], actions: Mapping[str, Sequence[str]]) -> pulumi.Output[str]:
+    """A task role's batch policy: `actions` on this stack's queue, bucket prefix and table."""
+    return resources.apply(
+        lambda v: json.dumps(
+            policies.batch_task_policy(
+                actions, queue_arn=v["queue"], bucket_arn=v["bucket"], prefix=BATCH_PREFIX, table_arn=v["table"]
+            )
+        )
+    )
+
+
 class BatchJobs(pulumi.ComponentResource):
     api_environment: Mapping[str, pulumi.Input[str]]
     """QUEUE_URL, BATCH_BUCKET, BATCH_TABLE, BATCH_PREFIX for the API's container; empty when disabled."""
@@ -270,7 +281,34 @@ class BatchJobs(pulumi.ComponentResource):
                 "an enabled queue needs the consumer's security group (ServiceSecurityGroups.queue_consumer)"
             )
         child = pulumi.ResourceOptions(parent=self)
+        queue, dead_letters = self._queues(name, settings)
+        bucket = self._bucket(name, settings, args.force_destroy, child)
+        table = self._table(name)
+        resources = pulumi.Output.all(queue=queue.arn, bucket=bucket.arn, table=table.arn)
+        self.api_environment = {
+            "QUEUE_URL": queue.url,
+            "BATCH_BUCKET": bucket.bucket,
+            "BATCH_TABLE": table.name,
+            "BATCH_PREFIX": BATCH_PREFIX,
+        }
+        self.api_policies = {"batch": batch_policy(resources, policies.BATCH_API_ACTIONS)}
+        alarms = self._alarms(name, args, queue, dead_letters)
+        self.alarm_names = {role: alarm.name for role, alarm in alarms.items()}
+        self.alarm_arns = {role: alarm.arn for role, alarm in alarms.items()}
+        self.consumer = self._consumer(name, args, args.security_group_id, resources, alarms["dead-letters"])
+        self._consumer_scaling(name, args, queue, dead_letters, self.consumer)
+        self.register_outputs(
+            {
+                "queueUrl": queue.url,
+                "bucketName": bucket.bucket,
+                "tableName": table.name,
+                "alarmNames": self.alarm_names,
+            }
+        )
 
+    def _queues(self, name: str, settings: QueueSettings) -> tuple[aws.sqs.Queue, aws.sqs.Queue]:
+        """The batch queue and its dead-letter queue, each TLS-only; only this queue may dead-letter there."""
+        child = pulumi.ResourceOptions(parent=self)
         dead_letters = aws.sqs.Queue(
             f"{name}-dead-letters",
             message_retention_seconds=SQS_MAX_RETENTION_DAYS * DAY_SECONDS,
@@ -305,9 +343,11 @@ class BatchJobs(pulumi.ComponentResource):
                 policy=q.arn.apply(lambda arn: json.dumps(policies.tls_only_queue_policy(arn))),
                 opts=child,
             )
+        return queue, dead_letters
 
-        bucket = self._bucket(name, settings, args.force_destroy, child)
-        table = aws.dynamodb.Table(
+    def _table(self, name: str) -> aws.dynamodb.Table:
+        child = pulumi.ResourceOptions(parent=self)
+        return aws.dynamodb.Table(
             f"{name}-records",
             billing_mode="PAY_PER_REQUEST",
             hash_key="tenant",
@@ -318,27 +358,13 @@ class BatchJobs(pulumi.ComponentResource):
             opts=child,
         )
 
-        resources = pulumi.Output.all(queue=queue.arn, bucket=bucket.arn, table=table.arn)
-
-        def policy(actions: Mapping[str, Sequence[str]]) -> pulumi.Output[str]:
-            return resources.apply(
-                lambda v: json.dumps(
-                    policies.batch_task_policy(
-                        actions, queue_arn=v["queue"], bucket_arn=v["bucket"], prefix=BATCH_PREFIX, table_arn=v["table"]
-                    )
-                )
-            )
-
-        names: dict[str, pulumi.Input[str]] = {
-            "QUEUE_URL": queue.url,
-            "BATCH_BUCKET": bucket.bucket,
-            "BATCH_TABLE": table.name,
-            "BATCH_PREFIX": BATCH_PREFIX,
-        }
-        self.api_environment = names
-        self.api_policies = {"batch": policy(policies.BATCH_API_ACTIONS)}
-
-        alarms = {
+    def _alarms(
+        self, name: str, args: BatchJobsArgs, queue: aws.sqs.Queue, dead_letters: aws.sqs.Queue
+    ) -> dict[str, aws.cloudwatch.MetricAlarm]:
+        """The oldest batch's age and a non-empty dead-letter queue, notifying the operations topics."""
+        child = pulumi.ResourceOptions(parent=self)
+        settings = args.settings
+        return {
             role: aws.cloudwatch.MetricAlarm(
                 f"{name}-{role}-alarm",
                 name=f"gantry-{args.env.stack}-{ALARM_KINDS[role]}",
@@ -350,8 +376,18 @@ class BatchJobs(pulumi.ComponentResource):
                 settings, queue_name=queue.name, dead_letter_queue_name=dead_letters.name
             ).items()
         }
-        self.alarm_names = {role: alarm.name for role, alarm in alarms.items()}
-        self.alarm_arns = {role: alarm.arn for role, alarm in alarms.items()}
+
+    def _consumer(
+        self,
+        name: str,
+        args: BatchJobsArgs,
+        security_group_id: pulumi.Input[str],
+        resources: pulumi.Output[dict[str, str]],
+        dead_letters_alarm: aws.cloudwatch.MetricAlarm,
+    ) -> FargateService:
+        """The second service: the same image running the queue consumer, sized by the queue's settings."""
+        child = pulumi.ResourceOptions(parent=self)
+        settings = args.settings
         consumer_container = args.container.model_copy(
             update={
                 "cpu": settings.cpu,
@@ -359,36 +395,48 @@ class BatchJobs(pulumi.ComponentResource):
                 "stop_timeout_seconds": settings.stop_timeout_seconds,
             }
         )
-        self.consumer = FargateService(
+        return FargateService(
             f"{name}-consumer",
             FargateServiceArgs(
                 env=args.env,
                 cluster=args.cluster,
                 vpc=args.vpc,
-                security_group_id=args.security_group_id,
+                security_group_id=security_group_id,
                 image=args.image,
                 container=consumer_container,
                 service=settings.consumer_service,
                 autoscaling=settings.consumer_autoscaling,
                 logs=args.logs,
                 start_after=args.start_after,
-                environment={**settings.consumer_variables, **names},
+                environment={**settings.consumer_variables, **self.api_environment},
                 command=CONSUMER_COMMAND,
-                task_policies={"batch": policy(policies.BATCH_CONSUMER_ACTIONS)},
+                task_policies={"batch": batch_policy(resources, policies.BATCH_CONSUMER_ACTIONS)},
                 scale_to_zero=settings.min_capacity == 0,
                 # A release during which a batch exhausts its receives is rolled back (ECS rolls back
                 # when a deployment alarm enters ALARM; the circuit breaker covers tasks that never start).
-                rollback_alarm_names=pulumi.Output.all(alarms["dead-letters"].name),
+                rollback_alarm_names=pulumi.Output.all(dead_letters_alarm.name),
             ),
             opts=child,
         )
+
+    def _consumer_scaling(
+        self,
+        name: str,
+        args: BatchJobsArgs,
+        queue: aws.sqs.Queue,
+        dead_letters: aws.sqs.Queue,
+        consumer: FargateService,
+    ) -> None:
+        """Target tracking on backlog per task, and the step policy with its alarm that starts from zero."""
+        child = pulumi.ResourceOptions(parent=self)
+        settings = args.settings
         identity = QueueIdentity(
             queue_name=queue.name,
             dead_letter_queue_name=dead_letters.name,
             cluster_name=args.cluster.name,
-            service_name=self.consumer.service.name,
+            service_name=consumer.service.name,
         )
-        target = self.consumer.scaling_target
+        target = consumer.scaling_target
         aws.appautoscaling.Policy(
             f"{name}-scale-on-backlog",
             policy_type="TargetTrackingScaling",
@@ -422,14 +470,6 @@ class BatchJobs(pulumi.ComponentResource):
             alarm_actions=[start.arn],
             **from_zero_alarm(identity),
             opts=child,
-        )
-        self.register_outputs(
-            {
-                "queueUrl": queue.url,
-                "bucketName": bucket.bucket,
-                "tableName": table.name,
-                "alarmNames": self.alarm_names,
-            }
         )
 
     def _bucket(

@@ -41,11 +41,11 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
 from components import policies
-from components.dockerignore import context_files
 from components.image_tag import RUN_TAG_PREFIX, RunningImageTag, RunningImageTagArgs
 from components.settings import ImageSettings
 from components.settings.invocation import ProviderSession
 from components.settings.promotion import EVALUATED_TAG_PREFIX, PromotedImage, SourceRevision
+from components.workload.dockerignore import context_files
 
 
 def pinned_uri(repository_url: str, digest: str) -> str:
@@ -111,12 +111,23 @@ class ImageRepository(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ImageRepositoryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:registry:ImageRepository", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         s = args.settings
         if s.promote_from is not None:
             self._promote(name, s.promote_from, args.promoted, args.stack, args.provider_session)
             return
 
+        repo = self._repository(name, s)
+        image = self._image(name, args, repo)
+
+        self.repository_url = repo.repository_url
+        self.repository_arn = repo.arn
+        self.image_digest = image.digest
+        self.image_uri = pulumi.Output.all(repo.repository_url, image.digest).apply(lambda v: pinned_uri(*v))
+        self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})
+
+    def _repository(self, name: str, s: ImageSettings) -> aws.ecr.Repository:
+        """The stack's one repository (immutable tags, scanned, KMS) and its lifecycle policy."""
+        child = pulumi.ResourceOptions(parent=self)
         repo = aws.ecr.Repository(
             f"{name}-repo",
             image_tag_mutability="IMMUTABLE",
@@ -146,6 +157,11 @@ class ImageRepository(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        return repo
+
+    def _image(self, name: str, args: ImageRepositoryArgs, repo: aws.ecr.Repository) -> docker_build.Image:
+        """The worker image built for the task's platform and pushed by digest, labelled with its context."""
+        s = args.settings
         context = args.project_dir / s.context
         self.content_hash = content_tag(context, args.project_dir / s.dockerfile, args.platform)
         token = aws.ecr.get_authorization_token_output(
@@ -166,12 +182,7 @@ class ImageRepository(pulumi.ComponentResource):
             build_on_preview=False,
             opts=image_resource_options(self),
         )
-
-        self.repository_url = repo.repository_url
-        self.repository_arn = repo.arn
-        self.image_digest = image.digest
-        self.image_uri = pulumi.Output.all(repo.repository_url, image.digest).apply(lambda v: pinned_uri(*v))
-        self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})
+        return image
 
     def _promote(
         self, name: str, source: str, promoted: PromotedImage | None, stack: str | None, session: ProviderSession

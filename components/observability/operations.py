@@ -1,11 +1,11 @@
 """OperationsAlarms and Dashboard: the alarms that tell a person, and the one screen they open first.
 
-`OperationsAlarms` creates the specs of `components.alarms` (edge 5xx rate, tasks below desired, CPU,
+`OperationsAlarms` creates the specs of `components.observability.alarms` (edge 5xx rate, tasks below desired, CPU,
 memory, the worker's throttle rate and tokens per minute) with the notification actions of their
 severity; the 5xx, latency and health alarms are the rollback alarms, which notify through the same
 `Notifications`. The edge alarm takes an `EdgeMetricIdentity`, so it can watch the ALB today or a
 CloudFront distribution (then with a us-east-1 provider and a us-east-1 `Notifications`, because
-CloudFront's metrics exist only there). `Dashboard` renders `components.dashboard.dashboard_body` once
+CloudFront's metrics exist only there). `Dashboard` renders `components.observability.dashboard.dashboard_body` once
 the ARN suffixes and names are known. Both take narrow handles (Outputs and small dataclasses), never
 another component. Security stance: alarms read metrics and notify only this stack's topics; the
 dashboard shows metrics and grants nothing.
@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import (
+from components.env import AwsEnv
+from components.observability.alarms import (
     EdgeMetricIdentity,
     OperationsAlarmSet,
     ServiceMetricIdentity,
@@ -30,16 +31,15 @@ from components.alarms import (
     edge_5xx_alarm,
     operations_alarms,
 )
-from components.dashboard import DashboardSpec, dashboard_body
-from components.env import AwsEnv
-from components.notifications import Notifications, NotificationsArgs
-from components.rollback_alarms import WORKER_NAMESPACE_DEFAULT, WORKER_SERVICE_DEFAULT, AlarmNotifier
+from components.observability.dashboard import DashboardSpec, dashboard_body
+from components.observability.notifications import Notifications, NotificationsArgs
+from components.observability.rollback_alarms import WORKER_NAMESPACE_DEFAULT, WORKER_SERVICE_DEFAULT, AlarmNotifier
 from components.settings import ContainerSettings
 from components.settings.operations import OperationsSettings
 
 
 class EdgeMetricsHandles(Protocol):
-    """Where the edge's metrics are (`components.edge.EdgeMetrics`)."""
+    """Where the edge's metrics are (`components.edge.distribution.EdgeMetrics`)."""
 
     @property
     def namespace(self) -> str: ...

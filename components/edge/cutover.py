@@ -102,7 +102,6 @@ class WeightedCutover(pulumi.ComponentResource):
             return
         if domain is None:
             raise ValueError("a weighted cutover needs a domain (hosted zone and hostname)")
-        child = pulumi.ResourceOptions(parent=self)
         gantry_target = pulumi.Output.from_input(args.gantry_target).apply(
             lambda edge: refuse_own_edge(cutover.legacy_target, edge)
         )
@@ -110,37 +109,7 @@ class WeightedCutover(pulumi.ComponentResource):
         paths = {GANTRY: args.health_check_path if cutover.gantry_health_check else None}
         paths[LEGACY] = cutover.legacy_health_path
         for role, weight in weights(cutover.gantry_weight, legacy_retired=cutover.retire_legacy).items():
-            health_check_id = None
-            if paths[role] is not None:
-                check = aws.route53.HealthCheck(
-                    f"{name}-{role}-health",
-                    type="HTTPS",
-                    fqdn=targets[role],
-                    port=443,
-                    resource_path=paths[role],
-                    enable_sni=True,
-                    request_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-                    failure_threshold=HEALTH_CHECK_FAILURE_THRESHOLD,
-                    tags={"Name": f"{domain.hostname} {role}"},
-                    opts=child,
-                )
-                self.health_checks[role] = check
-                health_check_id = check.id
-            self.records[role] = aws.route53.Record(
-                f"{name}-{role}",
-                zone_id=domain.hosted_zone_id,
-                name=domain.hostname,
-                type="CNAME",
-                ttl=cutover.ttl_seconds,
-                records=[targets[role]],
-                set_identifier=role,
-                weighted_routing_policies=[{"weight": weight}],
-                health_check_id=health_check_id,
-                # Set from the first `up` on and never changed, so no later `up` shows a diff for it; None
-                # (not False) leaves the `gantry` record's inputs exactly as they were.
-                allow_overwrite=takes_over(role) or None,
-                opts=child,
-            )
+            self._weighted_record(name, role, weight, targets[role], paths[role], cutover, domain)
         self.state = gantry_target.apply(
             lambda edge: {
                 "legacyTarget": cutover.legacy_target,
@@ -150,3 +119,47 @@ class WeightedCutover(pulumi.ComponentResource):
             }
         )
         self.register_outputs({"state": self.state})
+
+    def _weighted_record(
+        self,
+        name: str,
+        role: str,
+        weight: int,
+        target: pulumi.Input[str],
+        path: str | None,
+        cutover: CutoverSettings,
+        domain: DomainSettings,
+    ) -> None:
+        """One weighted CNAME of the hostname, with a Route 53 health check on `path` when there is one."""
+        child = pulumi.ResourceOptions(parent=self)
+        health_check_id = None
+        if path is not None:
+            check = aws.route53.HealthCheck(
+                f"{name}-{role}-health",
+                type="HTTPS",
+                fqdn=target,
+                port=443,
+                resource_path=path,
+                enable_sni=True,
+                request_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+                failure_threshold=HEALTH_CHECK_FAILURE_THRESHOLD,
+                tags={"Name": f"{domain.hostname} {role}"},
+                opts=child,
+            )
+            self.health_checks[role] = check
+            health_check_id = check.id
+        self.records[role] = aws.route53.Record(
+            f"{name}-{role}",
+            zone_id=domain.hosted_zone_id,
+            name=domain.hostname,
+            type="CNAME",
+            ttl=cutover.ttl_seconds,
+            records=[target],
+            set_identifier=role,
+            weighted_routing_policies=[{"weight": weight}],
+            health_check_id=health_check_id,
+            # Set from the first `up` on and never changed, so no later `up` shows a diff for it; None
+            # (not False) leaves the `gantry` record's inputs exactly as they were.
+            allow_overwrite=takes_over(role) or None,
+            opts=child,
+        )

@@ -110,6 +110,29 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
         task = aws.ec2.SecurityGroup(
             f"{name}-task", vpc_id=args.vpc_id, description="gantry tasks: reachable from the ALB only", opts=child
         )
+        self._listener_ingress(name, args, alb)
+        allow(
+            source=alb.id,
+            target=task.id,
+            port=args.container_port,
+            egress_name=f"{name}-alb-to-task",
+            ingress_name=f"{name}-task-from-alb",
+            source_label="the ALB",
+            target_label="the tasks",
+            opts=child,
+        )
+        if args.https_egress_to_internet:
+            https_out(f"{name}-task-https-out", task.id, "HTTPS to AWS APIs and model providers through NAT", child)
+        self.hook_security_group_id = self._hook(name, args, alb) if args.test_listener_port is not None else None
+        self.consumer_security_group_id = self._consumer(name, args) if args.queue_consumer else None
+        self.alb_security_group_id = alb.id
+        self.task_security_group_id = task.id
+        self.register_outputs(
+            {"albSecurityGroupId": self.alb_security_group_id, "taskSecurityGroupId": self.task_security_group_id}
+        )
+
+    def _listener_ingress(self, name: str, args: ServiceSecurityGroupsArgs, alb: aws.ec2.SecurityGroup) -> None:
+        child = pulumi.ResourceOptions(parent=self)
         for port in args.listener_ports:
             for cidr in args.ingress_cidrs:
                 # The rule is its (port, range): a changed range is a new rule, so the name carries both.
@@ -123,65 +146,49 @@ class ServiceSecurityGroups(pulumi.ComponentResource):
                     description=f"listener {port}",
                     opts=child,
                 )
+
+    def _hook(self, name: str, args: ServiceSecurityGroupsArgs, alb: aws.ec2.SecurityGroup) -> pulumi.Output[str]:
+        """The blue/green hook's group: out to the test listener (and AWS APIs), nothing in."""
+        assert args.test_listener_port is not None  # the constructor builds the hook's group only then
+        child = pulumi.ResourceOptions(parent=self)
+        hook = aws.ec2.SecurityGroup(
+            f"{name}-hook",
+            vpc_id=args.vpc_id,
+            description="gantry blue/green hook: the test listener and AWS APIs only",
+            opts=child,
+        )
         allow(
-            source=alb.id,
-            target=task.id,
-            port=args.container_port,
-            egress_name=f"{name}-alb-to-task",
-            ingress_name=f"{name}-task-from-alb",
-            source_label="the ALB",
-            target_label="the tasks",
+            source=hook.id,
+            target=alb.id,
+            port=args.test_listener_port,
+            egress_name=f"{name}-hook-to-test-listener",
+            ingress_name=f"{name}-alb-test-from-hook",
+            source_label="the blue/green hook",
+            target_label="the test listener",
             opts=child,
         )
         if args.https_egress_to_internet:
-            https_out(f"{name}-task-https-out", task.id, "HTTPS to AWS APIs and model providers through NAT", child)
-
-        self.hook_security_group_id = None
-        if args.test_listener_port is not None:
-            hook = aws.ec2.SecurityGroup(
-                f"{name}-hook",
-                vpc_id=args.vpc_id,
-                description="gantry blue/green hook: the test listener and AWS APIs only",
-                opts=child,
+            # CodeDeploy and EC2 have no endpoint in the stack: the verdict goes out through NAT.
+            https_out(
+                f"{name}-hook-https-out",
+                hook.id,
+                "HTTPS to the CodeDeploy, EC2 and Secrets Manager APIs through NAT",
+                child,
             )
-            allow(
-                source=hook.id,
-                target=alb.id,
-                port=args.test_listener_port,
-                egress_name=f"{name}-hook-to-test-listener",
-                ingress_name=f"{name}-alb-test-from-hook",
-                source_label="the blue/green hook",
-                target_label="the test listener",
-                opts=child,
-            )
-            if args.https_egress_to_internet:
-                # CodeDeploy and EC2 have no endpoint in the stack: the verdict goes out through NAT.
-                https_out(
-                    f"{name}-hook-https-out",
-                    hook.id,
-                    "HTTPS to the CodeDeploy, EC2 and Secrets Manager APIs through NAT",
-                    child,
-                )
-            self.hook_security_group_id = hook.id
+        return hook.id
 
-        self.consumer_security_group_id = None
-        if args.queue_consumer:
-            # Nothing connects to a queue worker: it only calls out (SQS, S3, DynamoDB, logs, ECR).
-            consumer = aws.ec2.SecurityGroup(
-                f"{name}-consumer",
-                vpc_id=args.vpc_id,
-                description="gantry batch consumer: no ingress, AWS APIs only",
-                opts=child,
-            )
-            if args.https_egress_to_internet:
-                https_out(f"{name}-consumer-https-out", consumer.id, "HTTPS to SQS, S3, DynamoDB through NAT", child)
-            self.consumer_security_group_id = consumer.id
-
-        self.alb_security_group_id = alb.id
-        self.task_security_group_id = task.id
-        self.register_outputs(
-            {"albSecurityGroupId": self.alb_security_group_id, "taskSecurityGroupId": self.task_security_group_id}
+    def _consumer(self, name: str, args: ServiceSecurityGroupsArgs) -> pulumi.Output[str]:
+        # Nothing connects to a queue worker: it only calls out (SQS, S3, DynamoDB, logs, ECR).
+        child = pulumi.ResourceOptions(parent=self)
+        consumer = aws.ec2.SecurityGroup(
+            f"{name}-consumer",
+            vpc_id=args.vpc_id,
+            description="gantry batch consumer: no ingress, AWS APIs only",
+            opts=child,
         )
+        if args.https_egress_to_internet:
+            https_out(f"{name}-consumer-https-out", consumer.id, "HTTPS to SQS, S3, DynamoDB through NAT", child)
+        return consumer.id
 
     @property
     def endpoint_clients(self) -> Mapping[str, pulumi.Input[str]]:

@@ -94,7 +94,7 @@ class ScalingRule:
 
 @dataclass(frozen=True, kw_only=True)
 class RequestCounts:
-    """Where the load balancer counts the service's requests (`PublicLoadBalancer.request_counts`)."""
+    """Where the load balancer counts the service's requests (`ServiceLoadBalancer.request_counts`)."""
 
     load_balancer: pulumi.Input[str]
     """The load balancer's ARN suffix (`app/<name>/<id>`), the LoadBalancer dimension."""

@@ -1,5 +1,5 @@
-"""gantry's IAM roles: `gantry_role`, the one way the program creates a role, and TaskRoles, the two roles
-of an ECS task, each with exactly the permissions it needs.
+"""TaskRoles: the two roles of an ECS task, each with exactly the permissions it needs, created through
+`components.env.gantry_role`, the one way the program creates a role.
 
 `gantry_role` gives every role the stack's path and permissions boundary (`AwsEnv.role_path`,
 `AwsEnv.permissions_boundary_arn`, from gantry:iam): the bootstrap's deploy roles may create roles only
@@ -22,10 +22,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.env import AwsEnv
-from components.secrets import SecretRefs
+from components.env import AwsEnv, gantry_role
 from components.settings import PolicyStatement
-from components.tracing import xray_write_policy
+from components.workload.secrets import SecretRefs
+from components.workload.tracing import xray_write_policy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,30 +41,10 @@ class TaskRolesArgs:
     """The application's own AWS permissions; default none."""
     xray_write: bool = False
     """Default false. True (tracing on) adds one inline policy: X-Ray's five write actions
-    (components.tracing.xray_write_policy), for the collector sidecar."""
+    (components.workload.tracing.xray_write_policy), for the collector sidecar."""
     task_policies: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Further task-role policies gantry writes for resources of this stack (suffix -> JSON document),
     each its own inline policy `<name>-task-<suffix>`; default none."""
-
-
-def gantry_role(
-    name: str,
-    *,
-    env: AwsEnv,
-    assume_role_policy: pulumi.Input[str],
-    description: str,
-    opts: pulumi.ResourceOptions,
-) -> aws.iam.Role:
-    """An IAM role under the stack's path with its permissions boundary; policies are attached by the caller
-    (inline `aws.iam.RolePolicy` on exact ARNs, never a managed policy)."""
-    return aws.iam.Role(
-        name,
-        path=env.role_path,
-        permissions_boundary=env.permissions_boundary_arn,
-        assume_role_policy=assume_role_policy,
-        description=description,
-        opts=opts,
-    )
 
 
 class TaskRoles(pulumi.ComponentResource):
@@ -73,8 +53,17 @@ class TaskRoles(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TaskRolesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:iam:TaskRoles", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        execution, execution_policy = self._execution_role(name, args)
+        task, task_policies = self._task_role(name, args)
+        # The ARNs resolve only once the roles' policies are attached, so a task definition that uses
+        # them cannot start tasks that lack their permissions.
+        self.execution_role_arn = pulumi.Output.all(execution.arn, execution_policy.id).apply(lambda v: v[0])
+        self.task_role_arn = pulumi.Output.all(task.arn, *task_policies).apply(lambda v: v[0])
+        self.register_outputs({"executionRoleArn": self.execution_role_arn, "taskRoleArn": self.task_role_arn})
 
+    def _execution_role(self, name: str, args: TaskRolesArgs) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        """What ECS uses to start a task: pull the image, write the log group, read the declared secrets."""
+        child = pulumi.ResourceOptions(parent=self)
         execution = gantry_role(
             f"{name}-execution",
             env=args.env,
@@ -104,7 +93,11 @@ class TaskRoles(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        return execution, execution_policy
 
+    def _task_role(self, name: str, args: TaskRolesArgs) -> tuple[aws.iam.Role, list[pulumi.Output]]:
+        """The application's identity, and the ids of its inline policies (none unless config declares some)."""
+        child = pulumi.ResourceOptions(parent=self)
         task = gantry_role(
             f"{name}-task",
             env=args.env,
@@ -128,9 +121,4 @@ class TaskRoles(pulumi.ComponentResource):
             task_policies.append(
                 aws.iam.RolePolicy(f"{name}-task-{suffix}", role=task.id, policy=policy, opts=child).id
             )
-
-        # The ARNs resolve only once the roles' policies are attached, so a task definition that uses
-        # them cannot start tasks that lack their permissions.
-        self.execution_role_arn = pulumi.Output.all(execution.arn, execution_policy.id).apply(lambda v: v[0])
-        self.task_role_arn = pulumi.Output.all(task.arn, *task_policies).apply(lambda v: v[0])
-        self.register_outputs({"executionRoleArn": self.execution_role_arn, "taskRoleArn": self.task_role_arn})
+        return task, task_policies

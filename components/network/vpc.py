@@ -19,8 +19,7 @@ import pulumi_aws as aws
 import pulumi_awsx as awsx
 
 from components import policies
-from components.env import AwsEnv
-from components.roles import gantry_role
+from components.env import AwsEnv, gantry_role
 from components.settings import NetworkSettings
 
 NAT_STRATEGY = {

@@ -27,12 +27,12 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.edge.load_balancer import ServiceLoadBalancer, validated_certificate
+from components.edge.waf import Scope, WebFirewall, WebFirewallArgs
 from components.env import AwsEnv
-from components.load_balancer import PublicLoadBalancer, validated_certificate
 from components.private_bucket import private_bucket
 from components.settings import DomainSettings
 from components.settings.edge import EdgeSettings
-from components.waf import Scope, WebFirewall, WebFirewallArgs
 
 # AWS managed policies ("Use managed cache policies", "Use managed origin request policies" in the
 # CloudFront Developer Guide). CachingDisabled: every TTL 0, nothing in the cache key.
@@ -107,7 +107,7 @@ class EdgeArgs:
     domain: DomainSettings | None
     """The viewers' hostname (with its certificate and alias record); None: the distribution's own name.
     In alb mode the load balancer owns the domain's certificate and record."""
-    load_balancer: PublicLoadBalancer
+    load_balancer: ServiceLoadBalancer
     """The origin (internal, cloudfront mode) or the edge itself (public, alb mode)."""
     load_balancer_security_group_id: pulumi.Input[str]
     """The load balancer's group: cloudfront mode adds the one ingress from the VPC origin's group."""
@@ -121,7 +121,7 @@ class EdgeArgs:
     """The stack's aws:defaultTags, which an explicit provider (us-east-1) does not inherit."""
     alias_record: bool = True
     """Default true: the domain's A/AAAA alias records point at the distribution. False while a weighted
-    cutover (components.cutover) holds the hostname as CNAMEs, which cannot share a name with them."""
+    cutover (components.edge.cutover) holds the hostname as CNAMEs, which cannot share a name with them."""
     access_logs: bool = False
     """Default false. True: CloudFront standard logging (v2) into a private, encrypted, TLS-only bucket
     that expires its logs after `settings.access_log_retention_days` (cloudfront mode only)."""

@@ -2,7 +2,7 @@
 
 One set per target group of the load balancer (target 5xx rate, p99 latency, unhealthy hosts; for a
 blue/green pair both groups, because they swap roles on every deployment) plus, for the sample worker,
-its own 5xx rate from its EMF metrics. The specs are `components.blue_green.alarms`; this box only
+its own 5xx rate from its EMF metrics. The specs are `components.settings.timing`; this box only
 creates them and hands out their names: to the ECS service's deployment `alarms` (rolling) or to the
 CodeDeploy deployment group (blue/green). They are also the operations layer's 5xx, latency and health
 alarms (not duplicated there): given a notifier, each one notifies the topic of its kind's severity.
@@ -20,7 +20,9 @@ from typing import Any, Protocol
 import pulumi
 import pulumi_aws as aws
 
-from components.blue_green.alarms import (
+from components.env import AwsEnv
+from components.settings import ContainerSettings
+from components.settings.timing import (
     AlarmSpec,
     TargetGroupAlarmArgs,
     WorkerAlarmArgs,
@@ -28,8 +30,6 @@ from components.blue_green.alarms import (
     target_group_alarms,
     worker_5xx_alarm,
 )
-from components.env import AwsEnv
-from components.settings import ContainerSettings
 
 # The sample worker's own defaults for its metric names (app/worker/config.py).
 WORKER_NAMESPACE_DEFAULT, WORKER_SERVICE_DEFAULT = "Gantry/Worker", "gantry-worker"

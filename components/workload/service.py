@@ -23,14 +23,9 @@ from typing import Any, Protocol
 import pulumi
 import pulumi_aws as aws
 
-from components.cluster import Cluster
 from components.env import AwsEnv
-from components.load_balancer import TargetAttachment
-from components.network import VpcHandles
+from components.network.vpc import VpcHandles
 from components.pre_traffic_provider import PreTrafficTask, PreTrafficTaskArgs
-from components.roles import TaskRoles, TaskRolesArgs
-from components.scaling import ScalingRule, ScheduledBounds, target_tracking_configuration
-from components.secrets import SecretRefs, version_labels
 from components.settings import (
     AutoscalingSettings,
     ContainerSettings,
@@ -40,9 +35,14 @@ from components.settings import (
     TracingSettings,
 )
 from components.settings.deployment import PreTrafficSettings
+from components.settings.environment import gantry_environment
 from components.settings.invocation import ProviderSession
 from components.settings.promotion import SourceRevision
-from components.tracing import app_environment, collector_container
+from components.workload.cluster import Cluster
+from components.workload.roles import TaskRoles, TaskRolesArgs
+from components.workload.scaling import ScalingRule, ScheduledBounds, target_tracking_configuration
+from components.workload.secrets import SecretRefs, version_labels
+from components.workload.tracing import app_environment, collector_container
 
 CONTAINER_NAME = "app"
 TMP_VOLUME = "tmp"
@@ -112,8 +112,7 @@ def container_definitions(
     worker = bool(command)
     variables = {
         **container.variables,
-        **({} if worker else {"PORT": str(container.port)}),
-        "DRAIN_TIMEOUT_SECONDS": str(container.drain_timeout_seconds),
+        **gantry_environment(container, serves_port=not worker),
         **app_environment(tracing, service_name),
         **(environment or {}),
     }
@@ -178,6 +177,17 @@ class ImageHandles(Protocol):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TargetAttachment:
+    """What a service needs to put its tasks behind one target group."""
+
+    target_group_arn: pulumi.Input[str]
+    container_port: int
+    listener: aws.lb.Listener
+    """The listener forwarding to the group: ECS refuses a target group no listener uses, so tasks
+    register only after it exists."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class FargateServiceArgs:
     env: AwsEnv
     cluster: Cluster
@@ -196,7 +206,7 @@ class FargateServiceArgs:
     load_balancer: TargetAttachment | None = None
     """The target group the tasks register with; default none (a worker without ingress)."""
     scaling_rules: Sequence[ScalingRule] = ()
-    """Target-tracking rules on the task count (see `components.scaling`); default none."""
+    """Target-tracking rules on the task count (see `components.workload.scaling`); default none."""
     start_after: Sequence[pulumi.Resource] = ()
     """What tasks need before they start, beyond their own roles and secrets: the VPC endpoints."""
     deployment_controller: str = "ECS"
@@ -208,7 +218,7 @@ class FargateServiceArgs:
     """The commit being deployed: tagged on the service (`gantry:source-revision`, propagated to its tasks),
     since an ECS rolling deployment has no description of its own; default none (no tag)."""
     schedules: Sequence[ScheduledBounds] = ()
-    """Scheduled changes of the task-count bounds (see `components.scaling.scheduled_bounds`); default none."""
+    """Scheduled changes of the task-count bounds (see `components.workload.scaling.scheduled_bounds`); default none."""
     tracing: TracingSettings = TRACING_OFF
     """Default off. On: the ADOT collector sidecar, the OTEL_* variables and the task role's X-Ray writes."""
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
@@ -230,6 +240,14 @@ class FargateServiceArgs:
     default none (boto3's default chain)."""
 
 
+def check_deployment_controller(controller: str) -> None:
+    """ECS (rolling) or CODE_DEPLOY: the two controllers gantry knows which service properties to ignore for."""
+    if controller not in IGNORED_SERVICE_PROPERTIES:
+        raise ValueError(
+            f"deployment_controller={controller!r} is invalid; allowed: {', '.join(IGNORED_SERVICE_PROPERTIES)}"
+        )
+
+
 class FargateService(pulumi.ComponentResource):
     service: aws.ecs.Service
     task_definition: aws.ecs.TaskDefinition
@@ -246,10 +264,28 @@ class FargateService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:ecs:FargateService", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        check_deployment_controller(args.deployment_controller)
+        self.deployment_controller = args.deployment_controller
+        self.task_family = f"{name}-{args.env.stack}"
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", retention_in_days=args.logs.retention_days, opts=pulumi.ResourceOptions(parent=self)
+        )
+        self.roles = self._roles(name, args)
+        self.task_definition = self._task_definition(name, args)
+        start_after = self._start_after(args)
+        self.pre_traffic = self._pre_traffic(name, args, start_after)
+        self.service = self._service(name, args, start_after)
+        self.scaling_target = self._scaling(name, args)
+        self.register_outputs(
+            {
+                "serviceName": self.service.name,
+                "logGroupName": self.log_group.name,
+                "taskDefinitionArn": self.task_definition.arn,
+            }
+        )
 
-        self.log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=args.logs.retention_days, opts=child)
-        self.roles = TaskRoles(
+    def _roles(self, name: str, args: FargateServiceArgs) -> TaskRoles:
+        return TaskRoles(
             f"{name}-roles",
             TaskRolesArgs(
                 env=args.env,
@@ -260,13 +296,13 @@ class FargateService(pulumi.ComponentResource):
                 xray_write=args.tracing.enabled,
                 task_policies=args.task_policies,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        family = f"{name}-{args.env.stack}"
 
+    def _container_definitions(self, args: FargateServiceArgs) -> pulumi.Output[str]:
         refs = args.secrets.refs
         names = sorted(args.environment)
-        definitions = pulumi.Output.all(
+        return pulumi.Output.all(
             image=args.image.image_uri,
             log_group=self.log_group.name,
             arns=pulumi.Output.all(*[r.arn for r in refs]),
@@ -284,16 +320,17 @@ class FargateService(pulumi.ComponentResource):
                     # ECS allows at most 300 s; past the grace period the ALB decides anyway.
                     health_check_start_period=min(args.service.health_check_grace_period_seconds, 300),
                     tracing=args.tracing,
-                    service_name=family,
+                    service_name=self.task_family,
                     environment=dict(zip(names, v["environment"], strict=True)),
                     command=args.command,
                 )
             )
         )
-        self.task_family = family
-        self.task_definition = aws.ecs.TaskDefinition(
+
+    def _task_definition(self, name: str, args: FargateServiceArgs) -> aws.ecs.TaskDefinition:
+        return aws.ecs.TaskDefinition(
             f"{name}-task",
-            family=family,
+            family=self.task_family,
             requires_compatibilities=["FARGATE"],
             network_mode="awsvpc",
             cpu=str(args.container.cpu),
@@ -301,50 +338,55 @@ class FargateService(pulumi.ComponentResource):
             runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": args.container.architecture},
             execution_role_arn=self.roles.execution_role_arn,
             task_role_arn=self.roles.task_role_arn,
-            container_definitions=definitions,
+            container_definitions=self._container_definitions(args),
             volumes=[{"name": TMP_VOLUME}],
             # A replaced revision stays registered (ACTIVE) instead of being deregistered: a rollback,
             # CodeDeploy's stop-and-rollback and `aws ecs update-service --task-definition <family>:<n>`
             # need the earlier revisions (the provider's skip_destroy: "Whether to retain the old
             # revision when the resource is destroyed or replacement is necessary").
             skip_destroy=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
+    @staticmethod
+    def _start_after(args: FargateServiceArgs) -> list[pulumi.Resource]:
+        """What must exist before a task starts: capacity providers, the caller's prerequisites, the listener."""
+        start_after = [args.cluster.capacity_providers, *args.start_after]
+        if args.load_balancer is not None:
+            start_after.append(args.load_balancer.listener)
+        return start_after
+
+    def _pre_traffic(
+        self, name: str, args: FargateServiceArgs, start_after: Sequence[pulumi.Resource]
+    ) -> PreTrafficTask | None:
+        if args.deployment_controller != "ECS" or args.pre_traffic is None:
+            return None
+        return PreTrafficTask(
+            f"{name}-pre-traffic",
+            PreTrafficTaskArgs(
+                region=args.env.region,
+                cluster=args.cluster.name,
+                task_definition_arn=self.task_definition.arn,
+                container_name=CONTAINER_NAME,
+                command=list(args.pre_traffic.command),
+                subnets=args.vpc.private_subnet_ids,
+                security_groups=[args.security_group_id],
+                log_group=self.log_group.name,
+                log_stream_prefix=LOG_STREAM_PREFIX,
+                timeout_seconds=args.pre_traffic.timeout_seconds,
+                session=args.provider_session,
+            ),
+            # It starts tasks: they need the endpoints (or NAT) and capacity providers the service needs.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(start_after)),
+        )
+
+    def _service(self, name: str, args: FargateServiceArgs, start_after: list[pulumi.Resource]) -> aws.ecs.Service:
         svc = args.service
         attachment = args.load_balancer
-        self.deployment_controller = args.deployment_controller
-        start_after = [args.cluster.capacity_providers, *args.start_after]
-        if attachment is not None:
-            start_after.append(attachment.listener)
-        if args.deployment_controller not in IGNORED_SERVICE_PROPERTIES:
-            raise ValueError(
-                f"deployment_controller={args.deployment_controller!r} is invalid; allowed: "
-                f"{', '.join(IGNORED_SERVICE_PROPERTIES)}"
-            )
         rolling = args.deployment_controller == "ECS"
-        self.pre_traffic = None
-        if rolling and args.pre_traffic is not None:
-            self.pre_traffic = PreTrafficTask(
-                f"{name}-pre-traffic",
-                PreTrafficTaskArgs(
-                    region=args.env.region,
-                    cluster=args.cluster.name,
-                    task_definition_arn=self.task_definition.arn,
-                    container_name=CONTAINER_NAME,
-                    command=list(args.pre_traffic.command),
-                    subnets=args.vpc.private_subnet_ids,
-                    security_groups=[args.security_group_id],
-                    log_group=self.log_group.name,
-                    log_stream_prefix=LOG_STREAM_PREFIX,
-                    timeout_seconds=args.pre_traffic.timeout_seconds,
-                    session=args.provider_session,
-                ),
-                # It starts tasks: they need the endpoints (or NAT) and capacity providers the service needs.
-                opts=pulumi.ResourceOptions(parent=self, depends_on=list(start_after)),
-            )
-            start_after.append(self.pre_traffic)
-        self.service = aws.ecs.Service(
+        if self.pre_traffic is not None:
+            start_after = [*start_after, self.pre_traffic]
+        return aws.ecs.Service(
             f"{name}-service",
             cluster=args.cluster.arn,
             task_definition=self.task_definition.arn,
@@ -395,6 +437,9 @@ class FargateService(pulumi.ComponentResource):
             opts=service_resource_options(self, start_after, args.deployment_controller),
         )
 
+    def _scaling(self, name: str, args: FargateServiceArgs) -> aws.appautoscaling.Target:
+        """The task count's scalable target, its target-tracking policies and its scheduled bounds."""
+        child = pulumi.ResourceOptions(parent=self)
         target = aws.appautoscaling.Target(
             f"{name}-scaling",
             service_namespace="ecs",
@@ -404,7 +449,6 @@ class FargateService(pulumi.ComponentResource):
             max_capacity=args.autoscaling.max_capacity,
             opts=scaling_target_options(self, scheduled=bool(args.schedules)),
         )
-        self.scaling_target = target
         for rule in args.scaling_rules:
             aws.appautoscaling.Policy(
                 f"{name}-scale-on-{rule.name}",
@@ -418,7 +462,7 @@ class FargateService(pulumi.ComponentResource):
         for bounds in args.schedules:
             aws.appautoscaling.ScheduledAction(
                 f"{name}-schedule-{bounds.name}",
-                name=f"{family}-{bounds.name}",
+                name=f"{self.task_family}-{bounds.name}",
                 resource_id=target.resource_id,
                 scalable_dimension=target.scalable_dimension,
                 service_namespace=target.service_namespace,
@@ -427,11 +471,4 @@ class FargateService(pulumi.ComponentResource):
                 scalable_target_action={"min_capacity": bounds.min_capacity, "max_capacity": bounds.max_capacity},
                 opts=child,
             )
-
-        self.register_outputs(
-            {
-                "serviceName": self.service.name,
-                "logGroupName": self.log_group.name,
-                "taskDefinitionArn": self.task_definition.arn,
-            }
-        )
+        return target

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.alarms import (
+from components.observability.alarms import (
     ALB_NAMESPACE,
     CONTAINER_INSIGHTS_NAMESPACE,
     ECS_NAMESPACE,

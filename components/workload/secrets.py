@@ -72,66 +72,62 @@ class AppSecrets(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: AppSecretsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gantry:secrets:AppSecrets", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        refs: list[SecretRef] = []
-
-        for spec in args.specs:
-            if spec.source == "create":
-                logical = f"{name}-{spec.name.lower().replace('_', '-')}"
-                secret = aws.secretsmanager.Secret(
-                    logical,
-                    description=f"gantry: {spec.name} for the service container",
-                    kms_key_id=spec.kms_key_arn,
-                    recovery_window_in_days=args.recovery_window_days,
-                    opts=child,
-                )
-                value = aws.secretsmanager.SecretVersion(
-                    f"{logical}-value",
-                    secret_id=secret.id,
-                    secret_string=pulumi.Output.secret(args.values[spec.name]),
-                    opts=child,
-                )
-                # Hand out the ARN only once the value exists: a task started earlier fails to fetch it.
-                arn: pulumi.Input[str] = pulumi.Output.all(secret.arn, value.id).apply(lambda v: v[0])
-                refs.append(
-                    SecretRef(
-                        name=spec.name,
-                        store="secretsmanager",
-                        arn=arn,
-                        version=value.version_id,
-                        kms_key_arn=spec.kms_key_arn,
-                    )
-                )
-            elif spec.secrets_manager_arn is not None:
-                versions = aws.secretsmanager.get_secret_versions_output(
-                    secret_id=spec.secrets_manager_arn, opts=pulumi.InvokeOutputOptions(parent=self)
-                )
-                refs.append(
-                    SecretRef(
-                        name=spec.name,
-                        store="secretsmanager",
-                        arn=spec.secrets_manager_arn,
-                        version=versions.versions.apply(current_version_id),
-                        kms_key_arn=spec.kms_key_arn,
-                    )
-                )
-            elif spec.ssm_parameter_arn is not None:
-                # with_decryption=False: only the version is used; the value is never read by `pulumi up`.
-                parameter = aws.ssm.get_parameter_output(
-                    name=spec.ssm_parameter_arn, with_decryption=False, opts=pulumi.InvokeOutputOptions(parent=self)
-                )
-                refs.append(
-                    SecretRef(
-                        name=spec.name,
-                        store="ssm",
-                        arn=spec.ssm_parameter_arn,
-                        version=parameter.version.apply(str),
-                        kms_key_arn=spec.kms_key_arn,
-                    )
-                )
-
+        refs = [ref for spec in args.specs if (ref := self._ref(name, spec, args)) is not None]
         self.refs = SecretRefs(refs=tuple(refs))
         self.register_outputs({"names": sorted(r.name for r in refs)})
+
+    def _ref(self, name: str, spec: SecretSpec, args: AppSecretsArgs) -> SecretRef | None:
+        """One secret: created here (with its value), or an existing Secrets Manager secret or SSM parameter
+        (None for a spec naming none, which validation refuses first)."""
+        child = pulumi.ResourceOptions(parent=self)
+        if spec.source == "create":
+            logical = f"{name}-{spec.name.lower().replace('_', '-')}"
+            secret = aws.secretsmanager.Secret(
+                logical,
+                description=f"gantry: {spec.name} for the service container",
+                kms_key_id=spec.kms_key_arn,
+                recovery_window_in_days=args.recovery_window_days,
+                opts=child,
+            )
+            value = aws.secretsmanager.SecretVersion(
+                f"{logical}-value",
+                secret_id=secret.id,
+                secret_string=pulumi.Output.secret(args.values[spec.name]),
+                opts=child,
+            )
+            # Hand out the ARN only once the value exists: a task started earlier fails to fetch it.
+            arn: pulumi.Input[str] = pulumi.Output.all(secret.arn, value.id).apply(lambda v: v[0])
+            return SecretRef(
+                name=spec.name,
+                store="secretsmanager",
+                arn=arn,
+                version=value.version_id,
+                kms_key_arn=spec.kms_key_arn,
+            )
+        if spec.secrets_manager_arn is not None:
+            versions = aws.secretsmanager.get_secret_versions_output(
+                secret_id=spec.secrets_manager_arn, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
+            return SecretRef(
+                name=spec.name,
+                store="secretsmanager",
+                arn=spec.secrets_manager_arn,
+                version=versions.versions.apply(current_version_id),
+                kms_key_arn=spec.kms_key_arn,
+            )
+        if spec.ssm_parameter_arn is not None:
+            # with_decryption=False: only the version is used; the value is never read by `pulumi up`.
+            parameter = aws.ssm.get_parameter_output(
+                name=spec.ssm_parameter_arn, with_decryption=False, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
+            return SecretRef(
+                name=spec.name,
+                store="ssm",
+                arn=spec.ssm_parameter_arn,
+                version=parameter.version.apply(str),
+                kms_key_arn=spec.kms_key_arn,
+            )
+        return None
 
 
 def current_version_id(versions: Sequence[aws.secretsmanager.outputs.GetSecretVersionsVersionResult]) -> str:
