@@ -198,10 +198,14 @@ def operations_alarms(
             "threshold": 0,
             "treat_missing_data": "notBreaching",
             "alarm_description": (
-                f"A batch failed {settings.max_receives} times and is in the dead-letter queue. Check first: "
-                "1) its record (GET /v1/batches/<id>: status failed and the reason); 2) the consumer's log group "
-                "around its receives (a poison input, an out-of-memory stop, an S3 or DynamoDB denial); 3) after "
-                "fixing the cause, redrive it from the dead-letter queue, or delete it."
+                f"A batch's message reached the dead-letter queue after {settings.max_receives} receives. The "
+                "consumer has already ended the batch (failed, or expired past its 24 h window; the lines it "
+                "finished are in its output and error files): nothing is still running. 1) GET "
+                "/v1/batches/<batch_id in the message body>: errors[0].message says why: the last caught failure "
+                '(e.g. NoSuchKey, AccessDenied), or "stopped without a trace on lines A-B" (a crash: an '
+                "out-of-memory stop, a model fault on those lines, a kill; see the consumer log group and the ECS "
+                "stopped reason). 2) Fix the cause. 3) The tenant resubmits the unfinished lines as a new batch: "
+                "redriving the message does not restart an ended batch. Then delete the message."
             ),
         },
     }

@@ -43,19 +43,23 @@ class QueueSettings(Section):
     enabled: bool = False
     """The Batch API and its consumer are opt-in (a queue, a bucket, a table, a second
     service and four alarms a stack that does not run batches should not carry)."""
-    max_receives: int = Field(5, ge=1, le=1000)
+    max_receives: int = Field(5, ge=2, le=1000)
     """Receives before SQS moves a batch's message to the dead-letter queue (the redrive
     policy's maxReceiveCount, and the consumer's MAX_RECEIVES: on that receive it marks the batch failed
-    with the reason). Five survives a Spot interruption or two and a transient outage, not a poison batch."""
+    with the reason, keeping the lines it finished). Five survives a transient outage or two, not a poison
+    batch; at least two, because the consumer ends the batch on the last receive instead of running it, so
+    one would end every batch before its first attempt."""
     retention_days: int = between(
         4, 1, SQS_MAX_RETENTION_DAYS - 1, "SQS keeps at most 14 days, and the dead-letter queue must keep longer"
     )
     """SQS's own default: how long an unstarted batch's message waits; OpenAI's completion window is
     24 h, so four days covers a weekend outage. The dead-letter queue keeps 14 days."""
-    visibility_timeout_seconds: int = Field(300, ge=30, le=43200)
+    visibility_timeout_seconds: int = Field(30, ge=30, le=43200)
     """The queue's visibility timeout, also the consumer's VISIBILITY_TIMEOUT_SECONDS, renewed
-    every third of it while a task works. A task that dies without a goodbye (SIGKILL, out of memory) has its
-    batch resumed by another task after at most this long."""
+    every third of it (HEARTBEAT_SECONDS) while a task works. Short, because the heartbeat keeps a live
+    batch from a second consumer, and a task that dies without a goodbye (SIGKILL, out of memory) has its
+    batch resumed by another task after at most this long. Half a minute leaves the heartbeat two missed
+    beats before a live batch could be handed on."""
     file_expiry_days: int = Field(30, ge=1, le=3650)
     """Batch input, output and error files expire (an S3 lifecycle rule), as OpenAI keeps batch
     files for a bounded time; set it above how long your team needs to download results."""
