@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -56,7 +57,8 @@ def rate(run, texts: list, batch: int, seconds: float, clock=time.perf_counter) 
 
 def cell_runs(texts: list, cells: int) -> list[list]:
     """Consecutive texts grouped into runs of at most `cells` rows x longest text (at least one text each)."""
-    runs, current = [], []
+    runs: list[list] = []
+    current: list = []
     for text in texts:
         if current and (len(current) + 1) * max(len(text), *map(len, current)) > cells:
             runs.append(current)
@@ -77,7 +79,9 @@ def rate_cells(run, texts: list, cells: int, seconds: float, clock=time.perf_cou
     return done / (clock() - started)
 
 
-def compare(runs: dict[str, object], orders: dict[str, list], sizes: list[int], seconds: float, rounds: int) -> dict:
+def compare(
+    runs: dict[str, Callable[..., object]], orders: dict[str, list], sizes: list[int], seconds: float, rounds: int
+) -> dict:
     """Interleaved texts per CPU-second of the "before" and "after" runs on every configuration.
 
     Each round measures every configuration for before, then for after, so a change in the
