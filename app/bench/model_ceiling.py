@@ -30,7 +30,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
