@@ -80,7 +80,7 @@ def rate_cells(run, texts: list, cells: int, seconds: float, clock=time.perf_cou
 
 
 def compare(
-    runs: dict[str, Callable[..., object]], orders: dict[str, list], sizes: list[int], seconds: float, rounds: int
+    runs: Mapping[str, Callable[..., object]], orders: dict[str, list], sizes: list[int], seconds: float, rounds: int
 ) -> dict:
     """Interleaved texts per CPU-second of the "before" and "after" runs on every configuration.
 
