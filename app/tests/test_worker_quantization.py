@@ -363,4 +363,4 @@ def test_the_saved_graph_leaves_out_the_fusions_measured_slower(tmp_path):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     plain = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     saved = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
-    np.testing.assert_array_equal(saved, plain)
+    np.testing.assert_allclose(saved, plain, rtol=1e-6, atol=1e-6)  # float32 rounding, any CPU
