@@ -14,6 +14,14 @@ best of many one-second samples is biased upwards by the host's noise, so the
 ceiling a server is compared with is the best of these longer measurements.
 Prints one JSON object: {"arrival": {batch: texts/s}, "sorted": {...},
 "sorted_cells": {cells: texts/s}, "confirmed": {"order", "size", "texts_per_s", "seconds"}}.
+
+With --against DIR (worker engine only) it compares two model builds instead: both are loaded
+into this one process, and every configuration is measured for the --model-dir model, then for
+the DIR model, round after round (--rounds), in texts per CPU-second of this single-threaded
+process, so that the other tenants of a shared host slow neither side's number. Prints
+{"configurations": {config: {"before": [...], "after": [...], "ratios": [...]}}, "ceiling":
+{"before": [...], "after": [...], "ratios": [...], "median_ratio"}}: a round's ceiling is its best
+configuration, and each ratio is after / before of one adjacent pair.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -31,24 +40,25 @@ CONFIRM_TOP = 3
 sys.path.insert(0, str(APP_DIR))
 
 
-def rate(run, texts: list, batch: int, seconds: float) -> float:
-    """Texts per second of `run(batch_of_texts)` over at least `seconds` and one pass over `texts`.
+def rate(run, texts: list, batch: int, seconds: float, clock=time.perf_counter) -> float:
+    """Texts per second of `clock` of `run(batch_of_texts)` over at least `seconds` and one pass over `texts`.
 
     A whole pass matters for mixed lengths: a part of the file is not its length distribution.
     """
     cycle = texts * (batch // len(texts) + 2)
     run(cycle[:batch])
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds or done < len(texts):
+    done, started = 0, clock()
+    while clock() - started < seconds or done < len(texts):
         offset = done % len(texts)
         run(cycle[offset : offset + batch])
         done += batch
-    return done / (time.perf_counter() - started)
+    return done / (clock() - started)
 
 
 def cell_runs(texts: list, cells: int) -> list[list]:
     """Consecutive texts grouped into runs of at most `cells` rows x longest text (at least one text each)."""
-    runs, current = [], []
+    runs: list[list] = []
+    current: list = []
     for text in texts:
         if current and (len(current) + 1) * max(len(text), *map(len, current)) > cells:
             runs.append(current)
@@ -57,16 +67,58 @@ def cell_runs(texts: list, cells: int) -> list[list]:
     return runs + [current]
 
 
-def rate_cells(run, texts: list, cells: int, seconds: float) -> float:
-    """Texts per second over whole passes of `texts` cut into runs of at most `cells` cells."""
+def rate_cells(run, texts: list, cells: int, seconds: float, clock=time.perf_counter) -> float:
+    """Texts per second of `clock` over whole passes of `texts` cut into runs of at most `cells` cells."""
     runs = cell_runs(texts, cells)
     run(runs[0])
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds or done < len(texts):
+    done, started = 0, clock()
+    while clock() - started < seconds or done < len(texts):
         for batch in runs:
             run(batch)
             done += len(batch)
-    return done / (time.perf_counter() - started)
+    return done / (clock() - started)
+
+
+def compare(
+    runs: Mapping[str, Callable[..., object]], orders: dict[str, list], sizes: list[int], seconds: float, rounds: int
+) -> dict:
+    """Interleaved texts per CPU-second of the "before" and "after" runs on every configuration.
+
+    Each round measures every configuration for before, then for after, so a change in the
+    host's load between rounds reaches both sides of a pair alike; the summary keeps every pair.
+    """
+    configurations = [(order, size) for order in orders for size in sizes]
+    if "sorted" in orders:
+        configurations += [("sorted_cells", cells) for cells in CELL_CAPS]
+    samples: dict[str, dict[str, list[float]]] = {f"{o} {n}": {"before": [], "after": []} for o, n in configurations}
+    for _ in range(rounds):
+        for order, size in configurations:
+            for side in ("before", "after"):
+                if order == "sorted_cells":
+                    value = rate_cells(runs[side], orders["sorted"], size, seconds, clock=time.process_time)
+                else:
+                    value = rate(runs[side], orders[order], size, seconds, clock=time.process_time)
+                samples[f"{order} {size}"][side].append(value)
+    return summarize(samples)
+
+
+def summarize(samples: dict[str, dict[str, list[float]]]) -> dict:
+    """Per-pair ratios per configuration, and per round the ceiling (best configuration) of each side."""
+    import statistics
+
+    rounds = len(next(iter(samples.values()))["before"])
+    ceiling = {
+        side: [max(values[side][index] for values in samples.values()) for index in range(rounds)]
+        for side in ("before", "after")
+    }
+    ratios = [after / before for before, after in zip(ceiling["before"], ceiling["after"], strict=True)]
+    return {
+        "configurations": {
+            name: {**values, "ratios": [a / b for b, a in zip(values["before"], values["after"], strict=True)]}
+            for name, values in samples.items()
+        },
+        "ceiling": {**ceiling, "ratios": ratios, "median_ratio": statistics.median(ratios)},
+    }
 
 
 def confirm(run, orders: dict[str, list], sweep: dict[str, dict[str, float]], seconds: float) -> dict:
@@ -104,8 +156,27 @@ def main() -> int:
         default=0.0,
         help=f"measure the sweep's {CONFIRM_TOP} best configurations again for this many seconds each (default: off)",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="worker: a second model directory to compare with --model-dir, interleaved (see the module docstring)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="--against: rounds of every configuration (default 3)")
     args = parser.parse_args()
     texts = json.loads(args.texts_file.read_text())
+
+    if args.against is not None:
+        from worker.model import Embedder
+
+        if args.engine != "worker":
+            parser.error("--against compares two worker model builds")
+        before, after = Embedder(args.model_dir, threads=1), Embedder(args.against, threads=1)
+        items = before.token_ids(texts)
+        orders = {"arrival": items, "sorted": sorted(items, key=len)} if args.sorted else {"arrival": items}
+        sizes = [int(size) for size in args.batch_sizes.split(",")]
+        runs = {"before": before.embed_ids, "after": after.embed_ids}
+        print(json.dumps(compare(runs, orders, sizes, args.seconds, args.rounds)))
+        return 0
 
     if args.engine == "worker":
         from worker.model import Embedder

@@ -59,3 +59,32 @@ def test_the_share_of_ceiling_uses_the_confirmed_measurement():
     assert benchmark.ceiling_of(SWEEP) == (360.0, "128 cells per run, sorted")
     confirmed = {**SWEEP, "confirmed": {"order": "sorted", "size": 4, "texts_per_s": 345.0, "seconds": 10.0}}
     assert benchmark.ceiling_of(confirmed) == (345.0, "batch 4, sorted")
+
+
+def test_a_comparison_keeps_every_interleaved_pair_and_each_rounds_ceiling():
+    ceiling = load_model_ceiling()
+    # Round 2 ran on a busier host: both sides slower, their ratio unchanged.
+    samples = {
+        "sorted 16": {"before": [200.0, 100.0, 210.0], "after": [260.0, 130.0, 252.0]},
+        "sorted 4": {"before": [190.0, 120.0, 200.0], "after": [200.0, 125.0, 280.0]},
+    }
+    summary = ceiling.summarize(samples)
+    assert summary["configurations"]["sorted 16"]["ratios"] == [1.3, 1.3, 1.2]
+    # A round's ceiling is its best configuration, whichever it is on each side.
+    assert summary["ceiling"]["before"] == [200.0, 120.0, 210.0]
+    assert summary["ceiling"]["after"] == [260.0, 130.0, 280.0]
+    assert summary["ceiling"]["ratios"] == [1.3, 130.0 / 120.0, 280.0 / 210.0]
+    assert summary["ceiling"]["median_ratio"] == 1.3
+
+
+def test_a_comparison_measures_both_builds_on_every_configuration_in_turn(monkeypatch):
+    ceiling = load_model_ceiling()
+    calls = []
+    monkeypatch.setattr(ceiling, "rate", lambda run, texts, size, seconds, clock: calls.append((run, size)) or 1.0)
+    monkeypatch.setattr(
+        ceiling, "rate_cells", lambda run, texts, cells, seconds, clock: calls.append((run, cells)) or 1.0
+    )
+    summary = ceiling.compare({"before": "b", "after": "a"}, {"sorted": ["s"]}, [4], seconds=1.0, rounds=2)
+    one_round = [("b", 4), ("a", 4)] + [(run, cells) for cells in ceiling.CELL_CAPS for run in ("b", "a")]
+    assert calls == one_round * 2
+    assert set(summary["configurations"]) == {"sorted 4"} | {f"sorted_cells {cells}" for cells in ceiling.CELL_CAPS}

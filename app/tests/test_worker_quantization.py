@@ -1,4 +1,4 @@
-"""The build's int8 activation scheme on a graph small enough to check by hand.
+"""The build's int8 activation scheme (and its graph rewrites) on graphs small enough to check by hand.
 
 A three-matmul model (square, widening, narrowing weight, like one BERT layer's QKV input,
 FFN up- and down-projection) goes through the same `quantize_dynamic` -> `activation_ranges` ->
@@ -259,3 +259,108 @@ def test_calibration_refuses_golden_texts_and_texts_the_tokenizer_would_cut():
     long = build_model.CalibrationText("passage", " ".join(["eta"] * (build_model.MAX_TOKENS + 1)))
     with pytest.raises(SystemExit, match="is longer than 256 tokens"):
         build_model.calibration_texts([long], [], tokenizer)
+
+
+def biased_fp32(path: Path) -> None:
+    """x -> MatMul 8x8 -> Add(bias) -> Add(x) -> Tanh -> MatMul 8x16 -> Add(bias_up) -> y (ids as `tiny_fp32`).
+
+    The second Add's other input is an activation (a residual), not a bias; the widening matmul's
+    input is quantized per token, so its bias follows the token scale's Mul, not the matmul.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids_float"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["ids_float", "last_axis"], ["ids_column"]),
+        helper.make_node("Mul", ["ids_column", "scales"], ["x"]),
+        helper.make_node("MatMul", ["x", "w_square"], ["square"]),
+        helper.make_node("Add", ["bias", "square"], ["biased"]),  # bias first, as the exporter writes it
+        helper.make_node("Add", ["biased", "x"], ["residual"]),
+        helper.make_node("Tanh", ["residual"], ["a"]),
+        helper.make_node("MatMul", ["a", "w_up"], ["up"]),
+        helper.make_node("Add", ["up", "bias_up"], ["up_biased"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask_float"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask_float", "last_axis"], ["mask_column"]),
+        helper.make_node("Mul", ["up_biased", "mask_column"], ["y"]),
+    ]
+    for index, node in enumerate(nodes):
+        node.name = f"{node.op_type}_{index}"
+    initializers = [
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 8)).astype(np.float32), "w_square"),
+        numpy_helper.from_array(rng.normal(0, 1.0, 8).astype(np.float32), "bias"),
+        numpy_helper.from_array(rng.normal(0, 0.3, (8, 16)).astype(np.float32), "w_up"),
+        numpy_helper.from_array(rng.normal(0, 1.0, 16).astype(np.float32), "bias_up"),
+        numpy_helper.from_array(SCALES, "scales"),
+        numpy_helper.from_array(np.array([-1], np.int64), "last_axis"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "biased",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", 16])],
+        initializers,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", build_model.OPSET)]), str(path))
+
+
+def test_a_bias_after_an_int8_matmul_is_added_inside_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_model, "QUANTIZER_SPLIT", (1, 1))
+    fp32, folded, unfolded = tmp_path / "fp32.onnx", tmp_path / "folded.onnx", tmp_path / "unfolded.onnx"
+    biased_fp32(fp32)
+    build_model.quantize(fp32, folded, word_tokenizer(), TEXTS)
+    monkeypatch.setattr(build_model, "fold_biases", lambda model: None)
+    build_model.quantize(fp32, unfolded, word_tokenizer(), TEXTS)
+
+    nodes = onnx.load(str(folded)).graph.node
+    square, up = [node for node in nodes if node.op_type == "MatMulIntegerToFloat"]
+    assert square.input[6] == "bias" and len(up.input) == 6
+    # The residual Add stays (its other input is an activation), and so does the widening matmul's
+    # bias, which follows its token scale: the two Adds left are those.
+    adds = [list(node.input) for node in nodes if node.op_type == "Add"]
+    assert [square.output[0], "x"] in adds and len(adds) == 2
+    assert any("bias_up" in inputs for inputs in adds)
+    rows = [[3, 5, 2, 6], [4]]
+    # The same sum, (accumulator x scales) + bias, in float32: equal within its rounding.
+    np.testing.assert_allclose(run(folded, rows), run(unfolded, rows), rtol=1e-6, atol=1e-5)
+
+
+def test_the_saved_graph_leaves_out_the_fusions_measured_slower(tmp_path):
+    """Add -> LayerNormalization and Add(bias) -> Gelu stay apart in the optimized graph, computing the same."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    nodes = [
+        helper.make_node("Add", ["x", "skip"], ["sum"]),
+        helper.make_node("LayerNormalization", ["sum", "gamma", "beta"], ["normal"], axis=-1, epsilon=1e-12),
+        helper.make_node("Add", ["normal", "bias"], ["biased"]),
+        helper.make_node("Gelu", ["biased"], ["y"], domain="com.microsoft"),
+    ]
+    tensor = ["batch", "sequence", 16]
+    graph = helper.make_graph(
+        nodes,
+        "fusable",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, tensor) for name in ("x", "skip")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, tensor)],
+        [
+            numpy_helper.from_array(rng.normal(1, 0.1, 16).astype(np.float32), "gamma"),
+            numpy_helper.from_array(rng.normal(0, 0.1, 16).astype(np.float32), "beta"),
+            numpy_helper.from_array(rng.normal(0, 0.1, 16).astype(np.float32), "bias"),
+        ],
+    )
+    opsets = [helper.make_opsetid("", build_model.OPSET), helper.make_opsetid("com.microsoft", 1)]
+    source, target = tmp_path / "fusable.onnx", tmp_path / "optimized.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=opsets), str(source))
+    build_model.optimize_graph(source, target)
+    ops = [node.op_type for node in onnx.load(str(target)).graph.node]
+    assert ops == ["Add", "LayerNormalization", "Add", "Gelu"]
+
+    feed = {name: rng.normal(0, 1, (2, 3, 16)).astype(np.float32) for name in ("x", "skip")}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    plain = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    saved = ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    np.testing.assert_allclose(saved, plain, rtol=1e-6, atol=1e-6)  # float32 rounding, any CPU

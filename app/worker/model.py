@@ -36,6 +36,17 @@ def load_optimized(manifest: dict, runtime_version: str) -> bool:
     return isinstance(recorded, dict) and recorded.get("onnxruntime") == runtime_version
 
 
+def disabled_optimizers(manifest: dict) -> list[str]:
+    """The onnxruntime fusions the build left out on purpose (slower kernels), to leave out again.
+
+    They matter only when the session re-optimizes (another onnxruntime version, see
+    `load_optimized`): without this list it would put back the fusions the build measured as slower.
+    """
+    recorded = manifest.get("graph_optimization")
+    names = recorded.get("disabled_optimizers", []) if isinstance(recorded, dict) else []
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -73,7 +84,12 @@ class Embedder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # ORT warnings go to stderr as plain text; only errors are worth breaking the JSON stream.
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(model_dir / "model.onnx"),
+            options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=disabled_optimizers(manifest),
+        )
         outputs = self.session.get_outputs()
         if len(outputs) != 1 or outputs[0].shape[-1] != DIMENSIONS:
             raise ModelError(f"{model_dir / 'model.onnx'} does not output {DIMENSIONS}-d embeddings")
