@@ -8,8 +8,9 @@ the sample worker, which the whole-stack checks also run on.
 deep copy (whole-stack synthesis was most of the suite's time: ~40 tests ran the same committed stack
 afresh). The cache key holds everything the program reads that can differ between two calls in one
 process: the stack, the config and its secret keys, what the graph answers to reads (previous outputs,
-other stacks' outputs, ECR's images) and the environment (GITHUB_SHA, the hotfix variable). The checkout
-itself (its files, git HEAD) is fixed for a process, as the imported `components` already are. A run
+other stacks' outputs, ECR's images), the environment (GITHUB_SHA, the hotfix variable) and what git says
+of the checkout (HEAD and whether tracked files changed: the image's revision labels). The code itself is
+fixed for a process, as the imported `components` already are. A run
 that raises is not cached, and a caller's own half-filled graph is run as given. Security stance: the
 cache holds only what the mocks return, in this process's memory; nothing is written anywhere.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,14 @@ _syntheses: OrderedDict[str, Graph] = OrderedDict()
 _stats = {"hits": 0, "misses": 0}
 
 
+def _git_state() -> list[str]:
+    """What the program's source revision reads (components/stack_config.py `_git`), as git prints it."""
+    return [
+        subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+        for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "--untracked-files=no"])
+    ]
+
+
 def _synthesis_key(stack: str, config: dict[str, Any], secret_keys: list[str], graph: Graph) -> str | None:
     """Everything the program reads that may differ within one process, as text; None: do not cache."""
     if graph.resources or graph.calls or graph.exports or graph.call_args:
@@ -154,6 +164,7 @@ def _synthesis_key(stack: str, config: dict[str, Any], secret_keys: list[str], g
         graph.stack_outputs,
         sorted(graph.ecr_images),
         environment,
+        _git_state(),
     ]
     try:
         return json.dumps(inputs)
