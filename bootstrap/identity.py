@@ -22,6 +22,8 @@ import pulumi_aws as aws
 from bootstrap import documents
 
 SESSION_SECONDS = 3600
+DEPLOY_SESSION_SECONDS = 7200
+PREVIEW_SESSION_SECONDS = 3600
 
 
 def _area_json(area: str, by_area: dict[str, dict[str, Any]]) -> str:

@@ -60,7 +60,7 @@ def settings_from_stack_config() -> Settings:
     values, secret_keys = raw_config()
     aws_config = pulumi.Config("aws")
     region = aws_config.get("region")
-    default_tags = aws_config.get_object("defaultTags") or {}
+    default_tags = _object(aws_config.get("defaultTags"))
     outputs = previous_outputs()
     try:
         source = source_revision(os.environ, _git)
@@ -80,6 +80,7 @@ def settings_from_stack_config() -> Settings:
             ),
             project_dir=PROJECT_DIR,
             stack=pulumi.get_stack(),
+            default_tags=default_tags,
         )
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None
@@ -94,13 +95,26 @@ def settings_from_stack_config() -> Settings:
     session, session_problems = provider_session(raw_aws_config(), needed=needed)
     if problems or session_problems:
         raise pulumi.RunError(str(ConfigError([*problems, *session_problems])))
+    for warning in settings.warnings:
+        pulumi.log.warn(warning)
     return dataclasses.replace(
         settings,
-        provider_tags=dict(default_tags.get("tags") or {}),
+        provider_tags=dict(default_tags["tags"]),
         source=source,
         alarm_override=override,
         provider_session=session,
     )
+
+
+def _object(raw: str | None) -> Any:
+    """A config value as the object the CLI JSON-encoded (None when unset); a value that is no JSON stays the
+    string it is, for validation to refuse by name (pulumi.Config.get_object would raise a traceback)."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def raw_aws_config() -> dict[str, Any]:

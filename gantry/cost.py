@@ -233,6 +233,28 @@ def estimate(resources: Iterable[Resource], region: str, *, log_gb_per_month: fl
     return Estimate(region=region, prices=p, lines=tuple(lines))
 
 
+BUDGET = "aws:budgets/budget:Budget"
+BUDGET_KEY = "gantry:operations.monthlyBudgetUsd"
+
+
+def budget_shortfall(resources: Iterable[Resource], fixed: Estimate, stack: str) -> str | None:
+    """A warning naming both numbers when the stack's monthly budget is below its fixed monthly cost.
+
+    A warning, not a refusal: the budget only alerts (it stops nothing), and list prices move. But a
+    budget under the fixed cost alerts every month from the first days on, which teaches a team to ignore
+    the one alarm that watches spend."""
+    for budget in _of(list(resources), BUDGET):
+        limit = float(budget.inputs["limitAmount"])
+        if limit < fixed.total:
+            return (
+                f"{BUDGET_KEY}: {limit:g} is below this stack's fixed monthly cost of {fixed.total:.2f} USD "
+                f"(python -m gantry.cost {stack}: what runs with no traffic, {fixed.region} list prices as of "
+                f"{fixed.prices.as_of}), so the budget would alert every month; set it to at least "
+                f"{int(fixed.total) + 1} plus room for traffic"
+            )
+    return None
+
+
 def _task_lines(graph: Sequence[Resource], p: PriceTable) -> list[Line]:
     """The minimum tasks of every service (the API, and the batch consumer when the queue is on)."""
     definitions = {d.outputs.get("arn"): d for d in _of(graph, "aws:ecs/taskDefinition:TaskDefinition")}
@@ -312,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(f"gantry stack {args.stack}: fixed monthly cost estimate")
     print(result.table())
+    warning = budget_shortfall(resources, result, args.stack)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

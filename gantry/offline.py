@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import runpy
 import sys
 import threading
@@ -133,6 +134,8 @@ class Graph:
     """Other stacks' outputs by fully qualified name (what a StackReference reads); default dev's."""
     ecr_images: frozenset[tuple[str, str]] = ECR_IMAGES
     """(repository name, digest) pairs ECR holds; default dev's current and one earlier image."""
+    warnings: list[str] = field(default_factory=list)
+    """What the program warned about (`pulumi.log.warn`, which `pulumi up` prints), in order."""
 
     def of_type(self, typ: str) -> list[Res]:
         return [r for r in self.resources if r.typ == typ]
@@ -628,14 +631,29 @@ def secret_strings(config: dict[str, Any], secret_keys: list[str]) -> set[str]:
     return found
 
 
+class _Warnings(logging.Handler):
+    """Keeps the program's warnings: under mocks, `pulumi.log.warn` reaches the mock engine's logger."""
+
+    def __init__(self, graph: Graph):
+        super().__init__(logging.WARNING)
+        self.graph = graph
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.graph.warnings.append(record.getMessage())
+
+
 def run_with_mocks(program: Callable[[], Any], stack: str = "test", graph: Graph | None = None) -> Graph:
     graph = graph if graph is not None else Graph()
     mocks = GantryMocks(graph)
+    logger = logging.getLogger(f"gantry.offline.engine.{id(graph)}")
+    logger.propagate = False
+    logger.handlers = [_Warnings(graph)]
     pulumi.runtime.set_mocks(
         mocks,
         project="gantry",
         stack=stack,
         preview=False,
+        logger=logger,
         monitor=CapturingMonitor(mocks),
         organization=ORGANIZATION,
     )

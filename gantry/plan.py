@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from gantry.cost import CostError, Estimate, estimate
+from gantry.cost import CostError, Estimate, budget_shortfall, estimate
 from gantry.offline import ROOT, ConfigRefused, Graph, StackFileError, Synthesis, snapshot, stack_config, synthesize
 from policy.rules import DEFAULT_PRODUCTION_STACKS, RULES, Resource, evaluate, is_production
 
@@ -272,6 +272,9 @@ class Plan:
     """The fixed monthly cost (gantry.cost), or why it could not be priced; None when not asked for."""
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
     """Secret config strings of the run: scrubbed from every rendering, never rendered."""
+    warnings: tuple[str, ...] = ()
+    """What `pulumi up` would warn about (the program's `pulumi.log.warn`), and a budget below the fixed
+    cost (`gantry.cost.budget_shortfall`); each names its key. Warnings never change the exit status."""
 
     @property
     def mandatory_findings(self) -> int:
@@ -283,11 +286,15 @@ def make_plan(
 ) -> Plan:
     """The plan of one synthesis; with the stack's `region`, also its fixed monthly cost."""
     cost: Estimate | str | None = None
+    warnings = list(synthesis.graph.warnings)
     if region is not None:
         try:
             cost = estimate(synthesis.graph.resources, region)
         except CostError as error:
             cost = str(error)
+        else:
+            shortfall = budget_shortfall(synthesis.graph.resources, cost, synthesis.stack)
+            warnings += [shortfall] if shortfall else []
     return Plan(
         stack=synthesis.stack,
         resources=len(synthesis.graph.resources),
@@ -296,6 +303,7 @@ def make_plan(
         diff=change,
         cost=cost,
         secrets=synthesis.secrets,
+        warnings=tuple(warnings),
     )
 
 
@@ -349,6 +357,8 @@ def render_markdown(plan: Plan) -> str:
         summary,
         "",
     ]
+    if plan.warnings:
+        lines += ["### Warnings (`pulumi up` prints them too)", "", *[f"- ⚠️ {w}" for w in plan.warnings], ""]
     if plan.diff is not None:
         lines += [*_diff_markdown(plan.diff), ""]
     lines += [
@@ -397,6 +407,7 @@ def render_json(plan: Plan) -> str:
         "stack": plan.stack,
         "resources": plan.resources,
         "mandatoryFindings": plan.mandatory_findings,
+        "warnings": list(plan.warnings),
         "components": [
             {"path": list(g.path), "type": g.type, "resources": [{"name": n, "type": t} for n, t in g.resources]}
             for g in plan.groups
@@ -450,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     plan = make_plan(synthesis, levels, change, stack_config(args.stack, ROOT).get("aws:region"))
     text = render_json(plan) if args.json else render_markdown(plan)
+    for warning in plan.warnings:
+        print(scrub(f"gantry.plan: warning: {warning}", plan.secrets), file=sys.stderr)
     sys.stdout.write(text)
     if args.output is not None:
         args.output.write_text(text)

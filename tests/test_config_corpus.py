@@ -11,11 +11,12 @@ anywhere in the error, because the error ends up in CI logs.
 
 The interface this module holds `components.settings.load_settings` to:
 
-    load_settings(raw, *, region, secret_keys, aws_facts=None) -> Settings   # or raises ConfigError
+    load_settings(raw, *, region, secret_keys, aws_facts=None, default_tags) -> Settings   # or ConfigError
 
 - `raw`: `gantry:*` keys as the CLI passes them (objects and arrays JSON-encoded, plain strings as is).
 - `region`: the `aws:region` config value, or None when it is not set.
 - `secret_keys`: the config keys the CLI marked secret.
+- `default_tags`: the `aws:defaultTags` object (None when the stack file has none).
 - `aws_facts`: what the program's invokes (run before any resource is registered) returned, as
   `{"zones": {hosted_zone_id: zone_name}, "availability_zones": {region: [az_name, ...]}}`. Zone names
   carry no trailing dot; a zone id absent from `zones` does not exist in the account. It is passed only
@@ -54,7 +55,7 @@ REQUIRED_CLASSES = (
     "blank-string", "image-path", "env-secret-name", "env-secret-value", "env-name", "policy-wildcard",
     "loose-type", "arn-whitespace", "cidr", "placeholder", "domain", "availability-zones",
     "health-check-command", "api-keys", "capacity-providers", "fargate-size", "port", "counts", "retention",
-    "unknown-key", "endpoints", "secrets", "secret-values", "region", "container", "edge",
+    "unknown-key", "endpoints", "secrets", "secret-values", "region", "container", "edge", "tags",
 )  # fmt: skip
 _PATH_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -76,6 +77,8 @@ WHOLE_PROGRAM_SAMPLE = (
     "capacity-all-weights-zero",
     "unknown-top-level-key",
     "region-unset",
+    "own-image-inherits-the-sample-health-check",
+    "default-tags-missing",
 )
 
 
@@ -164,9 +167,9 @@ def program_input(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items() if k.startswith("gantry:")}
 
 
-def cli_view(case: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
+def cli_view(case: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str], Any]:
     config, secret_keys = case_config(case)
-    return program_input(config), config.get("aws:region"), secret_keys
+    return program_input(config), config.get("aws:region"), secret_keys, config.get("aws:defaultTags")
 
 
 def aws_facts(case: dict[str, Any]) -> dict[str, Any] | None:
@@ -178,7 +181,12 @@ def aws_facts(case: dict[str, Any]) -> dict[str, Any] | None:
 
 def load_case(case: dict[str, Any]):
     config, secret_keys = case_config(case)
-    kwargs: dict[str, Any] = {"region": config.get("aws:region"), "secret_keys": secret_keys}
+    # As the program passes it (components/stack_config.py): the aws:defaultTags object, None when unset.
+    kwargs: dict[str, Any] = {
+        "region": config.get("aws:region"),
+        "secret_keys": secret_keys,
+        "default_tags": config.get("aws:defaultTags"),
+    }
     facts = aws_facts(case)
     if facts is not None:
         kwargs["aws_facts"] = facts

@@ -6,13 +6,20 @@ properties a reviewer would check by hand are asserted on the parsed YAML: every
 pinned by a 40-hex commit with a `# vX.Y.Z` comment, `permissions: {}` at the top and the minimum per
 job, checkouts without persisted credentials, no pull_request_target or workflow_run, no secret and no
 `${{ }}` expression inside a shell script, one never-cancelled concurrency group per stack, and every
-script, module and file a workflow calls present in the repository. Each check is also run on a
-mutated workflow to prove it fails.
+script, module and file a workflow calls present in the repository. Steps of a local composite action
+(.github/actions/*/action.yml) count as steps of the job that uses it. Every job that runs the program
+(dev, prod, the rollback drill) uses the one shared setup action on the same runner, with the `.venv`
+Python; each job that assumes an AWS role has a timeout and requests a session exactly that long, within
+the role's maximum (bootstrap/identity.py), and prod's timeout covers the longest `up` its stack config
+allows; a cancelled job releases the stack lock; prod's post-deploy eval pages when it fails; and each
+concurrency decision (one pending job per group, GitHub cancels the older pending one) is asserted.
+Each check is also run on a mutated workflow to prove it fails.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -24,10 +31,15 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import ROOT
+from bootstrap.identity import DEPLOY_SESSION_SECONDS, PREVIEW_SESSION_SECONDS
+from components.settings import load_settings
+from harness import REGION, ROOT, stack_config, with_test_secrets
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
+ACTIONS = ROOT / ".github" / "actions"
+ACTION_FILES = sorted(ACTIONS.glob("*/action.yml"))
+SETUP = "./.github/actions/deploy-setup"
 BIN = Path(sys.executable).parent
 PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
 VERSION_COMMENT = re.compile(r"#\s*v\d+\.\d+\.\d+\s*$")
@@ -48,9 +60,27 @@ def load(path: Path) -> dict[str, Any]:
     return load_text(path.read_text())
 
 
+def local_action(uses: str, root: Path = ROOT) -> dict[str, Any]:
+    """A local composite action (`uses: ./path`), parsed from its action.yml."""
+    document: dict[str, Any] = yaml.safe_load((root / uses / "action.yml").read_text())
+    return document
+
+
+def job_steps(job: dict[str, Any], root: Path = ROOT) -> list[dict[str, Any]]:
+    """The job's steps with each local composite action's steps in its place (what the runner runs)."""
+    expanded: list[dict[str, Any]] = []
+    for step in job.get("steps", []):
+        uses = step.get("uses", "")
+        if uses.startswith("./") and (root / uses / "action.yml").is_file():
+            expanded.extend(local_action(uses, root)["runs"]["steps"])
+        else:
+            expanded.append(step)
+    return expanded
+
+
 def steps(workflow: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for job_name, job in workflow["jobs"].items():
-        for step in job.get("steps", []):
+        for step in job_steps(job):
             yield job_name, step
 
 
@@ -83,12 +113,12 @@ def permission_problems(workflow: dict[str, Any]) -> list[str]:
         if not isinstance(granted, dict):
             problems.append(f"{name}: permissions not declared as a mapping")
             continue
-        uses = [s.get("uses", "") for s in job.get("steps", [])]
+        uses = [s.get("uses", "") for s in job_steps(job)]
         needed = {"contents": "read"}
         if any(u.startswith("aws-actions/configure-aws-credentials@") for u in uses):
             needed["id-token"] = "write"
         comments = any(u.startswith("marocchino/sticky-pull-request-comment@") for u in uses) or any(
-            s.get("with", {}).get("comment-on-pr") for s in job.get("steps", [])
+            s.get("with", {}).get("comment-on-pr") for s in job_steps(job)
         )
         if comments:
             needed["pull-requests"] = "write"
@@ -145,10 +175,15 @@ def commands(workflow: dict[str, Any]) -> list[str]:
     return [step["run"] for _, step in steps(workflow) if "run" in step]
 
 
+def commands_of_everything() -> list[str]:
+    """Every `run:` of every workflow, local actions' steps included (job_steps expands them)."""
+    return [c for f in FILES for c in commands(load(f))]
+
+
 def missing_paths(text: str) -> list[str]:
     """Repository paths and `python -m` modules a command names that do not exist."""
     missing = [p for p in REPO_PATH.findall(text) if not (ROOT / p.rstrip(".")).exists()]
-    for module in re.findall(r"-m\s+(gantry\.[\w.]+|worker\.[\w.]+)", text):
+    for module in re.findall(r"-m\s+((?:gantry|worker|components)\.[\w.]+)", text):
         base = ROOT / "app" if module.startswith("worker.") else ROOT
         if not (base / (module.replace(".", "/") + ".py")).is_file():
             missing.append(module)
@@ -187,10 +222,12 @@ def run_tool(tool: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_every_workflow_matches_the_github_workflow_schema() -> None:
     result = run_tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *FILES)
     assert result.returncode == 0, result.stdout + result.stderr
+    result = run_tool("check-jsonschema", "--builtin-schema", "vendor.github-actions", *ACTION_FILES)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_zizmor_finds_nothing_at_medium_or_above() -> None:
-    result = run_tool("zizmor", "--offline", "--no-progress", "--min-severity", "medium", WORKFLOWS)
+    result = run_tool("zizmor", "--offline", "--no-progress", "--min-severity", "medium", WORKFLOWS.parent)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -214,6 +251,10 @@ def test_the_scripts_the_workflows_call_name_only_what_exists() -> None:
     scripts = [p for p in (ROOT / "scripts" / "ci").iterdir() if p.suffix == ".sh"]
     called = {p for f in FILES for c in commands(load(f)) for p in REPO_PATH.findall(c)}
     assert {f"scripts/ci/{p.name}" for p in scripts} <= called | {"scripts/ci/smoke.sh"}
+    # Every Python script of scripts/ci is run by a workflow step (the setup action's count) or a script.
+    named = "\n".join([*commands_of_everything(), *(p.read_text() for p in scripts)])
+    for script in (ROOT / "scripts" / "ci").glob("*.py"):
+        assert script.name in named, f"{script.name} is run by nothing"
     for script in scripts:
         assert missing_paths(script.read_text()) == [], script.name
         assert script.stat().st_mode & 0o111, f"{script.name} is not executable"
@@ -236,6 +277,10 @@ def test_the_pipeline_order_and_gates() -> None:
     for workflow in (pr, deploy):
         for _, step in steps(workflow):
             if step.get("uses", "").startswith("pulumi/actions@"):
+                if "command" not in step["with"]:
+                    # The setup action's CLI install: it runs nothing.
+                    assert set(step["with"]) == {"pulumi-version"}
+                    continue
                 assert step["with"]["policyPacks"] == "policy"
                 assert step["with"]["command"] in {"preview", "up"}
 
@@ -333,9 +378,374 @@ def test_shell_lines_of_the_workflows_parse() -> None:
             assert subprocess.run(["bash", "-n", "-c", command], capture_output=True).returncode == 0
 
 
-def test_the_rollback_drill_waits_for_the_dev_deploys_and_uses_their_role():
-    drill, deploy = load(WORKFLOWS / "rollback-drill.yml"), load(WORKFLOWS / "deploy.yml")
-    dev_groups = {job.get("concurrency", {}).get("group") for job in deploy["jobs"].values()}
-    group = drill["jobs"]["drill"]["concurrency"]["group"]
-    assert group in dev_groups and group.endswith("-dev")
-    assert "vars.GANTRY_DEPLOY_ROLE_ARN_DEV" in (WORKFLOWS / "rollback-drill.yml").read_text()
+# ------------------------------------------------------------------------------------------------------
+# One setup for every job that runs the program
+
+
+def setup_users(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Job -> the `with:` it passes to the shared setup action (jobs that do not use it are left out)."""
+    return {
+        name: step.get("with", {})
+        for name, job in workflow["jobs"].items()
+        for step in job.get("steps", [])
+        if step.get("uses") == SETUP
+    }
+
+
+PROGRAM_JOBS = {("deploy.yml", "dev"), ("deploy.yml", "prod"), ("rollback-drill.yml", "drill")}
+
+
+def setup_problems(workflows: dict[str, dict[str, Any]]) -> list[str]:
+    """The jobs that run the program use the shared setup, after their checkout, on deploy's runner, and
+    set nothing up themselves (no own pip install, credentials, CLI or buildx: those live in the action)."""
+    problems = []
+    deploy_runner = workflows["deploy.yml"]["jobs"]["dev"]["runs-on"]
+    for file, name in sorted(PROGRAM_JOBS):
+        job = workflows[file]["jobs"][name]
+        own = job.get("steps", [])
+        uses = [s.get("uses", "") for s in own]
+        if SETUP not in uses:
+            problems.append(f"{file} {name}: does not use {SETUP}")
+            continue
+        if not uses[0].startswith("actions/checkout@"):
+            problems.append(f"{file} {name}: a local action needs the checkout first")
+        if job["runs-on"] != deploy_runner:
+            problems.append(f"{file} {name}: runs on {job['runs-on']}, the deploy jobs on {deploy_runner}")
+        for step in own:
+            run, used = step.get("run", ""), step.get("uses", "")
+            if "pip install" in run or used.split("@")[0] in SET_UP_BY_THE_ACTION:
+                problems.append(f"{file} {name}: sets up {used or run.split()[0]} itself")
+    return problems
+
+
+SET_UP_BY_THE_ACTION = {
+    "actions/setup-python",
+    "aws-actions/configure-aws-credentials",
+    "docker/setup-buildx-action",
+    "docker/setup-qemu-action",
+}
+
+
+def python_problems(workflow: dict[str, Any], job: str) -> list[str]:
+    """Every Python the job's own commands start is .venv's, where the lock and Pulumi.yaml put the program."""
+    problems = []
+    for step in workflow["jobs"][job].get("steps", []):
+        for command in re.split(r"[\n;&|]+", step.get("run", "")):
+            words = shlex.split(command)
+            while words and "=" in words[0]:
+                words = words[1:]
+            if words and re.fullmatch(r"(.*/)?python3?(\.\d+)?", words[0]) and words[0] != ".venv/bin/python":
+                problems.append(f"{job}: {words[0]} is not .venv/bin/python")
+    return problems
+
+
+def all_workflows() -> dict[str, dict[str, Any]]:
+    return {f.name: load(f) for f in FILES}
+
+
+def test_the_deploy_jobs_and_the_drill_share_one_setup() -> None:
+    workflows = all_workflows()
+    assert setup_problems(workflows) == []
+    # The same action, by the same path, in all three; and no other job runs the program.
+    assert {(f, j) for f, w in workflows.items() for j in setup_users(w)} == PROGRAM_JOBS
+    assert python_problems(workflows["rollback-drill.yml"], "drill") == []
+    drill = [s.get("run", "") for s in workflows["rollback-drill.yml"]["jobs"]["drill"]["steps"]]
+    assert ".venv/bin/python -m gantry.drill rollback -s dev" in "\n".join(drill)
+    assert setup_users(workflows["rollback-drill.yml"])["drill"]["pulumi-cli"] == "true"
+
+
+def test_the_setup_action_installs_the_locks_the_cli_buildx_and_credentials() -> None:
+    action = local_action(SETUP)
+    assert action["runs"]["using"] == "composite"
+    run_steps = action["runs"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in run_steps)
+    assert "--require-hashes -r requirements.txt" in runs and "python -m venv .venv" in runs
+    assert "python scripts/policy_venv.py" in runs
+    by_action = {s["uses"].split("@")[0]: s for s in run_steps if "uses" in s}
+    assert by_action["actions/setup-python"]["with"]["python-version"] == "3.11"
+    assert by_action["pulumi/actions"]["with"]["pulumi-version"] == "3.272.0"
+    assert by_action["pulumi/actions"]["if"] == "inputs.pulumi-cli == 'true'"
+    assert "docker/setup-buildx-action" in by_action
+    # Emulation only when the runner's arch is not the image's (scripts/ci/image_platform.py decides).
+    assert by_action["docker/setup-qemu-action"]["if"] == "steps.platform.outputs.emulate == 'true'"
+    assert by_action["docker/setup-qemu-action"]["with"]["platforms"] == "${{ steps.platform.outputs.platform }}"
+    credentials = by_action["aws-actions/configure-aws-credentials"]["with"]
+    assert credentials["role-duration-seconds"] == "${{ inputs.duration-seconds }}"
+    assert credentials["role-to-assume"] == "${{ inputs.role-arn }}"
+    # The session is assumed last, so it outlives the job's timeout by the setup time (cleanup holds it).
+    assert run_steps[-1] is by_action["aws-actions/configure-aws-credentials"]
+    assert set(action["inputs"]) == {
+        "stack",
+        "role-arn",
+        "session-name",
+        "duration-seconds",
+        "aws-region",
+        "pulumi-cli",
+    }
+
+
+@pytest.mark.parametrize("path", ACTION_FILES, ids=lambda p: p.parent.name)
+def test_local_action_properties(path: Path) -> None:
+    text = path.read_text()
+    action = yaml.safe_load(text)
+    assert unpinned(text) == []
+    uses = [s["uses"] for s in action["runs"]["steps"] if "uses" in s]
+    assert uses and all(PINNED.match(u) for u in uses)
+    for step in action["runs"]["steps"]:
+        assert "${{" not in step.get("run", "") and "secrets." not in step.get("run", "")
+        assert "run" not in step or step.get("shell") == "bash"
+    assert missing_paths("\n".join(s.get("run", "") for s in action["runs"]["steps"])) == []
+
+
+def test_the_setup_checks_fail_on_a_drifted_drill() -> None:
+    workflows = all_workflows()
+    drill = workflows["rollback-drill.yml"]["jobs"]["drill"]
+    drifted = copy.deepcopy(workflows)
+    drifted["rollback-drill.yml"]["jobs"]["drill"]["runs-on"] = "ubuntu-24.04"
+    assert setup_problems(drifted) == [
+        "rollback-drill.yml drill: runs on ubuntu-24.04, the deploy jobs on ubuntu-24.04-arm"
+    ]
+    drifted = copy.deepcopy(workflows)
+    own_setup = [{"run": "python -m pip install --require-hashes -r requirements.txt"}]
+    drifted["rollback-drill.yml"]["jobs"]["drill"]["steps"] = [drill["steps"][0], *own_setup, *drill["steps"][2:]]
+    assert setup_problems(drifted) == ["rollback-drill.yml drill: does not use ./.github/actions/deploy-setup"]
+    drifted["rollback-drill.yml"]["jobs"]["drill"]["steps"] = [*drill["steps"], *own_setup]
+    assert setup_problems(drifted) == ["rollback-drill.yml drill: sets up python itself"]
+    system = {"jobs": {"drill": {"steps": [{"run": "python -m gantry.drill rollback -s dev"}]}}}
+    assert python_problems(system, "drill") == ["drill: python is not .venv/bin/python"]
+    system["jobs"]["drill"]["steps"] = [{"run": 'PATH="$PWD/bin:$PATH" python3 -m gantry.drill rollback'}]
+    assert python_problems(system, "drill") == ["drill: python3 is not .venv/bin/python"]
+
+
+def test_the_image_platform_script_agrees_with_the_settings_model() -> None:
+    from components.settings.workload import ARCHITECTURES, ContainerSettings
+
+    spec = importlib.util.spec_from_file_location("image_platform", ROOT / "scripts" / "ci" / "image_platform.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.ARCHITECTURES == ARCHITECTURES
+    assert ContainerSettings.model_fields["architecture"].default == module.DEFAULT_ARCHITECTURE
+    for stack in STACKS:
+        platform = module.image_platform(ROOT / f"Pulumi.{stack}.yaml")
+        assert platform == "linux/arm64"
+        # deploy's runner is arm64: no emulation; an x86 runner would need it.
+        assert module.needs_emulation(platform, "ARM64") is False
+        assert module.needs_emulation(platform, "X64") is True
+
+
+# ------------------------------------------------------------------------------------------------------
+# Session length: the job's timeout, within the role's maximum
+
+
+# Which role maximum (bootstrap/identity.py) a role variable's role has.
+ROLE_MAXIMUM = {"PREVIEW": PREVIEW_SESSION_SECONDS, "DEPLOY": DEPLOY_SESSION_SECONDS}
+# configure-aws-credentials' default session for OIDC when role-duration-seconds is not given (its README).
+DEFAULT_SESSION_SECONDS = 3600
+TIMEOUTS = {("deploy.yml", "dev"): 60, ("deploy.yml", "prod"): 120, ("rollback-drill.yml", "drill"): 90}
+
+
+def sessions(workflow: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """Job -> (role variable, requested session seconds), through the setup action or directly."""
+    found = {}
+    for name, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            given = step.get("with", {})
+            if step.get("uses") == SETUP:
+                found[name] = (given["role-arn"], int(given["duration-seconds"]))
+            elif step.get("uses", "").startswith("aws-actions/configure-aws-credentials@"):
+                found[name] = (
+                    given["role-to-assume"],
+                    int(given.get("role-duration-seconds", DEFAULT_SESSION_SECONDS)),
+                )
+    return found
+
+
+def session_problems(workflow: dict[str, Any]) -> list[str]:
+    """Each job that assumes a role stops (timeout-minutes) before its session ends and asks for no more
+    than the role allows: AssumeRoleWithWebIdentity refuses a DurationSeconds above the role's
+    MaxSessionDuration (IAM User Guide, "Use IAM roles": maximum session duration)."""
+    problems = []
+    for name, (role, seconds) in sessions(workflow).items():
+        timeout = workflow["jobs"][name].get("timeout-minutes")
+        maximum = next(m for kind, m in ROLE_MAXIMUM.items() if kind in role)
+        if not isinstance(timeout, int):
+            problems.append(f"{name}: assumes {role} without timeout-minutes (GitHub's default is 360)")
+            continue
+        if seconds != timeout * 60:
+            problems.append(f"{name}: session {seconds} s, timeout {timeout} min: request exactly {timeout * 60}")
+        if seconds > maximum:
+            problems.append(f"{name}: session {seconds} s exceeds the role's maximum {maximum} s")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "rollback-drill.yml"])
+def test_every_assumed_session_lasts_the_job_and_fits_the_role(name: str) -> None:
+    workflow = load(WORKFLOWS / name)
+    assert session_problems(workflow) == []
+    assert {(name, job): workflow["jobs"][job]["timeout-minutes"] for job in sessions(workflow)} == {
+        key: minutes for key, minutes in TIMEOUTS.items() if key[0] == name
+    }
+
+
+def test_a_short_session_a_missing_timeout_or_an_excess_over_the_role_fails() -> None:
+    _, workflow = mutated("deploy.yml", ("duration-seconds: 7200", "duration-seconds: 3600"))
+    assert session_problems(workflow) == ["prod: session 3600 s, timeout 120 min: request exactly 7200"]
+    _, workflow = mutated("deploy.yml", lambda w: w["jobs"]["dev"].pop("timeout-minutes"))
+    assert session_problems(workflow) == [
+        "dev: assumes ${{ vars.GANTRY_DEPLOY_ROLE_ARN_DEV }} without timeout-minutes (GitHub's default is 360)"
+    ]
+    _, workflow = mutated("rollback-drill.yml", ("timeout-minutes: 90", "timeout-minutes: 150"))
+    workflow["jobs"]["drill"]["steps"][1]["with"]["duration-seconds"] = "9000"
+    assert session_problems(workflow) == ["drill: session 9000 s exceeds the role's maximum 7200 s"]
+    preview = {
+        "jobs": {
+            "preview": {
+                "timeout-minutes": 90,
+                "steps": [
+                    {
+                        "uses": "aws-actions/configure-aws-credentials@x",
+                        "with": {"role-to-assume": "vars.GANTRY_PREVIEW_ROLE_ARN"},
+                    }
+                ],
+            }
+        }
+    }
+    assert session_problems(preview) == ["preview: session 3600 s, timeout 90 min: request exactly 5400"]
+
+
+# What a prod job spends outside the deploy resource's waits, in minutes: the shared setup (the locks,
+# policy/venv, buildx, session) 5, `refresh: always` plus the update of everything but the deployment 7,
+# the post-deploy eval (pull the image, embed the golden set) and a page 3.
+PROD_OVERHEAD_MINUTES = 5 + 7 + 3
+
+
+def prod_deploy_minutes() -> tuple[float, int, int]:
+    """From Pulumi.prod.yaml through the settings model: (a prod deployment's own worst case: green start +
+    pre-traffic task + hook + canary + blue wait; its deploy timeout; the most the deploy resource may
+    wait in all: for another deployment, then its own, before failing)."""
+    config, secret_keys = with_test_secrets(stack_config("prod"))
+    gantry = {k: v for k, v in config.items() if k.startswith("gantry:")}
+    deployment = load_settings(gantry, region=REGION, secret_keys=secret_keys).deployment
+    pre_traffic = deployment.pre_traffic.timeout_seconds / 60 if deployment.pre_traffic else 0
+    own = deployment.expected_deploy_minutes + pre_traffic
+    # components/blue_green/provider.py: _wait_for_others up to otherDeployTimeoutMinutes, then its own
+    # deployment up to deployTimeoutMinutes (stopped with rollback after that, and `up` fails).
+    waits = deployment.other_deploy_timeout_minutes + deployment.deploy_timeout_minutes
+    return own, deployment.deploy_timeout_minutes, waits
+
+
+def test_prod_timeout_covers_the_longest_up_its_config_allows() -> None:
+    own, deploy_timeout, waits = prod_deploy_minutes()
+    # Canary, bake and pre-traffic fit inside the deploy timeout, so the two waits bound the `up`.
+    assert own <= deploy_timeout
+    timeout = load(WORKFLOWS / "deploy.yml")["jobs"]["prod"]["timeout-minutes"]
+    assert waits + PROD_OVERHEAD_MINUTES <= timeout, (waits, timeout)
+    # Today: 60 (otherDeployTimeoutMinutes, default) + 45 (deployTimeoutMinutes) + 15 = 120, no slack.
+    assert (own, waits, timeout) == (14, 105, 120)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Cancel releases the lock; the prod eval pages; concurrency decisions
+
+
+def lock_release_problems(workflow: dict[str, Any]) -> list[str]:
+    """A job that runs `pulumi up` (the action's, or the drill's) ends with an `if: cancelled()` step that
+    releases its own lock of the same stack, with the backend URL it deployed to."""
+    problems = []
+    for name, job in workflow["jobs"].items():
+        if name not in {j for _, j in PROGRAM_JOBS}:
+            continue
+        stack = setup_users(workflow)[name]["stack"]
+        last = job["steps"][-1]
+        expected = f".venv/bin/python scripts/ci/stack_lock.py release --stack {stack}"
+        if not str(last.get("if", "")).startswith("cancelled()") or last.get("run") != expected:
+            problems.append(f"{name}: does not end with an if: cancelled() `{expected}`")
+        env = {**workflow.get("env", {}), **job.get("env", {}), **last.get("env", {})}
+        if env.get("PULUMI_BACKEND_URL") != "${{ vars.PULUMI_BACKEND_URL }}":
+            problems.append(f"{name}: the release step does not get PULUMI_BACKEND_URL")
+        setup_id = next(s.get("id") for s in job["steps"] if s.get("uses") == SETUP)
+        if env.get("GANTRY_JOB_STARTED_AT") != f"${{{{ steps.{setup_id}.outputs.started-at }}}}":
+            problems.append(f"{name}: the release step does not get the job's start from the setup")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "rollback-drill.yml"])
+def test_a_cancelled_job_releases_its_stack_lock(name: str) -> None:
+    assert lock_release_problems(load(WORKFLOWS / name)) == []
+
+
+def test_a_missing_or_unconditional_lock_release_fails() -> None:
+    _, workflow = mutated("deploy.yml", lambda w: w["jobs"]["prod"]["steps"][-1].pop("if"))
+    assert lock_release_problems(workflow) == [
+        "prod: does not end with an if: cancelled() `.venv/bin/python scripts/ci/stack_lock.py release --stack prod`"
+    ]
+    _, workflow = mutated("deploy.yml", lambda w: w["jobs"]["dev"]["steps"][-1]["env"].pop("PULUMI_BACKEND_URL"))
+    assert lock_release_problems(workflow) == ["dev: the release step does not get PULUMI_BACKEND_URL"]
+    _, workflow = mutated("rollback-drill.yml", lambda w: w["jobs"]["drill"]["steps"][-1].pop("env"))
+    assert lock_release_problems(workflow) == ["drill: the release step does not get the job's start from the setup"]
+    _, workflow = mutated("rollback-drill.yml", ("release --stack dev", "release --stack prod"))
+    assert len(lock_release_problems(workflow)) == 1
+
+
+def test_the_prod_eval_is_a_post_deploy_check_that_pages() -> None:
+    prod = load(WORKFLOWS / "deploy.yml")["jobs"]["prod"]["steps"]
+    names = [s.get("name", s.get("uses", "")) for s in prod]
+    up = names.index("pulumi up prod with the policy pack")
+    evaluation = names.index("Post-deploy eval against prod")
+    page = names.index("Page on-call when the post-deploy eval failed")
+    assert up < evaluation < page
+    assert prod[evaluation]["id"] == "eval"
+    # Pages only when the eval itself failed (not when the up did: that already rolled back).
+    assert prod[page]["if"] == "failure() && steps.eval.outcome == 'failure'"
+    assert ".venv/bin/python scripts/ci/page.py --stack prod" in prod[page]["run"]
+    assert prod[page]["env"]["IMAGE_REF"] == prod[evaluation]["env"]["IMAGE_REF"]
+    text = (WORKFLOWS / "deploy.yml").read_text()
+    assert "A post-deploy check, not a gate" in text
+
+
+def concurrency_decision_problems(workflows: dict[str, dict[str, Any]]) -> list[str]:
+    """GitHub keeps one running and one pending job per group (names case-insensitive) and a newly queued
+    job cancels the pending one (https://docs.github.com/en/actions/using-jobs/using-concurrency).
+    Decided: a dev or prod deploy may supersede its own stack's pending deploy (the newer run contains it
+    and deploys what it evaluated); a drill shares a group with no deploy, and waits for the stack lock."""
+    problems = []
+    deploy_groups = {}
+    for name in ("dev", "prod"):
+        group = workflows["deploy.yml"]["jobs"][name]["concurrency"]
+        deploy_groups[name] = str(group["group"]).lower()
+        if group != {"group": f"gantry-stack-{name}", "cancel-in-progress": False}:
+            problems.append(f"{name}: concurrency {group}")
+    drill = workflows["rollback-drill.yml"]["jobs"]["drill"]
+    drill_group = str(drill["concurrency"]["group"]).lower()
+    if drill_group in deploy_groups.values():
+        problems.append(f"drill: shares {drill_group} with a deploy, so one pending job would cancel the other")
+    if drill["concurrency"].get("cancel-in-progress") is not False:
+        problems.append("drill: a running drill may be cancelled")
+    runs = [s.get("run", "") for s in drill["steps"]]
+    wait = next((i for i, r in enumerate(runs) if "stack_lock.py wait --stack dev" in r), None)
+    first_drill = next((i for i, r in enumerate(runs) if "gantry.drill" in r), None)
+    if wait is None or first_drill is None or wait > first_drill:
+        problems.append("drill: does not wait for the dev stack's lock before the drill")
+    return problems
+
+
+def test_the_concurrency_decisions() -> None:
+    workflows = all_workflows()
+    assert concurrency_decision_problems(workflows) == []
+    comment = (WORKFLOWS / "deploy.yml").read_text().split("name: deploy")[0]
+    assert "at most one running and one pending job per group" in comment
+    assert "never cancelled" not in comment or "running deploy is never cancelled" in comment
+
+
+def test_a_drill_in_a_deploy_group_or_without_its_wait_fails() -> None:
+    workflows = all_workflows()
+    shared = copy.deepcopy(workflows)
+    shared["rollback-drill.yml"]["jobs"]["drill"]["concurrency"]["group"] = "Gantry-Stack-Dev"
+    assert concurrency_decision_problems(shared) == [
+        "drill: shares gantry-stack-dev with a deploy, so one pending job would cancel the other"
+    ]
+    unwaited = copy.deepcopy(workflows)
+    drill_steps = unwaited["rollback-drill.yml"]["jobs"]["drill"]["steps"]
+    drill_steps[:] = [s for s in drill_steps if "stack_lock.py wait" not in s.get("run", "")]
+    assert concurrency_decision_problems(unwaited) == ["drill: does not wait for the dev stack's lock before the drill"]

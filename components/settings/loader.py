@@ -44,7 +44,7 @@ from components.settings.migration import (
     production_stack,
 )
 from components.settings.network import EndpointSettings, NetworkSettings
-from components.settings.operations import OperationsSettings
+from components.settings.operations import OperationsSettings, default_tags_problems, unwatched_production
 from components.settings.promotion import (
     PromotedImage,
     PromotionFacts,
@@ -69,6 +69,7 @@ from components.settings.workload import (
     ImageSettings,
     LogsSettings,
     ServiceSettings,
+    inherited_health_check,
 )
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -80,6 +81,8 @@ BATCH_STAND_INS = {
     "BATCH_TABLE": "stand-in-table",
 }
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+# `load_settings(default_tags=...)` left out: the caller did not read aws:defaultTags, so it is not checked.
+UNCHECKED: Any = object()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,6 +242,9 @@ class Settings:
     provider_session: ProviderSession = ProviderSession()
     """Who the dynamic providers act as (the stack's aws:profile and assumed role, set by the program);
     default none (boto3's default chain)."""
+    warnings: tuple[str, ...] = ()
+    """What the config allows but a user should hear about (`pulumi up` and the offline plan print each
+    one, naming the key); default none."""
 
     @property
     def load_balancer_domain(self) -> DomainSettings | None:
@@ -468,6 +474,7 @@ def load_settings(
     aws_facts: Mapping[str, Any] | AwsFacts | None = None,
     project_dir: Path | None = None,
     stack: str | None = None,
+    default_tags: Any = UNCHECKED,
 ) -> Settings:
     """Validate `gantry:*` config (keys with or without the namespace) into Settings, or raise ConfigError.
 
@@ -475,7 +482,8 @@ def load_settings(
     `aws_facts` carries what the program looked up before validating (see `AwsFacts`); checks that
     need a fact not given are skipped. `stack` is the Pulumi stack name (one of the signs of a
     production stack, where the worker's fault switch is refused). `project_dir` is where image paths
-    must lie (default: this repo).
+    must lie (default: this repo). `default_tags` is the stack's `aws:defaultTags` object (None when
+    unset); left out, it is not checked.
     """
     problems = _Problems()
     if not region:
@@ -522,6 +530,7 @@ def load_settings(
     secret_values = _secret_values(cfg, secrets, secret_keys, problems)
     _cross_checks(sections, secrets, problems)
     _worker_signal_checks(sections, problems)
+    _own_image_checks(sections, problems)
     _sample_worker_checks(sections, secret_values, project_dir or PROJECT_DIR, problems)
     _fact_checks(sections, facts, region, problems)
     _boundary_checks(sections["iam"], facts, problems)
@@ -537,8 +546,15 @@ def load_settings(
         ):
             problems.add(key, problem)
 
+    operations = sections["operations"]
+    if default_tags is not UNCHECKED:
+        tag_key = operations.budget_tag_key if operations is not None else None
+        problems.extend(f"{key}: {message}" for key, message in default_tags_problems(default_tags, tag_key))
+
     if problems:
         raise ConfigError(problems)
+    production = production_stack(stack, deletion_protection=lb.deletion_protection)
+    unwatched = unwatched_production(operations, production=production)
     return Settings(
         region=region,
         partition=partition,
@@ -565,7 +581,8 @@ def load_settings(
         tracing=sections["tracing"],
         queue=sections["queue"],
         migration=sections["migration"],
-        production=production_stack(stack, deletion_protection=lb.deletion_protection),
+        production=production,
+        warnings=(unwatched,) if unwatched else (),
     )
 
 
@@ -782,6 +799,16 @@ def _worker_signal_checks(sections: Mapping[str, Any], problems: _Problems) -> N
             f"{tracing.collector_memory_reservation_mib} MiB would take half or more of the task's "
             f"{container.memory} MiB (container.memory) from the app",
         )
+
+
+def _own_image_checks(sections: Mapping[str, Any], problems: _Problems) -> None:
+    """What a team's own image must declare itself instead of inheriting the sample worker's."""
+    image, container = sections["image"], sections["container"]
+    if image is None or container is None:
+        return
+    problem = inherited_health_check(image, container)
+    if problem is not None:
+        problems.add(f"container.{problem[0]}", problem[1])
 
 
 def _sample_worker_checks(

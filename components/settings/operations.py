@@ -5,16 +5,21 @@ working hours). Every alarm has a default severity (`DEFAULT_SEVERITY`); `severi
 `paging: false` (dev) sends what would page to the ticket topic instead, so a dev stack never wakes
 anyone. Subscribers are email addresses and HTTPS endpoints per severity; an empty list subscribes
 nobody (the topics still exist, so a subscriber can be added later without touching the alarms).
-Security stance: subscription endpoints are HTTPS only, may not carry a credential in their URL (it
-would sit in plain config and state), and placeholder addresses are refused like every other value.
+The stack's `aws:defaultTags` must carry the budget's tag (`default_tags_problems`), and a production stack
+whose alarms would notify nobody is warned (`unwatched_production`): a warning, not a refusal, because the
+alarms still roll deployments back, subscribers join without touching them, and a template stack file
+cannot hold on-call's real address. Security stance: subscription endpoints are HTTPS only, may not
+carry a credential in their URL (it would sit in plain config and state), and placeholder addresses are
+refused like every other value.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
@@ -183,3 +188,52 @@ class OperationsSettings(Section):
         """page, ticket or none for an alarm kind, after overrides and `paging`."""
         chosen = self.severity.chosen().get(kind, DEFAULT_SEVERITY[kind])
         return "ticket" if chosen == "page" and not self.paging else chosen
+
+
+def default_tags_problems(default_tags: Any, tag_key: str | None) -> list[tuple[str, str]]:
+    """(config key, problem) for a stack's `aws:defaultTags` (the decoded object, None when unset).
+
+    Every resource carries these tags, and the monthly budget counts only costs tagged with
+    `operations.budgetTagKey` (`tag_key`, default environment; None when operations itself is invalid)."""
+    key = tag_key or "environment"
+    command = f"`pulumi config set --path 'aws:defaultTags.tags.{key}' <stack name>`"
+    why = (
+        f"the monthly budget counts only costs tagged {key}=<value> (operations.budgetTagKey), and every resource "
+        "carries aws:defaultTags"
+    )
+    if default_tags is None:
+        return [(f"aws:defaultTags.tags.{key}", f"is not set (the stack has no aws:defaultTags): {why}; run {command}")]
+    tags = default_tags.get("tags") if isinstance(default_tags, Mapping) else None
+    if not isinstance(tags, Mapping):
+        return [("aws:defaultTags.tags", f"must be an object of tag names to string values, such as {{{key}: dev}}")]
+    problems = [
+        (f"aws:defaultTags.tags.{name}", f"{json.dumps(value)} is not allowed: a tag value must be a string")
+        for name, value in tags.items()
+        if not isinstance(value, str)
+    ]
+    if tag_key is None:
+        return problems
+    if tag_key not in tags:
+        problems.append(
+            (
+                f"aws:defaultTags.tags.{tag_key}",
+                f"is missing: operations.budgetTagKey is {tag_key!r}, but aws:defaultTags has no such tag (it has: "
+                f"{', '.join(sorted(map(str, tags))) or 'none'}); {why}; run {command}",
+            )
+        )
+    elif isinstance(tags[tag_key], str) and not tags[tag_key].strip():
+        problems.append((f"aws:defaultTags.tags.{tag_key}", f"must not be blank: {why}"))
+    return problems
+
+
+def unwatched_production(operations: OperationsSettings, *, production: bool) -> str | None:
+    """A warning when a production stack's most urgent alarms would notify nobody, naming the key to set."""
+    severity = "page" if operations.paging else "ticket"
+    if not production or not getattr(operations, severity).empty:
+        return None
+    return (
+        f"gantry:operations.{severity}.emails: nobody is subscribed, and this is a production stack (named prod or "
+        "production, or with loadBalancer.deletionProtection on): its alarms still roll deployments back, but an "
+        f"outage notifies no one. Set operations.{severity}.emails (or operations.{severity}.https) to on-call's "
+        "address; SNS sends each one a confirmation first"
+    )

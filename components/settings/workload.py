@@ -2,21 +2,25 @@
 
 Security stance: the container runs as a non-root uid on a port of 1024 or above, its plain
 environment may hold no credentials (by name or by value), its health check is in exec form, and the
-image is built only from inside the project.
+image is built from a local directory that exists when the program starts: inside the project (the
+sample worker, `app`) or a team's own checkout outside it (`../my-api`, `/src/my-api`), never a URL
+or a path only a shell would expand. What an external context holds is its owners' to lint and test;
+gantry hashes what its `.dockerignore` lets through into the image's build label, as for `app`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, JsonValue, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 from components.settings.base import (
     Section,
@@ -29,6 +33,7 @@ from components.settings.base import (
     secret_looking_value,
 )
 from components.settings.network import RetentionDays
+from components.settings.sample_worker import SAMPLE_CONTEXT, builds_sample_worker
 
 ARCHITECTURES = {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}
 CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
@@ -185,20 +190,32 @@ class ContainerSettings(Section):
             )
 
 
-def _inside_project(value: str, info: ValidationInfo) -> str:
-    if value.startswith("/") or "\\" in value:
-        raise ValueError("must be a path relative to the project directory")
+def _build_path(value: str, info: ValidationInfo) -> str:
+    """A build context or Dockerfile: relative to the project directory (where the Pulumi CLI runs the
+    program, so docker-build resolves relative locations from there) or absolute; it must exist."""
+    if "\\" in value or re.match(r"^[A-Za-z]:", value):
+        raise ValueError("must be a POSIX path (forward slashes), relative to the project directory or absolute")
+    if value.startswith("~"):
+        raise ValueError(
+            "starts with ~, which only a shell expands: give an absolute path, or one relative to the project"
+        )
+    if "://" in value or value.startswith("git@"):
+        raise ValueError("must be a local directory: gantry hashes the files the build sees, which a URL does not have")
     project = (info.context or {}).get("project_dir")
     if project is None:
         return value
     root = Path(project).resolve()
     resolved = (root / value).resolve()
-    if not resolved.is_relative_to(root):
-        raise ValueError(f"leaves the project directory ({root})")
+    if Path(os.path.normpath(root / value)).is_relative_to(root) and not resolved.is_relative_to(root):
+        # A path that reads as inside the project but builds from elsewhere hides that from a reviewer.
+        raise ValueError(f"leads out of the project through a symlink (to {resolved}): write that path itself")
     if info.field_name == "context" and not resolved.is_dir():
-        raise ValueError("is not a directory in the project")
+        raise ValueError(f"is not a directory ({resolved}; relative paths start at the project directory {root})")
     if info.field_name == "dockerfile" and not resolved.is_file():
-        raise ValueError("is not a file in the project")
+        raise ValueError(
+            f"is not a file ({resolved}): the build needs a Dockerfile; by default <context>/Dockerfile, or set "
+            "image.dockerfile to its path"
+        )
     return value
 
 
@@ -222,10 +239,26 @@ def _digest(value: str) -> str:
 
 
 class ImageSettings(Section):
-    context: Annotated[Text, AfterValidator(_inside_project)] = "app"
-    """Default "app": the Docker build context, a directory inside the project."""
-    dockerfile: Annotated[Text, AfterValidator(_inside_project)] = "app/Dockerfile"
-    """Default "app/Dockerfile": a file inside the project."""
+    context: Annotated[Text, AfterValidator(_build_path)] = SAMPLE_CONTEXT
+    """Default "app" (the sample worker): the Docker build context, a directory relative to the project
+    directory or absolute. A team's own service may live in its own repository beside this one
+    (`../my-api`); its health check command must then be set (container.healthCheckCommand)."""
+    dockerfile: Annotated[Text, AfterValidator(_build_path)] = "app/Dockerfile"
+    """Default "<context>/Dockerfile" (app/Dockerfile for the sample): the Dockerfile, relative to the
+    project directory (not to the context) or absolute."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dockerfile_in_context(cls, data: Any, info: ValidationInfo) -> Any:
+        # A context without a dockerfile builds with its own Dockerfile, never the sample worker's. Only
+        # for a context that exists: a bad one is refused itself, without a follow-on Dockerfile complaint.
+        if not isinstance(data, dict) or "dockerfile" in data or "promoteFrom" in data or "promote_from" in data:
+            return data
+        context, project = data.get("context"), (info.context or {}).get("project_dir")
+        if isinstance(context, str) and context.strip() and (project is None or (Path(project) / context).is_dir()):
+            return {**data, "dockerfile": str(PurePosixPath(context) / "Dockerfile")}
+        return data
+
     keep_images: int = Field(30, ge=1, le=1000)
     """Default 30: the ECR lifecycle policy expires older images (a month of daily deploys to roll
     back to); pushed images are never deleted by `pulumi up` itself."""
@@ -261,6 +294,37 @@ class ImageSettings(Section):
                     f"is a building stack's setting, but this stack promotes from {self.promote_from!r} and builds "
                     "nothing: set it on that stack, or remove promoteFrom to build here",
                 )
+
+
+SAMPLE_HEALTH_CHECK = ContainerSettings.model_fields["health_check_command"].default
+# The exec-form examples a refusal offers: a script the image ships, or a static binary.
+HEALTH_CHECK_EXAMPLES = '["CMD", "python", "healthcheck.py"] or ["CMD", "/usr/local/bin/healthcheck"]'
+
+
+def inherited_health_check(image: ImageSettings, container: ContainerSettings) -> tuple[str, str] | None:
+    """(key, problem) when a stack would run the sample worker's health command in an image that may lack it.
+
+    The default command, `python -m worker.healthcheck`, exists only in the sample worker's image. Only a
+    stack that builds that image itself (image.context `app`) may inherit it. A stack that builds another
+    context, and a stack that promotes (image.promoteFrom), whose image its own config cannot see, must
+    say which command their image ships; otherwise ECS marks every task unhealthy and each deploy rolls back."""
+    if "health_check_command" in container.model_fields_set:
+        return None
+    if image.promote_from is None and builds_sample_worker(image.context):
+        return None
+    why = (
+        f"this stack promotes the image stack {image.promote_from!r} built, which its config cannot see"
+        if image.promote_from is not None
+        else f"image.context {image.context!r} builds your own image"
+    )
+    default = json.dumps(list(SAMPLE_HEALTH_CHECK))
+    return (
+        "healthCheckCommand",
+        f"is required: {why}, and the default {default} is the sample worker's (`python -m worker.healthcheck` "
+        "is not in your image), so ECS would mark every task unhealthy and each deploy would roll back. Set the "
+        f"command your image ships, in exec form, such as {HEALTH_CHECK_EXAMPLES} (for the sample worker "
+        f"promoted from another stack: {default})",
+    )
 
 
 class CapacityProvider(Section):
