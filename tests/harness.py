@@ -18,6 +18,7 @@ cache holds only what the mocks return, in this process's memory; nothing is wri
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -139,6 +140,11 @@ SYNTHESIS_CACHE_SIZE = 64
 # Set by pytest for each test: never an input of the program.
 _NOT_PROGRAM_INPUTS = frozenset({"PYTEST_CURRENT_TEST"})
 _syntheses: OrderedDict[str, Graph] = OrderedDict()
+# What a Graph holds before the run, for the program to read (part of the key); every other field is what
+# the run recorded (resources, calls, exports, warnings, ...) and a hit hands back all of them, so a field
+# the engine gains later is carried without a change here.
+_READS = ("previous_outputs", "stack_outputs", "ecr_images")
+_RECORDED = tuple(f.name for f in dataclasses.fields(Graph) if f.name not in _READS)
 _stats = {"hits": 0, "misses": 0}
 
 
@@ -152,7 +158,7 @@ def _git_state() -> list[str]:
 
 def _synthesis_key(stack: str, config: dict[str, Any], secret_keys: list[str], graph: Graph) -> str | None:
     """Everything the program reads that may differ within one process, as text; None: do not cache."""
-    if graph.resources or graph.calls or graph.exports or graph.call_args:
+    if any(getattr(graph, name) for name in _RECORDED):
         return None  # the caller's graph already holds a run: the program appends to it
     environment = sorted((k, v) for k, v in os.environ.items() if k not in _NOT_PROGRAM_INPUTS)
     # Config keeps its insertion order (no sort_keys): the program may render an object's keys in order.
@@ -173,14 +179,10 @@ def _synthesis_key(stack: str, config: dict[str, Any], secret_keys: list[str], g
 
 
 def _fill(graph: Graph, synthesized: Graph) -> Graph:
-    """`graph` holding a private copy of what `synthesized` recorded."""
+    """`graph` holding a private copy of everything `synthesized` recorded."""
     fresh = copy.deepcopy(synthesized)
-    graph.resources, graph.calls, graph.exports, graph.call_args = (
-        fresh.resources,
-        fresh.calls,
-        fresh.exports,
-        fresh.call_args,
-    )
+    for name in _RECORDED:
+        setattr(graph, name, getattr(fresh, name))
     return graph
 
 

@@ -3,11 +3,13 @@
 Most whole-stack tests read the same few variants, so `run_program` synthesizes each once per process.
 What could go wrong is what these tests break on purpose: a caller's edit reaching the next caller, a
 variant (other config, other previous outputs, another environment) answered with a cached stack, a
-caller's own graph left empty on a hit, a failed run remembered, or the cache not reusing at all.
+caller's own graph left empty on a hit, a hit missing anything a miss recorded (the warnings), a failed run
+remembered, or the cache not reusing at all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pulumi
@@ -18,6 +20,20 @@ from gantry import offline
 from harness import Graph, run_program, stack_config, synthesis_cache_info, with_test_secrets
 
 SERVICE = "aws:ecs/service:Service"
+
+
+def _comparable(value: Any) -> Any:
+    """`value` as plain data, so that a deep copy compares equal: Pulumi's assets and archives (a Lambda's
+    code) compare by identity, so they are compared by their type and attributes."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__name__, _comparable(vars(value)))
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return (type(value).__name__, _comparable(vars(value)))
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_comparable(v) for v in value]
+    return value
 
 
 @pytest.fixture
@@ -114,3 +130,24 @@ def test_a_graph_that_already_holds_a_run_is_run_as_given(program_runs: list[str
     run_program("dev", graph=graph)
     assert program_runs == ["dev", "dev"]
     assert len(graph.resources) == 2 * count
+
+
+def test_a_hit_is_the_miss_in_every_field_the_run_recorded(program_runs: list[str]) -> None:
+    # prod warns (its committed operations page, tests/test_init.py), so `warnings` is not trivially equal.
+    miss = run_program("prod")
+    hit = run_program("prod")
+    assert program_runs == ["prod"]
+    assert miss.warnings, "prod's committed stack warns: the comparison below must cover a warning"
+    for field in dataclasses.fields(Graph):
+        assert _comparable(getattr(hit, field.name)) == _comparable(getattr(miss, field.name)), field.name
+    # Every field other than what the program reads is something a run records and a hit hands back.
+    assert set(harness._READS) < {f.name for f in dataclasses.fields(Graph)}
+    assert {"resources", "calls", "exports", "call_args", "warnings"} <= set(harness._RECORDED)
+
+
+def test_a_graph_that_holds_only_warnings_is_run_as_given(program_runs: list[str]) -> None:
+    run_program("prod")
+    graph = Graph(warnings=["earlier"])
+    run_program("prod", graph=graph)
+    assert program_runs == ["prod", "prod"]
+    assert graph.warnings[0] == "earlier" and len(graph.warnings) > 1
