@@ -6,12 +6,13 @@ The config matrix (tests/test_plan_config_matrix.py) runs its many stack files t
 subprocess cases for what only a process shows (the exit status, no traceback, nothing else on stderr).
 
 What stays equal to the subprocess: the command line (`gantry.plan.main(argv)`), the checkout it plans
-(the plan's ROOT and the working directory are the checkout it was started in, as `python -m` from
-there would have them), the environment, stdout, stderr and the exit status (argparse's `SystemExit` included); an exception the plan
-lets escape is printed as the interpreter would, "Traceback" and all. What cannot be equal is the imported
-code: this process imported this checkout's. So the checkout must hold the same program (a copy of this
-one, with its own stack files) and name its commit in GITHUB_SHA, as CI does: the program then asks no
-git of the checkout it was imported from. Both are checked, not assumed. Security stance: only the
+(the plan's ROOT and the working directory are the checkout it was started in, as `python -m` from there
+would have them), the environment, stdout, stderr and the exit status (argparse's `SystemExit`
+included); an exception the plan lets escape is printed as the interpreter would, "Traceback" and all.
+What cannot be equal is the imported code: this process imported this checkout's. So the checkout must
+hold the same program (a copy of this one, with its own stack files) and name its commit in GITHUB_SHA,
+as CI does: the program then asks no git of the checkout it was imported from. Both are checked, not
+assumed. Security stance: only the
 checkout's files are read; nothing is written but what the plan writes itself (`--output`).
 """
 

@@ -6,8 +6,9 @@ program for it, written out by hand from the CLI's rules (pulumi/pulumi sdk/go/c
 `pulumi config set --secret [--path]` stores `secure:` values, decrypted for the program and listed as
 secret keys: https://www.pulumi.com/docs/iac/concepts/secrets/). The plan runs on the file in a copy of
 this checkout (in this process, tests/inprocess.py, and three cases also as a subprocess); the program
-(`__main__.py` under mocks) runs on the CLI's view. Their verdicts must agree: accepted by both, or refused by both with the program's own message, which the plan
-prints on stderr with exit status 2 and no traceback. Where the CLI itself refuses the file (YAML it
+(`__main__.py` under mocks) runs on the CLI's view. Their verdicts must agree: accepted by both, or
+refused by both with the program's own message, which the plan prints on stderr with exit status 2 and
+no traceback. Where the CLI itself refuses the file (YAML it
 cannot parse, a `config:` that is no mapping, a key it cannot parse) the program never runs: the plan
 refuses with exit 2 and a message naming the file.
 """
