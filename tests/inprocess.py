@@ -12,8 +12,8 @@ included); an exception the plan lets escape is printed as the interpreter would
 What cannot be equal is the imported code: this process imported this checkout's. So the checkout must
 hold the same program (a copy of this one, with its own stack files) and name its commit in GITHUB_SHA,
 as CI does: the program then asks no git of the checkout it was imported from. Both are checked, not
-assumed. Security stance: only the
-checkout's files are read; nothing is written but what the plan writes itself (`--output`).
+assumed. Security stance: only the checkout's files are read; nothing is written but what the plan writes
+itself (`--output`).
 """
 
 from __future__ import annotations
