@@ -120,10 +120,25 @@ OWN_SERVICE_CHANGES: dict[str, Any] = {
 }
 
 
+# Parsed stack files by (stack, checkout, the bytes of Pulumi.yaml and of the stack file): PyYAML parses in
+# pure Python, and the config corpus alone read the same two files ~1400 times (most of its ~70 s). A file
+# whose bytes change (a test writing its own stack file) is parsed afresh; a refused file is not kept.
+_parsed_stacks: dict[tuple[str, str, bytes | None, bytes | None], dict[str, Any]] = {}
+
+
+def _committed_config(stack: str, root: Path) -> dict[str, Any]:
+    """`offline.stack_config(stack, root)`, parsed once per content; every caller gets its own copy."""
+    contents = [p.read_bytes() if p.is_file() else None for p in (root / "Pulumi.yaml", root / f"Pulumi.{stack}.yaml")]
+    key = (stack, str(root), contents[0], contents[1])
+    if key not in _parsed_stacks:
+        _parsed_stacks[key] = offline.stack_config(stack, root)
+    return copy.deepcopy(_parsed_stacks[key])
+
+
 def stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
     """What the CLI passes for a committed stack (for OWN_SERVICE: the dev stack with its changes)."""
     if stack == OWN_SERVICE:
-        config = {**offline.stack_config("dev", root), **OWN_SERVICE_CHANGES}
+        config = {**_committed_config("dev", root), **OWN_SERVICE_CHANGES}
         # An own image writes none of the sample worker's metrics, so it scales without its targets.
         config["gantry:autoscaling"] = {
             k: v
@@ -131,7 +146,7 @@ def stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
             if k not in ("inFlightPerTask", "tokensPerMinutePerTask")
         }
         return config
-    return offline.stack_config(stack, root)
+    return _committed_config(stack, root)
 
 
 # A bound on what the cache holds: the suite's variants that repeat are far fewer; one-off variants

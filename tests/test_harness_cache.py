@@ -10,10 +10,13 @@ remembered, or the cache not reusing at all.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 import harness
 from gantry import offline
@@ -151,3 +154,33 @@ def test_a_graph_that_holds_only_warnings_is_run_as_given(program_runs: list[str
     run_program("prod", graph=graph)
     assert program_runs == ["prod", "prod"]
     assert graph.warnings[0] == "earlier" and len(graph.warnings) > 1
+
+
+def test_a_stack_file_is_parsed_once_per_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parses: list[str] = []
+    real = offline.stack_config
+
+    def counting(stack: str, root: Path = offline.ROOT) -> dict[str, Any]:
+        parses.append(stack)
+        return real(stack, root)
+
+    monkeypatch.setattr(offline, "stack_config", counting)
+    monkeypatch.setattr(harness, "_parsed_stacks", {})
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml"):
+        shutil.copy(harness.ROOT / name, tmp_path / name)
+    first = stack_config("dev", tmp_path)
+    first["gantry:logs"]["retentionDays"] = -1  # a caller's edit stays the caller's
+    assert stack_config("dev", tmp_path) == real("dev", tmp_path) and parses == ["dev"]
+    # Another content is another parse, whatever the path: a test's own stack file is read as written.
+    document = yaml.safe_load((tmp_path / "Pulumi.dev.yaml").read_text())
+    document["config"]["gantry:logs"]["retentionDays"] = 7
+    (tmp_path / "Pulumi.dev.yaml").write_text(yaml.safe_dump(document))
+    assert stack_config("dev", tmp_path)["gantry:logs"]["retentionDays"] == 7 and parses == ["dev", "dev"]
+    (tmp_path / "Pulumi.yaml").write_text((tmp_path / "Pulumi.yaml").read_text().replace("name: gantry", "name: other"))
+    assert "other:logs" in stack_config("dev", tmp_path) and len(parses) == 3
+    # A file the CLI would refuse is refused on every read, never remembered.
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  aws:region: [eu-west-1\n")
+    for _ in range(2):
+        with pytest.raises(offline.StackFileError, match="not valid YAML"):
+            stack_config("dev", tmp_path)
+    assert len(parses) == 5
