@@ -62,8 +62,10 @@ def run_plan(root: Path, *args: str, env: Mapping[str, str]) -> subprocess.Compl
         raise AssertionError("set GITHUB_SHA: without it the program reads the revision of the imported checkout")
     stdout, stderr = io.StringIO(), io.StringIO()
     code: int | str | None
-    saved_root = plan.ROOT
-    plan.ROOT = root
+    # The plan reads the ROOT it imported from gantry.offline: its own module global is the one to set.
+    names = vars(plan)
+    saved_root = names["ROOT"]
+    names["ROOT"] = root
     try:
         with (
             contextlib.chdir(root),
@@ -79,7 +81,7 @@ def run_plan(root: Path, *args: str, env: Mapping[str, str]) -> subprocess.Compl
                 traceback.print_exc()
                 code = 1
     finally:
-        plan.ROOT = saved_root
+        names["ROOT"] = saved_root
     if code is None:
         code = 0
     elif isinstance(code, str):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gantry import plan
+from gantry.offline import Synthesis
 from harness import ROOT
 from inprocess import PROGRAM, run_plan
 
@@ -55,7 +56,7 @@ def test_an_escaping_exception_is_a_traceback_and_exit_status_1(
 ) -> None:
     seen: list[tuple[Path, Path, str | None]] = []
 
-    def broken(stack: str, root: Path) -> plan.Synthesis:
+    def broken(stack: str, root: Path) -> Synthesis:
         seen.append((root, Path.cwd(), os.environ.get("GITHUB_SHA")))
         raise RuntimeError("synthesis broke")
 
@@ -67,7 +68,7 @@ def test_an_escaping_exception_is_a_traceback_and_exit_status_1(
     assert inside.stderr.endswith("RuntimeError: synthesis broke\n")
     # The plan ran as started in the copy, with its environment; this process's are back afterwards.
     assert seen == [(program_copy, program_copy, ENV["GITHUB_SHA"])]
-    assert plan.ROOT == ROOT and Path.cwd() == cwd and dict(os.environ) == environment
+    assert vars(plan)["ROOT"] == ROOT and Path.cwd() == cwd and dict(os.environ) == environment
 
 
 def test_it_refuses_a_checkout_with_another_program_or_without_github_sha(program_copy: Path) -> None:
