@@ -22,6 +22,7 @@ import yaml
 from gantry import plan
 from gantry.offline import STAND_IN_PREFIX, TEST_SECRET_VALUE, synthesize
 from harness import ROOT
+from inprocess import run_plan as run_plan_here
 from policy.rules import RULES
 
 NEW_SECRET = "k-plan-test-never-printed-91c3"
@@ -103,7 +104,9 @@ def test_a_deliberate_change_is_reported_resource_by_resource_and_its_secret_is_
     config["config"]["gantry:secretValues"] = {"API_KEYS": {"secure": NEW_CIPHERTEXT}}
     stack_file.write_text(yaml.safe_dump(config))
     try:
-        result = run_plan(root, "dev", "--against", base, "--json")
+        # In this process (tests/inprocess.py; the ref's side is still its own process), with the commit
+        # as CI names it: only the stack file differs from the base, so nothing else may change.
+        result = run_plan_here(root, "dev", "--against", base, "--json", env={**os.environ, "GITHUB_SHA": base})
     finally:
         stack_file.write_text(original)
     document = json.loads(result.stdout)
@@ -129,7 +132,8 @@ def test_a_ref_without_the_stack_file_is_reported_not_an_error(checkout) -> None
 
 def test_an_unknown_ref_or_stack_is_a_usage_error(checkout) -> None:
     root, _ = checkout
-    bad_ref = run_plan(root, "dev", "--against", "no-such-branch")
+    # The bad ref in this process (its whole synthesis runs first); the bad stack as the process it is.
+    bad_ref = run_plan_here(root, "dev", "--against", "no-such-branch", env={**os.environ, "GITHUB_SHA": "0" * 40})
     assert bad_ref.returncode == plan.EXIT_ERROR
     assert "git ref no-such-branch does not exist" in bad_ref.stderr
     bad_stack = run_plan(root, "staging", "--no-diff")

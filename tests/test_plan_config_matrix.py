@@ -4,10 +4,11 @@ Each case is a stack file (the committed dev stack with one change) and what the
 program for it, written out by hand from the CLI's rules (pulumi/pulumi sdk/go/common/workspace/loaders.go
 `stackConfigNamespacedWithProject`: a key without a namespace is the project's; key.go `ParseKey`;
 `pulumi config set --secret [--path]` stores `secure:` values, decrypted for the program and listed as
-secret keys: https://www.pulumi.com/docs/iac/concepts/secrets/). The plan runs as a subprocess on the
-file in a copy of this checkout; the program (`__main__.py` under mocks) runs on the CLI's view. Their
-verdicts must agree: accepted by both, or refused by both with the program's own message, which the plan
-prints on stderr with exit status 2 and no traceback. Where the CLI itself refuses the file (YAML it
+secret keys: https://www.pulumi.com/docs/iac/concepts/secrets/). The plan runs on the file in a copy of
+this checkout (in this process, tests/inprocess.py, and three cases also as a subprocess); the program
+(`__main__.py` under mocks) runs on the CLI's view. Their verdicts must agree: accepted by both, or
+refused by both with the program's own message, which the plan prints on stderr with exit status 2 and
+no traceback. Where the CLI itself refuses the file (YAML it
 cannot parse, a `config:` that is no mapping, a key it cannot parse) the program never runs: the plan
 refuses with exit 2 and a message naming the file.
 """
@@ -30,6 +31,7 @@ import yaml
 
 from gantry.offline import STAND_IN_PREFIX, TEST_SECRET_VALUE, run_program, stack_config
 from harness import ROOT
+from inprocess import run_plan
 
 DEV = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
 # What an operator would set with `pulumi config set --secret --path 'secretValues.API_KEYS'`: the CLI
@@ -163,36 +165,63 @@ def program_verdict(stack: str, case: Case) -> str:
     return ""
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_the_plan_and_the_program_agree(checkout: Path, case: Case) -> None:
-    stack = "matrix"
-    (checkout / f"Pulumi.{stack}.yaml").write_text(case.stack_file)
-    result = subprocess.run(
-        [sys.executable, "-m", "gantry.plan", stack, "--no-diff", "--json"],
-        cwd=checkout,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        # The copy is no git checkout: the commit the program records is given as CI gives it.
-        env={**os.environ, "GITHUB_SHA": "0" * 39 + "1"},
-    )
+# The cases also run as a real `python -m gantry.plan` process: one the program accepts, one it refuses,
+# one the CLI refuses. Only a process shows its exit status end to end and that nothing but the message
+# (no traceback, no stray warning) reaches stderr; every case runs in-process (tests/inprocess.py).
+END_TO_END = ("secure value set with --path", "validator error", "YAML syntax error")
+STACK = "matrix"
+# The copy is no git checkout: the commit the program records is given as CI gives it.
+SHA = "0" * 39 + "1"
+
+
+def assert_agrees(case: Case, result: subprocess.CompletedProcess[str]) -> None:
+    """The plan's verdict on `case` (its exit status, stdout and stderr) is the program's."""
     assert "Traceback" not in result.stderr, result.stderr
     for secret in (REAL_KEYS, CIPHERTEXT, TEST_SECRET_VALUE):
         assert secret not in result.stdout + result.stderr
     if case.cli_view is None:  # the CLI refuses the file: no program runs
         assert result.returncode == 2, result.stderr
-        assert result.stderr.startswith(f"gantry.plan: Pulumi.{stack}.yaml: ") and case.refusal in result.stderr
+        assert result.stderr.startswith(f"gantry.plan: Pulumi.{STACK}.yaml: ") and case.refusal in result.stderr
         return
-    verdict = program_verdict(stack, case)
+    verdict = program_verdict(STACK, case)
     if case.refusal:
         assert case.refusal in verdict, verdict
         assert result.returncode == 2, result.stderr
         # The program's own message, whole, naming the file it came from.
-        assert result.stderr == f"gantry.plan: Pulumi.{stack}.yaml: {verdict}\n"
+        assert result.stderr == f"gantry.plan: Pulumi.{STACK}.yaml: {verdict}\n"
     else:
         assert verdict == "", verdict
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["mandatoryFindings"] == 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_the_plan_and_the_program_agree(checkout: Path, case: Case) -> None:
+    (checkout / f"Pulumi.{STACK}.yaml").write_text(case.stack_file)
+    result = run_plan(checkout, STACK, "--no-diff", "--json", env={**os.environ, "GITHUB_SHA": SHA})
+    assert_agrees(case, result)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in END_TO_END], ids=END_TO_END)
+def test_the_plan_process_and_the_program_agree(checkout: Path, case: Case) -> None:
+    (checkout / f"Pulumi.{STACK}.yaml").write_text(case.stack_file)
+    result = subprocess.run(
+        [sys.executable, "-m", "gantry.plan", STACK, "--no-diff", "--json"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "GITHUB_SHA": SHA},
+    )
+    assert_agrees(case, result)
+    # And the in-process run says exactly what the process said: the runner is the command.
+    inside = run_plan(checkout, STACK, "--no-diff", "--json", env={**os.environ, "GITHUB_SHA": SHA})
+    assert (inside.returncode, inside.stdout, inside.stderr) == (result.returncode, result.stdout, result.stderr)
+
+
+def test_the_end_to_end_cases_are_matrix_cases() -> None:
+    names = [c.name for c in CASES]
+    assert all(name in names for name in END_TO_END), END_TO_END
 
 
 def test_a_secure_value_runs_as_a_recognisable_stand_in_of_the_shape_its_key_needs(checkout: Path) -> None:

@@ -183,3 +183,68 @@ def test_lock_script_refuses_a_torch_without_recorded_digests() -> None:
     lock = LOCK_WITH_ONE_TORCH_HASH.format(other="0" * 64, x86="1" * 64).replace("2.13.0+cpu", "9.9.9+cpu")
     with pytest.raises(SystemExit, match=r"torch 9\.9\.9\+cpu.*TORCH_CPU_WHEELS"):
         script.add_torch_cpu_hashes(lock)
+
+
+# The directories mypy checks (pyproject.toml [tool.mypy] files), whose pulumi_aws use the type check needs.
+TYPED = ["components", "gantry", "__main__.py", "tests", "app/worker", "scripts", "bootstrap", "policy"]
+
+
+def pulumi_aws_modules_gantry_needs(package: Path) -> set[str]:
+    """The mypy module patterns pyproject.toml must follow in pulumi_aws: the package, its top-level
+    modules, every service family gantry's code imports or reaches as `aws.<family>`, and the families
+    those import (`from .. import iam`), so every pulumi_aws type gantry touches is its real type."""
+    import ast
+
+    families = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    used: set[str] = set()
+    for entry in TYPED:
+        files = [ROOT / entry] if entry.endswith(".py") else sorted((ROOT / entry).rglob("*.py"))
+        for path in files:
+            if "venv" in path.relative_to(ROOT).parts:
+                continue
+            tree = ast.parse(path.read_text())
+            aliases = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    for name in node.names:
+                        if name.name == "pulumi_aws":
+                            aliases.add(name.asname or name.name)
+                        elif name.name.startswith("pulumi_aws."):
+                            used.add(name.name.split(".")[1])
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "pulumi_aws":
+                    parts = (node.module or "").split(".")
+                    used.update(parts[1:2] or [n.name for n in node.names if n.name in families])
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+                    continue
+                if node.value.id in aliases and node.attr in families:
+                    used.add(node.attr)
+    todo = list(used)
+    while todo:
+        for path in (package / todo.pop()).rglob("*.py"):
+            for family in re.findall(r"^\s*from \.\. import (\w+)", path.read_text(), re.MULTILINE):
+                if family in families and family not in used:
+                    used.add(family)
+                    todo.append(family)
+    top = {f"pulumi_aws.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"}
+    return {"pulumi_aws", *top, *(f"pulumi_aws.{family}.*" for family in used)}
+
+
+def test_mypy_follows_every_pulumi_aws_module_gantry_uses() -> None:
+    import tomllib
+
+    spec = importlib.util.find_spec("pulumi_aws")
+    assert spec is not None and spec.origin is not None
+    overrides = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
+    followed = {
+        module
+        for override in overrides
+        if override.get("follow_imports") == "normal"
+        for module in override["module"]
+        if module.split(".")[0] == "pulumi_aws"
+    }
+    assert any(o.get("follow_imports") == "skip" and o["module"] == ["pulumi_aws.*"] for o in overrides)
+    needed = pulumi_aws_modules_gantry_needs(Path(spec.origin).parent)
+    assert needed == followed, (
+        f"pyproject.toml's pulumi_aws follow list: add {sorted(needed - followed)}, remove {sorted(followed - needed)}"
+    )

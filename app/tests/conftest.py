@@ -3,6 +3,8 @@
 `model_dir` (session): $MODEL_DIR if set (CI builds once and exports it), else `<repo>/build/model`,
 rebuilt with `python -m worker.build_model` only when missing or when a build input changed (the
 cache key hashes build_model.py, the calibration set, the golden data and requirements-build.txt).
+The check and the build run under a file lock (build/model.lock), so that under pytest-xdist exactly one
+worker builds and the others wait, then reuse what it built.
 `start_worker` runs `python -m worker` from app/ as a subprocess on a free port — the same command
 the image's CMD runs — and stops it at teardown; `shared_worker` is one such worker per module for
 tests that do not change its state. app/ and this directory go on sys.path so that `worker` and
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 TESTS_DIR = Path(__file__).resolve().parent
 APP_DIR = TESTS_DIR.parent
@@ -52,14 +55,17 @@ def ensure_model() -> Path:
     path = REPO_DIR / "build" / "model"
     key_file = REPO_DIR / "build" / "model.key"
     key = build_key()
-    if not (path / "manifest.json").is_file() or not key_file.is_file() or key_file.read_text() != key:
-        subprocess.run(
-            [sys.executable, "-m", "worker.build_model", "--out", str(path)],
-            cwd=APP_DIR,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        key_file.write_text(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time (xdist workers, two pytest runs): a waiter re-reads the key the builder wrote.
+    with FileLock(REPO_DIR / "build" / "model.lock"):
+        if not (path / "manifest.json").is_file() or not key_file.is_file() or key_file.read_text() != key:
+            subprocess.run(
+                [sys.executable, "-m", "worker.build_model", "--out", str(path)],
+                cwd=APP_DIR,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            key_file.write_text(key)
     return path
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pulumi
 import pytest
+from filelock import FileLock
 
 from harness import run_program
 from policy import rules
@@ -69,8 +70,12 @@ def _policy_venv() -> Any:
 
 @pytest.fixture(scope="session")
 def pack_python() -> Path:
-    """policy/venv's interpreter: built once (about 20 s from the local wheels), reused while current."""
-    return Path(_policy_venv().ensure())
+    """policy/venv's interpreter: built once (about 20 s from the local wheels), reused while current.
+    One builder at a time (xdist workers, two pytest runs): a waiter finds the venv current and reuses it.
+    The lock sits in build/ (ignored by git), so no checkout copy or `git status` sees it."""
+    (ROOT / "build").mkdir(exist_ok=True)
+    with FileLock(ROOT / "build" / "policy-venv.lock"):
+        return Path(_policy_venv().ensure())
 
 
 def serialized(stack: str) -> list[dict[str, Any]]:
