@@ -156,8 +156,7 @@ class Consumer:
                 messages = await receive
                 for message in messages:
                     if self.stop.is_set():
-                        await asyncio.to_thread(self.store.set_visibility, message["ReceiptHandle"], 0)
-                        logs.event("message_released", reason="stopping")
+                        await self._hand_back(message, "stopping")
                         continue
                     await self._supervise(message)
             except Exception as exc:
@@ -197,7 +196,7 @@ class Consumer:
 
     async def handle(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
-        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        attempts = self._attempts(message)
         self.window_ends = None
         heartbeat = asyncio.ensure_future(self._heartbeat(receipt))
         reference: tuple[str, str] | None = None
@@ -205,11 +204,11 @@ class Consumer:
         reason = ""
         try:
             reference = self._reference(message.get("Body", ""))
-            if receives >= self.settings.max_receives:
+            if attempts >= self.settings.max_receives:
                 # The last receive before the dead-letter queue: earlier attempts ended without
                 # finishing (a caught failure, or a crash no handler saw), so running again could
                 # only repeat it and strand the batch. End it instead, with what is done.
-                outcome = await self._give_up(*reference, receives)
+                outcome = await self._give_up(*reference, attempts)
             else:
                 await self.process(*reference)
                 outcome = "done"
@@ -219,8 +218,7 @@ class Consumer:
             outcome = "abandon"
         except asyncio.CancelledError:
             await cancel_and_wait(heartbeat)
-            await asyncio.to_thread(self.store.set_visibility, receipt, 0)
-            logs.event("message_released", reason="drain_timeout")
+            await self._hand_back(message, "drain_timeout")
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
@@ -234,19 +232,59 @@ class Consumer:
             # queue, whose alarm tells an operator (the batch record already says why).
             await asyncio.to_thread(self.store.set_visibility, receipt, 0)
         elif outcome == "release":
-            if reference is not None:
-                # A drain uses up a receive too: if the last one gives up, its reason should say so.
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(
-                        self.store.note_error,
-                        *reference,
-                        "the consumer was stopped (SIGTERM) and released it",
-                        _OPEN_STATUSES,
-                    )
-            await asyncio.to_thread(self.store.set_visibility, receipt, 0)
-            logs.event("message_released", reason="stopping", batch_id=reference and reference[1])
+            await self._hand_back(message, "stopping")
         elif outcome == "retry":
-            await self._failed(receipt, receives, reference, reason)
+            await self._failed(receipt, attempts, reference, reason)
+
+    def _attempts(self, message: dict[str, Any]) -> int:
+        """Receives that count toward MAX_RECEIVES: this message's, plus those carried by a drain's fresh message."""
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        try:
+            carried = orjson.loads(message.get("Body", "")).get("attempts", 0)
+        except (orjson.JSONDecodeError, AttributeError):
+            carried = 0
+        return receives + (carried if isinstance(carried, int) and carried > 0 else 0)
+
+    async def _hand_back(self, message: dict[str, Any], reason: str) -> None:
+        """Give a drained batch (SIGTERM: a deploy, a Spot interruption) back to the queue without
+        spending a receive on it.
+
+        SQS counts every receive toward the redrive's maxReceiveCount, a released message's too, so
+        a batch drained MAX_RECEIVES - 1 times used to end `failed` with nothing wrong with it. The
+        batch therefore goes back as a fresh message that carries the receives that did count (the
+        earlier failed or crashed attempts; its checkpoint is in the table), and the old message is
+        deleted: drains never count, crashes still do (`_attempts` adds the two). Sent before the
+        delete: should the delete fail, the batch has two messages, which the conditional
+        checkpoints make harmless (whoever is second to a part abandons it). Should the send fail,
+        the message is released as before, spending this receive.
+        """
+        receipt = message["ReceiptHandle"]
+        try:
+            reference = self._reference(message.get("Body", ""))
+        except ValueError:
+            reference = None  # not a batch message: released, it fails on its own receives
+        if reference is not None:
+            try:
+                await asyncio.to_thread(self.store.send, *reference, self._attempts(message) - 1)
+            except Exception as exc:
+                logs.event("resend_failed", batch_id=reference[1], error=f"{type(exc).__name__}: {exc}"[:200])
+            else:
+                try:
+                    await asyncio.to_thread(self.store.delete, receipt)
+                except Exception as exc:  # the old message comes back after its visibility timeout
+                    logs.event("delete_failed", batch_id=reference[1], error=type(exc).__name__)
+                logs.event("message_released", reason=reason, batch_id=reference[1], resent=True)
+                return
+            # This receive is spent after all: if the last one gives up, its reason should say why.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self.store.note_error,
+                    *reference,
+                    "the consumer was stopped (SIGTERM) and could not hand the batch back without using a receive",
+                    _OPEN_STATUSES,
+                )
+        await asyncio.to_thread(self.store.set_visibility, receipt, 0)
+        logs.event("message_released", reason=reason, batch_id=reference and reference[1], resent=False)
 
     async def _failed(self, receipt: str, receives: int, reference: tuple[str, str] | None, reason: str) -> None:
         batch_id = reference[1] if reference else None
@@ -280,6 +318,12 @@ class Consumer:
         """
         item = await self._batch(tenant, batch_id)
         status = item["status"]
+        if status in ("failed", "expired"):
+            # Ended by an earlier give-up on a message that carried its attempts over a drain: that
+            # message's own receive count is below the redrive's, so release it again until the
+            # queue moves it to the dead-letter queue, whose alarm tells an operator.
+            logs.event("batch_already_done", batch_id=batch_id, status=status)
+            return "gave_up"
         if status in TERMINAL_STATUSES:
             logs.event("batch_already_done", batch_id=batch_id, status=status)
             return "done"
