@@ -4,9 +4,11 @@ One message names one batch (tenant, batch id; see worker/batch_api.py). The con
 for one message at a time, streams the batch's input JSONL from S3 (an HTTP Range read from the
 checkpointed byte offset), validates every line with the HTTP API's own validator
 (`worker.api.parse_embeddings_request` and `check_input_lengths`: a line is accepted exactly when
-POST /v1/embeddings would accept its body), embeds through the same model and `Batcher`, and
-writes each CHECKPOINT_LINES lines as one output part and one error part in S3 — named by their
-line range — before recording the checkpoint in DynamoDB with a conditional write. The guarantees:
+POST /v1/embeddings would accept its body), embeds through the same model and `Batcher` —
+calibrated at start as the API's is, and handed a whole part at once, so its runs are the cost
+model's cut of the part sorted by length — and writes each CHECKPOINT_LINES lines as one output
+part and one error part in S3 — named by their line range — before recording the checkpoint in
+DynamoDB with a conditional write; a part's writes run while the next part is embedded. The guarantees:
 - Nothing doubled: a part is recorded only if the batch is still at the part's first line, and
   a redelivered message resumes at the recorded line and byte, rewriting (not adding) any part
   written after the last checkpoint; output ids are derived from (batch, line), so a rewritten
@@ -16,8 +18,9 @@ line range — before recording the checkpoint in DynamoDB with a conditional wr
   default 30, every HEARTBEAT_SECONDS, default 10), so after a crash another consumer resumes the
   batch at most VISIBILITY_TIMEOUT_SECONDS after the last beat (30 s by default, not minutes).
 - Never stranded: a failed attempt records its reason and releases the message for a retry after
-  RETRY_DELAY_SECONDS. The MAX_RECEIVES-th receive (ApproximateReceiveCount; the queue's redrive
-  maxReceiveCount must equal it) does not run the batch again — every earlier attempt failed or
+  RETRY_DELAY_SECONDS. The MAX_RECEIVES-th receive (ApproximateReceiveCount plus the receives an
+  earlier message of the batch carried over a drain; the queue's redrive maxReceiveCount must
+  equal MAX_RECEIVES) does not run the batch again — every earlier attempt failed or
   crashed, and a crash (a line that kills the process) leaves no handler to fail it — but ends it
   `failed` (`expired` past its window) with the finished lines' files and the reason, then releases
   the message for the queue to move to the dead-letter queue. The 24 h window is also checked at
@@ -25,7 +28,8 @@ line range — before recording the checkpoint in DynamoDB with a conditional wr
   and the heartbeat stops renewing past the window, so work stuck inside a part (a hung call) lets
   the message go and the next receive ends the batch `expired`.
 - SIGTERM (an ECS stop or a Spot interruption): no further receive; the current part finishes and
-  is checkpointed, the message is released (visibility 0) for another task, and the process exits 0.
+  is checkpointed, the batch goes back to the queue as a fresh message for another task (and the
+  old one is deleted, so a drain never spends one of MAX_RECEIVES), and the process exits 0.
   If that takes longer than DRAIN_TIMEOUT_SECONDS the part is abandoned (its lines are redone).
 - Cancel: the API sets `cancelling`; the next checkpoint write fails its condition, and the
   consumer assembles what is done and marks the batch `cancelled`.
