@@ -7,13 +7,16 @@ cells, as in test_batcher.py) is calibrated through `calibrate_runs`, a part of 
 goes through the consumer's own line handling, and the runs the model is handed must equal what a
 `BatchFormer` with the calibrated caps and overhead cuts from the same texts (sorted by length,
 cheapest cut first) — and must differ from the uncalibrated cut, so that the test can fail.
-Not timed: it compares runs, not speed (bench/batch_vs_online.py measures that).
+The last test holds the other half of the fix: a part's writes run while the next part is embedded.
+Not timed: it compares runs and the order of events, not speed (bench/batch_vs_online.py measures that).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -25,6 +28,7 @@ from worker.batch_store import BatchStore
 from worker.batcher import DEFAULT_RUN_OVERHEAD_CELLS, MAX_BATCH_CELLS, Batcher, BatchFormer, _Request
 from worker.config import load_consumer_settings
 from worker.consumer import Consumer, calibrate_runs
+from worker.batch_format import Checkpoint
 from worker.model import DIMENSIONS, Embedder
 
 
@@ -47,7 +51,7 @@ class _FakeCpu:
         return np.zeros((len(batch), DIMENSIONS), dtype=np.float32)
 
 
-def _consumer(tmp_path: Path, batcher: Batcher) -> Consumer:
+def _consumer(tmp_path: Path, batcher: Batcher, store: object = None, **env_overrides: str) -> Consumer:
     for name in ("model.onnx", "tokenizer.json", "manifest.json"):
         (tmp_path / name).write_text("{}")
     env = {
@@ -58,9 +62,10 @@ def _consumer(tmp_path: Path, batcher: Batcher) -> Consumer:
         "BATCH_TOKEN_BUDGET_PER_MINUTE": str(10**9),
         # No wait window: every run is the cut's run holding the oldest text, so the order is exact.
         "MAX_BATCH_WAIT_MS": "0",
+        **env_overrides,
     }
     settings = load_consumer_settings(env, cpus=1)
-    return Consumer(settings, cast(BatchStore, None), cast(Embedder, _Tokenizer()), batcher)
+    return Consumer(settings, cast(BatchStore, store), cast(Embedder, _Tokenizer()), batcher)
 
 
 def _part(lengths: list[int]) -> list[tuple[bytes, int]]:
@@ -112,3 +117,58 @@ def test_the_consumers_runs_are_the_calibrated_cost_models_cut_of_its_part(tmp_p
     assert expected != _cut(texts, MAX_BATCH_CELLS, DEFAULT_RUN_OVERHEAD_CELLS)
     # Each line still gets its own answer, in input order.
     assert [orjson.loads(line)["custom_id"] for line in outputs] == [f"c{i}" for i in range(len(lengths))]
+
+
+class _OverlapStore:
+    """Holds the first part's upload until the model has been handed a text of the second part."""
+
+    def __init__(self, data: bytes, second_part_started: threading.Event):
+        self.data = data
+        self.second_part_started = second_part_started
+        self.overlapped: bool | None = None
+        self.checkpoints: list[tuple[int, int]] = []
+
+    def file_key(self, tenant: str, file_id: str) -> str:
+        return f"{tenant}/{file_id}"
+
+    def batch_prefix(self, tenant: str, batch_id: str) -> str:
+        return f"{tenant}/{batch_id}/"
+
+    def stream(self, key: str, start: int = 0):
+        yield self.data[start:]
+
+    def put_object(self, key: str, data: bytes) -> None:
+        if self.overlapped is None:
+            self.overlapped = self.second_part_started.wait(timeout=10)
+
+    def save_checkpoint(self, tenant: str, batch_id: str, before: Checkpoint, after: Checkpoint) -> dict:
+        self.checkpoints.append((before.next_line, after.next_line))
+        return {"tenant": tenant, "id": batch_id, "status": "in_progress", "expires_at": time.time() + 3600}
+
+
+def test_a_parts_writes_run_while_the_next_part_is_embedded(tmp_path: Path) -> None:
+    lengths = [4] * 3 + [9] * 3 + [5] * 2
+    data = b"".join(raw + b"\n" for raw, _ in _part(lengths))
+    second_part_started = threading.Event()
+    store = _OverlapStore(data, second_part_started)
+
+    def embed_ids(batch: Sequence[Sequence[int]]) -> np.ndarray:
+        if any(len(ids) == 9 + 2 for ids in batch):  # a text of the second part (lines 3-5)
+            second_part_started.set()
+        return np.zeros((len(batch), DIMENSIONS), dtype=np.float32)
+
+    async def run() -> tuple[dict[str, Any], bool]:
+        batcher = Batcher(embed_ids, DIMENSIONS, 32, 0, 10_000)
+        batcher.start()
+        try:
+            consumer = _consumer(tmp_path, batcher, store, CHECKPOINT_LINES="3")
+            item = {"tenant": "team-a", "id": "batch_1", "input_file_id": "file-1", "total": len(lengths)}
+            return await consumer._run(item | {"status": "in_progress", "expires_at": time.time() + 3600})
+        finally:
+            await batcher.stop()
+
+    _, finished = asyncio.run(run())
+    assert finished
+    assert store.overlapped is True, "the first part's upload waited for the second part's embedding to be over"
+    # Overlapped, and still recorded in order, each part after the one before it.
+    assert store.checkpoints == [(0, 3), (3, 6), (6, 8)]
