@@ -169,6 +169,6 @@ def test_a_parts_writes_run_while_the_next_part_is_embedded(tmp_path: Path) -> N
 
     _, finished = asyncio.run(run())
     assert finished
-    assert store.overlapped is True, "the first part's upload waited for the second part's embedding to be over"
+    assert store.overlapped is True, "the first part's upload did not overlap the second part's embedding"
     # Overlapped, and still recorded in order, each part after the one before it.
     assert store.checkpoints == [(0, 3), (3, 6), (6, 8)]
