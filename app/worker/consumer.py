@@ -641,10 +641,6 @@ async def serve(settings: ConsumerSettings) -> int:
         settings.max_queued_inputs,
     )
     batcher.start()
-    # Before the first receive, so no batch runs under the uncalibrated caps. With one inference
-    # thread ORT runs on the calling thread, whose CPU time is then the model's cost alone.
-    clock = time.thread_time if settings.inference_threads == 1 else time.perf_counter
-    await calibrate_runs(batcher, embedder.embed_ids, settings.max_batch_size, clock)
     consumer = Consumer(settings, store, embedder, batcher)
 
     def on_signal(number: int) -> None:
@@ -654,8 +650,13 @@ async def serve(settings: ConsumerSettings) -> int:
 
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, on_signal, number)
-    logs.event("consumer_ready", queue_url=settings.batch.queue_url, inference_threads=settings.inference_threads)
     try:
+        # Before the first receive, so no batch runs under the uncalibrated caps (a SIGTERM meanwhile
+        # only stops the loop before it starts). With one inference thread ORT runs on the calling
+        # thread, whose CPU time is then the model's cost alone.
+        clock = time.thread_time if settings.inference_threads == 1 else time.perf_counter
+        await calibrate_runs(batcher, embedder.embed_ids, settings.max_batch_size, clock)
+        logs.event("consumer_ready", queue_url=settings.batch.queue_url, inference_threads=settings.inference_threads)
         await consumer.run()
     finally:
         await batcher.stop()
