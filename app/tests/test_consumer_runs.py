@@ -24,11 +24,11 @@ from typing import Any, cast
 import numpy as np
 import orjson
 
+from worker.batch_format import Checkpoint
 from worker.batch_store import BatchStore
 from worker.batcher import DEFAULT_RUN_OVERHEAD_CELLS, MAX_BATCH_CELLS, Batcher, BatchFormer, _Request
 from worker.config import load_consumer_settings
 from worker.consumer import Consumer, calibrate_runs
-from worker.batch_format import Checkpoint
 from worker.model import DIMENSIONS, Embedder
 
 
