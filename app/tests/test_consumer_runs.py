@@ -25,11 +25,12 @@ import numpy as np
 import orjson
 
 from worker.batch_format import Checkpoint
+from worker.batch_size import calibrate_runs
 from worker.batch_store import BatchStore
 from worker.batcher import DEFAULT_RUN_OVERHEAD_CELLS, MAX_BATCH_CELLS, Batcher, BatchFormer, _Request
-from worker.config import load_consumer_settings
-from worker.consumer import Consumer, calibrate_runs
+from worker.consumer import Consumer
 from worker.model import DIMENSIONS, Embedder
+from worker_harness import consumer_settings
 
 
 class _Tokenizer:
@@ -52,19 +53,9 @@ class _FakeCpu:
 
 
 def _consumer(tmp_path: Path, batcher: Batcher, store: object = None, **env_overrides: str) -> Consumer:
-    for name in ("model.onnx", "tokenizer.json", "manifest.json"):
-        (tmp_path / name).write_text("{}")
-    env = {
-        "MODEL_DIR": str(tmp_path),
-        "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
-        "BATCH_BUCKET": "b",
-        "BATCH_TABLE": "t",
-        "BATCH_TOKEN_BUDGET_PER_MINUTE": str(10**9),
-        # No wait window: every run is the cut's run holding the oldest text, so the order is exact.
-        "MAX_BATCH_WAIT_MS": "0",
-        **env_overrides,
-    }
-    settings = load_consumer_settings(env, cpus=1)
+    # No wait window: every run is the cut's run holding the oldest text, so the order is exact.
+    env = {"BATCH_TOKEN_BUDGET_PER_MINUTE": str(10**9), "MAX_BATCH_WAIT_MS": "0"} | env_overrides
+    settings = consumer_settings(tmp_path, **env)
     return Consumer(settings, cast(BatchStore, store), cast(Embedder, _Tokenizer()), batcher)
 
 

@@ -48,7 +48,7 @@ import hashlib
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -67,7 +67,7 @@ from worker.batch_format import (
     part_key,
     split_lines,
 )
-from worker.batch_size import Calibration, calibrate
+from worker.batch_size import calibrate_runs
 from worker.batch_store import BatchStore, ConditionFailed, part_keys
 from worker.batcher import Batcher
 from worker.config import ConfigError, ConsumerSettings, load_consumer_settings
@@ -601,32 +601,6 @@ class Consumer:
             completed=checkpoint.completed,
             failed=checkpoint.failed,
         )
-
-
-async def calibrate_runs(
-    batcher: Batcher, embed_ids: Callable[[Sequence[Sequence[int]]], Any], max_rows: int, clock: Callable[[], float]
-) -> Calibration:
-    """Give the batcher the run caps and cost model the API's calibration gives its own (worker/batch_size.py).
-
-    Uncalibrated, runs may reach 2048 cells, where this model does about a quarter fewer texts per
-    second than at the calibrated size on the mixed workload; that was most of the batch path's gap
-    to the online path (issue 22). The consumer submits a whole part at once, so the batcher's cut
-    of its queue (sorted by length, runs priced rows x width + the calibrated overhead) sees the
-    part's texts together, as it sees the texts of concurrent online requests. `max_rows`
-    (MAX_BATCH_SIZE) still caps the rows: the calibration only lowers the cells and sets the overhead.
-    """
-    started = time.monotonic()
-    result = await batcher.run_exclusive(calibrate, embed_ids, clock)
-    batcher.set_limits(max_rows, result.max_cells, result.overhead_cells)
-    logs.event(
-        "batch_calibrated",
-        max_cells=result.max_cells,
-        overhead_cells=round(result.overhead_cells, 1),
-        max_batch_size=max_rows,
-        microseconds_per_cell={str(cells): round(cost * 1e6, 2) for cells, cost in result.seconds_per_cell.items()},
-        seconds=round(time.monotonic() - started, 3),
-    )
-    return result
 
 
 async def serve(settings: ConsumerSettings) -> int:
