@@ -40,7 +40,7 @@ APP_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(APP_DIR / "bench"))
 
 import workloads  # noqa: E402  (bench/ is not a package)
-from batch_benchmark import MODEL, emulator, free_port, start, wait_ready  # noqa: E402
+from batch_benchmark import MODEL, emulator, free_port, service_envs, start, wait_ready  # noqa: E402
 from benchmark import cpu_info  # noqa: E402
 
 BATCH_SIZE = 32
@@ -137,15 +137,7 @@ def main() -> int:
     load_before = uptime()
     server, aws = emulator()
     port = free_port()
-    common = {
-        "PATH": os.environ.get("PATH", ""),
-        "MODEL_DIR": str(args.model_dir.resolve()),
-        "INFERENCE_THREADS": str(len(cpus)),
-        **aws,
-    }
-    api_env = {**common, "PORT": str(port), "AUTH_DISABLED": "true", "TOKEN_BUDGET_PER_MINUTE": str(10**12)}
-    api_env["RATE_LIMIT_REQUESTS_PER_MINUTE"] = str(10**9)
-    consumer_env = {**common, "BATCH_TOKEN_BUDGET_PER_MINUTE": str(10**12), "WAIT_TIME_SECONDS": "1"}
+    api_env, consumer_env = service_envs(args.model_dir, len(cpus), aws, port)
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
