@@ -357,7 +357,7 @@ BATCH_API_ACTIONS: Mapping[str, tuple[str, ...]] = {
     "table": ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
 }
 BATCH_CONSUMER_ACTIONS: Mapping[str, tuple[str, ...]] = {
-    "queue": ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage"),
+    "queue": ("sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:ReceiveMessage", "sqs:SendMessage"),
     "objects": ("s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"),
     "table": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
 }

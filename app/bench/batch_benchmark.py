@@ -77,6 +77,20 @@ def emulator() -> tuple[object, dict[str, str]]:
     }
 
 
+def service_envs(model_dir: Path, threads: int, aws: dict[str, str], port: int) -> tuple[dict, dict]:
+    """The API's and the consumer's environments: no auth, budgets no benchmark reaches, one model."""
+    common = {
+        "PATH": os.environ.get("PATH", ""),
+        "MODEL_DIR": str(model_dir.resolve()),
+        "INFERENCE_THREADS": str(threads),
+        **aws,
+    }
+    api_env = {**common, "PORT": str(port), "AUTH_DISABLED": "true", "TOKEN_BUDGET_PER_MINUTE": str(10**12)}
+    api_env["RATE_LIMIT_REQUESTS_PER_MINUTE"] = str(10**9)
+    consumer_env = {**common, "BATCH_TOKEN_BUDGET_PER_MINUTE": str(10**12), "WAIT_TIME_SECONDS": "1"}
+    return api_env, consumer_env
+
+
 def start(command: list[str], env: dict[str, str], cpus: set[int], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         command,
@@ -147,15 +161,7 @@ def main() -> int:
     texts = (base * (args.texts // len(base) + 1))[: args.texts]
     server, aws = emulator()
     port = free_port()
-    common = {
-        "PATH": os.environ.get("PATH", ""),
-        "MODEL_DIR": str(args.model_dir.resolve()),
-        "INFERENCE_THREADS": str(len(cpus)),
-        **aws,
-    }
-    api_env = {**common, "PORT": str(port), "AUTH_DISABLED": "true", "TOKEN_BUDGET_PER_MINUTE": str(10**12)}
-    api_env["RATE_LIMIT_REQUESTS_PER_MINUTE"] = str(10**9)
-    consumer_env = {**common, "BATCH_TOKEN_BUDGET_PER_MINUTE": str(10**12), "WAIT_TIME_SECONDS": "1"}
+    api_env, consumer_env = service_envs(args.model_dir, len(cpus), aws, port)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         api = start([sys.executable, "-m", "worker"], api_env, cpus, workdir / "api.log")

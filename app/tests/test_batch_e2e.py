@@ -501,6 +501,41 @@ def test_a_batch_past_its_window_expires_at_its_next_checkpoint(
     assert consumer.events("batch_finished")[-1]["status"] == "expired"
 
 
+def test_a_batch_drained_more_often_than_max_receives_still_completes(
+    api: Worker, aws: dict[str, str], start_consumer
+) -> None:
+    """Issue 22: every SIGTERM release (a deploy, a Spot interruption) spent one of the message's
+    SQS receives, so a batch drained MAX_RECEIVES - 1 times ended `failed` with nothing wrong with
+    it. Now a drain sends the batch a fresh message and deletes the old one: here it is drained
+    MAX_RECEIVES + 1 times and still completes, each line once, with nothing dead-lettered."""
+    lines = slow_corpus(200)
+    oa, batch = submit(api, lines)
+    done_before = 0
+    released = []
+    for _ in range(MAX_RECEIVES + 1):
+        # The budget (240 tokens a minute, ~9 a line) keeps each consumer from finishing the batch.
+        consumer = start_consumer(BATCH_TOKEN_BUDGET_PER_MINUTE=240)
+        deadline = time.monotonic() + 120
+        while not consumer.events("batch_progress") and not consumer.events("batch_failed"):
+            assert time.monotonic() < deadline, consumer.log_path.read_text()[-3000:]
+            time.sleep(0.1)
+        assert not consumer.events("batch_failed"), "a drained batch ran out of receives"
+        consumer.process.send_signal(signal.SIGTERM)
+        assert consumer.process.wait(120) == 0
+        released += consumer.events("message_released")
+        running = oa.batches.retrieve(batch.id)
+        assert running.status == "in_progress" and running.request_counts is not None
+        assert running.request_counts.completed > done_before, "each drained consumer checkpointed its part"
+        done_before = running.request_counts.completed
+    finisher = start_consumer()
+    done = wait_status(oa, batch.id, {"completed", "failed", "expired"})
+    assert done.status == "completed" and not done.errors, done.errors
+    assert finisher.events("batch_resumed")[0]["next_line"] == done_before
+    assert_each_once(oa, done, [line["custom_id"] for line in lines])
+    assert not _dead_letters_of(aws, batch.id, timeout=3)
+    assert len(released) == MAX_RECEIVES + 1 and all(event["resent"] for event in released), released
+
+
 def test_list_and_delete_as_openais_client_pages_them_tenant_scoped(api: Worker) -> None:
     """Issue 22: GET /v1/batches, GET /v1/files and DELETE /v1/files/{id} answered 405."""
     oa, first = submit(api, slow_corpus(1), tenant="team-b")

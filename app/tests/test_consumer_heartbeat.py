@@ -15,9 +15,9 @@ from typing import cast
 
 from worker.batch_store import BatchStore
 from worker.batcher import Batcher
-from worker.config import load_consumer_settings
 from worker.consumer import Consumer
 from worker.model import Embedder
+from worker_harness import consumer_settings
 
 
 class _Store:
@@ -29,16 +29,7 @@ class _Store:
 
 
 def _consumer(tmp_path: Path, store: _Store) -> Consumer:
-    for name in ("model.onnx", "tokenizer.json", "manifest.json"):
-        (tmp_path / name).write_text("{}")
-    env = {
-        "MODEL_DIR": str(tmp_path),
-        "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
-        "BATCH_BUCKET": "b",
-        "BATCH_TABLE": "t",
-        "VISIBILITY_TIMEOUT_SECONDS": "3",
-    }
-    settings = load_consumer_settings(env, cpus=1)
+    settings = consumer_settings(tmp_path, VISIBILITY_TIMEOUT_SECONDS="3")
     assert settings.heartbeat_seconds == 1
     return Consumer(settings, cast(BatchStore, store), cast(Embedder, None), cast(Batcher, None))
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.config import ConsumerSettings, load_consumer_settings
 from worker.healthcheck import check
 
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -85,6 +86,19 @@ class Worker:
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
+
+
+def consumer_settings(tmp_path: Path, **env: str) -> ConsumerSettings:
+    """Consumer settings for in-process tests: a placeholder model directory and a fake queue, `env` on top."""
+    for name in ("model.onnx", "tokenizer.json", "manifest.json"):
+        (tmp_path / name).write_text("{}")
+    base = {
+        "MODEL_DIR": str(tmp_path),
+        "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
+        "BATCH_BUCKET": "b",
+        "BATCH_TABLE": "t",
+    }
+    return load_consumer_settings(base | env, cpus=1)
 
 
 def spawn(model_dir: Path, log_path: Path, popen_kwargs: dict | None = None, **overrides: Any) -> Worker:

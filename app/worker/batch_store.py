@@ -223,11 +223,11 @@ class BatchStore:
 
     # --- queue ---------------------------------------------------------------------------------
 
-    def send(self, tenant: str, batch_id: str) -> None:
-        self.sqs.send_message(
-            QueueUrl=self.settings.queue_url,
-            MessageBody=orjson.dumps({"tenant": tenant, "batch_id": batch_id}).decode(),
-        )
+    def send(self, tenant: str, batch_id: str, attempts: int = 0) -> None:
+        """Queue a batch; `attempts`: receives of its earlier messages that count toward MAX_RECEIVES
+        (a drained batch's fresh message carries them, see worker/consumer.py `_hand_back`)."""
+        body = {"tenant": tenant, "batch_id": batch_id} | ({"attempts": attempts} if attempts > 0 else {})
+        self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=orjson.dumps(body).decode())
 
     def receive(self, wait_seconds: int, visibility_seconds: int) -> list[dict[str, Any]]:
         answer = self.sqs.receive_message(

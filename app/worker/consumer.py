@@ -4,9 +4,11 @@ One message names one batch (tenant, batch id; see worker/batch_api.py). The con
 for one message at a time, streams the batch's input JSONL from S3 (an HTTP Range read from the
 checkpointed byte offset), validates every line with the HTTP API's own validator
 (`worker.api.parse_embeddings_request` and `check_input_lengths`: a line is accepted exactly when
-POST /v1/embeddings would accept its body), embeds through the same model and `Batcher`, and
-writes each CHECKPOINT_LINES lines as one output part and one error part in S3 — named by their
-line range — before recording the checkpoint in DynamoDB with a conditional write. The guarantees:
+POST /v1/embeddings would accept its body), embeds through the same model and `Batcher` —
+calibrated at start as the API's is, and handed a whole part at once, so its runs are the cost
+model's cut of the part sorted by length — and writes each CHECKPOINT_LINES lines as one output
+part and one error part in S3 — named by their line range — before recording the checkpoint in
+DynamoDB with a conditional write; a part's writes run while the next part is embedded. The guarantees:
 - Nothing doubled: a part is recorded only if the batch is still at the part's first line, and
   a redelivered message resumes at the recorded line and byte, rewriting (not adding) any part
   written after the last checkpoint; output ids are derived from (batch, line), so a rewritten
@@ -16,8 +18,9 @@ line range — before recording the checkpoint in DynamoDB with a conditional wr
   default 30, every HEARTBEAT_SECONDS, default 10), so after a crash another consumer resumes the
   batch at most VISIBILITY_TIMEOUT_SECONDS after the last beat (30 s by default, not minutes).
 - Never stranded: a failed attempt records its reason and releases the message for a retry after
-  RETRY_DELAY_SECONDS. The MAX_RECEIVES-th receive (ApproximateReceiveCount; the queue's redrive
-  maxReceiveCount must equal it) does not run the batch again — every earlier attempt failed or
+  RETRY_DELAY_SECONDS. The MAX_RECEIVES-th receive (ApproximateReceiveCount plus the receives an
+  earlier message of the batch carried over a drain; the queue's redrive maxReceiveCount must
+  equal MAX_RECEIVES) does not run the batch again — every earlier attempt failed or
   crashed, and a crash (a line that kills the process) leaves no handler to fail it — but ends it
   `failed` (`expired` past its window) with the finished lines' files and the reason, then releases
   the message for the queue to move to the dead-letter queue. The 24 h window is also checked at
@@ -25,7 +28,8 @@ line range — before recording the checkpoint in DynamoDB with a conditional wr
   and the heartbeat stops renewing past the window, so work stuck inside a part (a hung call) lets
   the message go and the next receive ends the batch `expired`.
 - SIGTERM (an ECS stop or a Spot interruption): no further receive; the current part finishes and
-  is checkpointed, the message is released (visibility 0) for another task, and the process exits 0.
+  is checkpointed, the batch goes back to the queue as a fresh message for another task (and the
+  old one is deleted, so a drain never spends one of MAX_RECEIVES), and the process exits 0.
   If that takes longer than DRAIN_TIMEOUT_SECONDS the part is abandoned (its lines are redone).
 - Cancel: the API sets `cancelling`; the next checkpoint write fails its condition, and the
   consumer assembles what is done and marks the batch `cancelled`.
@@ -63,6 +67,7 @@ from worker.batch_format import (
     part_key,
     split_lines,
 )
+from worker.batch_size import calibrate_runs
 from worker.batch_store import BatchStore, ConditionFailed, part_keys
 from worker.batcher import Batcher
 from worker.config import ConfigError, ConsumerSettings, load_consumer_settings
@@ -104,6 +109,29 @@ def _take(lines: Iterator[tuple[bytes, int]], count: int) -> list[tuple[bytes, i
     return [line for _, line in zip(range(count), lines, strict=False)]
 
 
+class _Progress:
+    """A running batch's `batch_progress` log lines: lines done and the rate since this attempt began."""
+
+    def __init__(self, tenant: str, batch_id: str, total: int):
+        self.tenant, self.batch_id, self.total = tenant, batch_id, total
+        self.started = time.monotonic()
+        self.done_here = 0
+
+    def log(self, checkpoint: Checkpoint, lines: int) -> None:
+        self.done_here += lines
+        elapsed = time.monotonic() - self.started
+        logs.event(
+            "batch_progress",
+            tenant=self.tenant,
+            batch_id=self.batch_id,
+            lines_done=checkpoint.next_line,
+            total=self.total,
+            completed=checkpoint.completed,
+            failed=checkpoint.failed,
+            lines_per_second=round(self.done_here / elapsed, 2) if elapsed > 0 else None,
+        )
+
+
 class Consumer:
     def __init__(self, settings: ConsumerSettings, store: BatchStore, embedder: Embedder, batcher: Batcher):
         self.settings = settings
@@ -132,8 +160,7 @@ class Consumer:
                 messages = await receive
                 for message in messages:
                     if self.stop.is_set():
-                        await asyncio.to_thread(self.store.set_visibility, message["ReceiptHandle"], 0)
-                        logs.event("message_released", reason="stopping")
+                        await self._hand_back(message, "stopping")
                         continue
                     await self._supervise(message)
             except Exception as exc:
@@ -173,7 +200,7 @@ class Consumer:
 
     async def handle(self, message: dict[str, Any]) -> None:
         receipt = message["ReceiptHandle"]
-        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        attempts = self._attempts(message)
         self.window_ends = None
         heartbeat = asyncio.ensure_future(self._heartbeat(receipt))
         reference: tuple[str, str] | None = None
@@ -181,11 +208,11 @@ class Consumer:
         reason = ""
         try:
             reference = self._reference(message.get("Body", ""))
-            if receives >= self.settings.max_receives:
+            if attempts >= self.settings.max_receives:
                 # The last receive before the dead-letter queue: earlier attempts ended without
                 # finishing (a caught failure, or a crash no handler saw), so running again could
                 # only repeat it and strand the batch. End it instead, with what is done.
-                outcome = await self._give_up(*reference, receives)
+                outcome = await self._give_up(*reference, attempts)
             else:
                 await self.process(*reference)
                 outcome = "done"
@@ -195,8 +222,7 @@ class Consumer:
             outcome = "abandon"
         except asyncio.CancelledError:
             await cancel_and_wait(heartbeat)
-            await asyncio.to_thread(self.store.set_visibility, receipt, 0)
-            logs.event("message_released", reason="drain_timeout")
+            await self._hand_back(message, "drain_timeout")
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
@@ -210,19 +236,59 @@ class Consumer:
             # queue, whose alarm tells an operator (the batch record already says why).
             await asyncio.to_thread(self.store.set_visibility, receipt, 0)
         elif outcome == "release":
-            if reference is not None:
-                # A drain uses up a receive too: if the last one gives up, its reason should say so.
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(
-                        self.store.note_error,
-                        *reference,
-                        "the consumer was stopped (SIGTERM) and released it",
-                        _OPEN_STATUSES,
-                    )
-            await asyncio.to_thread(self.store.set_visibility, receipt, 0)
-            logs.event("message_released", reason="stopping", batch_id=reference and reference[1])
+            await self._hand_back(message, "stopping")
         elif outcome == "retry":
-            await self._failed(receipt, receives, reference, reason)
+            await self._failed(receipt, attempts, reference, reason)
+
+    def _attempts(self, message: dict[str, Any]) -> int:
+        """Receives that count toward MAX_RECEIVES: this message's, plus those carried by a drain's fresh message."""
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        try:
+            carried = orjson.loads(message.get("Body", "")).get("attempts", 0)
+        except (orjson.JSONDecodeError, AttributeError):
+            carried = 0
+        return receives + (carried if isinstance(carried, int) and carried > 0 else 0)
+
+    async def _hand_back(self, message: dict[str, Any], reason: str) -> None:
+        """Give a drained batch (SIGTERM: a deploy, a Spot interruption) back to the queue without
+        spending a receive on it.
+
+        SQS counts every receive toward the redrive's maxReceiveCount, a released message's too, so
+        a batch drained MAX_RECEIVES - 1 times used to end `failed` with nothing wrong with it. The
+        batch therefore goes back as a fresh message that carries the receives that did count (the
+        earlier failed or crashed attempts; its checkpoint is in the table), and the old message is
+        deleted: drains never count, crashes still do (`_attempts` adds the two). Sent before the
+        delete: should the delete fail, the batch has two messages, which the conditional
+        checkpoints make harmless (whoever is second to a part abandons it). Should the send fail,
+        the message is released as before, spending this receive.
+        """
+        receipt = message["ReceiptHandle"]
+        try:
+            reference = self._reference(message.get("Body", ""))
+        except ValueError:
+            reference = None  # not a batch message: released, it fails on its own receives
+        if reference is not None:
+            try:
+                await asyncio.to_thread(self.store.send, *reference, self._attempts(message) - 1)
+            except Exception as exc:
+                logs.event("resend_failed", batch_id=reference[1], error=f"{type(exc).__name__}: {exc}"[:200])
+            else:
+                try:
+                    await asyncio.to_thread(self.store.delete, receipt)
+                except Exception as exc:  # the old message comes back after its visibility timeout
+                    logs.event("delete_failed", batch_id=reference[1], error=type(exc).__name__)
+                logs.event("message_released", reason=reason, batch_id=reference[1], resent=True)
+                return
+            # This receive is spent after all: if the last one gives up, its reason should say why.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self.store.note_error,
+                    *reference,
+                    "the consumer was stopped (SIGTERM) and could not hand the batch back without using a receive",
+                    _OPEN_STATUSES,
+                )
+        await asyncio.to_thread(self.store.set_visibility, receipt, 0)
+        logs.event("message_released", reason=reason, batch_id=reference and reference[1], resent=False)
 
     async def _failed(self, receipt: str, receives: int, reference: tuple[str, str] | None, reason: str) -> None:
         batch_id = reference[1] if reference else None
@@ -256,6 +322,12 @@ class Consumer:
         """
         item = await self._batch(tenant, batch_id)
         status = item["status"]
+        if status in ("failed", "expired"):
+            # Ended by an earlier give-up on a message that carried its attempts over a drain: that
+            # message's own receive count is below the redrive's, so release it again until the
+            # queue moves it to the dead-letter queue, whose alarm tells an operator.
+            logs.event("batch_already_done", batch_id=batch_id, status=status)
+            return "gave_up"
         if status in TERMINAL_STATUSES:
             logs.event("batch_already_done", batch_id=batch_id, status=status)
             return "done"
@@ -348,11 +420,18 @@ class Consumer:
     async def _run(self, item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Embed from the checkpoint on; returns the record (in_progress, or cancelling) and whether
         every line is done (False: the completion window passed first, checked at every checkpoint,
-        so a batch slowed by its token budget still ends at most one part after its window)."""
+        so a batch slowed by its token budget still ends at most one part after its window).
+
+        A part's writes (its two S3 objects, then its checkpoint) run while the next part is
+        embedded, so the inference thread does not wait on S3 and DynamoDB between parts (issue
+        22: those waits kept the batch path below the online one). Checkpoints stay in order — a
+        part is recorded only after the one before it — and before anything returns, stops or
+        fails over, the write in flight is finished (or, on a cancel or a lost race, the part
+        being embedded is dropped, as it would have been redone).
+        """
         tenant, batch_id = item["tenant"], item["id"]
         checkpoint = checkpoint_of(item)
         total = int(item["total"])
-        started = time.monotonic()
         logs.event(
             "batch_started" if checkpoint.next_line == 0 else "batch_resumed",
             tenant=tenant,
@@ -362,44 +441,69 @@ class Consumer:
         )
         input_key = self.store.file_key(tenant, item["input_file_id"])
         lines = split_lines(self.store.stream(input_key, checkpoint.next_byte), checkpoint.next_byte)
+        progress = _Progress(tenant, batch_id, total)
+        writing: asyncio.Task[tuple[dict[str, Any], bool]] | None = None
+        embedding: asyncio.Task[tuple[list[bytes], list[bytes]]] | None = None
+        try:
+            while True:
+                if self.stop.is_set() or time.time() > int(item["expires_at"]):
+                    if writing is not None:
+                        task, writing = writing, None
+                        item, cancelled = await task
+                        if cancelled:
+                            return item, False
+                    if self.stop.is_set():
+                        raise Released
+                    return item, False
+                chunk = await asyncio.to_thread(_take, lines, self.settings.checkpoint_lines)
+                if chunk:
+                    embedding = asyncio.create_task(self._embed_lines(tenant, batch_id, checkpoint.next_line, chunk))
+                if writing is not None:
+                    task, writing = writing, None
+                    item, cancelled = await task
+                    if cancelled:
+                        return item, False
+                if embedding is None:
+                    return item, True
+                running, embedding = embedding, None
+                outputs, errors = await running
+                after = checkpoint.advance(checkpoint.next_line + len(chunk), chunk[-1][1], len(outputs), len(errors))
+                part = self._write_part(tenant, batch_id, checkpoint, after, outputs, errors, progress)
+                writing = asyncio.create_task(part)
+                checkpoint = after
+        finally:
+            # Left only by a return that drops the next part (a cancel seen) or by an exception (a lost
+            # race, a failure, a drain timeout's cancel): what was not recorded is redone on redelivery.
+            await cancel_and_wait(embedding)
+            await cancel_and_wait(writing)
+
+    async def _write_part(
+        self,
+        tenant: str,
+        batch_id: str,
+        before: Checkpoint,
+        after: Checkpoint,
+        outputs: list[bytes],
+        errors: list[bytes],
+        progress: _Progress,
+    ) -> tuple[dict[str, Any], bool]:
+        """Write one part's files, then record its checkpoint; returns the record and whether a cancel was seen."""
         prefix = self.store.batch_prefix(tenant, batch_id)
-        done_here = 0
-        while True:
-            if self.stop.is_set():
-                raise Released
-            if time.time() > int(item["expires_at"]):
-                return item, False
-            chunk = await asyncio.to_thread(_take, lines, self.settings.checkpoint_lines)
-            if not chunk:
-                return item, True
-            outputs, errors = await self._embed_lines(tenant, batch_id, checkpoint.next_line, chunk)
-            after = checkpoint.advance(checkpoint.next_line + len(chunk), chunk[-1][1], len(outputs), len(errors))
-            start, end = checkpoint.next_line, after.next_line
-            for kind, rows in (("output", outputs), ("error", errors)):
-                data = b"".join(row + b"\n" for row in rows)
-                await asyncio.to_thread(self.store.put_object, part_key(prefix, start, end, kind), data)
-            try:
-                item = await asyncio.to_thread(self.store.save_checkpoint, tenant, batch_id, checkpoint, after)
-            except ConditionFailed:
-                current = await asyncio.to_thread(self.store.get, tenant, batch_id)
-                if current is not None and current["status"] == "cancelling":
-                    logs.event("batch_cancel_seen", batch_id=batch_id, next_line=checkpoint.next_line)
-                    return current, False
-                logs.event("checkpoint_conflict", batch_id=batch_id, next_line=checkpoint.next_line)
-                raise Abandoned from None
-            checkpoint = after
-            done_here += len(chunk)
-            elapsed = time.monotonic() - started
-            logs.event(
-                "batch_progress",
-                tenant=tenant,
-                batch_id=batch_id,
-                lines_done=checkpoint.next_line,
-                total=total,
-                completed=checkpoint.completed,
-                failed=checkpoint.failed,
-                lines_per_second=round(done_here / elapsed, 2) if elapsed > 0 else None,
-            )
+        start, end = before.next_line, after.next_line
+        for kind, rows in (("output", outputs), ("error", errors)):
+            data = b"".join(row + b"\n" for row in rows)
+            await asyncio.to_thread(self.store.put_object, part_key(prefix, start, end, kind), data)
+        try:
+            item = await asyncio.to_thread(self.store.save_checkpoint, tenant, batch_id, before, after)
+        except ConditionFailed:
+            current = await asyncio.to_thread(self.store.get, tenant, batch_id)
+            if current is not None and current["status"] == "cancelling":
+                logs.event("batch_cancel_seen", batch_id=batch_id, next_line=before.next_line)
+                return current, True
+            logs.event("checkpoint_conflict", batch_id=batch_id, next_line=before.next_line)
+            raise Abandoned from None
+        progress.log(after, end - start)
+        return item, False
 
     async def _embed_lines(
         self, tenant: str, batch_id: str, first: int, chunk: list[tuple[bytes, int]]
@@ -520,8 +624,13 @@ async def serve(settings: ConsumerSettings) -> int:
 
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, on_signal, number)
-    logs.event("consumer_ready", queue_url=settings.batch.queue_url, inference_threads=settings.inference_threads)
     try:
+        # Before the first receive, so no batch runs under the uncalibrated caps (a SIGTERM meanwhile
+        # only stops the loop before it starts). With one inference thread ORT runs on the calling
+        # thread, whose CPU time is then the model's cost alone.
+        clock = time.thread_time if settings.inference_threads == 1 else time.perf_counter
+        await calibrate_runs(batcher, embedder.embed_ids, settings.max_batch_size, clock)
+        logs.event("consumer_ready", queue_url=settings.batch.queue_url, inference_threads=settings.inference_threads)
         await consumer.run()
     finally:
         await batcher.stop()
