@@ -113,6 +113,29 @@ def test_single_length_traffic_is_plain_fifo():
     assert rows == [[0, 1, 2], [3, 4, 5], [6]]
 
 
+def test_take_sees_what_changed_since_ready():
+    """`ready` and `take` share one computed answer only while nothing it depends on changed."""
+    former = BatchFormer(max_rows=32, max_cells=4096, max_wait_s=0.002, overhead_cells=16)
+    _add(former, [10] * 3, now=0.0)
+    assert former.ready(now=1.0)
+    _add(former, [10] * 3, now=0.0)  # arrived between the question and the take
+    assert _lengths(former.take(now=1.0)) == [10] * 6
+    _add(former, [10, 200, 10, 200, 10, 200], now=0.0)  # as many texts as before, another cut
+    assert _lengths(former.take(now=1.0)) == [10] * 3
+    former.take(now=1.0)
+    _add(former, [10] * 6, now=0.0)
+    assert former.ready(now=1.0)
+    former.max_cells = 20  # the limits changed (Batcher.set_limits assigns these)
+    assert _lengths(former.take(now=1.0)) == [10, 10]
+    assert former.ready(now=1.0)
+    former.overhead_cells = 0  # without a fixed cost, single texts are as cheap as pairs
+    former.max_cells = 4096
+    assert _lengths(former.take(now=1.0)) == [10] * 4
+    _add(former, [10], now=1.0)
+    assert not former.ready(now=1.0)  # only a young text waits: within its window
+    assert former.ready(now=1.01)  # the same queue, past the deadline
+
+
 def test_cells_cap_bounds_rows_times_width():
     former = BatchFormer(max_rows=32, max_cells=512, max_wait_s=0)
     _add(former, [200] * 5, now=0.0)

@@ -100,6 +100,8 @@ class BatchFormer:
         self._keys: list[tuple[int, int]] = []
         self._arrivals: deque[_Text] = deque()  # arrival order; taken texts are skipped lazily
         self._seq = 0
+        self._memo_state: tuple | None = None
+        self._memo_window: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -135,28 +137,35 @@ class BatchFormer:
         the total cost, sum of rows x width + overhead_cells, is least: a dynamic program over
         where each run ends, leftmost-longest on ties so that equal lengths stay FIFO. Only
         `_CUT_REACH` runs' worth on each side take part: farther texts do not move the anchor's
-        cut, and the work stays a few thousand steps however long the queue.
+        cut, and the work stays a few thousand steps however long the queue. It runs on the
+        event loop once per run, so the inner loop reads plain local lists (widths, row caps)
+        rather than calling a method per step: that was the largest named cost of the request
+        path under load (issue 23).
         """
         keys, overhead = self._keys, self.overhead_cells
-        reach = _CUT_REACH * self.max_rows
+        max_rows, max_cells = self.max_rows, self.max_cells
+        reach = _CUT_REACH * max_rows
         low, high = max(0, anchor - reach), min(len(keys), anchor + reach + 1)
-        # cost[i]: least cost of keys[i:high] cut into runs; end[i]: where the first of them ends.
-        cost = [0.0] * (high - low + 1)
-        end = [high] * (high - low + 1)
-        for i in range(high - 1, low - 1, -1):
+        size = high - low
+        widths = [key[0] for key in keys[low:high]]
+        caps = [max(1, min(max_rows, max_cells // width)) for width in widths]
+        # cost[i]: least cost of the window's texts i.. cut into runs; end[i]: where the first ends.
+        cost = [0.0] * (size + 1)
+        end = [size] * (size + 1)
+        for i in range(size - 1, -1, -1):
             best, best_end = float("inf"), i + 1
-            for j in range(i + 1, high + 1):
-                width = keys[j - 1][0]
-                if j - i > self._rows_cap(width):
+            for j in range(i + 1, min(size, i + max_rows) + 1):
+                width = widths[j - 1]
+                if j - i > caps[j - 1]:
                     break  # wider runs hold fewer rows: no later end fits either
-                total = (j - i) * width + overhead + cost[j - low]
+                total = (j - i) * width + overhead + cost[j]
                 if total <= best:
                     best, best_end = total, j
-            cost[i - low], end[i - low] = best, best_end
-        start = low
-        while end[start - low] <= anchor:
-            start = end[start - low]
-        return start, end[start - low]
+            cost[i], end[i] = best, best_end
+        start, target = 0, anchor - low
+        while end[start] <= target:
+            start = end[start]
+        return low + start, low + end[start]
 
     def _first_full(self) -> tuple[int, int] | None:
         """[start, end) of the shortest texts that already fill a run padded at most MAX_EARLY_PADDING."""
@@ -178,10 +187,19 @@ class BatchFormer:
         oldest = self._oldest()
         if oldest is None:
             return None
-        if now >= oldest.arrived + self.max_wait_s:
-            return self._run_with(bisect.bisect_left(self._keys, (len(oldest.ids), oldest.seq)))
-        # Within the oldest text's window, a run that is already full need not wait for it.
-        return self._first_full()
+        due = now >= oldest.arrived + self.max_wait_s
+        # `ready` and then `take` ask the same question of the same queue: the answer depends only
+        # on the queue (texts added, runs taken), the limits and whether the deadline has passed.
+        state = (self._seq, len(self._keys), due, self.max_rows, self.max_cells, self.overhead_cells)
+        if state == self._memo_state:
+            return self._memo_window
+        if due:
+            window = self._run_with(bisect.bisect_left(self._keys, (len(oldest.ids), oldest.seq)))
+        else:
+            # Within the oldest text's window, a run that is already full need not wait for it.
+            window = self._first_full()
+        self._memo_state, self._memo_window = state, window
+        return window
 
     def ready(self, now: float) -> bool:
         """True when a run should start now: a full run waits, or the oldest text's wait is over."""
