@@ -253,6 +253,11 @@ class Batcher:
         self._former = BatchFormer(max_batch_size, min(max_cells, MAX_BATCH_CELLS), max_batch_wait_ms / 1000.0)
         self._outstanding = 0
         self._arrived = asyncio.Event()
+        # Set while no text is waiting or running; `_busy_until` is when the last one was answered
+        # (or arrived), on the loop's clock: idle-time work waits for both (`run_when_idle`).
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy_until = float("-inf")
         # One inference at a time: ORT already spreads a run over INFERENCE_THREADS cores, and a
         # second concurrent run would only split the same cores while adding memory.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -276,9 +281,19 @@ class Batcher:
         if overhead_cells is not None:
             self._former.overhead_cells = overhead_cells
 
-    async def run_exclusive(self, function: Callable, *args):
-        """Run `function(*args)` on the inference thread, between batches, never during one."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    async def run_when_idle(self, quiet_s: float, function: Callable, *args):
+        """Run `function(*args)` on the inference thread once no text has been waiting or running for `quiet_s`.
+
+        For work that must never delay a request (the start-up calibration): a request that
+        arrives while it runs waits for that one call only, then goes before any further one.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._idle.wait()
+            remaining = self._busy_until + quiet_s - loop.time()
+            if remaining <= 0 and self._idle.is_set():
+                return await loop.run_in_executor(self._executor, function, *args)
+            await asyncio.sleep(max(0.0, remaining))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
@@ -309,6 +324,8 @@ class Batcher:
         for row, ids in enumerate(token_ids):
             self._former.add(ids, request, row, now)
         self._outstanding += count
+        self._idle.clear()
+        self._busy_until = now
         self._arrived.set()
         return request.future
 
@@ -372,6 +389,9 @@ class Batcher:
 
     def _deliver(self, batch: list[_Text], vectors: np.ndarray | None, error: Exception | None) -> None:
         self._outstanding -= len(batch)
+        if self._outstanding == 0:
+            self._busy_until = asyncio.get_running_loop().time()
+            self._idle.set()
         for index, text in enumerate(batch):
             request = text.request
             if request.future.done():
