@@ -399,7 +399,7 @@ def test_the_robust_choice_is_stable_under_noise():
     # overhead / (tolerance - 1) = 240 cells: 256 is the nearest measured size.
     assert {choice.max_cells for choice in choices} == {256}
     overheads = [choice.overhead_cells for choice in choices]
-    assert 9 <= min(overheads) and max(overheads) <= 15
+    assert min(overheads) >= 9 and max(overheads) <= 15
     # The rule it replaced, on the same timings: the best of the first two runs of each size and the
     # line through the smallest and the cheapest, chose from several sizes and overheads.
     old = [
@@ -502,4 +502,3 @@ def test_idle_time_work_waits_for_a_quiet_spell():
         return calls
 
     assert asyncio.run(scenario()) == ["request"] * 4
-
