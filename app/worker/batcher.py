@@ -193,6 +193,7 @@ class BatchFormer:
         state = (self._seq, len(self._keys), due, self.max_rows, self.max_cells, self.overhead_cells)
         if state == self._memo_state:
             return self._memo_window
+        window: tuple[int, int] | None
         if due:
             window = self._run_with(bisect.bisect_left(self._keys, (len(oldest.ids), oldest.seq)))
         else:
