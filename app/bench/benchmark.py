@@ -19,6 +19,11 @@ It prints the CPU model and whether it has int8 dot-product instructions
 the distributions locked in app/requirements.txt (and, for the baseline, of
 sentence-transformers and everything it pulls in) from the installed
 packages' RECORD files, and prints a Markdown table (JSON with --json FILE).
+Per workload it also reports the event-loop CPU per request (the server's main
+thread in /proc/PID/task/PID/stat over the load generator's run, divided by every
+answer), and after each cold start the first embedding's latency next to the
+second's. --pairs N interleaves N runs of every workload with --compare-app's
+(A, B, A, B ...) and reports the median run and the median adjacent-pair ratio.
 This is a measuring tool, not a test: it asserts nothing, and the targets are
 reported, not enforced; the host's load average at start and end is printed with
 them, since other jobs on a shared host slow every number. Everything listens on 127.0.0.1 only; the worker runs

@@ -25,7 +25,9 @@ while one batch runs the next fills up, so under load batches grow by themselves
 bounded by `max_queued_inputs` texts (waiting plus running): `submit` refuses work beyond it at
 once, so an overloaded task answers 503 immediately instead of letting requests time out in a
 queue the load balancer cannot see. The class is independent of HTTP: any caller with token
-ids (the API, a queue consumer) submits them and awaits the future.
+ids (the API, a queue consumer) submits them and awaits the future. Work that must never delay a
+request (the start-up calibration) goes to the same thread through `run_when_idle`, one call at a
+time, only when no text has been waiting or running for a quiet spell.
 """
 
 from __future__ import annotations
