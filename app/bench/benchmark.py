@@ -19,6 +19,11 @@ It prints the CPU model and whether it has int8 dot-product instructions
 the distributions locked in app/requirements.txt (and, for the baseline, of
 sentence-transformers and everything it pulls in) from the installed
 packages' RECORD files, and prints a Markdown table (JSON with --json FILE).
+Per workload it also reports the event-loop CPU per request (the server's main
+thread in /proc/PID/task/PID/stat over the load generator's run, divided by every
+answer), and after each cold start the first embedding's latency next to the
+second's. --pairs N interleaves N runs of every workload with --compare-app's
+(A, B, A, B ...) and reports the median run and the median adjacent-pair ratio.
 This is a measuring tool, not a test: it asserts nothing, and the targets are
 reported, not enforced; the host's load average at start and end is printed with
 them, since other jobs on a shared host slow every number. Everything listens on 127.0.0.1 only; the worker runs
@@ -88,6 +93,12 @@ class ServerResult:
     cold_starts_s: list[float] = field(default_factory=list)
     # CPU seconds the process used until healthy: on a shared host, steadier than wall time.
     cold_start_cpu_s: list[float] = field(default_factory=list)
+    # Per start: the first embedding right after /health turned 200, then a second, warm one (one
+    # model run of the same text plus HTTP): the first may exceed the second by one model run at most.
+    first_embedding_ms: list[float] = field(default_factory=list)
+    warm_embedding_ms: list[float] = field(default_factory=list)
+    # Workload key -> every measured run of it (several with --pairs, interleaved with --compare-app).
+    runs: dict[str, list[dict]] = field(default_factory=dict)
     peak_rss_mb: float | None = None
     exit_code: int | None = None
     scenarios: dict[str, dict] = field(default_factory=dict)
@@ -145,10 +156,28 @@ def wait_healthy(url: str, process: subprocess.Popen, started: float, timeout: f
         time.sleep(0.005)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a running process has used (fields 14 and 15 of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds a running process (or one of its threads) has used: fields 14 and
+    15 of /proc/PID/stat (/proc/PID/task/TID/stat). The main thread, TID = PID, runs the servers'
+    event loop (uvicorn's), so its time is the request path's CPU without the model thread's."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_embedding(url: str, api_key: str | None, text: str) -> float:
+    """Milliseconds of one POST /v1/embeddings with one text, answered 200."""
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    body = json.dumps({"model": "all-MiniLM-L6-v2", "input": text}).encode()
+    started = time.perf_counter()
+    request = urllib.request.Request(url + "/v1/embeddings", data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"benchmark: the first embeddings request answered {response.status}")
+    return (time.perf_counter() - started) * 1000.0
 
 
 def load_average() -> str:
@@ -233,18 +262,31 @@ def model_ceiling(args, engine: str, model_dir: Path, texts_file: Path, sweep: b
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def measure_server(
-    args,
-    name: str,
-    command: list[str],
-    env: dict,
-    port: int,
-    api_key: str | None,
-    texts_files: dict[str, Path],
-    log_dir: Path,
+def measured_loadgen(args, url: str, scenario: Scenario, texts_file: Path, api_key: str | None, pid: int) -> dict:
+    """One workload run, with the server's CPU per answered request: its event-loop thread and all."""
+    loop_before, all_before = cpu_seconds(pid, pid), cpu_seconds(pid)
+    run = run_loadgen(args, url, scenario, texts_file, api_key)
+    loop_after, all_after = cpu_seconds(pid, pid), cpu_seconds(pid)
+    answered = run.get("answered_total") or 0
+    run["loop_cpu_ms_per_request"] = (loop_after - loop_before) * 1000.0 / answered if answered else None
+    run["cpu_ms_per_request"] = (all_after - all_before) * 1000.0 / answered if answered else None
+    return run
+
+
+@dataclass
+class LiveServer:
+    result: ServerResult
+    process: subprocess.Popen
+    log: object
+    url: str
+    api_key: str | None
+
+
+def start_server(
+    args, name: str, command: list[str], env: dict, port: int, api_key: str | None, log_dir: Path, first_text: str,
     cwd: Path = APP_DIR,
-    before_scenario=None,
-) -> ServerResult:
+) -> LiveServer:  # fmt: skip
+    """Cold-start the server `args.cold_starts` times (timing each, and its first embedding); the last stays up."""
     result = ServerResult(name)
     url = f"http://127.0.0.1:{port}"
     pinned = ["taskset", "-c", str(args.server_cpu), *command]
@@ -255,22 +297,63 @@ def measure_server(
         try:
             result.cold_starts_s.append(wait_healthy(url, process, started, timeout=120))
             result.cold_start_cpu_s.append(cpu_seconds(process.pid))
-            if attempt < args.cold_starts - 1:
-                stop(process)
-                continue
-            for scenario in SCENARIOS:
-                if before_scenario is not None:
-                    before_scenario(scenario)
-                print(f"  {name}: {scenario.title} ...", file=sys.stderr, flush=True)
-                result.scenarios[scenario.key] = run_loadgen(args, url, scenario, texts_files[scenario.texts], api_key)
-            result.peak_rss_mb = peak_rss_mb(process.pid)
-            result.exit_code = stop(process)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            result.first_embedding_ms.append(timed_embedding(url, api_key, first_text))
+            result.warm_embedding_ms.append(timed_embedding(url, api_key, first_text))
+        except BaseException:
+            process.kill()
+            process.wait()
             log.close()
-    return result
+            raise
+        if attempt == args.cold_starts - 1:
+            return LiveServer(result, process, log, url, api_key)
+        stop(process)
+        log.close()
+    raise AssertionError("unreachable: cold_starts >= 1")
+
+
+def run_scenario(args, server: LiveServer, scenario: Scenario, texts_file: Path) -> None:
+    run = measured_loadgen(args, server.url, scenario, texts_file, server.api_key, server.process.pid)
+    runs = server.result.runs.setdefault(scenario.key, [])
+    runs.append(run)
+    # The reported run is the median one by throughput (the only one without --pairs).
+    server.result.scenarios[scenario.key] = sorted(runs, key=lambda item: item["texts_per_s"])[(len(runs) - 1) // 2]
+
+
+def finish_server(server: LiveServer) -> ServerResult:
+    try:
+        server.result.peak_rss_mb = peak_rss_mb(server.process.pid)
+        server.result.exit_code = stop(server.process)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+        server.log.close()
+    return server.result
+
+
+def measure_servers(args, servers: list[LiveServer], texts_files: dict[str, Path], before_scenario=None) -> None:
+    """Every selected workload on every server, as `args.pairs` interleaved rounds (A, B, A, B ...):
+    on a shared host the load changes from minute to minute, and adjacent runs see about the same."""
+    for scenario in selected_scenarios(args):
+        if before_scenario is not None:
+            before_scenario(scenario)
+        for round_ in range(args.pairs):
+            for server in servers:
+                print(f"  {server.result.name}: {scenario.title} (round {round_ + 1}) ...", file=sys.stderr, flush=True)
+                run_scenario(args, server, scenario, texts_files[scenario.texts])
+
+
+def selected_scenarios(args) -> list[Scenario]:
+    return [scenario for scenario in SCENARIOS if scenario.key in args.scenarios]
+
+
+def pair_ratios(worker: dict, other: dict, key: str) -> list[float]:
+    """gantry / other texts/s of each adjacent pair of runs of one workload."""
+    return [
+        mine["texts_per_s"] / theirs["texts_per_s"]
+        for mine, theirs in zip(worker["runs"].get(key, []), other["runs"].get(key, []), strict=False)
+        if theirs["texts_per_s"]
+    ]
 
 
 def dependency_closure(requirements: list[str]) -> dict[str, metadata.Distribution]:
@@ -383,30 +466,64 @@ def markdown(report: dict) -> str:
         f"at end {report['load_average']['end']}.",
         "",
     ]
-    header = "| Workload | gantry texts/s | p50 ms | p99 ms | model ceiling texts/s (where) | share of ceiling |"
-    rule = "|---|---:|---:|---:|---:|---:|"
+    header = (
+        "| Workload | gantry texts/s | p50 ms | p99 ms | event-loop CPU ms per request | model ceiling texts/s (where) "
+        "| share of ceiling |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---:|"
     if compare:
-        header += f" {compare['name']} texts/s | p99 ms | gantry / {compare['name']} |"
-        rule += "---:|---:|---:|"
+        header += f" {compare['name']} texts/s | p99 ms | event-loop CPU ms per request | gantry / {compare['name']} |"
+        rule += "---:|---:|---:|---:|"
     if baseline:
         header += " sentence-transformers texts/s | p99 ms | gantry / s-t |"
         rule += "---:|---:|---:|"
     lines += [header, rule]
+    pairs_lines = []
     for scenario in SCENARIOS:
+        if scenario.key not in worker["scenarios"]:
+            continue
         w = worker["scenarios"][scenario.key]
         errors = sum(n for code, n in w["statuses"].items() if code != "200")
         note = f" ({errors} non-200)" if errors else ""
         ceiling, where = ceiling_of(report["ceiling"]["worker"][scenario.texts])
         row = (
             f"| {scenario.title} | {fmt(w['texts_per_s'])}{note} | {fmt(w['p50_ms'], 1)} | {fmt(w['p99_ms'], 1)} "
-            f"| {fmt(ceiling)} ({where}) | {w['texts_per_s'] / ceiling:.0%} |"
+            f"| {fmt(w.get('loop_cpu_ms_per_request'), 3)} | {fmt(ceiling)} ({where}) "
+            f"| {w['texts_per_s'] / ceiling:.0%} |"
         )
-        for other in (compare, baseline):
-            if other:
-                o = other["scenarios"][scenario.key]
-                ratio = w["texts_per_s"] / o["texts_per_s"] if o["texts_per_s"] else None
-                row += f" {fmt(o['texts_per_s'])} | {fmt(o['p99_ms'], 1)} | {fmt(ratio, 2)}x |"
+        if compare:
+            o = compare["scenarios"][scenario.key]
+            ratios = pair_ratios(worker, compare, scenario.key)
+            ratio = statistics.median(ratios) if ratios else None
+            row += (
+                f" {fmt(o['texts_per_s'])} | {fmt(o['p99_ms'], 1)} | {fmt(o.get('loop_cpu_ms_per_request'), 3)} "
+                f"| {fmt(ratio, 2)}x |"
+            )
+            if len(ratios) > 1:
+                loops = [
+                    f"{fmt(mine.get('loop_cpu_ms_per_request'), 3)} vs {fmt(theirs.get('loop_cpu_ms_per_request'), 3)}"
+                    for mine, theirs in zip(worker["runs"][scenario.key], compare["runs"][scenario.key], strict=False)
+                ]
+                pairs_lines.append(
+                    f"- {scenario.title}: gantry / {compare['name']} per adjacent pair "
+                    + ", ".join(f"{value:.2f}x" for value in ratios)
+                    + "; event-loop CPU ms per request, gantry vs "
+                    + f"{compare['name']}: "
+                    + ", ".join(loops)
+                )
+        if baseline:
+            o = baseline["scenarios"][scenario.key]
+            ratio = w["texts_per_s"] / o["texts_per_s"] if o["texts_per_s"] else None
+            row += f" {fmt(o['texts_per_s'])} | {fmt(o['p99_ms'], 1)} | {fmt(ratio, 2)}x |"
         lines.append(row)
+    if pairs_lines:
+        lines += [
+            "",
+            f"Interleaved rounds ({report['pairs']} per workload; the table shows the median run and the median "
+            "pair ratio):",
+            "",
+        ]
+        lines += pairs_lines
     lines += ["", "Model only, no HTTP (texts/s at batch 1 / 4 / 32; arrival order, then length-sorted):", ""]
     for kind, sweep in report["ceiling"]["worker"].items():
         cells = " / ".join(fmt(sweep["arrival"][size]) for size in ("1", "4", "32"))
@@ -432,6 +549,12 @@ def markdown(report: dict) -> str:
         + " | ".join(fmt(statistics.median(server["cold_start_cpu_s"]), 2) for _, server, _ in servers)
         + f" | floor: `import onnxruntime` alone {fmt(report['import_floor']['wall_s'], 2)} s, "
         + f"{fmt(report['import_floor']['cpu_s'], 2)} CPU s |",
+        f"| First embedding after healthy (ms, median of {len(worker['first_embedding_ms'])}) | "
+        + " | ".join(fmt(statistics.median(server["first_embedding_ms"]), 1) for _, server, _ in servers)
+        + " | at most one model run more than the next row |",
+        "| The next embedding, the same text (ms, median) | "
+        + " | ".join(fmt(statistics.median(server["warm_embedding_ms"]), 1) for _, server, _ in servers)
+        + " | one model run plus HTTP |",
         "| Peak RSS of the server (MB) | "
         + " | ".join(fmt(server["peak_rss_mb"]) for _, server, _ in servers)
         + f" | {verdict(worker['peak_rss_mb'], TARGETS['rss_mb'], ' MB', at_least=False)} |",
@@ -500,6 +623,18 @@ def main() -> int:
     parser.add_argument(
         "--ceiling-seconds", type=float, default=1.0, help="model-only time per batch size (default %(default)s)"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="runs of each workload per server, interleaved with --compare-app's (default %(default)s)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=lambda value: value.split(","),
+        default=[scenario.key for scenario in SCENARIOS],
+        help="workloads to run, comma-separated (default: all of " + ",".join(s.key for s in SCENARIOS) + ")",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results to this file")
     args = parser.parse_args()
 
@@ -509,6 +644,11 @@ def main() -> int:
         parser.error("--server-cpu and --client-cpu must differ, or the load generator steals the server's CPU")
     if args.cold_starts < 1:
         parser.error("--cold-starts must be at least 1")
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    unknown = sorted(set(args.scenarios) - {scenario.key for scenario in SCENARIOS})
+    if unknown:
+        parser.error(f"--scenarios: no workload {', '.join(unknown)}")
     if (args.compare_app is None) != (args.compare_model_dir is None):
         parser.error("--compare-app and --compare-model-dir go together")
     if args.compare_app is not None and not (args.compare_app / "worker" / "__main__.py").is_file():
@@ -555,6 +695,7 @@ def main() -> int:
         "worker_deps_mb": installed_mb(worker_deps),
         "worker_deps_count": len(worker_deps),
         "version_mismatches": mismatches,
+        "pairs": args.pairs,
     }
 
     with tempfile.TemporaryDirectory(prefix="gantry-bench-") as tmp:
@@ -577,39 +718,45 @@ def main() -> int:
         if not args.skip_baseline:
             report["ceiling"]["baseline"] = model_ceiling(args, "baseline", model_dir, files["short"])
         report["import_floor"] = import_floor(args, args.cold_starts)
+        first_text = texts["short"][0]
         print("benchmark: worker", file=sys.stderr)
-        worker = measure_server(
-            args,
-            "worker",
-            [sys.executable, "-m", "worker"],
-            worker_env,
-            args.port,
-            api_key,
-            files,
-            tmp_dir,
-            before_scenario=ceiling_before,
-        )
-        report["worker"] = {**worker.__dict__, "cold_start_s": worker.cold_start_s}
+        servers = [
+            start_server(
+                args, "worker", [sys.executable, "-m", "worker"], worker_env, args.port, api_key, tmp_dir, first_text
+            )
+        ]
         if args.compare_app is not None:
             print(f"benchmark: {args.compare_name} ({args.compare_app})", file=sys.stderr)
             compare_env = {**worker_env, "PORT": str(compare_port), "MODEL_DIR": str(args.compare_model_dir.resolve())}
-            compare = measure_server(
-                args,
-                args.compare_name,
-                [sys.executable, "-m", "worker"],
-                compare_env,
-                compare_port,
-                api_key,
-                files,
-                tmp_dir,
-                cwd=args.compare_app.resolve(),
+            servers.append(
+                start_server(
+                    args,
+                    args.compare_name,
+                    [sys.executable, "-m", "worker"],
+                    compare_env,
+                    compare_port,
+                    api_key,
+                    tmp_dir,
+                    first_text,
+                    cwd=args.compare_app.resolve(),
+                )  # fmt: skip
             )
-            report["compare"] = {**compare.__dict__, "cold_start_s": compare.cold_start_s}
+        try:
+            measure_servers(args, servers, files, before_scenario=ceiling_before)
+        finally:
+            results = [finish_server(server) for server in servers]
+        report["worker"] = {**results[0].__dict__, "cold_start_s": results[0].cold_start_s}
+        if len(results) > 1:
+            report["compare"] = {**results[1].__dict__, "cold_start_s": results[1].cold_start_s}
         if not args.skip_baseline:
             print("benchmark: sentence-transformers baseline", file=sys.stderr)
-            baseline = measure_server(
-                args, "baseline", baseline_command, baseline_env, args.port + 1, None, files, tmp_dir
+            live = start_server(
+                args, "baseline", baseline_command, baseline_env, args.port + 1, None, tmp_dir, first_text
             )
+            try:
+                measure_servers(args, [live], files)
+            finally:
+                baseline = finish_server(live)
             report["baseline"] = {**baseline.__dict__, "cold_start_s": baseline.cold_start_s}
             # What baseline_server.py imports: the model stack plus the same kind of web stack.
             baseline_deps = dependency_closure(["sentence-transformers", "starlette", "uvicorn"])

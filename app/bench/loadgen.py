@@ -40,12 +40,14 @@ async def run(args: argparse.Namespace, texts: list[str]) -> dict:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     sent = 0
+    # Every answer, warm-up included: the server's CPU time over the whole run is divided by it.
+    answered = 0
     started = time.perf_counter()
     measure_from = started + args.warmup
     deadline = measure_from + args.duration
 
     async def worker(offset: int, session: aiohttp.ClientSession) -> None:
-        nonlocal sent
+        nonlocal sent, answered
         i = offset
         while True:
             now = time.perf_counter()
@@ -61,6 +63,7 @@ async def run(args: argparse.Namespace, texts: list[str]) -> dict:
             except (TimeoutError, aiohttp.ClientError):
                 status = 0  # reported as status "0": no HTTP answer at all
             t1 = time.perf_counter()
+            answered += status != 0
             # Only requests sent after the warm-up and answered before the deadline
             # count, so the rate is not inflated by requests that straddle either edge.
             if t0 >= measure_from and t1 <= deadline:
@@ -82,6 +85,7 @@ async def run(args: argparse.Namespace, texts: list[str]) -> dict:
         "batch": args.batch,
         "seconds": elapsed,
         "requests": sent,
+        "answered_total": answered,
         "ok": ok,
         "statuses": {str(code): count for code, count in sorted(statuses.items())},
         "requests_per_s": ok / elapsed if elapsed > 0 else 0.0,

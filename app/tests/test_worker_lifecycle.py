@@ -69,6 +69,24 @@ def test_drain_is_bounded_by_drain_timeout(start_worker):
     assert "drain_timeout" in events
 
 
+def test_the_first_embedding_does_not_wait_for_the_calibration(start_worker):
+    """Issue 23: the first request after /health turned green waited for the whole start-up
+    calibration on the one inference thread. Now the calibration runs in idle time: the first
+    answer is logged before the calibration's result, which then still arrives."""
+    worker = start_worker()  # MAX_BATCH_SIZE unset: the worker calibrates
+    status, _, body = embed(worker, "the first request after start")
+    assert status == 200 and len(body["data"][0]["embedding"]) == 384
+    events = [line.get("event") for line in worker.log_lines()]
+    answered = next(index for index, line in enumerate(worker.log_lines()) if line.get("path") == "/v1/embeddings")
+    assert "batch_calibrated" not in events[:answered]
+    deadline = time.monotonic() + 60
+    while "batch_calibrated" not in [line.get("event") for line in worker.log_lines()]:
+        assert time.monotonic() < deadline, "the calibration never finished in idle time"
+        time.sleep(0.1)
+    (calibrated,) = [line for line in worker.log_lines() if line.get("event") == "batch_calibrated"]
+    assert 128 <= calibrated["max_cells"] <= 2048 and 0 <= calibrated["overhead_cells"] <= 256
+
+
 def test_concurrent_requests_are_merged_into_batches(start_worker):
     worker = start_worker(MAX_BATCH_WAIT_MS=50, MAX_BATCH_SIZE=32)
     texts = [f"sentence number {n} about batching requests together" for n in range(24)]

@@ -31,7 +31,7 @@ import orjson
 from worker import logs
 from worker.auth import Authenticator
 from worker.background import cancel_and_wait
-from worker.batch_size import calibrate
+from worker.batch_size import calibrate_when_idle
 from worker.batcher import Batcher
 from worker.config import DEFAULT_MAX_BATCH_SIZE, Settings
 from worker.errors import ApiError, decode_json_body
@@ -158,12 +158,17 @@ class WorkerApp:
         return self.embedder
 
     async def _calibrate(self) -> None:
-        """Fit the run size to this CPU (worker/batch_size.py), after ready: cold start never waits for it."""
+        """Fit the run size to this CPU (worker/batch_size.py) in idle time: no request waits for it.
+
+        Until it finishes the batcher serves with the safe default (32 rows, 2048 cells, a fixed
+        cost of 16 cells); each synthetic run waits until nothing has been queued or running for
+        a quiet spell, so a request waits at most for the one synthetic run already under way.
+        """
         started = time.monotonic()
         # With one inference thread ORT runs the model on the calling thread, so that thread's CPU
         # time is the model's cost even if requests already keep the event loop busy meanwhile.
         clock = time.thread_time if self.settings.inference_threads == 1 else time.perf_counter
-        result = await self.running_batcher.run_exclusive(calibrate, self.loaded_embedder.embed_ids, clock)
+        result = await calibrate_when_idle(self.running_batcher, self.loaded_embedder.embed_ids, clock)
         self.running_batcher.set_limits(DEFAULT_MAX_BATCH_SIZE, result.max_cells, result.overhead_cells)
         logs.event(
             "batch_calibrated",

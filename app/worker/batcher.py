@@ -25,7 +25,9 @@ while one batch runs the next fills up, so under load batches grow by themselves
 bounded by `max_queued_inputs` texts (waiting plus running): `submit` refuses work beyond it at
 once, so an overloaded task answers 503 immediately instead of letting requests time out in a
 queue the load balancer cannot see. The class is independent of HTTP: any caller with token
-ids (the API, a queue consumer) submits them and awaits the future.
+ids (the API, a queue consumer) submits them and awaits the future. Work that must never delay a
+request (the start-up calibration) goes to the same thread through `run_when_idle`, one call at a
+time, only when no text has been waiting or running for a quiet spell.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ class BatchFormer:
         self._keys: list[tuple[int, int]] = []
         self._arrivals: deque[_Text] = deque()  # arrival order; taken texts are skipped lazily
         self._seq = 0
+        self._memo_state: tuple | None = None
+        self._memo_window: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -135,28 +139,35 @@ class BatchFormer:
         the total cost, sum of rows x width + overhead_cells, is least: a dynamic program over
         where each run ends, leftmost-longest on ties so that equal lengths stay FIFO. Only
         `_CUT_REACH` runs' worth on each side take part: farther texts do not move the anchor's
-        cut, and the work stays a few thousand steps however long the queue.
+        cut, and the work stays a few thousand steps however long the queue. It runs on the
+        event loop once per run, so the inner loop reads plain local lists (widths, row caps)
+        rather than calling a method per step: that was the largest named cost of the request
+        path under load (issue 23).
         """
         keys, overhead = self._keys, self.overhead_cells
-        reach = _CUT_REACH * self.max_rows
+        max_rows, max_cells = self.max_rows, self.max_cells
+        reach = _CUT_REACH * max_rows
         low, high = max(0, anchor - reach), min(len(keys), anchor + reach + 1)
-        # cost[i]: least cost of keys[i:high] cut into runs; end[i]: where the first of them ends.
-        cost = [0.0] * (high - low + 1)
-        end = [high] * (high - low + 1)
-        for i in range(high - 1, low - 1, -1):
+        size = high - low
+        widths = [key[0] for key in keys[low:high]]
+        caps = [max(1, min(max_rows, max_cells // width)) for width in widths]
+        # cost[i]: least cost of the window's texts i.. cut into runs; end[i]: where the first ends.
+        cost = [0.0] * (size + 1)
+        end = [size] * (size + 1)
+        for i in range(size - 1, -1, -1):
             best, best_end = float("inf"), i + 1
-            for j in range(i + 1, high + 1):
-                width = keys[j - 1][0]
-                if j - i > self._rows_cap(width):
+            for j in range(i + 1, min(size, i + max_rows) + 1):
+                width = widths[j - 1]
+                if j - i > caps[j - 1]:
                     break  # wider runs hold fewer rows: no later end fits either
-                total = (j - i) * width + overhead + cost[j - low]
+                total = (j - i) * width + overhead + cost[j]
                 if total <= best:
                     best, best_end = total, j
-            cost[i - low], end[i - low] = best, best_end
-        start = low
-        while end[start - low] <= anchor:
-            start = end[start - low]
-        return start, end[start - low]
+            cost[i], end[i] = best, best_end
+        start, target = 0, anchor - low
+        while end[start] <= target:
+            start = end[start]
+        return low + start, low + end[start]
 
     def _first_full(self) -> tuple[int, int] | None:
         """[start, end) of the shortest texts that already fill a run padded at most MAX_EARLY_PADDING."""
@@ -178,10 +189,20 @@ class BatchFormer:
         oldest = self._oldest()
         if oldest is None:
             return None
-        if now >= oldest.arrived + self.max_wait_s:
-            return self._run_with(bisect.bisect_left(self._keys, (len(oldest.ids), oldest.seq)))
-        # Within the oldest text's window, a run that is already full need not wait for it.
-        return self._first_full()
+        due = now >= oldest.arrived + self.max_wait_s
+        # `ready` and then `take` ask the same question of the same queue: the answer depends only
+        # on the queue (texts added, runs taken), the limits and whether the deadline has passed.
+        state = (self._seq, len(self._keys), due, self.max_rows, self.max_cells, self.overhead_cells)
+        if state == self._memo_state:
+            return self._memo_window
+        window: tuple[int, int] | None
+        if due:
+            window = self._run_with(bisect.bisect_left(self._keys, (len(oldest.ids), oldest.seq)))
+        else:
+            # Within the oldest text's window, a run that is already full need not wait for it.
+            window = self._first_full()
+        self._memo_state, self._memo_window = state, window
+        return window
 
     def ready(self, now: float) -> bool:
         """True when a run should start now: a full run waits, or the oldest text's wait is over."""
@@ -235,6 +256,11 @@ class Batcher:
         self._former = BatchFormer(max_batch_size, min(max_cells, MAX_BATCH_CELLS), max_batch_wait_ms / 1000.0)
         self._outstanding = 0
         self._arrived = asyncio.Event()
+        # Set while no text is waiting or running; `_busy_until` is when the last one was answered
+        # (or arrived), on the loop's clock: idle-time work waits for both (`run_when_idle`).
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._busy_until = float("-inf")
         # One inference at a time: ORT already spreads a run over INFERENCE_THREADS cores, and a
         # second concurrent run would only split the same cores while adding memory.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -258,9 +284,19 @@ class Batcher:
         if overhead_cells is not None:
             self._former.overhead_cells = overhead_cells
 
-    async def run_exclusive(self, function: Callable, *args):
-        """Run `function(*args)` on the inference thread, between batches, never during one."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+    async def run_when_idle(self, quiet_s: float, function: Callable, *args):
+        """Run `function(*args)` on the inference thread once no text has been waiting or running for `quiet_s`.
+
+        For work that must never delay a request (the start-up calibration): a request that
+        arrives while it runs waits for that one call only, then goes before any further one.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._idle.wait()
+            remaining = self._busy_until + quiet_s - loop.time()
+            if remaining <= 0 and self._idle.is_set():
+                return await loop.run_in_executor(self._executor, function, *args)
+            await asyncio.sleep(max(0.0, remaining))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="batcher")
@@ -291,6 +327,8 @@ class Batcher:
         for row, ids in enumerate(token_ids):
             self._former.add(ids, request, row, now)
         self._outstanding += count
+        self._idle.clear()
+        self._busy_until = now
         self._arrived.set()
         return request.future
 
@@ -354,6 +392,9 @@ class Batcher:
 
     def _deliver(self, batch: list[_Text], vectors: np.ndarray | None, error: Exception | None) -> None:
         self._outstanding -= len(batch)
+        if self._outstanding == 0:
+            self._busy_until = asyncio.get_running_loop().time()
+            self._idle.set()
         for index, text in enumerate(batch):
             request = text.request
             if request.future.done():

@@ -28,20 +28,18 @@ class TokenBucket:
         self.level = self.capacity
         self.updated = self.clock()
 
-    def _refill(self) -> None:
+    def try_take(self, amount: float) -> float:
+        """Take `amount` if it is there now and return 0; else take nothing and return the seconds
+        until it would be. One refill (one clock read) per admission: this runs on every request."""
         now = self.clock()
-        self.level = min(self.capacity, self.level + (now - self.updated) * self.refill_per_second)
+        level = min(self.capacity, self.level + (now - self.updated) * self.refill_per_second)
         self.updated = now
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until `amount` is available (0 if it is now). Does not take anything."""
-        self._refill()
-        missing = amount - self.level
-        return 0.0 if missing <= 0 else missing / self.refill_per_second
-
-    def take(self, amount: float) -> None:
-        self._refill()
-        self.level -= amount
+        missing = amount - level
+        if missing <= 0:
+            self.level = level - amount
+            return 0.0
+        self.level = level
+        return missing / self.refill_per_second
 
 
 def retry_after_seconds(wait: float) -> int:
@@ -70,19 +68,11 @@ class TenantLimits:
 
     def admit_request(self, tenant: str) -> float:
         """Count one request; returns 0 if admitted, else seconds to wait (nothing is taken)."""
-        bucket = self._bucket(self._requests, tenant, self.requests_per_minute)
-        wait = bucket.wait_for(1)
-        if wait == 0:
-            bucket.take(1)
-        return wait
+        return self._bucket(self._requests, tenant, self.requests_per_minute).try_take(1)
 
     def admit_tokens(self, tenant: str, tokens: int) -> float:
         """Spend `tokens`; returns 0 if admitted, else seconds to wait (nothing is spent).
 
         Callers must first reject requests larger than `tokens_per_minute`, which no wait admits.
         """
-        bucket = self._bucket(self._tokens, tenant, self.tokens_per_minute)
-        wait = bucket.wait_for(tokens)
-        if wait == 0:
-            bucket.take(tokens)
-        return wait
+        return self._bucket(self._tokens, tenant, self.tokens_per_minute).try_take(tokens)
