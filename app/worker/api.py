@@ -31,7 +31,7 @@ import orjson
 from worker import logs
 from worker.auth import Authenticator
 from worker.background import cancel_and_wait
-from worker.batch_size import calibrate_when_idle
+from worker.batch_size import calibrate_runs
 from worker.batcher import Batcher
 from worker.config import DEFAULT_MAX_BATCH_SIZE, Settings
 from worker.errors import ApiError, decode_json_body
@@ -164,20 +164,10 @@ class WorkerApp:
         cost of 16 cells); each synthetic run waits until nothing has been queued or running for
         a quiet spell, so a request waits at most for the one synthetic run already under way.
         """
-        started = time.monotonic()
         # With one inference thread ORT runs the model on the calling thread, so that thread's CPU
         # time is the model's cost even if requests already keep the event loop busy meanwhile.
         clock = time.thread_time if self.settings.inference_threads == 1 else time.perf_counter
-        result = await calibrate_when_idle(self.running_batcher, self.loaded_embedder.embed_ids, clock)
-        self.running_batcher.set_limits(DEFAULT_MAX_BATCH_SIZE, result.max_cells, result.overhead_cells)
-        logs.event(
-            "batch_calibrated",
-            max_cells=result.max_cells,
-            overhead_cells=round(result.overhead_cells, 1),
-            max_batch_size=DEFAULT_MAX_BATCH_SIZE,
-            microseconds_per_cell={str(cells): round(cost * 1e6, 2) for cells, cost in result.seconds_per_cell.items()},
-            seconds=round(time.monotonic() - started, 3),
-        )
+        await calibrate_runs(self.running_batcher, self.loaded_embedder.embed_ids, DEFAULT_MAX_BATCH_SIZE, clock)
 
     async def _shutdown(self) -> None:
         if self._loader is not None and not self._loader.done():

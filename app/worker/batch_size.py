@@ -202,9 +202,9 @@ async def calibrate_when_idle(
 async def calibrate_runs(
     batcher: Batcher, embed_ids: Callable[[Sequence[Sequence[int]]], Any], max_rows: int, clock: Callable[[], float]
 ) -> Calibration:
-    """Calibrate on the batcher's inference thread (in idle time) and give it the caps and overhead found.
+    """Calibrate on the batcher's inference thread in idle time and give it the caps and overhead found.
 
-    The consumer calls this before its first receive (the API's `_calibrate` takes the same steps).
+    The API calls it once its model is loaded; the consumer before its first receive.
     Uncalibrated, runs may reach 2048 cells, where this model does about a quarter fewer texts per
     second than at the calibrated size on the mixed workload; that was most of the batch path's gap
     to the online path (issue 22). The consumer submits a whole part at once, so the batcher's cut
