@@ -200,7 +200,7 @@ def operations_alarms(
             "alarm_description": (
                 f"A batch's message reached the dead-letter queue after {settings.max_receives} receives. The "
                 "consumer has already ended the batch (failed, or expired past its 24 h window; the lines it "
-                "finished are in its output and error files): nothing is still running. 1) GET "
+                "finished are in its output and error files): nothing is still running. Check first: 1) GET "
                 "/v1/batches/<batch_id in the message body>: errors[0].message says why: the last caught failure "
                 '(e.g. NoSuchKey, AccessDenied), or "stopped without a trace on lines A-B" (a crash: an '
                 "out-of-memory stop, a model fault on those lines, a kill; see the consumer log group and the ECS "
