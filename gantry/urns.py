@@ -16,7 +16,7 @@ Security stance: pure functions of names and types; no input value is read.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # gantry.offline builds its snapshot from this module
     from gantry.offline import Graph, Res
@@ -43,7 +43,7 @@ class Identities:
         self.stack = stack
         self._by_mock_urn = {r.urn: r for r in graph.resources}
         self.resources = graph.resources
-        self._answers: dict[str, frozenset[str]] = {}
+        self._candidates: dict[str, list[str]] = {}
 
     def _parent(self, res: Res) -> Res | None:
         parent = res.opts.parent
@@ -65,31 +65,35 @@ class Identities:
 
     def answers_to(self, res: Res) -> frozenset[str]:
         """The resource's URN and every URN its aliases and its parents' aliases name."""
-        if res.urn not in self._answers:
-            self._answers[res.urn] = frozenset(self._resolve(res))
-        return self._answers[res.urn]
-
-    def _resolve(self, res: Res) -> set[str]:
-        parent = self._parent(res)
-        parents: list[str | None] = [None] if parent is None else sorted(self.answers_to(parent))
-        names = {engine_urn(self.stack, res.typ, res.name, p) for p in parents}
-        for alias in res.opts.aliases:
-            if alias.urn:
-                names.add(alias.urn)
-                continue
-            spec = alias.spec
-            typ, name = spec.type or res.typ, spec.name or res.name
-            if spec.parentUrn:
-                names.add(engine_urn(self.stack, typ, name, self._as_engine_urn(spec.parentUrn)))
-            elif spec.noParent:
-                names.add(engine_urn(self.stack, typ, name, None))
-            else:
-                names.update(engine_urn(self.stack, typ, name, p) for p in parents)
-        return names
+        return frozenset(self.candidates(res))
 
     def aliases(self, res: Res) -> list[str]:
-        """The URNs other than its own that the resource answers to: earlier identities it carries over."""
-        return sorted(self.answers_to(res) - {self.urn(res)})
+        """The earlier URNs the resource carries over, in the order the engine tries them."""
+        return self.candidates(res)[1:]
+
+    def candidates(self, res: Res) -> list[str]:
+        """Its own URN, then its aliases in the engine's order (pkg/resource/deploy/step_generator.go,
+        `generateAliases`): its own aliases under its parent, then for each alias of its parent its name and
+        each of its aliases under that parent. The engine takes the first one the old state holds."""
+        if res.urn not in self._candidates:
+            parent = self._parent(res)
+            here = self.urn(parent) if parent else None
+            found = [self.urn(res), *(self._collapse(res, alias, here) for alias in res.opts.aliases)]
+            for earlier in self.aliases(parent) if parent else []:
+                found.append(engine_urn(self.stack, res.typ, res.name, earlier))
+                found += [self._collapse(res, alias, earlier) for alias in res.opts.aliases]
+            self._candidates[res.urn] = list(dict.fromkeys(found))
+        return self._candidates[res.urn]
+
+    def _collapse(self, res: Res, alias: Any, parent: str | None) -> str:
+        """The URN one alias (the SDK's `Alias` message: a URN, or a spec of what changed) names under `parent`."""
+        if alias.urn:
+            return str(alias.urn)
+        spec = alias.spec
+        typ, name = spec.type or res.typ, spec.name or res.name
+        if spec.parentUrn:
+            return engine_urn(self.stack, typ, name, self._as_engine_urn(spec.parentUrn))
+        return engine_urn(self.stack, typ, name, None if spec.noParent else parent)
 
     def snapshot(self) -> list[dict[str, str | None]]:
         entries = [{"urn": self.urn(res), "parent": self.parent_urn(res)} for res in self.resources]
