@@ -145,6 +145,28 @@ def test_a_type_rename_without_an_alias_is_a_delete_and_a_create() -> None:
     assert added == [("box", "gantry:test:New"), ("box-topic", "aws:sns/topic:Topic")]
 
 
+class _Pair(pulumi.ComponentResource):
+    """Two children that may each take the other's name (as the load balancer's target groups do), green first."""
+
+    def __init__(self, typ: str, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(typ, "pair", None, opts)
+        for role, other in (("green", "blue"), ("blue", "green")):
+            swap = pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(name=f"pair-{other}")])
+            aws.sns.Topic(f"pair-{role}", opts=swap)
+        self.register_outputs({})
+
+
+def test_a_child_keeps_its_own_name_under_a_renamed_parent_before_a_sibling_it_aliases() -> None:
+    """The engine tries a child's own aliases under its current parent, then its name under each of the
+    parent's aliases: green finds its own old state, not blue's (a sorted order would give it blue's)."""
+    before = snapshot(run_component(lambda: _Pair("gantry:test:Old")), "test")
+    renamed = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="gantry:test:Old")])
+    after = snapshot(run_component(lambda: _Pair("gantry:test:New", renamed)), "test")
+    pairs = plan.matches(before, after)
+    assert len(pairs) == 3
+    assert all(new.rsplit("::", 1)[1] == old.rsplit("::", 1)[1] for new, old in pairs.items()), pairs
+
+
 def _entry(urn: str, aliases: list[str] | None = None, inputs: dict[str, str] | None = None) -> dict[str, Any]:
     entry = {"urn": urn, "type": "aws:t:T", "name": urn, "parent": "", "inputs": inputs or {}, "secretInputs": []}
     return entry if aliases is None else {**entry, "aliases": aliases}
