@@ -38,6 +38,8 @@ import pulumi
 import yaml
 from pulumi.runtime.mocks import MockMonitor
 
+from gantry.urns import Identities
+
 ROOT = Path(__file__).resolve().parents[1]
 # The project's name in Pulumi.yaml: the namespace of gantry's own config keys. Not imported from
 # components.settings: this module must not import the program, which it runs per checkout.
@@ -784,15 +786,19 @@ def digest(value: Any, root: Path = ROOT) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def snapshot(graph: Graph, root: Path = ROOT) -> list[dict[str, Any]]:
-    """The graph without values: per resource its URN, type, name, parent URN, the fingerprint of each
-    input and which inputs are secret. What a diff needs, and nothing a log could leak."""
+def snapshot(graph: Graph, stack: str, root: Path = ROOT) -> list[dict[str, Any]]:
+    """The graph without values: per resource its URN and parent URN as the stack's state holds them
+    (`gantry.urns`), the earlier URNs it carries over through its own or its parents' `aliases`, its
+    type, name, the fingerprint of each input and which inputs are secret. What a diff needs, and nothing
+    a log could leak."""
+    identities = Identities(stack, graph)
     return [
         {
-            "urn": r.urn,
+            "urn": identities.urn(r),
             "type": r.typ,
             "name": r.name,
-            "parent": r.opts.parent,
+            "parent": identities.parent_urn(r) or "",
+            "aliases": identities.aliases(r),
             "inputs": {k: digest(v, root) for k, v in sorted(r.inputs.items())},
             "secretInputs": sorted(r.opts.secret_inputs),
         }
@@ -818,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StackFileError, ConfigRefused) as error:
         print(error, file=sys.stderr)
         return 2
-    json.dump(snapshot(synthesis.graph, root), sys.stdout)
+    json.dump(snapshot(synthesis.graph, args.stack, root), sys.stdout)
     return 0
 
 

@@ -174,18 +174,40 @@ class Diff:
     """Why the comparison is partial or missing (the ref lacks the stack, or could not be synthesised)."""
 
 
-def diff(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> tuple[list, list, list]:
-    """(added, removed, changed) between two snapshots, by URN (which holds type, name and parent chain)."""
-    old = {r["urn"]: r for r in before}
-    new = {r["urn"]: r for r in after}
-    added = [(r["name"], r["type"]) for urn, r in new.items() if urn not in old]
-    removed = [(r["name"], r["type"]) for urn, r in old.items() if urn not in new]
-    changed = []
-    for urn, r in new.items():
-        if urn not in old:
+def matches(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """new URN -> the old URN it takes over, as the engine pairs them: a resource keeps the state of its own
+    URN, else of the first of its `aliases` (own or inherited from a parent) the old state holds; an old
+    resource goes to one new resource only. Aliased means the same resource: changed at most, never a
+    delete and a create (Pulumi docs, resource option `aliases`)."""
+    old = {r["urn"] for r in before}
+    taken: dict[str, str] = {r["urn"]: r["urn"] for r in after if r["urn"] in old}
+    claimed = set(taken.values())
+    for r in after:
+        if r["urn"] in taken:
             continue
-        a, b = old[urn]["inputs"], r["inputs"]
-        secret = set(old[urn]["secretInputs"]) | set(r["secretInputs"])
+        # An entry without `aliases` (a snapshot written by hand) matches by its URN alone.
+        found = next((a for a in r.get("aliases", ()) if a in old and a not in claimed), None)
+        if found is not None:
+            taken[r["urn"]] = found
+            claimed.add(found)
+    return taken
+
+
+def diff(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]) -> tuple[list, list, list]:
+    """(added, removed, changed) between two snapshots, by URN (which holds type, name and parent chain)
+    and the earlier URNs a resource carries over through `aliases` (`matches`)."""
+    old = {r["urn"]: r for r in before}
+    pairs = matches(before, after)
+    kept = set(pairs.values())
+    added = [(r["name"], r["type"]) for r in after if r["urn"] not in pairs]
+    removed = [(r["name"], r["type"]) for urn, r in old.items() if urn not in kept]
+    changed = []
+    for r in after:
+        if r["urn"] not in pairs:
+            continue
+        was = old[pairs[r["urn"]]]
+        a, b = was["inputs"], r["inputs"]
+        secret = set(was["secretInputs"]) | set(r["secretInputs"])
         keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if keys:
             marked = tuple(f"{k} {SECRET_MARK}" if k in secret else k for k in keys)
@@ -253,7 +275,7 @@ def compare(root: Path, stack: str, graph: Graph, ref: str | None) -> Diff:
     if before is None:
         note = f"{against} has no Pulumi.{stack}.yaml: every resource is new"
         return Diff(against=against, commit=commit, added=tuple((r.name, r.typ) for r in graph.resources), note=note)
-    added, removed, changed = diff(before, snapshot(graph))
+    added, removed, changed = diff(before, snapshot(graph, stack))
     return Diff(against=against, commit=commit, added=tuple(added), removed=tuple(removed), changed=tuple(changed))
 
 
