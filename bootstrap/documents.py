@@ -1290,12 +1290,19 @@ def workload_boundary_policy(scope: Scope) -> dict[str, Any]:
             ),
             _allow(
                 "BatchRecords",
-                ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                # Query: a tenant's list pages; DeleteItem: DELETE /v1/files/{id}.
+                [
+                    "dynamodb:GetItem",
+                    "dynamodb:PutItem",
+                    "dynamodb:UpdateItem",
+                    "dynamodb:Query",
+                    "dynamodb:DeleteItem",
+                ],
                 scope.arn("dynamodb", f"table/{p}-*"),
             ),
             _allow(
                 "BatchFiles",
-                ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
                 f"arn:{scope.partition}:s3:::{p}-*/*",
             ),
             # Tracing on: X-Ray's write actions, which take no resource (AWSXrayWriteOnlyAccess).
