@@ -14,7 +14,6 @@ import re
 
 import botocore.session
 import pytest
-from test_aws_shapes import camel, pascal, scaling_shape_errors, shape_errors
 
 from components import policies
 from components.batch_jobs import (
@@ -27,7 +26,8 @@ from components.batch_jobs import (
 )
 from components.scaling import target_tracking_configuration
 from components.settings.queue import QueueSettings
-from harness import ROOT
+from tests.harness import ROOT
+from tests.test_aws_shapes import camel, pascal, scaling_shape_errors, shape_errors
 
 WORKER = ROOT / "app" / "worker"
 CLIENTS = {"s3": "s3", "sqs": "sqs", "table": "dynamodb"}

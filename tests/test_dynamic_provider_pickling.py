@@ -30,7 +30,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 from components.blue_green.provider import BlueGreenDeployProvider
 from components.image_tag import RunningImageTagProvider
 from components.pre_traffic_provider import PreTrafficTaskProvider
-from harness import ROOT
+from tests.harness import ROOT
 
 PINNED_IMPORT_PATHS = {
     "blue-green deploy": ("components.blue_green.provider", "BlueGreenDeployProvider"),

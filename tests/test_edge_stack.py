@@ -15,7 +15,7 @@ import pytest
 
 from components.edge import api_security_headers
 from components.waf import content_length_above
-from harness import (
+from tests.harness import (
     ACCOUNT,
     CLOUDFRONT_ZONE_ID,
     HOSTED_ZONES,

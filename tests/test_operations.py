@@ -9,13 +9,6 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pytest
-from metric_catalog import (
-    alarm_metrics,
-    dashboard_body_problems,
-    dashboard_metrics,
-    metric_problem,
-    worker_metrics_from_code,
-)
 
 from components.alarms import (
     WORKER_METRICS,
@@ -33,7 +26,14 @@ from components.dashboard import DashboardSpec, dashboard_body
 from components.env import AwsEnv
 from components.notifications import Notifications, NotificationsArgs, Publishers, key_policy, route, topic_policy
 from components.settings.operations import DEFAULT_SEVERITY, OperationsSettings, Severities
-from harness import ACCOUNT, run_component
+from tests.harness import ACCOUNT, run_component
+from tests.metric_catalog import (
+    alarm_metrics,
+    dashboard_body_problems,
+    dashboard_metrics,
+    metric_problem,
+    worker_metrics_from_code,
+)
 
 SERVICE = ServiceMetricIdentity(cluster_name="gantry-cluster", service_name="gantry-service")
 WORKER = WorkerMetricIdentity()

@@ -21,8 +21,8 @@ import yaml
 
 from gantry import plan
 from gantry.offline import STAND_IN_PREFIX, TEST_SECRET_VALUE, synthesize
-from harness import ROOT
 from policy.rules import RULES
+from tests.harness import ROOT
 
 NEW_SECRET = "k-plan-test-never-printed-91c3"
 NEW_CIPHERTEXT = "v1:cGxhbnRlc3Q=:bmV2ZXItcHJpbnRlZC05MWMz"

@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from harness import (
+from tests.harness import (
     ACCOUNT,
     CLOUDFRONT_VPC_ORIGIN_SG,
     DEV_REPOSITORY_URL,

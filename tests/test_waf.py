@@ -17,7 +17,7 @@ from components.waf import (
     content_length_above,
     web_acl_rules,
 )
-from harness import ACCOUNT, REGION, run_component
+from tests.harness import ACCOUNT, REGION, run_component
 
 ENV = AwsEnv(account_id=ACCOUNT, region=REGION, partition="aws", stack="test")
 

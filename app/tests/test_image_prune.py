@@ -9,6 +9,7 @@ model it does not need is gone.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -64,7 +65,10 @@ def test_pruned_botocore_still_builds_every_client_the_worker_uses(tmp_path):
         """
     ).replace("SITE", repr(str(site)))
     check = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r})\n{script}"],
+        # -S: no site-packages at all, so the pruned directory (PYTHONPATH) is the only third-party code; -P:
+        # nor the working directory.
+        [sys.executable, "-S", "-P", "-c", script],
+        env={"PYTHONPATH": str(site), "PATH": os.environ.get("PATH", "")},
         capture_output=True,
         text=True,
         timeout=120,

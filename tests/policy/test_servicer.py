@@ -23,8 +23,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from harness import run_program
 from policy import rules
+from tests.harness import run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("servicer_driver.py")
