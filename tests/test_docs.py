@@ -151,7 +151,12 @@ def test_ci_commands_are_what_ci_runs():
     assert commands_
     for command in commands_:
         for word in shlex.split(command, comments=True):
-            a_program_or_url = word in ("pytest", "venv", "--require-hashes", "--no-build-isolation") or word.startswith("https://")
+            a_program_or_url = word in (
+                "pytest",
+                "venv",
+                "--require-hashes",
+                "--no-build-isolation",
+            ) or word.startswith("https://")
             a_repository_file = not word.startswith("-") and (ROOT / word).is_file()
             if a_program_or_url or a_repository_file:
                 used = re.search(rf"(?<![\w/.-]){re.escape(word)}(?![\w/.-])", ci_script)
