@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from components.contract import deny_insecure_transport as deny_insecure_transport
 from components.settings import PolicyStatement
 
 if TYPE_CHECKING:
@@ -383,18 +384,6 @@ def batch_task_policy(
             {"Sid": sids[kind], "Effect": "Allow", "Action": sorted(actions[kind]), "Resource": resources[kind]}
             for kind in ("queue", "objects", "table")
         ],
-    }
-
-
-def deny_insecure_transport(*, resources: Sequence[str], action: str) -> dict[str, Any]:
-    """One statement refusing every request over plain HTTP (aws:SecureTransport false) to `resources`."""
-    return {
-        "Sid": "DenyInsecureTransport",
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": action,
-        "Resource": list(resources),
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
 
 
