@@ -16,7 +16,7 @@ import pulumi_aws as aws
 # (`pip install -e .`): its modules are imported as the `bootstrap` package, with no path fix.
 from bootstrap import documents
 from bootstrap.identity import DeliveryIdentity, DeliveryIdentityArgs
-from bootstrap.settings import NAMESPACE, parse
+from bootstrap.settings import KEYS, NAMESPACE, parse
 from bootstrap.state import StateBackend, StateBackendArgs
 
 region = aws.config.region
@@ -26,22 +26,7 @@ identity = aws.get_caller_identity()
 partition = aws.get_partition().partition
 config = pulumi.Config(NAMESPACE)
 settings = parse(
-    {
-        f"{NAMESPACE}:{key}": value
-        for key in (
-            "githubOwner",
-            "githubRepo",
-            "environments",
-            "pullRequestEnvironment",
-            "oidcSubject",
-            "githubOwnerId",
-            "githubRepositoryId",
-            "stateBucketPrefix",
-            "resourcePrefix",
-            "hostedZoneIds",
-        )
-        if (value := config.get(key)) is not None
-    },
+    {f"{NAMESPACE}:{key}": value for key in KEYS if (value := config.get(key)) is not None},
     account_id=identity.account_id,
     region=region,
 )
