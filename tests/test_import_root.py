@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bootstrap import documents
 from components import contract
+from gantry.offline import snapshot_command
 from tests.harness import ROOT
 
 SKIPPED_DIRS = {".git", ".venv", "venv", "build", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
@@ -136,3 +139,13 @@ def test_each_package_imports_from_this_checkout(package: str) -> None:
     spec = importlib.util.find_spec(package)
     assert spec is not None and spec.origin is not None, f"{package} is not installed: pip install -e ."
     assert Path(spec.origin).resolve() == (PACKAGES[package] / "__init__.py").resolve()
+
+
+def test_the_offline_engine_refuses_a_checkout_it_would_not_import(tmp_path: Path) -> None:
+    """The plan's snapshot of a git ref imports the ref's `components` only because PYTHONPATH names the
+    ref's export (gantry.plan.ref_snapshot): without it the engine would synthesise this checkout and
+    report no change, so it refuses instead (tests/test_plan.py covers the snapshot with it)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(snapshot_command("dev", tmp_path), env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert f"not from {tmp_path.resolve()}" in result.stderr and "PYTHONPATH=" in result.stderr
