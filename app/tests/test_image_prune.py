@@ -65,9 +65,9 @@ def test_pruned_botocore_still_builds_every_client_the_worker_uses(tmp_path):
         """
     ).replace("SITE", repr(str(site)))
     check = subprocess.run(
-        # -S: no site-packages at all, so the pruned directory (PYTHONPATH) is the only third-party code; -P:
-        # nor the working directory.
-        [sys.executable, "-S", "-P", "-c", script],
+        # The pruned directory first on the path (PYTHONPATH precedes site-packages; the script asserts boto3
+        # comes from it); -s and -P keep the user site and the working directory out, as -I did.
+        [sys.executable, "-s", "-P", "-c", script],
         env={"PYTHONPATH": str(site), "PATH": os.environ.get("PATH", "")},
         capture_output=True,
         text=True,
