@@ -9,21 +9,15 @@ provider, the role ARNs, and the boundary and path gantry's own roles must carry
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pulumi
 import pulumi_aws as aws
 
-# The CLI runs this file from bootstrap/; its modules are imported as the `bootstrap` package.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bootstrap import documents  # noqa: E402 - after the path fix above
-from bootstrap.identity import DeliveryIdentity, DeliveryIdentityArgs  # noqa: E402
-from bootstrap.settings import NAMESPACE, parse  # noqa: E402
-from bootstrap.state import StateBackend, StateBackendArgs  # noqa: E402
+# The CLI runs this file from bootstrap/ with ../.venv (Pulumi.yaml), where the repository is installed
+# (`pip install -e .`): its modules are imported as the `bootstrap` package, with no path fix.
+from bootstrap import documents
+from bootstrap.identity import DeliveryIdentity, DeliveryIdentityArgs
+from bootstrap.settings import KEYS, NAMESPACE, parse
+from bootstrap.state import StateBackend, StateBackendArgs
 
 region = aws.config.region
 if not region:
@@ -32,22 +26,7 @@ identity = aws.get_caller_identity()
 partition = aws.get_partition().partition
 config = pulumi.Config(NAMESPACE)
 settings = parse(
-    {
-        f"{NAMESPACE}:{key}": value
-        for key in (
-            "githubOwner",
-            "githubRepo",
-            "environments",
-            "pullRequestEnvironment",
-            "oidcSubject",
-            "githubOwnerId",
-            "githubRepositoryId",
-            "stateBucketPrefix",
-            "resourcePrefix",
-            "hostedZoneIds",
-        )
-        if (value := config.get(key)) is not None
-    },
+    {f"{NAMESPACE}:{key}": value for key in KEYS if (value := config.get(key)) is not None},
     account_id=identity.account_id,
     region=region,
 )

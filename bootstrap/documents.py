@@ -23,26 +23,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# The names the program must match, declared once in the contract both projects import (re-exported here
+# for the bootstrap's own modules and tests).
+from components.contract import BOUNDARY_POLICY_NAME as BOUNDARY_POLICY_NAME
+from components.contract import DELIVERY_ROLE_PATH as DELIVERY_ROLE_PATH
+from components.contract import PROGRAM_KEY_TAG as PROGRAM_KEY_TAG
+from components.contract import PROGRAM_KEY_TAG_VALUE as PROGRAM_KEY_TAG_VALUE
+from components.contract import PROGRAM_PREFIX as PROGRAM_PREFIX
+from components.contract import WORKLOAD_ROLE_PATH as WORKLOAD_ROLE_PATH
+from components.contract import tls_only_bucket_statement
+
 VERSION = "2012-10-17"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 # The audience aws-actions/configure-aws-credentials requests, as GitHub documents for AWS
 # (https://docs.github.com/en/actions/security-for-github-actions/security-hardening-your-deployments/configuring-openid-connect-in-amazon-web-services).
 GITHUB_AUDIENCE = "sts.amazonaws.com"
-# The resource prefix the program names everything with (its logical names are `gantry-*`; the bootstrap's
-# resourcePrefix default): components/settings/access.py requires referenced secrets and parameters to
-# carry it, because the boundary (gantry_secret_arns, gantry_parameter_arns) lets tasks read no others.
-PROGRAM_PREFIX = "gantry"
-WORKLOAD_ROLE_PATH = "/gantry/"
-DELIVERY_ROLE_PATH = "/gantry-delivery/"
-BOUNDARY_POLICY_NAME = "gantry-workload-boundary"
-# The tag that marks a KMS key as one of the program's own (components/observability/notifications.py sets
-# it): the deploy roles may create keys only with it and administer only keys that carry it. AWS KMS
-# authorises CreateKey, TagResource and UntagResource on aws:RequestTag/aws:TagKeys and key operations on
-# aws:ResourceTag ("ABAC for AWS KMS" and "Use tags to control access to KMS keys",
-# https://docs.aws.amazon.com/kms/latest/developerguide/abac.html,
-# https://docs.aws.amazon.com/kms/latest/developerguide/tag-authorization.html).
-PROGRAM_KEY_TAG = "gantry-key"
-PROGRAM_KEY_TAG_VALUE = "program"
 # The same tag on every key of the bootstrap (state.py): a second, ARN-independent deny. IAM cannot tell
 # CreateKey's tagging from a TagResource on an existing key that has no `gantry-key` tag (KMS requires
 # kms:TagResource over every key of the account and Region to tag on create, "Controlling access to tags",
@@ -1322,17 +1317,5 @@ def workload_boundary_policy(scope: Scope) -> dict[str, Any]:
 
 
 def state_bucket_policy(*, bucket_arn: str) -> dict[str, Any]:
-    """Refuse every request that is not over TLS (aws:SecureTransport), for everyone."""
-    return {
-        "Version": VERSION,
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
+    """Refuse every request that is not over TLS (aws:SecureTransport), for everyone: the contract's statement."""
+    return {"Version": VERSION, "Statement": [tls_only_bucket_statement(bucket_arn)]}

@@ -2,12 +2,13 @@
 
 Keys (namespace `gantry-bootstrap`, set with `pulumi config set`): githubOwner, githubRepo, environments,
 pullRequestEnvironment, oidcSubject, githubOwnerId, githubRepositoryId, stateBucketPrefix, resourcePrefix,
-hostedZoneIds. Security stance: every value ends up inside an IAM trust
-condition or an ARN pattern, so anything that would widen one is refused: wildcard or separator characters
-in the owner, repository or an environment name (`*`, `?`, `:` or `/` would turn an exact `sub` into a
-pattern), an empty environment list, a resource prefix shorter than 3 characters (a one-letter prefix
-scopes nothing). Each error names the key, the value and what is allowed, and all of them are reported
-at once.
+hostedZoneIds. One model, `BootstrapSettings`, on the program's settings base (components/settings/base.py
+`Section`: frozen, strict, camelCase aliases, each field declared once with its default and why), so both
+projects validate in one house style. Security stance: every value ends up inside an IAM trust condition
+or an ARN pattern, so anything that would widen one is refused: wildcard or separator characters in the
+owner, repository or an environment name (`*`, `?`, `:` or `/` would turn an exact `sub` into a pattern),
+an empty environment list, a resource prefix shorter than 3 characters (a one-letter prefix scopes
+nothing). Each error names the key, the value and what is allowed, and all of them are reported at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import AfterValidator, ValidationError, ValidationInfo, field_validator, model_validator
+
+from components.settings.base import Section
 
 NAMESPACE = "gantry-bootstrap"
 
@@ -30,7 +35,8 @@ _ZONE = re.compile(r"Z[0-9A-Z]{1,31}")
 _GITHUB_ID = re.compile(r"[1-9][0-9]{0,19}")
 # How the trust policies name the repository in `sub`: GitHub's default template (by name), or the
 # repository's customised template of owner id, repository id and context (documents.REPOSITORY_ID_CLAIM_KEYS).
-SUBJECT_FORMS = ("repository-name", "repository-id")
+SubjectForm = Literal["repository-name", "repository-id"]
+SUBJECT_FORMS: tuple[str, ...] = get_args(SubjectForm)
 # Each zone adds its ARN to the deploy role's `edge` managed policy, which IAM caps at 6,144 characters;
 # 20 of the longest ids with the longest prefix, partition and region still fit (tests/test_quotas.py).
 MAX_HOSTED_ZONES = 20
@@ -41,38 +47,142 @@ MAX_ENVIRONMENTS = 10
 # S3 bucket names are at most 63 characters; the state bucket is <prefix>-<account>-<region>.
 _BUCKET_MAX = 63
 
+# What each key allows, said with every refusal of it (and of its absence, for the required ones).
+ALLOWED = {
+    "githubOwner": "a GitHub user or organisation name (1-39 letters, digits or single inner hyphens)",
+    "githubRepo": "1-100 of A-Z a-z 0-9 . _ -",
+    "environments": "1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit (no * ? : / that would make "
+    "the sub condition a pattern)",
+    "githubOwnerId": "GitHub's numeric id (digits only)",
+    "githubRepositoryId": "GitHub's numeric id (digits only)",
+    "resourcePrefix": "3-30 of a-z 0-9 - starting with a letter (what gantry's logical names start with)",
+    "hostedZoneIds": "a Route 53 zone id (Z...)",
+}
+
 
 class BootstrapConfigError(ValueError):
-    """The bootstrap config is invalid; the message lists every problem and what is allowed."""
+    """The bootstrap config is invalid; the message lists every problem and what is allowed.
+
+    As the program's ConfigError (components/settings/base.py): `problems` holds one line per problem,
+    each starting with the key it is about (`gantry-bootstrap:<key>`)."""
+
+    def __init__(self, problems: list[str] | tuple[str, ...]):
+        self.problems = tuple(problems)
+        super().__init__("invalid bootstrap config:\n  - " + "\n  - ".join(self.problems))
 
 
-@dataclass(frozen=True, kw_only=True)
-class BootstrapSettings:
-    github_owner: str
+def _matching(pattern: re.Pattern[str], key: str, *, also: Any = None) -> AfterValidator:
+    """A string `pattern` matches in full (and `also`, if given, accepts), else refused with what is allowed."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value) or (also is not None and not also(value)):
+            raise ValueError(f"is invalid; allowed: {ALLOWED[key]}")
+        return value
+
+    return AfterValidator(check)
+
+
+Owner = Annotated[str, _matching(_OWNER, "githubOwner")]
+Repo = Annotated[str, _matching(_REPO, "githubRepo", also=lambda v: v not in (".", ".."))]
+Environment = Annotated[str, _matching(_ENVIRONMENT, "environments")]
+GithubId = Annotated[str, _matching(_GITHUB_ID, "githubOwnerId")]
+ResourcePrefix = Annotated[str, _matching(_PREFIX, "resourcePrefix", also=lambda v: not v.endswith("-"))]
+ZoneId = Annotated[str, _matching(_ZONE, "hostedZoneIds")]
+
+
+class BootstrapSettings(Section):
+    """The bootstrap's config (`gantry-bootstrap:*`), one field per key."""
+
+    github_owner: Owner
     """The GitHub user or organisation owning the repository (required)."""
-    github_repo: str
+    github_repo: Repo
     """The repository whose workflows may assume the roles (required)."""
-    environments: tuple[str, ...] = ("dev", "prod")
-    """GitHub environments, one deploy role each; default dev and prod, gantry's committed stacks."""
+    environments: tuple[Environment, ...] = ("dev", "prod")
+    """GitHub environments, one deploy role each: gantry's committed stacks."""
     pull_request_environment: str = "dev"
     """The environment whose preview role trusts every same-repository pull request (`sub` ...:pull_request);
-    default dev, else the first environment. Every other environment's preview role trusts only jobs in the
-    GitHub environment `<env>-preview`, whose required reviewers gate a pull request's preview of it."""
-    oidc_subject: str = "repository-name"
-    """`repository-name` (default, GitHub's default `sub`: repo:OWNER/REPO:...) or `repository-id`
+    `dev` when listed, else the first environment. Every other environment's preview role trusts only jobs in
+    the GitHub environment `<env>-preview`, whose required reviewers gate a pull request's preview of it."""
+    oidc_subject: SubjectForm = "repository-name"
+    """`repository-name` (GitHub's default `sub`: repo:OWNER/REPO:...) or `repository-id`
     (repository_owner_id:ID:repository_id:ID:..., immune to a renamed or re-created repository; needs
     githubOwnerId, githubRepositoryId and the repository's OIDC subject template set, see bootstrap/README.md)."""
-    github_owner_id: str | None = None
+    github_owner_id: GithubId | None = None
     """The owner's numeric id (`gh api users/OWNER --jq .id`); required with oidcSubject repository-id."""
-    github_repository_id: str | None = None
+    github_repository_id: GithubId | None = None
     """The repository's numeric id (`gh api repos/OWNER/REPO --jq .id`); required with oidcSubject repository-id."""
     state_bucket_prefix: str = "gantry-state"
     """The state bucket is `<prefix>-<account>-<region>`: globally unique, and obvious in a bucket list."""
-    resource_prefix: str = "gantry"
+    resource_prefix: ResourcePrefix = "gantry"
     """What gantry's resources are named after (Pulumi auto-names children of `gantry-*` logical names):
     the deploy roles' permissions are scoped to names starting with `<prefix>-`."""
-    hosted_zone_ids: tuple[str, ...] = ()
-    """Route 53 zones the deploy roles may write records in (gantry:domain); default none (no domain)."""
+    hosted_zone_ids: tuple[ZoneId, ...] = ()
+    """Route 53 zones the deploy roles may write records in (gantry:domain); none without a domain."""
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_list(cls, environments: tuple[str, ...]) -> tuple[str, ...]:
+        if not environments:
+            raise ValueError("is empty; allowed: at least one GitHub environment name")
+        if len(environments) > MAX_ENVIRONMENTS:
+            raise ValueError(
+                f"lists {len(environments)} environments; allowed: at most {MAX_ENVIRONMENTS} (each adds its "
+                "secrets key to a deploy policy IAM caps at 6,144 characters)"
+            )
+        lowered = [e.lower() for e in environments]
+        duplicates = sorted({e for e in lowered if lowered.count(e) > 1})
+        if duplicates:
+            raise ValueError(f"repeats {duplicates}; allowed: each name once (GitHub environment names ignore case)")
+        return environments
+
+    @field_validator("hosted_zone_ids")
+    @classmethod
+    def _zone_count(cls, zones: tuple[str, ...]) -> tuple[str, ...]:
+        if len(zones) > MAX_HOSTED_ZONES:
+            raise ValueError(
+                f"lists {len(zones)} zones; allowed: at most {MAX_HOSTED_ZONES} (each one grows a deploy policy "
+                "IAM caps at 6,144 characters)"
+            )
+        return zones
+
+    @field_validator("pull_request_environment")
+    @classmethod
+    def _listed(cls, name: str, info: ValidationInfo) -> str:
+        environments = info.data.get("environments")
+        if environments and name not in environments:
+            raise ValueError(
+                f"is invalid; allowed: one of the environments {list(environments)} (its preview role is the "
+                "one every pull request may assume)"
+            )
+        return name
+
+    @field_validator("state_bucket_prefix")
+    @classmethod
+    def _bucket_name(cls, prefix: str, info: ValidationInfo) -> str:
+        account, region = (info.context or {}).get("account_id", ""), (info.context or {}).get("region", "")
+        bucket = f"{prefix}-{account}-{region}"
+        if not _BUCKET_PREFIX.fullmatch(prefix) or prefix.endswith("-") or "--" in prefix or len(bucket) > _BUCKET_MAX:
+            raise ValueError(
+                "is invalid; allowed: 3-49 of a-z 0-9 - starting with a letter, no trailing or double hyphen, "
+                f"and <prefix>-{account}-{region} at most {_BUCKET_MAX} characters (S3 bucket naming rules)"
+            )
+        return prefix
+
+    @model_validator(mode="after")
+    def _ids_for_the_id_subject(self) -> BootstrapSettings:
+        if self.oidc_subject == "repository-id":
+            ids = {"githubOwnerId": self.github_owner_id, "githubRepositoryId": self.github_repository_id}
+            missing = [key for key, value in ids.items() if value is None]
+            if missing:
+                # One problem per key, a line each (pydantic takes one message per validator).
+                raise ValueError(
+                    "\n".join(
+                        f"{NAMESPACE}:{key} is required with oidcSubject repository-id; allowed: GitHub's numeric "
+                        "id (`gh api repos/OWNER/REPO --jq .owner.id,.id`)"
+                        for key in missing
+                    )
+                )
+        return self
 
     @property
     def repository(self) -> str:
@@ -89,9 +199,15 @@ class BootstrapSettings:
         return f"{self.state_bucket_prefix}-{account_id}-{region}"
 
 
-def _list(key: str, raw: str | None, errors: list[str]) -> list[str] | None:
-    if raw is None:
-        return None
+KEYS: tuple[str, ...] = tuple(field.alias or name for name, field in BootstrapSettings.model_fields.items())
+"""Every config key the bootstrap reads (without the namespace), in declaration order."""
+_LISTS = {"environments", "hostedZoneIds"}
+# Keys whose empty value means "unset" (the CLI's `pulumi config set KEY ""`), as before the model.
+_EMPTY_IS_UNSET = {"pullRequestEnvironment", "oidcSubject", "stateBucketPrefix", "resourcePrefix"}
+
+
+def _decoded(key: str, raw: str, errors: list[str]) -> Any:
+    """A list key's JSON value (the CLI passes lists JSON-encoded), or None after recording why not."""
     try:
         value = json.loads(raw)
     except ValueError:
@@ -103,100 +219,48 @@ def _list(key: str, raw: str | None, errors: list[str]) -> list[str] | None:
     return value
 
 
+def _problem(error: Any) -> str:
+    """One pydantic error as the bootstrap says it: the key, the value and what is allowed (a model-level
+    error may hold several such lines)."""
+    loc = error["loc"]
+    message = re.sub(r"^Value error, ", "", error["msg"])
+    if not loc:
+        return message
+    key = str(loc[0])
+    if error["type"] == "missing":
+        return f"{NAMESPACE}:{key}=None is invalid; allowed: {ALLOWED.get(key, 'a value')}"
+    if error["type"] == "literal_error":
+        return f"{NAMESPACE}:{key}={error['input']!r} is invalid; allowed: {', '.join(SUBJECT_FORMS)}"
+    if len(loc) > 1:
+        return f"{NAMESPACE}:{key} entry {error['input']!r} {message}"
+    if message.startswith("is invalid"):
+        return f"{NAMESPACE}:{key}={error['input']!r} {message}"
+    return f"{NAMESPACE}:{key} {message}"
+
+
 def parse(values: Mapping[str, str], *, account_id: str, region: str) -> BootstrapSettings:
-    """Settings from the CLI's config values (`<namespace>:<key>` -> string, lists JSON-encoded)."""
+    """Settings from the CLI's config values (`<namespace>:<key>` -> string, lists JSON-encoded).
+
+    Reads exactly the keys in KEYS; an empty value counts as unset (the default applies)."""
     errors: list[str] = []
-
-    def get(key: str) -> str | None:
-        return values.get(f"{NAMESPACE}:{key}")
-
-    owner, repo = get("githubOwner"), get("githubRepo")
-    if not owner or not _OWNER.fullmatch(owner):
-        errors.append(
-            f"{NAMESPACE}:githubOwner={owner!r} is invalid; allowed: a GitHub user or organisation name "
-            "(1-39 letters, digits or single inner hyphens)"
+    data: dict[str, Any] = {}
+    for key in KEYS:
+        raw = values.get(f"{NAMESPACE}:{key}")
+        if raw is None or (raw == "" and key in _EMPTY_IS_UNSET):
+            continue
+        value = _decoded(key, raw, errors) if key in _LISTS else raw
+        if value is not None:
+            data[key] = value
+    if "pullRequestEnvironment" not in data and isinstance(data.get("environments", ()), list):
+        environments = data.get("environments", list(BootstrapSettings.model_fields["environments"].default))
+        if environments:
+            data["pullRequestEnvironment"] = "dev" if "dev" in environments else environments[0]
+    try:
+        settings = BootstrapSettings.model_validate_json(
+            json.dumps(data), context={"account_id": account_id, "region": region}, by_alias=True, by_name=False
         )
-    if not repo or not _REPO.fullmatch(repo) or repo in (".", ".."):
-        errors.append(f"{NAMESPACE}:githubRepo={repo!r} is invalid; allowed: 1-100 of A-Z a-z 0-9 . _ -")
-
-    environments = _list("environments", get("environments"), errors)
-    if environments is not None:
-        if not environments:
-            errors.append(f"{NAMESPACE}:environments is empty; allowed: at least one GitHub environment name")
-        for env in environments:
-            if not _ENVIRONMENT.fullmatch(env):
-                errors.append(
-                    f"{NAMESPACE}:environments entry {env!r} is invalid; allowed: 1-64 of A-Z a-z 0-9 . _ - "
-                    "starting with a letter or digit (no * ? : / that would make the sub condition a pattern)"
-                )
-        if len(environments) > MAX_ENVIRONMENTS:
-            errors.append(
-                f"{NAMESPACE}:environments lists {len(environments)} environments; allowed: at most "
-                f"{MAX_ENVIRONMENTS} (each adds its secrets key to a deploy policy IAM caps at 6,144 characters)"
-            )
-        duplicates = sorted({e.lower() for e in environments if [x.lower() for x in environments].count(e.lower()) > 1})
-        if duplicates:
-            errors.append(f"{NAMESPACE}:environments repeats {duplicates} (GitHub environment names ignore case)")
-
-    envs = environments if environments is not None else list(BootstrapSettings.environments)
-    default_pr = "dev" if "dev" in envs else (envs[0] if envs else BootstrapSettings.pull_request_environment)
-    pull_request_environment = get("pullRequestEnvironment") or default_pr
-    if envs and pull_request_environment not in envs:
-        errors.append(
-            f"{NAMESPACE}:pullRequestEnvironment={pull_request_environment!r} is invalid; allowed: one of the "
-            f"environments {envs} (its preview role is the one every pull request may assume)"
-        )
-    oidc_subject = get("oidcSubject") or BootstrapSettings.oidc_subject
-    if oidc_subject not in SUBJECT_FORMS:
-        errors.append(f"{NAMESPACE}:oidcSubject={oidc_subject!r} is invalid; allowed: {', '.join(SUBJECT_FORMS)}")
-    ids = {key: get(key) for key in ("githubOwnerId", "githubRepositoryId")}
-    for key, value in ids.items():
-        if value is not None and not _GITHUB_ID.fullmatch(value):
-            errors.append(f"{NAMESPACE}:{key}={value!r} is invalid; allowed: GitHub's numeric id (digits only)")
-        if oidc_subject == "repository-id" and value is None:
-            errors.append(
-                f"{NAMESPACE}:{key} is required with oidcSubject repository-id; allowed: GitHub's numeric id "
-                "(`gh api repos/OWNER/REPO --jq .owner.id,.id`)"
-            )
-
-    prefix = get("stateBucketPrefix") or BootstrapSettings.state_bucket_prefix
-    bucket = f"{prefix}-{account_id}-{region}"
-    if not _BUCKET_PREFIX.fullmatch(prefix) or prefix.endswith("-") or "--" in prefix or len(bucket) > _BUCKET_MAX:
-        errors.append(
-            f"{NAMESPACE}:stateBucketPrefix={prefix!r} is invalid; allowed: 3-49 of a-z 0-9 - starting with a "
-            f"letter, no trailing or double hyphen, and <prefix>-{account_id}-{region} at most {_BUCKET_MAX} "
-            "characters (S3 bucket naming rules)"
-        )
-
-    resource_prefix = get("resourcePrefix") or BootstrapSettings.resource_prefix
-    if not _PREFIX.fullmatch(resource_prefix) or resource_prefix.endswith("-"):
-        errors.append(
-            f"{NAMESPACE}:resourcePrefix={resource_prefix!r} is invalid; allowed: 3-30 of a-z 0-9 - starting with "
-            "a letter (what gantry's logical names start with)"
-        )
-
-    zones = _list("hostedZoneIds", get("hostedZoneIds"), errors) or []
-    for zone in zones:
-        if not _ZONE.fullmatch(zone):
-            errors.append(f"{NAMESPACE}:hostedZoneIds entry {zone!r} is invalid; allowed: a Route 53 zone id (Z...)")
-    if len(zones) > MAX_HOSTED_ZONES:
-        errors.append(
-            f"{NAMESPACE}:hostedZoneIds lists {len(zones)} zones; allowed: at most {MAX_HOSTED_ZONES} (each one "
-            "grows a deploy policy IAM caps at 6,144 characters)"
-        )
-
+    except ValidationError as error:
+        errors.extend(line for e in error.errors(include_url=False) for line in _problem(e).split("\n"))
     if errors:
-        raise BootstrapConfigError("invalid bootstrap config:\n  - " + "\n  - ".join(errors))
-    assert owner is not None and repo is not None
-    return BootstrapSettings(
-        github_owner=owner,
-        github_repo=repo,
-        environments=tuple(envs),
-        pull_request_environment=pull_request_environment,
-        oidc_subject=oidc_subject,
-        github_owner_id=ids["githubOwnerId"],
-        github_repository_id=ids["githubRepositoryId"],
-        state_bucket_prefix=prefix,
-        resource_prefix=resource_prefix,
-        hosted_zone_ids=tuple(zones),
-    )
+        raise BootstrapConfigError(errors)
+    return settings

@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from bootstrap.documents import WORKLOAD_ROLE_PATH
+from components.contract import WORKLOAD_ROLE_PATH
 from components.settings import AwsFacts, Settings, partition_for_region
 from components.settings.iam import IamSettings
 

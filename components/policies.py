@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from components.contract import deny_insecure_transport as deny_insecure_transport
+from components.contract import tls_only_bucket_statement as tls_only_bucket_statement
 from components.settings import PolicyStatement
 
 if TYPE_CHECKING:
@@ -377,25 +379,6 @@ def batch_task_policy(
             for kind in ("queue", "objects", "table")
         ],
     }
-
-
-def deny_insecure_transport(*, resources: Sequence[str], action: str) -> dict[str, Any]:
-    """One statement refusing every request over plain HTTP (aws:SecureTransport false) to `resources`."""
-    return {
-        "Sid": "DenyInsecureTransport",
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": action,
-        "Resource": list(resources),
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }
-
-
-def tls_only_bucket_statement(bucket_arn: str) -> dict[str, Any]:
-    """The statement every gantry bucket policy carries: no request to the bucket or its objects over plain
-    HTTP ("To determine HTTP or HTTPS requests in a bucket policy, use a condition that checks for the key
-    aws:SecureTransport", Amazon S3 User Guide, security best practices)."""
-    return deny_insecure_transport(resources=[bucket_arn, f"{bucket_arn}/*"], action="s3:*")
 
 
 def batch_bucket_policy(bucket_arn: str) -> dict[str, Any]:

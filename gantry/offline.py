@@ -13,8 +13,9 @@ which reads keys and `secure:` values as the Pulumi CLI does. Security stance: n
 network are used; `secure:` values never reach the program (it gets stand-ins, `offline-stand-in-...`,
 derived from the ciphertext but revealing nothing of the secret), stack-created secrets get test values,
 and each resource records which of its inputs carried a secret so that callers never print them.
-`python -m gantry.offline --root DIR STACK` prints a value-free snapshot (`snapshot`) of another
-checkout, which is how the plan compares against a git ref in a fresh interpreter.
+`PYTHONPATH=DIR python -P gantry/offline.py --root DIR STACK` prints a value-free snapshot (`snapshot`)
+of another checkout, which is how the plan compares against a git ref in a fresh interpreter: this file
+runs as the engine, and the checkout's `components` come first on the import path (`snapshot_command`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -806,6 +808,13 @@ def snapshot(graph: Graph, stack: str, root: Path = ROOT) -> list[dict[str, Any]
     ]
 
 
+def snapshot_command(stack: str, root: Path) -> list[str]:
+    """The command that prints `stack`'s snapshot of the checkout at `root` with this engine: this file by
+    path under -P (no script directory or working directory on the import path), so that with
+    PYTHONPATH=<root> the checkout's own `components` are imported and this file is the engine."""
+    return [sys.executable, "-P", str(Path(__file__).resolve()), stack, "--root", str(root)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m gantry.offline", description="Print the value-free snapshot of a checkout's stack as JSON."
@@ -814,8 +823,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout to synthesise (default: this one)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    # The checkout's own `components` must win over this repository's, whose root `python -m` put first.
-    sys.path.insert(0, str(root))
+    # The checkout's own `components` must be the ones imported: the caller puts it first on the path
+    # (`snapshot_command`); synthesising this repository's instead would compare a checkout with itself.
+    found = importlib.util.find_spec("components")
+    origin = Path(found.origin).resolve() if found is not None and found.origin else None
+    if origin is None or not origin.is_relative_to(root):
+        print(
+            f"`components` imports from {origin.parent if origin else 'nowhere'}, not from {root}: "
+            f"run {' '.join(snapshot_command(args.stack, root))} with PYTHONPATH={root}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         synthesis = synthesize(args.stack, root)
     except StackNotFound as error:

@@ -34,7 +34,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gantry.cost import CostError, Estimate, budget_shortfall, estimate
-from gantry.offline import ROOT, ConfigRefused, Graph, StackFileError, Synthesis, snapshot, stack_config, synthesize
+from gantry.offline import (
+    ROOT,
+    ConfigRefused,
+    Graph,
+    StackFileError,
+    Synthesis,
+    snapshot,
+    snapshot_command,
+    stack_config,
+    synthesize,
+)
 from policy.rules import DEFAULT_PRODUCTION_STACKS, RULES, Resource, evaluate, is_production
 
 Level = Literal["mandatory", "advisory", "disabled"]
@@ -247,15 +257,15 @@ def ref_snapshot(root: Path, commit: str, stack: str) -> list[dict[str, Any]] | 
     with tempfile.TemporaryDirectory(prefix="gantry-plan-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter=_inside)
-        # Run from this checkout so this engine is used; `--root` puts the ref's components first. The
-        # export is no git checkout, so the commit the program records is given as CI gives it.
+        # This checkout's engine on the ref's components (gantry.offline.snapshot_command, PYTHONPATH
+        # first). The export is no git checkout, so the commit the program records is given as CI gives it.
         result = subprocess.run(
-            [sys.executable, "-m", "gantry.offline", stack, "--root", tmp],
+            snapshot_command(stack, Path(tmp)),
             cwd=ROOT,
             capture_output=True,
             text=True,
             timeout=600,
-            env={**os.environ, "GITHUB_SHA": commit},
+            env={**os.environ, "GITHUB_SHA": commit, "PYTHONPATH": tmp},
         )
     if result.returncode == EXIT_NO_STACK:
         return None

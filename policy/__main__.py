@@ -18,18 +18,13 @@ escaping one stack rule would fail the whole AnalyzeStack call and drop every st
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-# The CLI runs this file from policy/ in the pack's own virtualenv: the rules import the repository's
-# `components` package (the secret-shape checks the settings use), so the repository root goes first.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from pulumi_policy import (  # noqa: E402 - after the path fix above
+# The CLI runs this file from policy/ in the pack's own virtualenv (policy/venv): `policy` and the
+# `components` the rules import (the secret-shape checks the settings use) come from the repository's
+# editable install there (scripts/policy_venv.py), not from a path fix.
+from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
     PolicyPack,
@@ -41,7 +36,7 @@ from pulumi_policy import (  # noqa: E402 - after the path fix above
     StackValidationPolicy,
 )
 
-from policy.rules import (  # noqa: E402
+from policy.rules import (
     DEFAULT_PRODUCTION_STACKS,
     RULES,
     Resource,

@@ -5,9 +5,13 @@ analyzer (pkg/engine/update.go `installAndLoadPolicyPlugins` installs Pulumi Clo
 not `--policy-pack` paths), and the Python analyzer shim stops with "'venv' doesn't appear to be a
 virtual environment" when it is missing (sdk/python/dist/pulumi-analyzer-policy-python). So every
 setup and workflow that passes `--policy-pack` runs `python3 scripts/policy_venv.py` first. Stdlib only,
-so any python3 runs it. Security stance: every file pip installs must match a sha256 of the lock
-(--require-hashes) and pip is used as the venv ships it (an upgrade would be an unpinned download).
-An existing venv is reused only while its stamp matches the lock's digest; otherwise it is rebuilt.
+so any python3 runs it. The pack imports `policy` and `components` from the repository, so the venv also
+gets the repository's editable install, as the development one does (`pip install --no-deps
+--no-build-isolation -e .`: the lock's dependencies only, built with the lock's setuptools), instead of a
+path fix in policy/__main__.py. Security stance: every file pip installs must match a sha256 of the lock
+(--require-hashes) and pip is used as the venv ships it (an upgrade would be an unpinned download); the
+editable install downloads nothing. An existing venv is reused only while its stamp matches the digest of
+the lock and of pyproject.toml (what the editable install is made from); otherwise it is rebuilt.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "policy" / "requirements.txt"
+PYPROJECT = ROOT / "pyproject.toml"
 VENV = ROOT / "policy" / "venv"
 STAMP_NAME = "gantry-requirements.sha256"
-"""Inside the venv: the sha256 of the lock it was filled from (so a changed lock rebuilds it)."""
+"""Inside the venv: the sha256 of the lock and pyproject.toml it was filled from (a change rebuilds it)."""
 
 
 def lock_digest(lock: Path = LOCK) -> str:
-    return hashlib.sha256(lock.read_bytes()).hexdigest()
+    return hashlib.sha256(lock.read_bytes() + b"\0" + PYPROJECT.read_bytes()).hexdigest()
 
 
 def is_current(target: Path = VENV, lock: Path = LOCK) -> bool:
@@ -54,6 +59,21 @@ def ensure(target: Path = VENV, lock: Path = LOCK) -> Path:
             "--require-hashes",
             "-r",
             str(lock),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-build-isolation",
+            "-e",
+            str(ROOT),
         ],
         check=True,
     )

@@ -1,15 +1,12 @@
-"""pytest setup for the infrastructure tests: the project root on sys.path, a fresh event loop per test, and
-no deploy workflow's variables."""
+"""pytest setup for the infrastructure tests: a fresh event loop per test, and no deploy workflow's variables.
+
+The program's packages (`components`, `gantry`, `bootstrap`, `policy`, `worker`) come from the repository's
+editable install (`pip install -e .`); `tests` is a package imported from the root, which pytest's rootdir
+(and `python -m pytest`'s working directory) puts on the path."""
 
 import asyncio
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(autouse=True)

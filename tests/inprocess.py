@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from gantry import plan
-from harness import ROOT
+from tests.harness import ROOT
 
 # What the program, the plan and its policy rules are made of: the modules a subprocess would import.
 PROGRAM = ("__main__.py", "components", "gantry", "policy/rules.py")

@@ -9,7 +9,6 @@ against Application Auto Scaling's PutScheduledAction model and the cron/at rule
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,9 @@ from botocore.validate import ParamValidator
 
 from components.settings.workload import at_expression, cron_expression
 from components.workload.scaling import WORKER_FLUSH_SECONDS
-from harness import OWN_SERVICE, ROOT, Graph, run_program, stack_config, with_test_secrets
-
-sys.path.insert(0, str(ROOT / "app"))
-from worker import config as worker_config  # noqa: E402
-from worker import metrics as worker_metrics  # noqa: E402
+from tests.harness import OWN_SERVICE, Graph, run_program, stack_config, with_test_secrets
+from worker import config as worker_config
+from worker import metrics as worker_metrics
 
 POLICY = "aws:appautoscaling/policy:Policy"
 SCHEDULED = "aws:appautoscaling/scheduledAction:ScheduledAction"

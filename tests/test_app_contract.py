@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from harness import ROOT, TEST_SECRET_VALUE, run_program
-
-sys.path.insert(0, str(ROOT / "app"))
-from components.settings import load_settings  # noqa: E402
-from worker import config as worker_config  # noqa: E402
+from components.settings import load_settings
+from tests.harness import ROOT, TEST_SECRET_VALUE, run_program
+from worker import config as worker_config
 
 
 class RecordingEnv(Mapping):

@@ -15,7 +15,7 @@ import pytest
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 from components.workload.scaling import MetricQuery, ScalingRule, target_tracking_configuration
-from harness import Graph, run_program
+from tests.harness import Graph, run_program
 
 SESSION = botocore.session.get_session()
 # IAM service prefixes whose botocore model name differs.

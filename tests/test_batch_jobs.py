@@ -14,7 +14,6 @@ import re
 
 import botocore.session
 import pytest
-from test_aws_shapes import camel, pascal, scaling_shape_errors, shape_errors
 
 from components import policies
 from components.batch.jobs import (
@@ -27,7 +26,8 @@ from components.batch.jobs import (
 )
 from components.settings.queue import QueueSettings
 from components.workload.scaling import target_tracking_configuration
-from harness import ROOT
+from tests.harness import ROOT
+from tests.test_aws_shapes import camel, pascal, scaling_shape_errors, shape_errors
 
 WORKER = ROOT / "app" / "worker"
 CLIENTS = {"s3": "s3", "sqs": "sqs", "table": "dynamodb"}

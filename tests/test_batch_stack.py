@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Any
 
 import pytest
 
 from components import policies
-from harness import PRIVATE_SUBNETS, ROOT, TEST_SECRET_VALUE, Graph, run_program, stack_config, with_test_secrets
-
-sys.path.insert(0, str(ROOT / "app"))
-from worker import config as worker_config  # noqa: E402
+from tests.harness import PRIVATE_SUBNETS, ROOT, TEST_SECRET_VALUE, Graph, run_program, stack_config, with_test_secrets
+from worker import config as worker_config
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"

@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from harness import ACCOUNT, PRIVATE_SUBNETS, REGION, Graph, Res, run_program, stack_config, with_test_secrets
+from tests.harness import ACCOUNT, PRIVATE_SUBNETS, REGION, Graph, Res, run_program, stack_config, with_test_secrets
 
 SERVICE = "aws:ecs/service:Service"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"

@@ -31,7 +31,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from harness import ROOT
+from tests.harness import ROOT
 
 CI = ROOT / "scripts" / "ci"
 BUCKET = "gantry-state-210987654321"

@@ -25,7 +25,7 @@ import pytest
 from botocore.stub import Stubber
 from moto.server import ThreadedMotoServer
 
-from harness import ROOT
+from tests.harness import ROOT
 
 CI = ROOT / "scripts" / "ci"
 

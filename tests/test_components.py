@@ -50,7 +50,7 @@ from components.workload.service import (
     TargetAttachment,
     container_definitions,
 )
-from harness import ACCOUNT, DIGEST, PRIVATE_SUBNETS, REGION, ROOT, VERSION_ID, run_component
+from tests.harness import ACCOUNT, DIGEST, PRIVATE_SUBNETS, REGION, ROOT, VERSION_ID, run_component
 
 SG_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 SG_EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"

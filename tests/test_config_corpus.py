@@ -40,7 +40,7 @@ import pytest
 import yaml
 
 from components.settings import ConfigError, load_settings
-from harness import TEST_SECRET_VALUE, Graph, run_program, stack_config, with_test_secrets
+from tests.harness import TEST_SECRET_VALUE, Graph, run_program, stack_config, with_test_secrets
 
 CASES_DIR = Path(__file__).resolve().parent / "config_cases"
 MISTAKES: list[dict[str, Any]] = yaml.safe_load((CASES_DIR / "mistakes.yaml").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gantry.cost import PRICES, CostError, estimate, main, on_demand_share
-from harness import Res, run_program
+from tests.harness import Res, run_program
 
 
 def test_the_dev_estimate_matches_the_hand_calculation():

@@ -16,7 +16,7 @@ from components.edge.cutover import refuse_own_edge, weights
 from components.settings import ConfigError, load_settings
 from components.settings.edge import DomainSettings
 from components.settings.migration import CutoverSettings, PreviousCutover, cutover_problems
-from harness import HOSTED_ZONES, ROOT, Graph, run_program, stack_config, with_test_secrets
+from tests.harness import HOSTED_ZONES, ROOT, Graph, run_program, stack_config, with_test_secrets
 
 [ZONE_ID] = HOSTED_ZONES
 HOSTNAME = "embed.acme.io"

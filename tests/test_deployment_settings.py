@@ -10,7 +10,7 @@ import pytest
 
 from components.settings import ConfigError, load_settings
 from components.stack_config import controller_from_outputs
-from harness import REGION, stack_config, with_test_secrets
+from tests.harness import REGION, stack_config, with_test_secrets
 
 
 def gantry_config(stack: str) -> tuple[dict[str, Any], list[str]]:

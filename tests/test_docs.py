@@ -30,9 +30,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_own_service_guide import SERVICE, commands, fresh_clone
 
-from harness import ROOT
+from tests.harness import ROOT
+from tests.test_own_service_guide import SERVICE, commands, fresh_clone
 
 README = ROOT / "README.md"
 GUIDE = ROOT / "docs" / "own-service.md"
@@ -139,6 +139,8 @@ def test_the_readme_says_how_to_install_plan_and_test():
     # The README's set-up is the install and the test (CI runs them) and the offline plan (run here).
     ci = marked(README, "sh ci")
     assert any("requirements-dev.txt" in c for c in ci) and "pytest" in ci
+    # The repository itself is installed after the lock (one import root; pyproject.toml).
+    assert any(c.startswith("pip install --no-deps --no-build-isolation -e . ") for c in ci)
     assert "python -m gantry.plan dev --no-diff" in marked(README, "sh")
     assert marked(README, "sh aws"), "the first deploy is in the README, marked as needing AWS"
 
@@ -149,7 +151,12 @@ def test_ci_commands_are_what_ci_runs():
     assert commands_
     for command in commands_:
         for word in shlex.split(command, comments=True):
-            a_program_or_url = word in ("pytest", "venv", "--require-hashes") or word.startswith("https://")
+            a_program_or_url = word in (
+                "pytest",
+                "venv",
+                "--require-hashes",
+                "--no-build-isolation",
+            ) or word.startswith("https://")
             a_repository_file = not word.startswith("-") and (ROOT / word).is_file()
             if a_program_or_url or a_repository_file:
                 used = re.search(rf"(?<![\w/.-]){re.escape(word)}(?![\w/.-])", ci_script)

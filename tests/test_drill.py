@@ -15,7 +15,7 @@ import pytest
 from botocore.stub import Stubber
 
 from gantry.drill import FAULT_PATH, Drill, DrillError, DrillFailed, main
-from harness import ACCOUNT, REGION
+from tests.harness import ACCOUNT, REGION
 
 CLUSTER, SERVICE = "gantry-1a2b", "gantry-service-3c4d"
 GOOD = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/gantry-dev:7"

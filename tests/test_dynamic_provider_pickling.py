@@ -9,9 +9,10 @@ module and class name only (the payload below holds nothing else), so the host m
 `-m` puts the host's working directory first on sys.path ("As with the -c option, the current directory will
 be added to the start of sys.path", Python command-line docs), and the Pulumi CLI starts provider plugins in
 the program's directory (pulumi/pulumi#5455 describes that pwd for the Node.js host's script), which for this
-project is its root (Pulumi.yaml has no `main`). The tests load each payload in a fresh process started
-elsewhere, with the root on PYTHONPATH standing in for that sys.path entry, and show that without it the
-load fails: what a moved or renamed class does to existing stacks.
+project is its root (Pulumi.yaml has no `main`); the virtualenv's editable install of the repository
+(`pip install -e .`) makes `components` importable from any directory too. The tests load each payload in a
+fresh process started elsewhere, with the root on PYTHONPATH and with only the install, and show that a
+payload naming a moved module fails to load: what a moved or renamed class does to existing stacks.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 from components.blue_green.provider import BlueGreenDeployProvider
 from components.image_tag import RunningImageTagProvider
 from components.pre_traffic_provider import PreTrafficTaskProvider
-from harness import ROOT
+from tests.harness import ROOT
 
 PINNED_IMPORT_PATHS = {
     "blue-green deploy": ("components.blue_green.provider", "BlueGreenDeployProvider"),
@@ -107,14 +108,27 @@ def test_the_host_loads_each_provider_from_outside_the_project_with_the_root_on_
 
 
 @pytest.mark.parametrize("role", sorted(PINNED_IMPORT_PATHS))
-def test_without_the_project_root_on_the_path_the_host_cannot_load_it(role, payloads, tmp_path):
-    """Why `pulumi` must run this project from its own directory: the host finds `components` only there."""
+def test_the_installed_repository_lets_the_host_load_it_from_anywhere(role, payloads, tmp_path):
+    """No PYTHONPATH and no project directory: the virtualenv's install of the repository is enough."""
     loaded = load_in_host(payloads[role], cwd=tmp_path, pythonpath=None)
-    assert loaded.returncode != 0
-    assert "No module named 'components'" in loaded.stderr
-    # The same process started where the CLI starts it, the project root, needs no PYTHONPATH at all.
+    assert loaded.returncode == 0, f"{role}: {loaded.stderr[-2000:]}\n(is the repository installed? pip install -e .)"
+    assert tuple(json.loads(loaded.stdout)[:2]) == PINNED_IMPORT_PATHS[role]
+    # The same process started where the CLI starts it, the project root, loads it too.
     at_root = load_in_host(payloads[role], cwd=ROOT, pythonpath=None)
     assert at_root.returncode == 0, at_root.stderr[-2000:]
+
+
+@pytest.mark.parametrize("role", sorted(PINNED_IMPORT_PATHS))
+def test_a_payload_naming_a_moved_module_cannot_be_loaded(role, payloads, tmp_path):
+    """What a move does to a stack's state: the stored payload names the old module, which is gone."""
+    module = PINNED_IMPORT_PATHS[role][0].encode()
+    # Same length, so the pickle's length-prefixed string stays well formed.
+    moved = module[:-1] + (b"_" if module[-1:] != b"_" else b"x")
+    payload = base64.b64encode(base64.b64decode(payloads[role]).replace(module, moved, 1)).decode()
+    assert class_reference(payload)[0] == moved.decode()
+    loaded = load_in_host(payload, cwd=ROOT, pythonpath=ROOT)
+    assert loaded.returncode != 0
+    assert f"No module named '{moved.decode()}'" in loaded.stderr
 
 
 def test_every_dynamic_provider_in_the_program_is_pinned() -> None:

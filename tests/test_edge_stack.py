@@ -16,7 +16,7 @@ import pytest
 from components.edge.distribution import api_security_headers
 from components.edge.waf import content_length_above
 from components.settings.pinned import with_defaults
-from harness import (
+from tests.harness import (
     ACCOUNT,
     CLOUDFRONT_ZONE_ID,
     HOSTED_ZONES,

@@ -18,9 +18,9 @@ import pulumi
 import pytest
 import yaml
 
-import harness
 from gantry import offline
-from harness import Graph, run_program, stack_config, synthesis_cache_info, with_test_secrets
+from tests import harness
+from tests.harness import Graph, run_program, stack_config, synthesis_cache_info, with_test_secrets
 
 SERVICE = "aws:ecs/service:Service"
 

@@ -16,8 +16,8 @@ import pytest
 from bootstrap import documents
 from components.env import AwsEnv, gantry_role
 from components.settings.iam import IamSettings
-from harness import ACCOUNT, BOUNDARY_ARN, OWN_SERVICE, REGION, Graph, run_component, run_program, stack_config
-from harness import with_test_secrets as _with_test_secrets
+from tests.harness import ACCOUNT, BOUNDARY_ARN, OWN_SERVICE, REGION, Graph, run_component, run_program, stack_config
+from tests.harness import with_test_secrets as _with_test_secrets
 
 ROLE = "aws:iam/role:Role"
 STACKS = ["dev", "prod", OWN_SERVICE]

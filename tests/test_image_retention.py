@@ -25,7 +25,7 @@ from components.image_tag import (
 )
 from components.settings.invocation import ProviderSession
 from components.settings.promotion import EVALUATED_TAG_PREFIX
-from harness import ACCOUNT, DEV_REPOSITORY, DEV_REPOSITORY_URL, DIGEST, REGION, Graph, run_program, stack_config
+from tests.harness import ACCOUNT, DEV_REPOSITORY, DEV_REPOSITORY_URL, DIGEST, REGION, Graph, run_program, stack_config
 
 DYNAMIC = "pulumi-python:dynamic:Resource"
 

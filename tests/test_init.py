@@ -21,14 +21,14 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from test_own_service_guide import fresh_clone
 
 from components.settings import ConfigError, load_settings
 from components.settings.operations import OperationsSettings, default_tags_problems, unwatched_production
 from components.settings.workload import ContainerSettings, ImageSettings, inherited_health_check
 from gantry import init
 from gantry.cost import budget_shortfall, estimate
-from harness import ROOT, run_program, stack_config, with_test_secrets
+from tests.harness import ROOT, run_program, stack_config, with_test_secrets
+from tests.test_own_service_guide import fresh_clone
 
 SERVICE = ROOT / "tests" / "guide_service"
 GOOD = ["--stack", "team", "--context", "../my-api", "--port", "8080", "--health-path", "/healthz"]
@@ -226,7 +226,7 @@ def test_default_tags_must_carry_the_budget_tag():
 def test_the_program_refuses_a_stack_without_default_tags_before_any_resource():
     config, secret_keys = with_test_secrets(stack_config("dev"))
     del config["aws:defaultTags"]
-    from harness import Graph
+    from tests.harness import Graph
 
     graph = Graph()
     with pytest.raises(Exception, match=r"aws:defaultTags\.tags\.environment: is not set") as info:

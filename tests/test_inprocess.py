@@ -17,8 +17,8 @@ import pytest
 
 from gantry import plan
 from gantry.offline import Synthesis
-from harness import ROOT
-from inprocess import PROGRAM, run_plan
+from tests.harness import ROOT
+from tests.inprocess import PROGRAM, run_plan
 
 ENV = {**os.environ, "GITHUB_SHA": "0" * 40}
 

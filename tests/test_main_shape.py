@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 
-from harness import ROOT
+from tests.harness import ROOT
 
 FORBIDDEN = (
     ast.BinOp,

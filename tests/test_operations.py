@@ -9,13 +9,6 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pytest
-from metric_catalog import (
-    alarm_metrics,
-    dashboard_body_problems,
-    dashboard_metrics,
-    metric_problem,
-    worker_metrics_from_code,
-)
 
 from components.env import AwsEnv
 from components.observability.alarms import (
@@ -40,7 +33,14 @@ from components.observability.notifications import (
     topic_policy,
 )
 from components.settings.operations import DEFAULT_SEVERITY, OperationsSettings, Severities
-from harness import ACCOUNT, run_component
+from tests.harness import ACCOUNT, run_component
+from tests.metric_catalog import (
+    alarm_metrics,
+    dashboard_body_problems,
+    dashboard_metrics,
+    metric_problem,
+    worker_metrics_from_code,
+)
 
 SERVICE = ServiceMetricIdentity(cluster_name="gantry-cluster", service_name="gantry-service")
 WORKER = WorkerMetricIdentity()

@@ -8,16 +8,16 @@ import json
 
 import pytest
 import yaml
-from metric_catalog import (
+
+from components.settings.operations import DEFAULT_SEVERITY
+from tests.harness import ACCOUNT, REGION, ROOT, Graph, Res, run_program, stack_config, with_test_secrets
+from tests.metric_catalog import (
     alarm_metrics,
     dashboard_body_problems,
     dashboard_metrics,
     metric_problem,
     worker_metrics_from_code,
 )
-
-from components.settings.operations import DEFAULT_SEVERITY
-from harness import ACCOUNT, REGION, ROOT, Graph, Res, run_program, stack_config, with_test_secrets
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from components.settings.deployment import DeploymentSettings
-from harness import HOSTED_ZONES, VPC_ID, Graph, Res, run_program, stack_config, with_test_secrets
+from tests.harness import HOSTED_ZONES, VPC_ID, Graph, Res, run_program, stack_config, with_test_secrets
 
 STACKS = ["dev", "prod"]
 

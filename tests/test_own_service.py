@@ -18,9 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from test_app_contract import final_stage
-
-from harness import OWN_SERVICE_CHANGES, ROOT
+from tests.harness import OWN_SERVICE_CHANGES, ROOT
+from tests.test_app_contract import final_stage
 
 SERVICE = ROOT / "tests" / "own_service"
 

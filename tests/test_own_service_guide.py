@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import ROOT
+from tests.harness import ROOT
 
 GUIDE = ROOT / "docs" / "own-service.md"
 SERVICE = ROOT / "tests" / "guide_service"

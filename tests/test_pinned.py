@@ -12,8 +12,8 @@ import pytest
 
 from components.settings.loader import CONFIG_KEYS
 from components.settings.pinned import PINNED, restatements, unpinned_restatements
-from harness import ROOT, stack_config
 from policy.rules import DEFAULT_PRODUCTION_STACKS
+from tests.harness import ROOT, stack_config
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in ROOT.glob("Pulumi.*.yaml"))
 

@@ -21,9 +21,9 @@ import yaml
 
 from gantry import plan
 from gantry.offline import STAND_IN_PREFIX, TEST_SECRET_VALUE, synthesize
-from harness import ROOT
-from inprocess import run_plan as run_plan_here
 from policy.rules import RULES
+from tests.harness import ROOT
+from tests.inprocess import run_plan as run_plan_here
 
 NEW_SECRET = "k-plan-test-never-printed-91c3"
 NEW_CIPHERTEXT = "v1:cGxhbnRlc3Q=:bmV2ZXItcHJpbnRlZC05MWMz"

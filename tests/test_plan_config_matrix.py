@@ -30,8 +30,8 @@ import pytest
 import yaml
 
 from gantry.offline import STAND_IN_PREFIX, TEST_SECRET_VALUE, run_program, stack_config
-from harness import ROOT
-from inprocess import run_plan
+from tests.harness import ROOT
+from tests.inprocess import run_plan
 
 DEV = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
 # What an operator would set with `pulumi config set --secret --path 'secretValues.API_KEYS'`: the CLI

@@ -15,17 +15,13 @@ Each check is also run on a mutated workflow to prove it fails.
 from __future__ import annotations
 
 import copy
-import sys
 from typing import Any
 
 import pytest
-from test_workflows import WORKFLOWS, job_steps, load
-
-from harness import ROOT
 
 # bootstrap_runner lives with the bootstrap's own tests (mypy finds it through mypy_path).
-sys.path.insert(0, str(ROOT / "tests" / "bootstrap"))
-from bootstrap_runner import CONFIG, run_bootstrap  # noqa: E402
+from tests.bootstrap.bootstrap_runner import CONFIG, run_bootstrap
+from tests.test_workflows import WORKFLOWS, job_steps, load
 
 PULL_REQUEST = WORKFLOWS / "pull-request.yml"
 CREDENTIALS = "aws-actions/configure-aws-credentials@"

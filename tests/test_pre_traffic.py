@@ -21,7 +21,7 @@ from components.pre_traffic import (
     run_task_request,
 )
 from components.pre_traffic_provider import run_needed, task_from_props
-from harness import ACCOUNT, PRIVATE_SUBNETS, REGION, run_program, stack_config, with_test_secrets
+from tests.harness import ACCOUNT, PRIVATE_SUBNETS, REGION, run_program, stack_config, with_test_secrets
 
 CLUSTER = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/gantry"
 TASK_DEF = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/gantry-dev:8"

@@ -23,7 +23,7 @@ from components.settings.promotion import (
     repository_name,
     source_revision,
 )
-from harness import (
+from tests.harness import (
     ACCOUNT,
     CURRENT_RUN,
     DEV_REPOSITORY,

@@ -23,7 +23,7 @@ from bootstrap.settings import MAX_ENVIRONMENTS, MAX_HOSTED_ZONES
 from components import quotas
 from components.quotas import Item, check
 from gantry.plan import as_policy_resources
-from harness import ACCOUNT, REGION, run_program
+from tests.harness import ACCOUNT, REGION, run_program
 
 URN = "urn:pulumi:dev::gantry::"
 

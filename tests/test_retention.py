@@ -5,16 +5,13 @@ task definition keeps its replaced revisions registered for rollbacks."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
 
-from harness import OWN_SERVICE, ROOT, Graph, run_program, stack_config, with_test_secrets
-
 # The bootstrap is its own project; its runner lives with its tests.
-sys.path.insert(0, str(ROOT / "tests" / "bootstrap"))
-from bootstrap_runner import run_bootstrap  # noqa: E402
+from tests.bootstrap.bootstrap_runner import run_bootstrap
+from tests.harness import OWN_SERVICE, Graph, run_program, stack_config, with_test_secrets
 
 BUCKET = "aws:s3/bucket:Bucket"
 LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"

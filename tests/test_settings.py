@@ -32,7 +32,7 @@ from components.settings import (
 )
 from components.settings.base import find_placeholders
 from components.settings.workload import FARGATE_CPUS, fargate_memory_options
-from harness import ROOT, TEST_SECRET_VALUE, stack_config, with_test_secrets
+from tests.harness import ROOT, TEST_SECRET_VALUE, stack_config, with_test_secrets
 
 ACCOUNT = "210987654321"
 REGION = "eu-west-1"

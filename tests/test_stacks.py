@@ -12,7 +12,7 @@ import pytest
 
 from components.settings.loader import CONFIG_KEYS
 from components.settings.pinned import with_defaults
-from harness import (
+from tests.harness import (
     ACCOUNT,
     CLOUDFRONT_VPC_ORIGIN_SG,
     DEV_REPOSITORY_URL,

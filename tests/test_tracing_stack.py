@@ -10,15 +10,14 @@ five actions, and the policy pack's rules still pass.
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import pytest
-from test_aws_shapes import SESSION, shape_errors
 
 from components.workload.tracing import XRAY_WRITE_ACTIONS
-from harness import ROOT, Graph, run_program, stack_config, with_test_secrets
 from policy.rules import Resource, evaluate
+from tests.harness import Graph, run_program, stack_config, with_test_secrets
+from tests.test_aws_shapes import SESSION, shape_errors
 
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -142,7 +141,6 @@ def test_tracing_on_passes_the_policy_pack_and_a_wider_star_still_fails():
 
 
 def test_the_worker_turns_tracing_on_from_exactly_the_rendered_variables():
-    sys.path.insert(0, str(ROOT / "app"))
     from worker import tracing as worker_tracing
 
     app = containers(run("dev", {"enabled": True}))["app"]

@@ -17,7 +17,7 @@ from components.edge.waf import (
 )
 from components.env import AwsEnv
 from components.settings.edge import WafSettings
-from harness import ACCOUNT, REGION, run_component
+from tests.harness import ACCOUNT, REGION, run_component
 
 ENV = AwsEnv(account_id=ACCOUNT, region=REGION, partition="aws", stack="test")
 

@@ -34,7 +34,7 @@ import yaml
 from bootstrap.identity import DEPLOY_SESSION_SECONDS, PREVIEW_SESSION_SECONDS
 from components.settings import load_settings
 from components.settings.invocation import DIGEST_VARIABLE, RUN_VARIABLE
-from harness import REGION, ROOT, stack_config, with_test_secrets
+from tests.harness import REGION, ROOT, stack_config, with_test_secrets
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
@@ -928,3 +928,48 @@ def test_pull_request_checks_never_push_the_image_they_evaluate() -> None:
     build = next(s for s in image if s.get("uses", "").startswith("docker/build-push-action@"))
     build["with"]["push"] = True
     assert shipping_problems(workflows) == ["checks.yml image: builds with push True"]
+
+
+# The repository is one installable package (pyproject.toml): `components`, `gantry`, `bootstrap`, `policy`
+# and `worker` import only from its editable install, never from a path fix. --require-hashes cannot take
+# a local editable project, so the install is a second command with the lock's setuptools (no isolation).
+EDITABLE_INSTALL = re.compile(r"pip install [^\n]*--no-deps --no-build-isolation -e \.(?:\s|$)")
+LOCK_INSTALL = re.compile(r"pip install [^\n]*--require-hashes [^\n]*-r (requirements(?:-dev)?\.txt)")
+
+
+def editable_install_problems(name: str, runs: list[str]) -> list[str]:
+    """Each run step that installs the program's or the dev lock must then install the repository."""
+    problems = []
+    for run in runs:
+        for lock in LOCK_INSTALL.finditer(run):
+            if not EDITABLE_INSTALL.search(run[lock.end() :]):
+                problems.append(f"{name}: installs {lock.group(1)} but not the repository (-e . after it)")
+    return problems
+
+
+def every_run() -> dict[str, list[str]]:
+    runs = {f.name: [s.get("run", "") for j in load(f)["jobs"].values() for s in j.get("steps", [])] for f in FILES}
+    for path in ACTION_FILES:
+        steps = yaml.safe_load(path.read_text())["runs"]["steps"]
+        runs[str(path.relative_to(ROOT))] = [s.get("run", "") for s in steps]
+    return runs
+
+
+def test_every_lock_install_also_installs_the_repository() -> None:
+    runs = every_run()
+    assert [p for name, steps in runs.items() for p in editable_install_problems(name, steps)] == []
+    # Four installs today: the three pull-request jobs and the deploy setup every deploy job shares.
+    assert sum(len(LOCK_INSTALL.findall(r)) for steps in runs.values() for r in steps) >= 4
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert editable_install_problems(".ci/run", [ci]) == [] and LOCK_INSTALL.search(ci)
+
+
+def test_the_editable_install_check_fails_without_it() -> None:
+    lock_only = ".venv/bin/python -m pip install --disable-pip-version-check --require-hashes -r requirements.txt"
+    assert editable_install_problems("job", [lock_only]) == [
+        "job: installs requirements.txt but not the repository (-e . after it)"
+    ]
+    before = ".venv/bin/python -m pip install --no-deps --no-build-isolation -e .\n" + lock_only
+    assert editable_install_problems("job", [before]) != []
+    isolated = lock_only + "\n.venv/bin/python -m pip install -e ."
+    assert editable_install_problems("job", [isolated]) != []

@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(APP_DIR / "bench"))
 
-import workloads  # noqa: E402
-from benchmark import cpu_info  # noqa: E402
+# `bench` is a package of the repository's editable install (pyproject.toml).
+from bench import workloads  # noqa: E402
+from bench.benchmark import cpu_info  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 

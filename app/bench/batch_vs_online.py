@@ -36,12 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-APP_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(APP_DIR / "bench"))
-
-import workloads  # noqa: E402  (bench/ is not a package)
-from batch_benchmark import MODEL, emulator, free_port, service_envs, start, wait_ready  # noqa: E402
-from benchmark import cpu_info  # noqa: E402
+from bench import workloads
+from bench.batch_benchmark import MODEL, emulator, free_port, service_envs, start, wait_ready
+from bench.benchmark import cpu_info
 
 BATCH_SIZE = 32
 CLIENTS = 4

@@ -53,12 +53,10 @@ from packaging.utils import canonicalize_name
 
 APP_DIR = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(APP_DIR))
 
-from worker.golden import load_golden  # noqa: E402  (needs APP_DIR on sys.path)
-
-sys.path.insert(0, str(BENCH_DIR))
-import workloads  # noqa: E402  (bench/ is not a package)
+# `worker` and `bench` are packages of the repository's editable install (pyproject.toml).
+from bench import workloads  # noqa: E402
+from worker.golden import load_golden  # noqa: E402
 
 TARGETS = {
     "cold_start_s": 0.25,

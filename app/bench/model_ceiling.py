@@ -37,7 +37,6 @@ APP_DIR = Path(__file__).resolve().parent.parent
 CELL_CAPS = (128, 256, 512, 1024, 2048)
 # How many of the sweep's best configurations --confirm measures again.
 CONFIRM_TOP = 3
-sys.path.insert(0, str(APP_DIR))
 
 
 def rate(run, texts: list, batch: int, seconds: float, clock=time.perf_counter) -> float:

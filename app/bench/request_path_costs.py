@@ -28,9 +28,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-APP_DIR = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(APP_DIR))
 
 # The trivial app the floor is measured with, run as `python -c` under the same uvicorn options.
 _FLOOR_APP = """
@@ -56,7 +54,7 @@ def per_call_us(function: Callable[[int], object], calls: int) -> float:
 
 def floor_us(args, texts_file: Path) -> float:
     """Event-loop CPU per request of a trivial ASGI app on uvicorn, under the (a) load."""
-    from benchmark import cpu_seconds
+    from bench.benchmark import cpu_seconds
 
     server = subprocess.Popen(
         ["taskset", "-c", str(args.cpu), sys.executable, "-c", _FLOOR_APP, str(args.port)],
@@ -168,7 +166,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.model_dir is None or not (Path(args.model_dir) / "model.onnx").is_file():
         parser.error("--model-dir (or $MODEL_DIR) must be a directory built by python -m worker.build_model")
-    sys.path.insert(0, str(BENCH_DIR))
     from worker.golden import load_golden
 
     with tempfile.TemporaryDirectory(prefix="gantry-costs-") as tmp:

@@ -23,10 +23,9 @@ from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent.parent
 MIXED_FILE = Path(__file__).resolve().parent / "mixed_workload.json"
-if str(APP_DIR) not in sys.path:
-    sys.path.insert(0, str(APP_DIR))
 
-from worker.golden import load_golden  # noqa: E402  (needs APP_DIR on sys.path)
+# `worker` is a package of the repository's editable install (pyproject.toml).
+from worker.golden import load_golden  # noqa: E402
 
 # (fewest tokens, most tokens, number of texts), special tokens included; 256 texts in all.
 MIXED_DISTRIBUTION = (

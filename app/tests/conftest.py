@@ -7,8 +7,9 @@ The check and the build run under a file lock (build/model.lock), so that under 
 worker builds and the others wait, then reuse what it built.
 `start_worker` runs `python -m worker` from app/ as a subprocess on a free port — the same command
 the image's CMD runs — and stops it at teardown; `shared_worker` is one such worker per module for
-tests that do not change its state. app/ and this directory go on sys.path so that `worker` and
-`worker_harness` import whether pytest runs from app/ or from the repository root.
+tests that do not change its state. `worker` comes from the repository's editable install
+(`pip install -e .`), and `worker_harness` from this directory, which pytest puts on the path (its
+rootdir-relative "prepend" import of a test directory that is not a package).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from filelock import FileLock
 TESTS_DIR = Path(__file__).resolve().parent
 APP_DIR = TESTS_DIR.parent
 REPO_DIR = APP_DIR.parent
-for _path in (str(APP_DIR), str(TESTS_DIR)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
 from worker_harness import Worker, spawn, wait_healthy  # noqa: E402
 

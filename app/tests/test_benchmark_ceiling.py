@@ -8,12 +8,9 @@ the way the sweep measured it, and that benchmark.py then compares servers with 
 from __future__ import annotations
 
 import importlib.util
-import sys
 
 from conftest import APP_DIR
 from test_benchmark_requirements import load_benchmark
-
-sys.path.insert(0, str(APP_DIR / "bench"))
 
 
 def load_model_ceiling():

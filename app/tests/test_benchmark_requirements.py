@@ -9,7 +9,6 @@ from conftest import APP_DIR
 
 
 def load_benchmark():
-    sys.path.insert(0, str(APP_DIR / "bench"))
     spec = importlib.util.spec_from_file_location("gantry_benchmark", APP_DIR / "bench" / "benchmark.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

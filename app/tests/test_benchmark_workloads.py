@@ -8,13 +8,8 @@ own tokenizer, and checks the file is what the generator makes (so it cannot be 
 from __future__ import annotations
 
 import json
-import sys
 
-from conftest import APP_DIR
-
-sys.path.insert(0, str(APP_DIR / "bench"))
-
-import workloads  # noqa: E402  (bench/ is not a package)
+from bench import workloads
 
 
 def test_mixed_workload_file_matches_its_stated_distribution(model_dir):

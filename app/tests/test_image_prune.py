@@ -9,6 +9,7 @@ model it does not need is gone.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -64,7 +65,10 @@ def test_pruned_botocore_still_builds_every_client_the_worker_uses(tmp_path):
         """
     ).replace("SITE", repr(str(site)))
     check = subprocess.run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r})\n{script}"],
+        # The pruned directory first on the path (PYTHONPATH precedes site-packages; the script asserts boto3
+        # comes from it); -s and -P keep the user site and the working directory out, as -I did.
+        [sys.executable, "-s", "-P", "-c", script],
+        env={"PYTHONPATH": str(site), "PATH": os.environ.get("PATH", "")},
         capture_output=True,
         text=True,
         timeout=120,

@@ -70,9 +70,7 @@ def reference_document(references_npz: Path, golden_path: Path | None = None) ->
     """The handler's reference data: golden cases, texts in the eval's order, fp32 embeddings."""
     import numpy as np
 
-    app_dir = Path(__file__).resolve().parents[2] / "app"
-    if str(app_dir) not in sys.path:
-        sys.path.insert(0, str(app_dir))
+    # The worker is part of the installed package (pyproject.toml maps app/worker to `worker`).
     from worker.golden import DEFAULT_PATH, load_golden, reference_texts
 
     cases = load_golden(golden_path)

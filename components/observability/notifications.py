@@ -29,7 +29,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from bootstrap.documents import DELIVERY_ROLE_PATH, PROGRAM_KEY_TAG, PROGRAM_KEY_TAG_VALUE
+from components.contract import DELIVERY_ROLE_PATH, PROGRAM_KEY_TAG, PROGRAM_KEY_TAG_VALUE
 from components.env import AwsEnv
 from components.settings.operations import SEVERITIES, OperationsSettings
 

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator
 
-from bootstrap.documents import PROGRAM_PREFIX
+from components.contract import PROGRAM_PREFIX
 from components.settings.base import Section, Token, Where, parse_arn
 
 # Actions whose resource is an IAM role that then acts with its own permissions: a wildcard there is

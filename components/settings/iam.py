@@ -1,6 +1,6 @@
 """Settings of `iam`: the path and permissions boundary every IAM role gantry's program creates carries.
 
-The defaults are the bootstrap's (`bootstrap/documents.py`, imported, not copied): its deploy roles may
+The defaults are the bootstrap's (`components/contract.py`, shared, not copied): its deploy roles may
 create, change and pass roles only under `/gantry/`, and create them only with the boundary policy
 `gantry-workload-boundary` attached, so a stack on the defaults is exactly what those roles allow.
 Security stance: the boundary is on by default, so a role a deploy creates can never do more than the
@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-from bootstrap.documents import BOUNDARY_POLICY_NAME, WORKLOAD_ROLE_PATH
+from components.contract import BOUNDARY_POLICY_NAME, WORKLOAD_ROLE_PATH
 from components.settings.base import Section, Token, Where, parse_arn
 
 # IAM's path rules (IAM API Role.Path: "/" alone, or "/" + segments of [\w+=,.@-] each ending in "/",

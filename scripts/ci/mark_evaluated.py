@@ -25,18 +25,14 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-# Run as `.venv/bin/python scripts/ci/mark_evaluated.py`: the program's modules are imported from the root.
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from components.image_tag import TagError, region_of, tag_image  # noqa: E402 - after the path fix above
-from components.settings.promotion import evaluated_tag, repository_name  # noqa: E402
+# Run as `.venv/bin/python scripts/ci/mark_evaluated.py`: the program's modules come from the
+# repository's editable install in .venv (`pip install -e .`).
+from components.image_tag import TagError, region_of, tag_image
+from components.settings.promotion import evaluated_tag, repository_name
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 

@@ -6,7 +6,6 @@ import inspect
 import json
 import re
 import sys
-from pathlib import Path
 
 import pulumi_aws as aws
 import pytest
@@ -24,7 +23,6 @@ from components.settings.timing import (
 )
 from components.settings.traffic import TrafficShift, bad_canary_rollback_minutes
 
-APP_DIR = Path(__file__).resolve().parents[2] / "app"
 TG = "targetgroup/gantry-prod-green/0123456789abcdef"
 LB = "app/gantry-prod/fedcba9876543210"
 
@@ -154,9 +152,8 @@ def test_bad_settings_are_refused(build, needle):
         build()
 
 
-def test_worker_alarm_reads_exactly_what_the_worker_emits(monkeypatch):
+def test_worker_alarm_reads_exactly_what_the_worker_emits():
     """Run the worker's own EMF serialiser and match namespace, metric names and dimensions."""
-    monkeypatch.syspath_prepend(str(APP_DIR))
     sys.modules.pop("worker", None)
     from worker.metrics import Metrics, _Interval
 
@@ -175,8 +172,7 @@ def test_worker_alarm_reads_exactly_what_the_worker_emits(monkeypatch):
     assert spec["name"] == "gantry-prod-worker-5xx-rate"
 
 
-def test_worker_alarm_defaults_are_the_workers_defaults(monkeypatch):
-    monkeypatch.syspath_prepend(str(APP_DIR))
+def test_worker_alarm_defaults_are_the_workers_defaults():
     from worker import config
 
     source = inspect.getsource(config.load_settings)

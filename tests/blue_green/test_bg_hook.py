@@ -14,6 +14,7 @@ import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 
 import botocore.session
 import numpy as np
@@ -179,8 +180,7 @@ def test_smoke_check_health_and_one_request():
         assert "answered 503" in run({"CHECK": "smoke", "TEST_URL": url}, "Failed")["summary"]
 
 
-def test_eval_arithmetic_agrees_with_the_worker_eval(monkeypatch):
-    monkeypatch.syspath_prepend(str(APP_DIR))
+def test_eval_arithmetic_agrees_with_the_worker_eval():
     from worker import eval as worker_eval
     from worker.golden import load_golden
 
@@ -208,12 +208,22 @@ def test_eval_arithmetic_agrees_with_the_worker_eval(monkeypatch):
 
 @pytest.fixture(scope="module")
 def built_model() -> Path:
-    """The model build's output, shared with app/tests (same directory and cache key as its model_dir)."""
-    spec = importlib.util.spec_from_file_location("app_tests_conftest", APP_DIR / "tests" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conftest)
-    return conftest.ensure_model()
+    """The model build's output, shared with app/tests (same directory and cache key as its model_dir).
+
+    app/tests is no package: under pytest its directory is on the path, here its conftest and the
+    `worker_harness` it imports are loaded by file, the helper first under the name the conftest imports."""
+
+    def load(name: str, file: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, APP_DIR / "tests" / file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    if "worker_harness" not in sys.modules:
+        load("worker_harness", "worker_harness.py")
+    return Path(load("app_tests_conftest", "conftest.py").ensure_model())
 
 
 def test_packaged_references_match_the_model_build(built_model):

@@ -18,7 +18,7 @@ from components.settings.invocation import (
     alarm_override,
     provider_session,
 )
-from harness import run_program, stack_config, with_test_secrets
+from tests.harness import run_program, stack_config, with_test_secrets
 
 DEPLOY, REASON = "gantry-deploy-deploy", "INC-42: fix for the 5xx alarm"
 ROLE = "arn:aws:iam::123456789012:role/gantry-deploy"

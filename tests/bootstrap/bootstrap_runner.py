@@ -9,7 +9,7 @@ from typing import Any
 
 import pulumi
 
-from harness import ACCOUNT, ROOT, CapturingMonitor, GantryMocks, Graph
+from tests.harness import ACCOUNT, ROOT, CapturingMonitor, GantryMocks, Graph
 
 PROGRAM = ROOT / "bootstrap" / "__main__.py"
 # The config of an account running the example in bootstrap/README.md.

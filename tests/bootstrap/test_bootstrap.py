@@ -8,13 +8,13 @@ import json
 from typing import Any
 
 import pytest
-from iam_eval import allowed
 
 from bootstrap import documents
 from bootstrap.settings import BootstrapConfigError, parse
-from bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
 from components import quotas
 from gantry.plan import as_policy_resources
+from tests.bootstrap.bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
+from tests.iam_eval import allowed
 
 SCOPE = documents.Scope(account_id=ACCOUNT, region="eu-west-1")
 STATE = {

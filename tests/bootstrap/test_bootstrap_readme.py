@@ -25,8 +25,8 @@ import yaml
 
 from bootstrap import documents
 from bootstrap.settings import NAMESPACE, parse
-from bootstrap_runner import ACCOUNT, run_bootstrap
-from harness import ROOT, Graph
+from tests.bootstrap.bootstrap_runner import ACCOUNT, run_bootstrap
+from tests.harness import ROOT, Graph
 
 README = ROOT / "bootstrap" / "README.md"
 PROJECT = ROOT / "bootstrap" / "Pulumi.yaml"

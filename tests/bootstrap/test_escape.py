@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from iam_eval import allowed, request_tags, resource_tags
 
 from bootstrap import documents
-from bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
+from tests.bootstrap.bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
+from tests.iam_eval import allowed, request_tags, resource_tags
 
 SCOPE = documents.Scope(account_id=ACCOUNT, region="eu-west-1")
 KEY = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key"

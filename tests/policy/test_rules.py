@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from gantry.plan import as_policy_resources
-from harness import Res, run_program
 from policy import rules
 from policy.rules import RULES, Resource, evaluate
+from tests.harness import Res, run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,8 +24,8 @@ import pulumi
 import pytest
 from filelock import FileLock
 
-from harness import run_program
 from policy import rules
+from tests.harness import run_program
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("servicer_driver.py")

@@ -1,0 +1,3 @@
+"""The infrastructure tests, a package: they import their helpers as `tests.harness`, `tests.iam_eval`, ...
+from the repository root (pytest's rootdir, or the working directory of `python -m pytest`), so neither
+pytest nor mypy needs a hand-kept search path."""

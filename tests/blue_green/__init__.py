@@ -1,0 +1,1 @@
+"""The blue/green deployment's tests, piece by piece."""

@@ -1,0 +1,1 @@
+"""The bootstrap project's tests (its own Pulumi program, bootstrap/)."""
