@@ -162,7 +162,7 @@ _syntheses: OrderedDict[str, Graph] = OrderedDict()
 # What a Graph holds before the run, for the program to read (part of the key); every other field is what
 # the run recorded (resources, calls, exports, warnings, ...) and a hit hands back all of them, so a field
 # the engine gains later is carried without a change here.
-_READS = ("previous_outputs", "stack_outputs", "ecr_images")
+_READS = ("previous_outputs", "stack_outputs", "ecr_images", "ecr_tags")
 _RECORDED = tuple(f.name for f in dataclasses.fields(Graph) if f.name not in _READS)
 _stats = {"hits": 0, "misses": 0}
 
@@ -188,6 +188,7 @@ def _synthesis_key(stack: str, config: dict[str, Any], secret_keys: list[str], g
         graph.previous_outputs,
         graph.stack_outputs,
         sorted(graph.ecr_images),
+        sorted(graph.ecr_tags.items()),
         environment,
         _git_state(),
     ]

@@ -184,3 +184,18 @@ def test_a_stack_file_is_parsed_once_per_content(tmp_path: Path, monkeypatch: py
         with pytest.raises(offline.StackFileError, match="not valid YAML"):
             stack_config("dev", tmp_path)
     assert len(parses) == 5
+
+
+def test_every_field_a_fresh_graph_fills_is_a_read_and_part_of_the_key(program_runs: list[str]) -> None:
+    """A Graph field with a non-empty default (ECR's tags, other stacks' outputs) is what the program reads:
+    left out of the reads, it would disable the cache; left out of the key, prod would plan against the
+    wrong tags. Another run's evaluated tags are another synthesis."""
+    fresh = Graph()
+    assert {f.name for f in dataclasses.fields(Graph) if getattr(fresh, f.name)} <= set(harness._READS)
+    run_program("prod")
+    run_program("prod")
+    assert program_runs == ["prod"]
+    retagged = Graph(ecr_tags={k: v for k, v in Graph().ecr_tags.items() if k[1] != f"evaluated-{offline.EARLIER_RUN}"})
+    assert retagged.ecr_tags != fresh.ecr_tags
+    run_program("prod", graph=retagged)
+    assert program_runs == ["prod", "prod"]
