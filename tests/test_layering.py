@@ -26,7 +26,11 @@ from pathlib import Path
 
 COMPONENTS = Path(__file__).resolve().parents[1] / "components"
 SHARED = "shared"
+# The contract both Pulumi projects share (role paths, boundary name, transport policy): plain names and
+# pure documents that import no component, so everything may stand on it, settings included.
+CONTRACT = "contract"
 LAYERS = {
+    CONTRACT: -1,
     "settings": 0,
     SHARED: 1,
     "network": 2,
@@ -49,6 +53,8 @@ class Tie:
 def room(module: str) -> str:
     """The room of a dotted `components.` module: its family folder, or `shared` for a top-level module."""
     parts = module.split(".")
+    if module == f"components.{CONTRACT}":
+        return CONTRACT
     if len(parts) > 2 and (COMPONENTS / parts[1]).is_dir():
         return parts[1]
     if len(parts) == 2 and (COMPONENTS / parts[1]).is_dir():
@@ -72,6 +78,8 @@ def imports_of(path: Path) -> list[str]:
 
 def room_of_file(path: Path) -> str:
     relative = path.relative_to(COMPONENTS)
+    if relative.parts == (f"{CONTRACT}.py",):
+        return CONTRACT
     return relative.parts[0] if len(relative.parts) > 1 else SHARED
 
 
@@ -96,13 +104,18 @@ def against_the_layering(all_ties: list[Tie]) -> list[str]:
 
 def test_every_folder_of_components_has_a_layer() -> None:
     folders = {p.name for p in COMPONENTS.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert folders == set(LAYERS) - {SHARED}
+    assert folders == set(LAYERS) - {SHARED, CONTRACT}
 
 
 def test_no_settings_module_imports_a_component() -> None:
     settings = [t for t in ties() if t.importer.startswith("settings/")]
     assert settings, "the settings modules import each other"
-    assert [f"{t.importer} -> {t.imported}" for t in settings if room(t.imported) != "settings"] == []
+    # The contract is not a component: names and pure documents, importing nothing of components/.
+    assert [f"{t.importer} -> {t.imported}" for t in settings if room(t.imported) not in ("settings", CONTRACT)] == []
+
+
+def test_the_contract_imports_nothing_of_components() -> None:
+    assert [t.imported for t in ties() if t.importer == f"{CONTRACT}.py"] == []
 
 
 def test_families_import_only_what_stands_below_them() -> None:
