@@ -548,7 +548,7 @@ RULES: tuple[Rule, ...] = (
         resource_check=no_star_resources,
     ),
     Rule(
-        name="trusted-service-principals-off",
+        name="trusted-service-principals",
         description="IAM roles trust only gantry's services (ECS tasks, CodeDeploy, Lambda, VPC Flow Logs).",
         mandatory=True,
         resource_check=trusted_service_principals,
