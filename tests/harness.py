@@ -8,7 +8,7 @@ the sample worker, which the whole-stack checks also run on.
 deep copy (whole-stack synthesis was most of the suite's time: ~40 tests ran the same committed stack
 afresh). The cache key holds everything the program reads that can differ between two calls in one
 process: the stack, the config and its secret keys, what the graph answers to reads (previous outputs,
-other stacks' outputs, ECR's images), the environment (GITHUB_SHA, the hotfix variable) and what git says
+other stacks' outputs, ECR's images and their tags), the environment (GITHUB_SHA, the hotfix variable) and what git says
 of the checkout (HEAD and whether tracked files changed: the image's revision labels). The code itself is
 fixed for a process, as the imported `components` already are. A run
 that raises is not cached, and a caller's own half-filled graph is run as given. Security stance: the
@@ -162,7 +162,7 @@ _syntheses: OrderedDict[str, Graph] = OrderedDict()
 # What a Graph holds before the run, for the program to read (part of the key); every other field is what
 # the run recorded (resources, calls, exports, warnings, ...) and a hit hands back all of them, so a field
 # the engine gains later is carried without a change here.
-_READS = ("previous_outputs", "stack_outputs", "ecr_images")
+_READS = ("previous_outputs", "stack_outputs", "ecr_images", "ecr_tags")
 _RECORDED = tuple(f.name for f in dataclasses.fields(Graph) if f.name not in _READS)
 _stats = {"hits": 0, "misses": 0}
 
@@ -188,6 +188,8 @@ def _synthesis_key(stack: str, config: dict[str, Any], secret_keys: list[str], g
         graph.previous_outputs,
         graph.stack_outputs,
         sorted(graph.ecr_images),
+        # (repository, tag) -> digest: a JSON object cannot have a pair as its key, so as sorted triples.
+        sorted([*pair, digest] for pair, digest in graph.ecr_tags.items()),
         environment,
         _git_state(),
     ]

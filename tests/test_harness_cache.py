@@ -184,3 +184,14 @@ def test_a_stack_file_is_parsed_once_per_content(tmp_path: Path, monkeypatch: py
         with pytest.raises(offline.StackFileError, match="not valid YAML"):
             stack_config("dev", tmp_path)
     assert len(parses) == 5
+
+
+def test_a_fresh_graph_has_a_key_and_other_ecr_tags_are_another_key() -> None:
+    """A field the engine pre-fills for the program to read must be part of the key (harness._READS): read
+    as a recorded field, it made every run uncacheable (a new Graph already "held a run")."""
+    config, secret_keys = with_test_secrets(stack_config("dev"))
+    fresh = harness._synthesis_key("dev", config, secret_keys, Graph())
+    assert fresh is not None
+    untagged = Graph()
+    untagged.ecr_tags = {}
+    assert harness._synthesis_key("dev", config, secret_keys, untagged) not in (None, fresh)
