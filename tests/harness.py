@@ -8,7 +8,7 @@ the sample worker, which the whole-stack checks also run on.
 deep copy (whole-stack synthesis was most of the suite's time: ~40 tests ran the same committed stack
 afresh). The cache key holds everything the program reads that can differ between two calls in one
 process: the stack, the config and its secret keys, what the graph answers to reads (previous outputs,
-other stacks' outputs, ECR's images), the environment (GITHUB_SHA, the hotfix variable) and what git says
+other stacks' outputs, ECR's images and their tags), the environment (GITHUB_SHA, the hotfix variable) and what git says
 of the checkout (HEAD and whether tracked files changed: the image's revision labels). The code itself is
 fixed for a process, as the imported `components` already are. A run
 that raises is not cached, and a caller's own half-filled graph is run as given. Security stance: the

@@ -199,3 +199,14 @@ def test_every_field_a_fresh_graph_fills_is_a_read_and_part_of_the_key(program_r
     assert retagged.ecr_tags != fresh.ecr_tags
     run_program("prod", graph=retagged)
     assert program_runs == ["prod", "prod"]
+
+
+def test_a_fresh_graph_has_a_key_and_other_ecr_tags_are_another_key() -> None:
+    """A field the engine pre-fills for the program to read must be part of the key (harness._READS): read
+    as a recorded field, it made every run uncacheable (a new Graph already "held a run")."""
+    config, secret_keys = with_test_secrets(stack_config("dev"))
+    fresh = harness._synthesis_key("dev", config, secret_keys, Graph())
+    assert fresh is not None
+    untagged = Graph()
+    untagged.ecr_tags = {}
+    assert harness._synthesis_key("dev", config, secret_keys, untagged) not in (None, fresh)

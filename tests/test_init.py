@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from components.settings.workload import ContainerSettings, ImageSettings, inher
 from gantry import init
 from gantry.cost import budget_shortfall, estimate
 from tests.harness import ROOT, run_program, stack_config, with_test_secrets
+from tests.inprocess import run_init
 from tests.test_own_service_guide import fresh_clone
 
 SERVICE = ROOT / "tests" / "guide_service"
@@ -154,10 +156,13 @@ def test_the_written_file_round_trips_plans_clean_and_lists_the_next_commands(cl
     assert "pulumi config set --secret --path 'secretValues.UPSTREAM_TOKEN' '<value>' -s team" in out
     assert out.rstrip().endswith("pulumi up -s team")
     assert "bootstrap/README.md" in out and "--without-permissions-boundary" in out
-    # The file is kept unless --force.
-    again = scaffold_in(clone)
+    # The file is kept unless --force. These two runs are in this process (tests/inprocess.py; a process
+    # would import the SDKs again), and the forced one must print exactly what the process printed.
+    again = run_init(clone, *GOOD, env=os.environ)
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
-    assert scaffold_in(clone, "--force").returncode == 0
+    forced = run_init(clone, *GOOD, "--force", env=os.environ)
+    assert (forced.returncode, forced.stdout, forced.stderr) == (0, out, done.stderr)
+    assert yaml.safe_load((clone / "Pulumi.team.yaml").read_text())["config"] == config
 
 
 def test_an_existing_stack_file_is_kept(project, capsys):

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from gantry import plan
+from components import stack_config
+from gantry import init, plan
 from gantry.offline import Synthesis
 from tests.harness import ROOT
-from tests.inprocess import PROGRAM, run_plan
+from tests.inprocess import PROGRAM, run_init, run_plan
 
 ENV = {**os.environ, "GITHUB_SHA": "0" * 40}
 
@@ -78,3 +79,14 @@ def test_it_refuses_a_checkout_with_another_program_or_without_github_sha(progra
         changed.write("# another program\n")
     with pytest.raises(AssertionError, match="another program"):
         run_plan(program_copy, "dev", "--no-diff", env=ENV)
+
+
+def test_the_in_process_scaffold_puts_back_what_it_set_and_refuses_another_program(program_copy: Path) -> None:
+    saved, cwd = (init.scaffold, stack_config.PROJECT_DIR), Path.cwd()
+    inside = run_init(program_copy, "--stack", "team", env=ENV)
+    assert inside.returncode == 2 and "the following arguments are required: --context" in inside.stderr
+    assert (init.scaffold, stack_config.PROJECT_DIR) == saved and Path.cwd() == cwd
+    with (program_copy / "gantry" / "init.py").open("a") as changed:
+        changed.write("# another program\n")
+    with pytest.raises(AssertionError, match="another program"):
+        run_init(program_copy, "--stack", "team", env=ENV)

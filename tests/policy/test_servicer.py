@@ -154,23 +154,74 @@ def task_security_group(r: dict[str, Any]) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------
+# One driver for the whole module: each test's cases are built by its builder below, every case of every
+# test goes to one pack server (a driver and its server each pay ~1 s of CPU importing the SDK and the
+# pack), and each test asserts on its own cases' verdicts. Cases are independent requests to the servicer
+# (the pack keeps no state between `Analyze`/`AnalyzeStack` calls), so one call answers as seven did.
+Cases = dict[str, list[dict[str, Any]]]
+Verdicts = dict[str, dict[str, list[dict[str, str]]]]
+Answers = dict[str, tuple[Verdicts, Any]]
+_BUILDERS: dict[str, Any] = {}
 
 
-def test_committed_stacks_pass_through_the_real_servicer(pack_python: Path, stacks: dict[str, Any]) -> None:
+def cases_of(test: str) -> Any:
+    """Register `build(stacks) -> (cases, context)` as the cases of `test`."""
+
+    def register(build: Any) -> Any:
+        _BUILDERS[test] = build
+        return build
+
+    return register
+
+
+@pytest.fixture(scope="module")
+def verdicts(pack_python: Path, stacks: dict[str, Any]) -> Answers:
+    """{test: (its cases' verdicts by case name, what its builder returned beside them)}, one driver run."""
+    built = {test: build(stacks) for test, build in _BUILDERS.items()}
+    every = {f"{test}/{case}": resources for test, (cases, _) in built.items() for case, resources in cases.items()}
+    result = analyze(pack_python, every)
+    assert sorted(result) == sorted(every)
+    return {
+        test: ({case: result[f"{test}/{case}"] for case in cases}, context) for test, (cases, context) in built.items()
+    }
+
+
+def test_one_driver_run_answers_as_a_run_of_its_own(
+    pack_python: Path, stacks: dict[str, Any], verdicts: Answers
+) -> None:
+    """The module's single driver run is no different from one call per test: a case analyzed alone gives
+    the verdict it gave among all the others."""
+    cases, _ = _BUILDERS["managed"](stacks)
+    alone = analyze(pack_python, cases)
+    assert alone == verdicts["managed"][0]
+    assert alone["attached"]["stack"]
+
+
+@cases_of("committed")
+def _committed(stacks: dict[str, Any]) -> tuple[Cases, None]:
+    return dict(stacks), None
+
+
+def test_committed_stacks_pass_through_the_real_servicer(stacks: dict[str, Any], verdicts: Answers) -> None:
     """Today's verdicts (tests/policy/test_rules.py KNOWN_GAPS: none), with provider-shaped outputs: every
     role's `managedPolicyArns: []` and every security group's `ingress: []` arrive as empty proxies."""
     assert any(r["type"] == rules.SECURITY_GROUP for r in stacks["prod"])
-    result = analyze(pack_python, stacks)
+    result, _ = verdicts["committed"]
     assert result == {name: {"analyze": [], "stack": []} for name in stacks}
 
 
-def test_an_inline_s3_star_policy_fires_both_iam_rules(pack_python: Path, stacks: dict[str, Any]) -> None:
+@cases_of("s3-star")
+def _s3_star(stacks: dict[str, Any]) -> tuple[Cases, dict[str, str]]:
     wide = [{"name": "wide", "policy": STAR_S3}]
     cases = {}
     urns = {}
     for name, resources in stacks.items():
         cases[name], urns[name] = change(resources, execution_role, inlinePolicies=wide)
-    result = analyze(pack_python, cases)
+    return cases, urns
+
+
+def test_an_inline_s3_star_policy_fires_both_iam_rules(verdicts: Answers) -> None:
+    result, urns = verdicts["s3-star"]
     for name, verdict in result.items():
         # Two findings each: the wildcard action, and Resource "*" for an action that has a scope.
         resource_findings = [d for d in verdict["analyze"] if d["policy"] == "no-star-resources"]
@@ -183,15 +234,18 @@ def test_an_inline_s3_star_policy_fires_both_iam_rules(pack_python: Path, stacks
         assert all(d["level"] == "mandatory" for d in verdict["analyze"] + verdict["stack"])
 
 
-def test_inline_ingress_rules_are_read_and_every_stack_rule_still_runs(
-    pack_python: Path, stacks: dict[str, Any]
-) -> None:
+@cases_of("ingress")
+def _ingress(stacks: dict[str, Any]) -> tuple[Cases, tuple[str, str]]:
     open_rule = {"protocol": "tcp", "fromPort": 8000, "toPort": 8000, "cidrBlocks": ["0.0.0.0/0"]}
     prod, group = change(stacks["prod"], task_security_group, ingress=[open_rule])
     # A second stack rule's violation in the same call: the ingress list must not stop it.
     prod, balancer = change(prod, lambda r: r["type"] == rules.LOAD_BALANCER, enableDeletionProtection=False)
     internal_only, _ = change(stacks["prod"], task_security_group, ingress=[{**open_rule, "cidrBlocks": []}])
-    result = analyze(pack_python, {"open": prod, "sg-only": internal_only})
+    return {"open": prod, "sg-only": internal_only}, (group, balancer)
+
+
+def test_inline_ingress_rules_are_read_and_every_stack_rule_still_runs(verdicts: Answers) -> None:
+    result, (group, balancer) = verdicts["ingress"]
     stack = result["open"]["stack"]
     assert {d["policy"] for d in stack} == {"cidr-ingress-only-at-edge", "deletion-protection-in-production"}
     [ingress] = [d for d in stack if d["policy"] == "cidr-ingress-only-at-edge"]
@@ -200,23 +254,35 @@ def test_inline_ingress_rules_are_read_and_every_stack_rule_still_runs(
     assert result["sg-only"] == {"analyze": [], "stack": []}
 
 
-def test_managed_policy_arns_fire_only_when_there_are_some(pack_python: Path, stacks: dict[str, Any]) -> None:
-    managed = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-    attached, role = change(stacks["dev"], execution_role, managedPolicyArns=[managed])
+MANAGED = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+
+
+@cases_of("managed")
+def _managed(stacks: dict[str, Any]) -> tuple[Cases, str]:
+    attached, role = change(stacks["dev"], execution_role, managedPolicyArns=[MANAGED])
     empty, _ = change(stacks["dev"], execution_role, managedPolicyArns=[])
-    result = analyze(pack_python, {"attached": attached, "empty": empty})
+    return {"attached": attached, "empty": empty}, role
+
+
+def test_managed_policy_arns_fire_only_when_there_are_some(verdicts: Answers) -> None:
+    managed = MANAGED
+    result, role = verdicts["managed"]
     [finding] = result["attached"]["stack"]
     assert finding["policy"] == "task-roles-exact" and role in finding["message"] and managed in finding["message"]
     assert result["empty"] == {"analyze": [], "stack": []}
 
 
-def test_a_rule_that_raises_is_a_violation_and_the_others_still_report(
-    pack_python: Path, stacks: dict[str, Any]
-) -> None:
+@cases_of("raises")
+def _raises(stacks: dict[str, Any]) -> tuple[Cases, tuple[str, str]]:
     # A retention the rule cannot compare (a string): log-group-retention raises TypeError inside the pack.
     broken, log_group = change(stacks["dev"], lambda r: r["type"] == rules.LOG_GROUP, retentionInDays="forever")
     broken, repository = change(broken, lambda r: r["type"] == rules.ECR_REPOSITORY, imageTagMutability="MUTABLE")
-    verdict = analyze(pack_python, {"broken": broken})["broken"]
+    return {"broken": broken}, (log_group, repository)
+
+
+def test_a_rule_that_raises_is_a_violation_and_the_others_still_report(verdicts: Answers) -> None:
+    result, (log_group, repository) = verdicts["raises"]
+    verdict = result["broken"]
     [raised] = [d for d in verdict["analyze"] if d["urn"] == log_group]
     assert raised["policy"] == "log-group-retention" and raised["level"] == "mandatory"
     assert "rule log-group-retention could not check this (TypeError" in raised["message"]
@@ -224,10 +290,8 @@ def test_a_rule_that_raises_is_a_violation_and_the_others_still_report(
     assert policies(verdict) == {"log-group-retention", "ecr-immutable-scanned"}
 
 
-def test_the_quota_rule_reads_proxied_policies_and_names(pack_python: Path, stacks: dict[str, Any]) -> None:
-    """IAM counts a role's inline policies together against 10,240 characters without whitespace, and an
-    ALB's name against 32 ("IAM and AWS STS quotas"; "Quotas for your Application Load Balancers"):
-    both must reach `aws-quotas` through the proxies the real server hands it."""
+@cases_of("quotas")
+def _quotas(stacks: dict[str, Any]) -> tuple[Cases, tuple[str, str]]:
     statements = [
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::gantry-bucket-{i:04d}/*"}
         for i in range(200)
@@ -235,22 +299,27 @@ def test_the_quota_rule_reads_proxied_policies_and_names(pack_python: Path, stac
     large = [{"name": "large", "policy": json.dumps({"Version": "2012-10-17", "Statement": statements})}]
     oversized, role = change(stacks["dev"], execution_role, inlinePolicies=large)
     long_name, balancer = change(stacks["dev"], lambda r: r["type"] == rules.LOAD_BALANCER, name="g" * 33)
-    result = analyze(pack_python, {"oversized": oversized, "long-name": long_name})
+    return {"oversized": oversized, "long-name": long_name}, (role, balancer)
+
+
+def test_the_quota_rule_reads_proxied_policies_and_names(verdicts: Answers) -> None:
+    """IAM counts a role's inline policies together against 10,240 characters without whitespace, and an
+    ALB's name against 32 ("IAM and AWS STS quotas"; "Quotas for your Application Load Balancers"):
+    both must reach `aws-quotas` through the proxies the real server hands it."""
+    result, (role, balancer) = verdicts["quotas"]
     [quota] = [d for d in result["oversized"]["stack"] if d["policy"] == "aws-quotas"]
     assert role in quota["message"] and "10240" in quota["message"].replace(",", "")
     [name] = [d for d in result["long-name"]["stack"] if d["policy"] == "aws-quotas"]
     assert balancer in name["message"] and "32" in name["message"]
 
 
-def test_a_role_trusting_anything_but_gantrys_services_is_refused(pack_python: Path, stacks: dict[str, Any]) -> None:
-    """The trust a deploy may write (IAM cannot read its content, bootstrap/documents.py
-    TrustOnlyOnGantryRoles): another account, `*`, a federated identity or another service is a mandatory
-    violation on `preview`/`up`; the committed roles (ECS tasks, CodeDeploy, Lambda, Flow Logs) pass."""
+def trust(principal: Any, action: Any = "sts:AssumeRole") -> str:
+    statement = {"Effect": "Allow", "Principal": principal, "Action": action}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
-    def trust(principal: Any, action: Any = "sts:AssumeRole") -> str:
-        statement = {"Effect": "Allow", "Principal": principal, "Action": action}
-        return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
+@cases_of("trust")
+def _trust(stacks: dict[str, Any]) -> tuple[Cases, dict[str, str]]:
     cases, urns = {}, {}
     for name, principal in {
         "account": {"AWS": "arn:aws:iam::999999999999:root"},
@@ -266,7 +335,15 @@ def test_a_role_trusting_anything_but_gantrys_services_is_refused(pack_python: P
             {"Service": "ecs-tasks.amazonaws.com"}, ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"]
         ),
     )
-    result = analyze(pack_python, cases)
+    return cases, urns
+
+
+def test_a_role_trusting_anything_but_gantrys_services_is_refused(verdicts: Answers) -> None:
+    """The trust a deploy may write (IAM cannot read its content, bootstrap/documents.py
+    TrustOnlyOnGantryRoles): another account, `*`, a federated identity or another service is a mandatory
+    violation on `preview`/`up`; the committed roles (ECS tasks, CodeDeploy, Lambda, Flow Logs) pass."""
+    result, urns = verdicts["trust"]
+    assert sorted(result) == sorted(urns)
     for name, verdict in result.items():
         [finding] = [d for d in verdict["analyze"] if d["policy"] == "trusted-service-principals"]
         assert finding["urn"] == urns[name] and finding["level"] == "mandatory", name
