@@ -3,6 +3,7 @@ the main program: config as the CLI passes it, every registration through the ca
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 from typing import Any
@@ -48,4 +49,16 @@ def run_bootstrap(config: dict[str, Any] | None = None) -> Graph:
     return graph
 
 
-__all__ = ["ACCOUNT", "CONFIG", "run_bootstrap"]
+def synthesize_bootstrap(config: dict[str, Any] | None = None) -> Graph:
+    """`run_bootstrap` on an event loop of its own, closed afterwards: what a test module's fixture needs
+    when other tests of the process have already used (and closed) the default loop."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return run_bootstrap(config)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+__all__ = ["ACCOUNT", "CONFIG", "run_bootstrap", "synthesize_bootstrap"]

@@ -13,7 +13,7 @@ from bootstrap import documents
 from bootstrap.settings import BootstrapConfigError, parse
 from components import quotas
 from gantry.plan import as_policy_resources
-from tests.bootstrap.bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
+from tests.bootstrap.bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap, synthesize_bootstrap
 from tests.iam_eval import allowed
 
 SCOPE = documents.Scope(account_id=ACCOUNT, region="eu-west-1")
@@ -250,15 +250,7 @@ def test_settings_report_every_problem_at_once() -> None:
 
 @pytest.fixture(scope="module")
 def graph():
-    import asyncio
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return run_bootstrap()
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
+    return synthesize_bootstrap()
 
 
 def test_one_deploy_role_per_environment_trusting_only_that_environment(graph) -> None:

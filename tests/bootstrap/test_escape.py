@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bootstrap import documents
-from tests.bootstrap.bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap
+from tests.bootstrap.bootstrap_runner import ACCOUNT, CONFIG, run_bootstrap, synthesize_bootstrap
 from tests.iam_eval import allowed, request_tags, resource_tags
 
 SCOPE = documents.Scope(account_id=ACCOUNT, region="eu-west-1")
@@ -276,15 +276,7 @@ def test_the_subject_names_the_repository_by_name_or_by_its_ids() -> None:
 
 @pytest.fixture(scope="module")
 def graph():
-    import asyncio
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return run_bootstrap()
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
+    return synthesize_bootstrap()
 
 
 def _role_documents(graph, role_name: str) -> list[dict[str, Any]]:
